@@ -1,0 +1,31 @@
+# `make train` and `make test` set everything up themselves: a virtual environment in .venv
+# with the project installed (editable) and its test tools.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: train test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,vision]'
+	touch $(STAMP)
+
+train: $(STAMP)
+	$(BIN)/minigrad-gpt train --out runs/shakespeare-char
+	$(BIN)/minigrad-gpt sample --out runs/shakespeare-char --num-samples 2 --max-new-tokens 500
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+lint: $(STAMP)
+	$(BIN)/ruff check minigrad transformer examples tests benchmarks
+	$(BIN)/ruff format --check minigrad transformer examples tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_gpt.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .hypothesis

@@ -1,0 +1,42 @@
+"""minigrad: a small tensor autograd engine on NumPy."""
+
+from minigrad.autograd import (
+    Function,
+    detect_anomaly,
+    enable_grad,
+    is_grad_enabled,
+    no_grad,
+    set_grad_enabled,
+)
+from minigrad.gradcheck import GradcheckError, gradcheck
+from minigrad.tensor import (
+    Tensor,
+    concatenate,
+    default_rng,
+    manual_seed,
+    ones,
+    randn,
+    stack,
+    where,
+    zeros,
+)
+
+__all__ = [
+    "Function",
+    "GradcheckError",
+    "Tensor",
+    "concatenate",
+    "default_rng",
+    "detect_anomaly",
+    "enable_grad",
+    "gradcheck",
+    "is_grad_enabled",
+    "manual_seed",
+    "no_grad",
+    "ones",
+    "randn",
+    "set_grad_enabled",
+    "stack",
+    "where",
+    "zeros",
+]

@@ -1,0 +1,397 @@
+"""The primitive operations: each one a `Function` with its forward and its derivative side by side.
+
+Notation in the comments: `g` is dL/d(out), the gradient arriving from above; each backward
+returns dL/d(input) for every input. Broadcasting in forward becomes a sum in backward
+(`unbroadcast`): an input that was stretched along an axis receives the sum of the gradients
+of all the copies it was stretched into.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from minigrad.autograd import Function
+
+
+def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
+    """Sum `grad` over the axes along which an array of `shape` was broadcast to grad's shape."""
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    stretched = tuple(i + extra for i, n in enumerate(shape) if n == 1 and grad.shape[i + extra] != 1)
+    axes = tuple(range(extra)) + stretched
+    return grad.sum(axis=axes, keepdims=True).reshape(shape) if axes else grad.reshape(shape)
+
+
+def normalize_axes(axis, ndim: int) -> tuple:
+    """`axis` (None, int or tuple, negatives allowed) as a sorted tuple of non-negative axes."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    normalized = []
+    for a in axes:
+        if not -ndim <= a < max(ndim, 1):
+            raise ValueError(f"axis {a} is out of range for a tensor with {ndim} dimensions")
+        normalized.append(int(a) % max(ndim, 1))
+    return tuple(sorted(set(normalized)))
+
+
+def _shape_of(x) -> tuple:
+    return np.shape(x)
+
+
+# ---------------------------------------------------------------- elementwise binary
+
+
+class Add(Function):
+    def forward(self, a, b):
+        self.a_shape, self.b_shape = _shape_of(a), _shape_of(b)
+        return a + b
+
+    def backward(self, g):
+        # d(a + b)/da = 1, d(a + b)/db = 1
+        return unbroadcast(g, self.a_shape), unbroadcast(g, self.b_shape)
+
+
+class Sub(Function):
+    def forward(self, a, b):
+        self.a_shape, self.b_shape = _shape_of(a), _shape_of(b)
+        return a - b
+
+    def backward(self, g):
+        # d(a - b)/da = 1, d(a - b)/db = -1
+        gb = unbroadcast(-g, self.b_shape) if self.needs_input_grad[1] else None
+        return unbroadcast(g, self.a_shape), gb
+
+
+class Mul(Function):
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a * b
+
+    def backward(self, g):
+        # d(a * b)/da = b, d(a * b)/db = a
+        a, b = self.a, self.b
+        ga = unbroadcast(g * b, _shape_of(a)) if self.needs_input_grad[0] else None
+        gb = unbroadcast(g * a, _shape_of(b)) if self.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Div(Function):
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a / b
+
+    def backward(self, g):
+        # d(a / b)/da = 1 / b, d(a / b)/db = -a / b²
+        a, b = self.a, self.b
+        ga = unbroadcast(g / b, _shape_of(a)) if self.needs_input_grad[0] else None
+        gb = unbroadcast(-g * a / (b * b), _shape_of(b)) if self.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Pow(Function):
+    """a ** b, where either side may be a tensor or a constant."""
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        self.out = a**b
+        return self.out
+
+    def backward(self, g):
+        # d(a^b)/da = b · a^(b-1), d(a^b)/db = a^b · ln a
+        a, b = self.a, self.b
+        ga = unbroadcast(g * b * a ** (b - 1), _shape_of(a)) if self.needs_input_grad[0] else None
+        gb = unbroadcast(g * self.out * np.log(a), _shape_of(b)) if self.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Maximum(Function):
+    """Elementwise max(a, b); where a == b the gradient is split equally, as PyTorch does."""
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return np.maximum(a, b)
+
+    def backward(self, g):
+        a, b = self.a, self.b
+        share_a = (a > b) + 0.5 * (a == b)
+        ga = unbroadcast(g * share_a, _shape_of(a)) if self.needs_input_grad[0] else None
+        gb = unbroadcast(g * (1 - share_a), _shape_of(b)) if self.needs_input_grad[1] else None
+        return ga, gb
+
+
+# ---------------------------------------------------------------- elementwise unary
+
+
+class Neg(Function):
+    def forward(self, a):
+        return -a
+
+    def backward(self, g):
+        return -g
+
+
+class Exp(Function):
+    def forward(self, a):
+        self.out = np.exp(a)
+        return self.out
+
+    def backward(self, g):
+        # d(e^a)/da = e^a
+        return g * self.out
+
+
+class Log(Function):
+    def forward(self, a):
+        self.a = a
+        return np.log(a)
+
+    def backward(self, g):
+        # d(ln a)/da = 1 / a
+        return g / self.a
+
+
+class Sqrt(Function):
+    def forward(self, a):
+        self.out = np.sqrt(a)
+        return self.out
+
+    def backward(self, g):
+        # d(√a)/da = 1 / (2√a)
+        return g / (2 * self.out)
+
+
+class Tanh(Function):
+    def forward(self, a):
+        self.out = np.tanh(a)
+        return self.out
+
+    def backward(self, g):
+        # d(tanh a)/da = 1 - tanh² a
+        return g * (1 - self.out * self.out)
+
+
+class Sigmoid(Function):
+    def forward(self, a):
+        # σ(a) = (1 + tanh(a/2)) / 2: the same function, with no overflow for large |a|.
+        self.out = 0.5 * (1 + np.tanh(0.5 * a))
+        return self.out
+
+    def backward(self, g):
+        # dσ/da = σ (1 - σ)
+        return g * self.out * (1 - self.out)
+
+
+class ReLU(Function):
+    def forward(self, a):
+        self.positive = a > 0
+        return np.maximum(a, 0)
+
+    def backward(self, g):
+        # d max(a, 0)/da = 1 where a > 0, else 0 (PyTorch's choice at 0, too)
+        return g * self.positive
+
+
+class Abs(Function):
+    def forward(self, a):
+        self.sign = np.sign(a)
+        return np.abs(a)
+
+    def backward(self, g):
+        # d|a|/da = sign(a), 0 at 0 as in PyTorch
+        return g * self.sign
+
+
+# ---------------------------------------------------------------- reductions
+
+
+class Sum(Function):
+    def forward(self, a, axis=None, keepdims=False):
+        self.in_shape = a.shape
+        self.axes = normalize_axes(axis, a.ndim)
+        self.keepdims = keepdims
+        return np.asarray(a.sum(axis=self.axes, keepdims=keepdims))
+
+    def backward(self, g):
+        # every summed element gets the gradient of the sum: copy g back along the summed axes
+        if not self.keepdims:
+            g = np.expand_dims(g, self.axes)
+        return np.broadcast_to(g, self.in_shape)
+
+
+class Max(Function):
+    """Largest element along `axis`; tied maxima share the gradient equally (like torch.amax)."""
+
+    reduce = staticmethod(np.max)
+
+    def forward(self, a, axis=None, keepdims=False):
+        self.axes = normalize_axes(axis, a.ndim)
+        self.keepdims = keepdims
+        out = self.reduce(a, axis=self.axes, keepdims=True)
+        winners = a == out
+        self.share = winners / winners.sum(axis=self.axes, keepdims=True).astype(a.dtype)
+        return out if keepdims else np.squeeze(out, axis=self.axes)
+
+    def backward(self, g):
+        if not self.keepdims:
+            g = np.expand_dims(g, self.axes)
+        return g * self.share
+
+
+class Min(Max):
+    """Smallest element along `axis`; tied minima share the gradient equally (like torch.amin)."""
+
+    reduce = staticmethod(np.min)
+
+
+# ---------------------------------------------------------------- movement and shape
+
+
+class Reshape(Function):
+    def forward(self, a, shape):
+        self.in_shape = a.shape
+        return a.reshape(shape)
+
+    def backward(self, g):
+        return g.reshape(self.in_shape)
+
+
+class Transpose(Function):
+    def forward(self, a, axes=None):
+        self.axes = tuple(range(a.ndim))[::-1] if axes is None else tuple(axes)
+        return np.transpose(a, self.axes)
+
+    def backward(self, g):
+        # undo the permutation: axis axes[i] of the input became axis i of the output
+        return np.transpose(g, np.argsort(self.axes))
+
+
+class BroadcastTo(Function):
+    def forward(self, a, shape):
+        self.in_shape = a.shape
+        return np.broadcast_to(a, shape)
+
+    def backward(self, g):
+        return unbroadcast(g, self.in_shape)
+
+
+def _is_basic_index(index: tuple) -> bool:
+    return all(isinstance(i, (int, np.integer, slice)) or i is None or i is Ellipsis for i in index)
+
+
+class GetItem(Function):
+    """a[index] with NumPy semantics. Repeated integer indices accumulate their gradients."""
+
+    def forward(self, a, index):
+        self.in_shape, self.dtype, self.index = a.shape, a.dtype, index
+        return np.asarray(a[index])
+
+    def backward(self, g):
+        grad = np.zeros(self.in_shape, dtype=self.dtype)
+        index = self.index if isinstance(self.index, tuple) else (self.index,)
+        if _is_basic_index(index):
+            grad[self.index] = g  # basic indexing picks each element at most once
+        else:
+            np.add.at(grad, self.index, g)  # an element picked k times receives k gradients
+        return grad
+
+
+class Concatenate(Function):
+    def forward(self, *arrays, axis=0):
+        self.axis = axis
+        self.splits = np.cumsum([a.shape[axis] for a in arrays])[:-1]
+        return np.concatenate(arrays, axis=axis)
+
+    def backward(self, g):
+        # each input gets back its own slab of the gradient
+        return tuple(np.split(g, self.splits, axis=self.axis))
+
+
+class Where(Function):
+    """condition ? a : b, elementwise with broadcasting; `condition` is not differentiable."""
+
+    def forward(self, condition, a, b):
+        self.condition = np.asarray(condition, dtype=bool)
+        self.a_shape, self.b_shape = _shape_of(a), _shape_of(b)
+        return np.where(self.condition, a, b)
+
+    def backward(self, g):
+        zero = np.zeros((), dtype=g.dtype)
+        ga = unbroadcast(np.where(self.condition, g, zero), self.a_shape) if self.needs_input_grad[1] else None
+        gb = unbroadcast(np.where(self.condition, zero, g), self.b_shape) if self.needs_input_grad[2] else None
+        return None, ga, gb
+
+
+# ---------------------------------------------------------------- matrix product
+
+
+class MatMul(Function):
+    """a @ b with NumPy's rules: 1-D operands, batch dimensions that broadcast."""
+
+    def forward(self, a, b):
+        if a.ndim == 0 or b.ndim == 0:
+            raise ValueError("matmul needs at least 1-D operands; use * for scalars")
+        if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
+            raise ValueError(
+                f"the last dimension of the left operand ({a.shape[-1]}) must equal the "
+                f"{'second-to-last' if b.ndim > 1 else 'only'} dimension of the right "
+                f"({b.shape[-2 if b.ndim > 1 else 0]})"
+            )
+        self.a, self.b = a, b
+        return np.matmul(a, b)
+
+    def backward(self, g):
+        # C = A B  =>  dA = dC Bᵀ,  dB = Aᵀ dC   (on the last two axes; batch axes are summed back)
+        a, b = self.a, self.b
+        # A 1-D operand is a row (left) or a column (right) whose extra axis was dropped.
+        a2 = a[None, :] if a.ndim == 1 else a
+        b2 = b[:, None] if b.ndim == 1 else b
+        if a.ndim == 1:
+            g = np.expand_dims(g, -2)
+        if b.ndim == 1:
+            g = np.expand_dims(g, -1)
+        ga = gb = None
+        if self.needs_input_grad[0]:
+            if b2.ndim == 2 and a2.ndim > 2:
+                ga = g @ b2.T
+            else:
+                ga = unbroadcast(g @ np.swapaxes(b2, -1, -2), a2.shape)
+            ga = ga.reshape(a.shape)
+        if self.needs_input_grad[1]:
+            if b2.ndim == 2 and a2.ndim > 2:
+                # one big product instead of a batch of small ones that are then summed
+                gb = a2.reshape(-1, a2.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+            else:
+                gb = unbroadcast(np.swapaxes(a2, -1, -2) @ g, b2.shape)
+            gb = gb.reshape(b.shape)
+        return ga, gb
+
+
+# ---------------------------------------------------------------- softmax family
+
+
+class Softmax(Function):
+    def forward(self, a, axis=-1):
+        self.axis = axis
+        e = np.exp(a - a.max(axis=axis, keepdims=True))  # shifting by the max keeps exp finite
+        self.out = e / e.sum(axis=axis, keepdims=True)
+        return self.out
+
+    def backward(self, g):
+        # dy_i/dx_j = y_i (δ_ij - y_j)  =>  dx = y ⊙ (g - Σ_j g_j y_j)
+        y = self.out
+        return y * (g - (g * y).sum(axis=self.axis, keepdims=True))
+
+
+class LogSoftmax(Function):
+    def forward(self, a, axis=-1):
+        self.axis = axis
+        shifted = a - a.max(axis=axis, keepdims=True)
+        out = shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+        self.out = out
+        return out
+
+    def backward(self, g):
+        # d log softmax(x)_i / dx_j = δ_ij - softmax(x)_j  =>  dx = g - softmax(x) Σ g
+        return g - np.exp(self.out) * g.sum(axis=self.axis, keepdims=True)
