@@ -1,0 +1,108 @@
+"""Layers: Linear, Embedding, LayerNorm, RMSNorm, Dropout, GELU, ReLU — PyTorch's names and layouts."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+import minigrad.functional as F
+from minigrad.nn.module import Module, Parameter
+from minigrad.tensor import Tensor, default_rng
+
+
+class Linear(Module):
+    """y = x Wᵀ + b. weight (out_features, in_features), bias (out_features,), as in PyTorch.
+
+    Initialised as torch.nn.Linear: U(-1/√in, 1/√in) for both weight and bias.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, rng=None, dtype=np.float32):
+        super().__init__()
+        rng = default_rng() if rng is None else rng
+        bound = 1.0 / math.sqrt(in_features)
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = Parameter(rng.uniform(-bound, bound, (out_features, in_features)), dtype=dtype)
+        self.bias = Parameter(rng.uniform(-bound, bound, (out_features,)), dtype=dtype) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class Embedding(Module):
+    """A lookup table: ids (...) -> rows of weight (num_embeddings, embedding_dim), N(0, 1) init."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, rng=None, dtype=np.float32):
+        super().__init__()
+        rng = default_rng() if rng is None else rng
+        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        self.weight = Parameter(rng.standard_normal((num_embeddings, embedding_dim)), dtype=dtype)
+
+    def forward(self, ids) -> Tensor:
+        return F.embedding(ids, self.weight)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}"
+
+
+class LayerNorm(Module):
+    """Normalise the last axis to zero mean, unit variance; then scale (weight) and shift (bias)."""
+
+    def __init__(self, normalized_shape: int, eps: float = 1e-5, bias: bool = True, dtype=np.float32):
+        super().__init__()
+        self.normalized_shape, self.eps = normalized_shape, eps
+        self.weight = Parameter(np.ones(normalized_shape), dtype=dtype)
+        self.bias = Parameter(np.zeros(normalized_shape), dtype=dtype) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.layer_norm(x, self.weight, self.bias, eps=self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps}"
+
+
+class RMSNorm(Module):
+    """x / RMS(x) · weight over the last axis (no centring, no bias)."""
+
+    def __init__(self, normalized_shape: int, eps: float = 1e-6, dtype=np.float32):
+        super().__init__()
+        self.normalized_shape, self.eps = normalized_shape, eps
+        self.weight = Parameter(np.ones(normalized_shape), dtype=dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.rms_norm(x, self.weight, eps=self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps}"
+
+
+class Dropout(Module):
+    """Inverted dropout while training; the identity in eval mode."""
+
+    def __init__(self, p: float = 0.5, rng=None):
+        super().__init__()
+        self.p = p
+        self.rng = np.random.default_rng() if rng is None else rng
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.dropout(x, self.p, self.training, self.rng)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class GELU(Module):
+    def __init__(self, approximate: str = "none"):
+        super().__init__()
+        self.approximate = approximate
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.gelu(x, approximate=self.approximate)
+
+
+class ReLU(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x.relu()
