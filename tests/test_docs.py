@@ -1,0 +1,117 @@
+"""The docs cannot rot: every ```python block in README.md and docs/*.md runs, and every link resolves.
+
+Blocks of one file run in order in one shared namespace, as a reader would type them into one
+session. A block opts out only with an explicit marker on its fence, ```python no-run, kept
+for the rare snippet that needs something the suite cannot provide (a finished training run).
+"""
+
+from __future__ import annotations
+
+import re
+import traceback
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+
+FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})(?P<info>[^\n`]*)$")
+LINK = re.compile(r"!?\[(?P<text>[^\]]*)\]\((?P<target>[^)\s]+)(?:\s+\"[^\"]*\")?\)")
+
+
+def code_blocks(text: str) -> list[tuple[int, str, str]]:
+    """Fenced blocks of a Markdown text as (line number of the fence, info string, code)."""
+    blocks, lines, i = [], text.splitlines(), 0
+    while i < len(lines):
+        opening = FENCE.match(lines[i])
+        if not opening:
+            i += 1
+            continue
+        fence, info, start = opening["fence"], opening["info"].strip(), i
+        body = []
+        i += 1
+        while i < len(lines) and not (lines[i].strip().startswith(fence) and lines[i].strip().strip(fence[0]) == ""):
+            body.append(lines[i])
+            i += 1
+        blocks.append((start + 1, info, "\n".join(body) + "\n"))
+        i += 1
+    return blocks
+
+
+def runnable(info: str) -> bool:
+    words = info.split()
+    return bool(words) and words[0] == "python" and "no-run" not in words[1:]
+
+
+def test_code_block_parser_reads_fences_and_markers():
+    text = "intro\n```python\nx = 1\n```\n\n```python no-run\nboom()\n```\n````sh\nmake\n````\n"
+    blocks = code_blocks(text)
+    assert [(line, info) for line, info, _ in blocks] == [(2, "python"), (6, "python no-run"), (9, "sh")]
+    assert blocks[0][2] == "x = 1\n"
+    assert [runnable(info) for _, info, _ in blocks] == [True, False, False]
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda p: str(p.relative_to(REPO)))
+def test_python_blocks_run(document: Path, tmp_path, monkeypatch):
+    """Run the file's blocks in order in one namespace, in a scratch directory."""
+    monkeypatch.chdir(tmp_path)  # snippets that write files write them here
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    namespace = {"__name__": "__doc__"}
+    blocks = [(line, code) for line, info, code in code_blocks(document.read_text(encoding="utf-8")) if runnable(info)]
+    for line, code in blocks:
+        where = f"{document.relative_to(REPO)}:{line}"
+        try:
+            exec(compile(code, where, "exec"), namespace)
+        except Exception:
+            pytest.fail(f"the python block at {where} failed:\n{code}\n{traceback.format_exc()}", pytrace=False)
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def prose(text: str) -> str:
+    """The text outside fenced blocks (code may contain `#` comments and `a[i](x)` calls)."""
+    lines, fence = [], None
+    for line in text.splitlines():
+        opening = FENCE.match(line)
+        if fence is None and opening:
+            fence = opening["fence"]
+        elif fence is not None and line.strip().startswith(fence) and line.strip().strip(fence[0]) == "":
+            fence = None
+        elif fence is None:
+            lines.append(line)
+    return "\n".join(lines)
+
+
+def _anchors(document: Path) -> set[str]:
+    text = prose(document.read_text(encoding="utf-8"))
+    return {_slug(line.lstrip("#")) for line in text.splitlines() if line.startswith("#")}
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda p: str(p.relative_to(REPO)))
+def test_links_resolve(document: Path):
+    """Every relative link and picture points at a file that exists (and a heading, if it names one)."""
+    text = prose(document.read_text(encoding="utf-8"))
+    broken = []
+    for match in LINK.finditer(text):
+        target = match["target"]
+        if re.match(r"^[a-z]+:", target):  # http:, https:, mailto: — outside the repository
+            continue
+        path, _, anchor = target.partition("#")
+        file = (document.parent / path).resolve() if path else document
+        if not file.exists():
+            broken.append(f"{target} (no such file)")
+        elif anchor and file.suffix == ".md" and anchor not in _anchors(file):
+            broken.append(f"{target} (no heading with that anchor)")
+    assert not broken, f"{document.relative_to(REPO)} has broken links: {', '.join(broken)}"
+
+
+def test_readme_links_every_doc():
+    """One click from the README to every guide."""
+    readme = prose((REPO / "README.md").read_text(encoding="utf-8"))
+    targets = {m["target"].partition("#")[0] for m in LINK.finditer(readme)}
+    missing = [f"docs/{p.name}" for p in DOCUMENTS[1:] if f"docs/{p.name}" not in targets]
+    assert not missing, f"README.md does not link to {', '.join(missing)}"
