@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: train test lint bench clean
+.PHONY: train test lint bench docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_gpt.py
+
+# Every picture in docs/ is drawn by the project: computation graphs, positional-encoding and
+# attention heatmaps, sampling distributions.
+docs: $(STAMP)
+	$(BIN)/python tools/make_docs.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis

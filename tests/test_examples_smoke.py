@@ -1,0 +1,36 @@
+"""Each teaching example runs end to end at a tiny size and writes what it promises.
+
+The examples are scripts, so they run as a reader runs them: a fresh Python process, from a
+scratch directory, with small flags. A broken import, a renamed function or a plot that no
+longer draws fails here instead of in front of a reader.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_example(name: str, *args: str, cwd: Path) -> str:
+    env = dict(os.environ, PYTHONPATH=str(REPO), MPLBACKEND="Agg")
+    result = subprocess.run(
+        [sys.executable, str(REPO / "examples" / name), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, f"{name} {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def test_scalar_walkthrough(tmp_path):
+    out = run_example("scalar_walkthrough.py", cwd=tmp_path)
+    # micrograd's published numbers for its README expression
+    assert "g = 24.7041, dg/da = 138.8338, dg/db = 645.5773" in out
+    assert "mg.gradcheck agrees: True" in out
