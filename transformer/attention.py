@@ -1,0 +1,198 @@
+"""Attention, section 3.2 of "Attention Is All You Need".
+
+Scaled dot-product attention lets every query position take a weighted average of the value
+vectors, weighted by how well its query matches each key:
+
+    Attention(Q, K, V) = softmax(Q Kᵀ / √d_k) V
+
+Multi-head attention runs h of these side by side on learned projections of the inputs,
+each head in a d_k = d_model / h dimensional subspace, and mixes the heads' outputs back:
+
+    MultiHead(Q, K, V) = Concat(head_1, ..., head_h) W^O,   head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V)
+
+Masks follow PyTorch: a boolean mask is True where attention is NOT allowed, a float mask is
+added to the scores (so -inf forbids, and a finite value such as ALiBi's distance penalty biases).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+import minigrad.functional as F
+from minigrad.nn import Linear, Module, Parameter
+from minigrad.tensor import Tensor, default_rng
+from transformer.positional import ALiBi, RotaryEmbedding
+
+
+def scaled_dot_product_attention(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attn_mask=None,
+    is_causal: bool = False,
+    dropout_p: float = 0.0,
+    rng: np.random.Generator | None = None,
+    return_weights: bool = False,
+):
+    """softmax(Q Kᵀ / √d_k) V, composed from primitive ops: the readable definition.
+
+    query (..., Tq, d_k), key (..., Tk, d_k), value (..., Tk, d_v) -> (..., Tq, d_v).
+    `attn_mask` broadcasts to (..., Tq, Tk): boolean (True = not allowed) or float (added to
+    the scores). `is_causal` lets query i see keys j <= i only. `dropout_p` > 0 drops attention
+    weights (inverted dropout, drawn from `rng`). With `return_weights` the result is
+    (output, weights), the weights (..., Tq, Tk) taken before dropout: the attention pattern.
+
+    `minigrad.functional.scaled_dot_product_attention` computes the same in one fused node
+    (with the same `rng`, the same dropout mask); the tests check the two agree.
+    """
+    q_len, k_len, d_k = query.shape[-2], key.shape[-2], query.shape[-1]
+    key_t = key.transpose(*range(key.ndim - 2), key.ndim - 1, key.ndim - 2)  # (..., d_k, Tk)
+    # Dividing by √d_k keeps the scores' variance near 1 whatever d_k is, so the softmax
+    # does not saturate into one-hot weights with vanishing gradients.
+    scores = (query @ key_t) * (1.0 / math.sqrt(d_k))  # (..., Tq, Tk)
+    if is_causal:
+        future = np.triu(np.ones((q_len, k_len), dtype=bool), k=1)  # (Tq, Tk) True above the diagonal
+        scores = scores.masked_fill(future, -np.inf)  # (..., Tq, Tk)
+    if attn_mask is not None:
+        attn_mask = attn_mask.data if isinstance(attn_mask, Tensor) else np.asarray(attn_mask)
+        if attn_mask.dtype == bool:
+            scores = scores.masked_fill(attn_mask, -np.inf)  # (..., Tq, Tk)
+        else:
+            scores = scores + attn_mask.astype(scores.dtype)  # (..., Tq, Tk)
+    weights = scores.softmax(axis=-1)  # (..., Tq, Tk) each row sums to 1
+    dropped = F.dropout(weights, dropout_p, training=True, rng=rng)  # (..., Tq, Tk)
+    out = dropped @ value  # (..., Tq, d_v)
+    return (out, weights) if return_weights else out
+
+
+def xavier_uniform_(param: Tensor, rng: np.random.Generator | None = None) -> Tensor:
+    """Fill a (fan_out, fan_in) matrix in place from U(-a, a), a = √(6 / (fan_in + fan_out)).
+
+    Glorot & Bengio's initialisation, which torch.nn.MultiheadAttention and torch.nn.Transformer
+    use: it keeps the variance of activations and of gradients about equal across a layer.
+    """
+    rng = default_rng() if rng is None else rng
+    fan_out, fan_in = param.shape
+    bound = math.sqrt(6.0 / (fan_in + fan_out))
+    param.data[...] = rng.uniform(-bound, bound, param.shape)
+    return param
+
+
+def _as_bias(mask, dtype) -> np.ndarray:
+    """A boolean (True = not allowed) or float mask as an additive float bias: 0 or -inf, or as given."""
+    mask = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
+    return np.where(mask, -np.inf, 0.0).astype(dtype) if mask.dtype == bool else mask.astype(dtype)
+
+
+class MultiHeadAttention(Module):
+    """Multi-head attention with torch.nn.MultiheadAttention(batch_first=True)'s parameters.
+
+    in_proj_weight (3E, E) stacks W^Q, W^K, W^V (all heads side by side in each); in_proj_bias
+    (3E,); out_proj is W^O, a Linear(E, E). A state dict moves to and from PyTorch unchanged.
+
+    `rotary` (a RotaryEmbedding over head_dim) rotates every head's queries and keys by their
+    positions; `alibi` (an ALiBi over num_heads) adds its distance penalty to the scores. Both
+    carry no parameters, so the state dict is the same with or without them.
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        rotary: RotaryEmbedding | None = None,
+        alibi: ALiBi | None = None,
+    ):
+        super().__init__()
+        if embed_dim % num_heads:
+            raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
+        self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, embed_dim // num_heads
+        self.dropout = dropout
+        self.in_proj_weight = xavier_uniform_(Parameter(np.zeros((3 * embed_dim, embed_dim))))
+        self.in_proj_bias = Parameter(np.zeros(3 * embed_dim)) if bias else None
+        self.out_proj = Linear(embed_dim, embed_dim, bias=bias)
+        if bias:
+            self.out_proj.bias.data[...] = 0.0  # as PyTorch: attention starts without offsets
+        self.rotary, self.alibi = rotary, alibi
+
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        key_padding_mask=None,
+        need_weights: bool = True,
+        attn_mask=None,
+        average_attn_weights: bool = True,
+        is_causal: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        """query (B, Tq, E), key (B, Tk, E), value (B, Tk, E) -> (output (B, Tq, E), weights).
+
+        key_padding_mask (B, Tk): True (or -inf) at padded keys. attn_mask (Tq, Tk), or
+        (B·num_heads, Tq, Tk) for one mask per sequence and head. is_causal adds the causal
+        mask. weights are None unless need_weights: then (B, Tq, Tk) averaged over heads, or
+        (B, num_heads, Tq, Tk) with average_attn_weights=False — as PyTorch's.
+        """
+        B, q_len, E = query.shape
+        k_len = key.shape[1]
+        H, D = self.num_heads, self.head_dim
+        if E != self.embed_dim or key.shape[-1] != E or value.shape[-1] != E:
+            raise ValueError(
+                f"MultiHeadAttention expects inputs of width {self.embed_dim}, got query {query.shape}, "
+                f"key {key.shape}, value {value.shape}"
+            )
+        q, k, v = self._in_projection(query, key, value)  # (B, Tq, E), (B, Tk, E), (B, Tk, E)
+        # split E into H heads of D: each head attends in its own subspace
+        q = q.reshape(B, q_len, H, D).transpose(0, 2, 1, 3)  # (B, H, Tq, D)
+        k = k.reshape(B, k_len, H, D).transpose(0, 2, 1, 3)  # (B, H, Tk, D)
+        v = v.reshape(B, k_len, H, D).transpose(0, 2, 1, 3)  # (B, H, Tk, D)
+        if self.rotary is not None:
+            q, k = self.rotary(q), self.rotary(k)  # (B, H, Tq, D), (B, H, Tk, D)
+        bias = self._merged_bias(attn_mask, key_padding_mask, B, q_len, k_len, query.dtype)
+        dropout_p = self.dropout if self.training else 0.0
+        weights = None
+        if need_weights:
+            out, weights = scaled_dot_product_attention(
+                q, k, v, bias, is_causal, dropout_p, rng=default_rng(), return_weights=True
+            )  # (B, H, Tq, D), (B, H, Tq, Tk)
+            if average_attn_weights:
+                weights = weights.mean(axis=1)  # (B, Tq, Tk)
+        else:
+            # the fused kernel: one graph node, the same numbers
+            out = F.scaled_dot_product_attention(q, k, v, bias, is_causal, dropout_p, default_rng())  # (B, H, Tq, D)
+        out = out.transpose(0, 2, 1, 3).reshape(B, q_len, E)  # (B, Tq, E) heads side by side again
+        return self.out_proj(out), weights  # (B, Tq, E)
+
+    def _in_projection(self, query: Tensor, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Q W^Q, K W^K, V W^V; in self-attention one product with the packed (3E, E) matrix."""
+        E, w, b = self.embed_dim, self.in_proj_weight, self.in_proj_bias
+        if query is key and key is value:
+            qkv = F.linear(query, w, b)  # (B, T, 3E)
+            return qkv[..., :E], qkv[..., E : 2 * E], qkv[..., 2 * E :]  # (B, T, E) each
+        b_q, b_k, b_v = (None, None, None) if b is None else (b[:E], b[E : 2 * E], b[2 * E :])
+        q = F.linear(query, w[:E], b_q)  # (B, Tq, E)
+        k = F.linear(key, w[E : 2 * E], b_k)  # (B, Tk, E)
+        v = F.linear(value, w[2 * E :], b_v)  # (B, Tk, E)
+        return q, k, v
+
+    def _merged_bias(self, attn_mask, key_padding_mask, B: int, q_len: int, k_len: int, dtype) -> np.ndarray | None:
+        """One additive bias (B or 1, H or 1, Tq, Tk) from the attention mask, the padding mask and ALiBi."""
+        bias = None
+        if attn_mask is not None:
+            mask = _as_bias(attn_mask, dtype)
+            if mask.ndim == 3:  # one (Tq, Tk) mask per sequence and head, PyTorch's (B·H, Tq, Tk)
+                mask = mask.reshape(B, self.num_heads, q_len, k_len)
+            bias = mask  # (Tq, Tk) or (B, H, Tq, Tk)
+        if key_padding_mask is not None:
+            padding = _as_bias(key_padding_mask, dtype).reshape(B, 1, 1, k_len)  # (B, 1, 1, Tk)
+            bias = padding if bias is None else bias + padding
+        if self.alibi is not None:
+            distance = self.alibi(q_len, k_len).astype(dtype)  # (H, Tq, Tk)
+            bias = distance if bias is None else bias + distance
+        return bias
+
+    def extra_repr(self) -> str:
+        return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, dropout={self.dropout}"

@@ -1,0 +1,184 @@
+"""The layers of the Transformer, section 3.1 and 3.3 of "Attention Is All You Need".
+
+Each layer is a few sublayers — self-attention, cross-attention over the encoder's output,
+a position-wise feed-forward network — and each sublayer sits in a residual connection with
+layer normalisation, in one of two arrangements:
+
+    post-norm (the paper, norm_first=False):   x = LayerNorm(x + Sublayer(x))
+    pre-norm  (GPT-2,     norm_first=True):    x = x + Sublayer(LayerNorm(x))
+
+Pre-norm leaves a clean identity path from input to output, which makes deep stacks train
+without a learning-rate warm-up; post-norm is what the paper (and PyTorch's default) does.
+Parameter names are PyTorch's (self_attn, multihead_attn, linear1, linear2, norm1..norm3), so
+state dicts move between the two unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from minigrad.nn import GELU, Dropout, LayerNorm, Linear, Module, ReLU
+from minigrad.tensor import Tensor
+from transformer.attention import MultiHeadAttention
+from transformer.positional import ALiBi, RotaryEmbedding
+
+
+def _activation(activation: str | Callable) -> Callable:
+    if callable(activation):
+        return activation
+    if activation == "relu":
+        return ReLU()
+    if activation == "gelu":
+        return GELU()
+    raise ValueError(f'activation must be "relu", "gelu" or a callable, not {activation!r}')
+
+
+class FeedForward(Module):
+    """FFN(x) = max(0, x W1 + b1) W2 + b2, applied to each position separately (section 3.3).
+
+    x (B, T, d_model) -> (B, T, d_model) through a wider hidden layer (B, T, dim_feedforward);
+    activation "relu" (the paper) or "gelu" (GPT, BERT). The encoder and decoder layers hold
+    the same two linears directly, under PyTorch's names linear1 and linear2.
+    """
+
+    def __init__(self, d_model: int, dim_feedforward: int, dropout: float = 0.0, activation="relu", bias: bool = True):
+        super().__init__()
+        self.linear1 = Linear(d_model, dim_feedforward, bias=bias)
+        self.dropout = Dropout(dropout)
+        self.linear2 = Linear(dim_feedforward, d_model, bias=bias)
+        self.activation = _activation(activation)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear2(self.dropout(self.activation(self.linear1(x))))  # (B, T, d_model)
+
+
+class TransformerEncoderLayer(Module):
+    """Self-attention, then feed-forward; each in a residual connection with layer norm.
+
+    Batch first: src (B, S, d_model) -> (B, S, d_model). The parameters are those of
+    torch.nn.TransformerEncoderLayer. `rotary` or `alibi` give the self-attention positions.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        nhead: int,
+        dim_feedforward: int = 2048,
+        dropout: float = 0.1,
+        activation: str | Callable = "relu",
+        layer_norm_eps: float = 1e-5,
+        norm_first: bool = False,
+        bias: bool = True,
+        rotary: RotaryEmbedding | None = None,
+        alibi: ALiBi | None = None,
+    ):
+        super().__init__()
+        self.self_attn = MultiHeadAttention(d_model, nhead, dropout=dropout, bias=bias, rotary=rotary, alibi=alibi)
+        self.linear1 = Linear(d_model, dim_feedforward, bias=bias)
+        self.dropout = Dropout(dropout)
+        self.linear2 = Linear(dim_feedforward, d_model, bias=bias)
+        self.norm_first = norm_first
+        self.norm1 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
+        self.norm2 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
+        self.dropout1 = Dropout(dropout)
+        self.dropout2 = Dropout(dropout)
+        self.activation = _activation(activation)
+
+    def forward(self, src: Tensor, src_mask=None, src_key_padding_mask=None, is_causal: bool = False) -> Tensor:
+        """src (B, S, E); src_mask (S, S); src_key_padding_mask (B, S), True at padding."""
+        x = src  # (B, S, E)
+        if self.norm_first:
+            x = x + self._self_attention(self.norm1(x), src_mask, src_key_padding_mask, is_causal)  # (B, S, E)
+            x = x + self._feed_forward(self.norm2(x))  # (B, S, E)
+        else:
+            x = self.norm1(x + self._self_attention(x, src_mask, src_key_padding_mask, is_causal))  # (B, S, E)
+            x = self.norm2(x + self._feed_forward(x))  # (B, S, E)
+        return x
+
+    def _self_attention(self, x: Tensor, attn_mask, key_padding_mask, is_causal: bool) -> Tensor:
+        out, _ = self.self_attn(
+            x, x, x, key_padding_mask=key_padding_mask, need_weights=False, attn_mask=attn_mask, is_causal=is_causal
+        )  # (B, S, E)
+        return self.dropout1(out)
+
+    def _feed_forward(self, x: Tensor) -> Tensor:
+        # FeedForward's formula, on this layer's own linear1 and linear2
+        return self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(x)))))  # (B, S, E)
+
+
+class TransformerDecoderLayer(Module):
+    """Masked self-attention, cross-attention over the encoder's output (memory), feed-forward.
+
+    Batch first: tgt (B, T, d_model), memory (B, S, d_model) -> (B, T, d_model). The
+    parameters are those of torch.nn.TransformerDecoderLayer. Pass the causal mask as tgt_mask
+    (or tgt_is_causal=True) so that position t sees the targets before it only. `rotary` or
+    `alibi` give the self-attention positions; cross-attention compares positions of two
+    different sequences and gets none.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        nhead: int,
+        dim_feedforward: int = 2048,
+        dropout: float = 0.1,
+        activation: str | Callable = "relu",
+        layer_norm_eps: float = 1e-5,
+        norm_first: bool = False,
+        bias: bool = True,
+        rotary: RotaryEmbedding | None = None,
+        alibi: ALiBi | None = None,
+    ):
+        super().__init__()
+        self.self_attn = MultiHeadAttention(d_model, nhead, dropout=dropout, bias=bias, rotary=rotary, alibi=alibi)
+        self.multihead_attn = MultiHeadAttention(d_model, nhead, dropout=dropout, bias=bias)
+        self.linear1 = Linear(d_model, dim_feedforward, bias=bias)
+        self.dropout = Dropout(dropout)
+        self.linear2 = Linear(dim_feedforward, d_model, bias=bias)
+        self.norm_first = norm_first
+        self.norm1 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
+        self.norm2 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
+        self.norm3 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
+        self.dropout1 = Dropout(dropout)
+        self.dropout2 = Dropout(dropout)
+        self.dropout3 = Dropout(dropout)
+        self.activation = _activation(activation)
+
+    def forward(
+        self,
+        tgt: Tensor,
+        memory: Tensor,
+        tgt_mask=None,
+        memory_mask=None,
+        tgt_key_padding_mask=None,
+        memory_key_padding_mask=None,
+        tgt_is_causal: bool = False,
+    ) -> Tensor:
+        """tgt (B, T, E), memory (B, S, E); tgt_mask (T, T), memory_mask (T, S); padding masks (B, T), (B, S)."""
+        x = tgt  # (B, T, E)
+        if self.norm_first:
+            x = x + self._self_attention(self.norm1(x), tgt_mask, tgt_key_padding_mask, tgt_is_causal)  # (B, T, E)
+            x = x + self._cross_attention(self.norm2(x), memory, memory_mask, memory_key_padding_mask)  # (B, T, E)
+            x = x + self._feed_forward(self.norm3(x))  # (B, T, E)
+        else:
+            x = self.norm1(x + self._self_attention(x, tgt_mask, tgt_key_padding_mask, tgt_is_causal))  # (B, T, E)
+            x = self.norm2(x + self._cross_attention(x, memory, memory_mask, memory_key_padding_mask))  # (B, T, E)
+            x = self.norm3(x + self._feed_forward(x))  # (B, T, E)
+        return x
+
+    def _self_attention(self, x: Tensor, attn_mask, key_padding_mask, is_causal: bool) -> Tensor:
+        out, _ = self.self_attn(
+            x, x, x, key_padding_mask=key_padding_mask, need_weights=False, attn_mask=attn_mask, is_causal=is_causal
+        )  # (B, T, E)
+        return self.dropout1(out)
+
+    def _cross_attention(self, x: Tensor, memory: Tensor, attn_mask, key_padding_mask) -> Tensor:
+        # queries from the decoder, keys and values from the encoder's output
+        out, _ = self.multihead_attn(
+            x, memory, memory, key_padding_mask=key_padding_mask, need_weights=False, attn_mask=attn_mask
+        )  # (B, T, E)
+        return self.dropout2(out)
+
+    def _feed_forward(self, x: Tensor) -> Tensor:
+        # FeedForward's formula, on this layer's own linear1 and linear2
+        return self.dropout3(self.linear2(self.dropout(self.activation(self.linear1(x)))))  # (B, T, E)
