@@ -34,3 +34,25 @@ def test_scalar_walkthrough(tmp_path):
     # micrograd's published numbers for its README expression
     assert "g = 24.7041, dg/da = 138.8338, dg/db = 645.5773" in out
     assert "mg.gradcheck agrees: True" in out
+
+
+def test_positional_encodings(tmp_path):
+    out = run_example(
+        "positional_encodings.py",
+        "--out",
+        "figs",
+        "--max-len",
+        "12",
+        "--d-model",
+        "8",
+        "--head-dim",
+        "4",
+        "--num-heads",
+        "3",
+        cwd=tmp_path,
+    )
+    for name in ("pe_sinusoidal", "pe_learned", "pe_rope", "pe_alibi"):
+        assert (tmp_path / "figs" / f"{name}.png").stat().st_size > 1000
+    # RoPE's scores are constant along each diagonal: a function of the relative position only
+    spread = float(out.split("n - m = const: ")[1].split()[0])
+    assert spread < 1e-5
