@@ -56,3 +56,12 @@ def test_positional_encodings(tmp_path):
     # RoPE's scores are constant along each diagonal: a function of the relative position only
     spread = float(out.split("n - m = const: ")[1].split()[0])
     assert spread < 1e-5
+
+
+def test_sampling_distributions(tmp_path):
+    out = run_example("sampling_distributions.py", "--out", "figs", "--draws", "4000", cwd=tmp_path)
+    assert (tmp_path / "figs" / "sampling.png").stat().st_size > 1000
+    # top-k k keeps exactly k tokens; the sampled frequencies follow the plotted probabilities
+    assert "top-k 3: support  3 tokens" in out
+    errors = [float(line.split("|sampled - exact| ")[1].split()[0]) for line in out.splitlines() if "|sampled" in line]
+    assert errors and max(errors) < 0.05
