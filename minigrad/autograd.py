@@ -37,20 +37,27 @@ class set_grad_enabled(contextlib.ContextDecorator):
 
     def __init__(self, mode: bool):
         self.mode = bool(mode)
+        # A stack, not one slot: a decorated function may call itself, re-entering this object.
+        self.previous: list[bool] = []
 
     def __enter__(self):
-        self.previous = _state.grad_enabled
+        self.previous.append(_state.grad_enabled)
         _state.grad_enabled = self.mode
 
     def __exit__(self, *exc):
-        _state.grad_enabled = self.previous
+        _state.grad_enabled = self.previous.pop()
         return False
 
 
 class no_grad(set_grad_enabled):
-    """`with mg.no_grad():` (or `@mg.no_grad()`): ops record no graph and keep no buffers."""
+    """`with mg.no_grad():`, `@mg.no_grad()` or `@mg.no_grad`: ops record no graph, keep no buffers."""
 
-    def __init__(self):
+    def __new__(cls, function=None):
+        if callable(function):  # used bare as a decorator: @mg.no_grad
+            return cls()(function)
+        return super().__new__(cls)
+
+    def __init__(self, function=None):
         super().__init__(False)
 
 
@@ -62,12 +69,15 @@ class enable_grad(set_grad_enabled):
 class detect_anomaly(contextlib.ContextDecorator):
     """Check every op's output and every gradient for NaN/Inf; name the first op that made one."""
 
+    def __init__(self):
+        self.previous: list[bool] = []
+
     def __enter__(self):
-        self.previous = _state.detect_anomaly
+        self.previous.append(_state.detect_anomaly)
         _state.detect_anomaly = True
 
     def __exit__(self, *exc):
-        _state.detect_anomaly = self.previous
+        _state.detect_anomaly = self.previous.pop()
         return False
 
 
@@ -126,7 +136,10 @@ class Function:
             data = fn.forward(*arrays, **kwargs)
         except ValueError as error:
             shapes = " and ".join(_shape(np.shape(a)) for a in arrays if isinstance(a, np.ndarray))
-            raise ValueError(f"{fn.name}: cannot combine shapes {shapes}: {error}") from None
+            raise ValueError(f"{fn.name} on shapes {shapes}: {error}") from None
+        if data.dtype == np.float64 and not any(getattr(a, "dtype", None) == np.float64 for a in arrays):
+            # float64 only when asked for: int / int, or int * 0.5, gives float32 as in PyTorch
+            data = data.astype(np.float32)
         if _state.detect_anomaly:
             _check_finite(data, f"{fn.name} (forward)")
         needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
@@ -172,8 +185,10 @@ def backward(root, grad: np.ndarray, retain_graph: bool = False) -> None:
         for parent, needs, parent_grad in zip(fn.parents, fn.needs_input_grad, input_grads):
             if not needs or parent_grad is None:
                 continue
+            if parent_grad.dtype != parent.data.dtype:
+                parent_grad = parent_grad.astype(parent.data.dtype)
             if _state.detect_anomaly:
-                _check_finite(np.asarray(parent_grad), f"{fn.name} (backward)")
+                _check_finite(parent_grad, f"{fn.name} (backward)")
             key = id(parent)
             grads[key] = grads[key] + parent_grad if key in grads else parent_grad
         if not retain_graph:
@@ -204,8 +219,7 @@ def _topological_order(root) -> list:
 def _accumulate_leaf(tensor, g: np.ndarray) -> None:
     if g.shape != tensor.data.shape:
         raise RuntimeError(
-            f"internal error: gradient of shape {_shape(g.shape)} for a leaf of shape "
-            f"{_shape(tensor.data.shape)}"
+            f"internal error: gradient of shape {_shape(g.shape)} for a leaf of shape {_shape(tensor.data.shape)}"
         )
     if tensor.grad is None:
         # A copy: the same array may flow to several leaves, and optimizers update in place.

@@ -28,12 +28,12 @@ def normalize_axes(axis, ndim: int) -> tuple:
     if axis is None:
         return tuple(range(ndim))
     axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
-    normalized = []
+    # A 0-d tensor accepts axis 0 or -1 as in PyTorch; there is no axis to reduce.
+    rank = max(ndim, 1)
     for a in axes:
-        if not -ndim <= a < max(ndim, 1):
+        if not -rank <= a < rank:
             raise ValueError(f"axis {a} is out of range for a tensor with {ndim} dimensions")
-        normalized.append(int(a) % max(ndim, 1))
-    return tuple(sorted(set(normalized)))
+    return tuple(sorted({int(a) % rank for a in axes})) if ndim else ()
 
 
 def _shape_of(x) -> tuple:
@@ -259,7 +259,11 @@ class Reshape(Function):
 
 class Transpose(Function):
     def forward(self, a, axes=None):
-        self.axes = tuple(range(a.ndim))[::-1] if axes is None else tuple(axes)
+        if axes is None:
+            axes = tuple(range(a.ndim))[::-1]
+        if sorted(int(i) % max(a.ndim, 1) for i in axes) != list(range(a.ndim)):
+            raise ValueError(f"transpose axes {tuple(axes)} are not a permutation of {a.ndim} axes")
+        self.axes = tuple(int(i) % a.ndim for i in axes)
         return np.transpose(a, self.axes)
 
     def backward(self, g):
@@ -347,10 +351,10 @@ class MatMul(Function):
         # A 1-D operand is a row (left) or a column (right) whose extra axis was dropped.
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
-        if a.ndim == 1:
-            g = np.expand_dims(g, -2)
         if b.ndim == 1:
-            g = np.expand_dims(g, -1)
+            g = g[..., None]
+        if a.ndim == 1:
+            g = g[..., None, :]
         ga = gb = None
         if self.needs_input_grad[0]:
             if b2.ndim == 2 and a2.ndim > 2:

@@ -1,0 +1,538 @@
+"""Every differentiable op, gradient-checked against central differences in float64.
+
+Hypothesis draws the shapes (0-D to 4-D, broadcasting pairs, negative and tuple axes,
+keepdims); a seed it draws fixes the values. Inputs are kept away from the points where an
+op has no derivative (|x| near 0 for abs and relu, ties for max, non-positive x for log and
+sqrt), because there the finite difference measures a kink, not a gradient.
+
+Each test registers the `Function` classes it checks with `@checks(...)`. The meta-test at
+the bottom finds every `Function` subclass under `minigrad` and fails for one without a
+test, so an op cannot be added without its gradient check.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import hypothesis.extra.numpy as hnp
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import minigrad as mg
+import minigrad.functional as F
+from minigrad import Tensor, ops
+
+# Strict: float64 central differences with eps 1e-6 are good to ~1e-9 on these smooth ops.
+ATOL, RTOL = 1e-6, 1e-5
+
+GRADIENT_TESTS: dict[type, list[str]] = {}
+
+
+def checks(*functions: type):
+    """Record that the decorated test gradient-checks these Function classes."""
+
+    def register(test):
+        for function in functions:
+            GRADIENT_TESTS.setdefault(function, []).append(test.__name__)
+        return test
+
+    return register
+
+
+def check(fn, *inputs) -> None:
+    assert mg.gradcheck(fn, *inputs, atol=ATOL, rtol=RTOL)
+
+
+def values(seed: int, shape: tuple, kind: str = "any") -> np.ndarray:
+    """float64 values of `shape`, drawn so that the op is differentiable there.
+
+    any: standard normal; positive: in [0.5, 2]; nonzero: |x| in [0.2, 2];
+    distinct: all different by at least 0.25 (no ties for max/min).
+    """
+    rng = np.random.default_rng(seed)
+    if kind == "any":
+        return rng.standard_normal(shape)
+    if kind == "positive":
+        return rng.uniform(0.5, 2.0, shape)
+    if kind == "nonzero":
+        return rng.choice([-1.0, 1.0], shape) * rng.uniform(0.2, 2.0, shape)
+    if kind == "distinct":
+        n = int(np.prod(shape))
+        return ((rng.permutation(n) - n / 2) * 0.25).reshape(shape)
+    raise ValueError(kind)
+
+
+def leaf(seed: int, shape: tuple, kind: str = "any") -> Tensor:
+    return Tensor(values(seed, shape, kind), dtype=np.float64, requires_grad=True)
+
+
+seeds = st.integers(0, 2**32 - 1)
+shapes = hnp.array_shapes(min_dims=1, max_dims=4, min_side=1, max_side=3)
+shapes_or_scalar = hnp.array_shapes(min_dims=0, max_dims=4, min_side=1, max_side=3)
+broadcast_pairs = hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=4, max_side=3)
+
+
+@st.composite
+def shape_and_axis(draw, min_dims: int = 1):
+    """A shape and an `axis` argument: None, one axis or a tuple, each possibly negative."""
+    shape = draw(hnp.array_shapes(min_dims=min_dims, max_dims=4, min_side=1, max_side=3))
+    ndim = len(shape)
+    choice = draw(st.sampled_from(["none", "int", "tuple"]))
+    if choice == "none" or ndim == 0:
+        return shape, None
+    negate = draw(st.lists(st.booleans(), min_size=ndim, max_size=ndim))
+    signed = [a - ndim if negate[a] else a for a in range(ndim)]
+    if choice == "int":
+        return shape, draw(st.sampled_from(signed))
+    picked = draw(st.lists(st.sampled_from(signed), min_size=1, max_size=ndim, unique=True))
+    # a tuple must not name one axis twice (e.g. 1 and -2 of a 3-D shape)
+    return shape, tuple({a % ndim: a for a in picked}.values())
+
+
+# ---------------------------------------------------------------- elementwise binary
+
+BINARY = {
+    "add": (lambda a, b: a + b, "any"),
+    "sub": (lambda a, b: a - b, "any"),
+    "mul": (lambda a, b: a * b, "any"),
+    "div": (lambda a, b: a / b, "nonzero"),
+    "maximum": (lambda a, b: a.maximum(b), "distinct"),
+}
+
+
+@checks(ops.Add, ops.Sub, ops.Mul, ops.Div, ops.Maximum)
+@pytest.mark.parametrize("name", BINARY)
+@given(pair=broadcast_pairs, seed=seeds)
+def test_binary_ops_broadcast(name, pair, seed):
+    fn, kind = BINARY[name]
+    a_shape, b_shape = pair.input_shapes
+    a = leaf(seed, a_shape, "distinct" if kind == "distinct" else "any")
+    # distinct values on both sides (multiples of 0.125), b shifted by 0.1 so that none ties
+    b = leaf(seed + 1, b_shape, kind)
+    if kind == "distinct":
+        b = Tensor(b.data + 0.1, dtype=np.float64, requires_grad=True)
+    check(fn, a, b)
+
+
+@checks(ops.Add, ops.Sub, ops.Mul, ops.Div, ops.Pow)
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda x: 2.5 + x,
+        lambda x: 2.5 - x,
+        lambda x: 2.5 * x,
+        lambda x: 2.5 / x,
+        lambda x: 2.5**x,
+        lambda x: x - 1,
+        lambda x: x / 4,
+        lambda x: np.full(x.shape, 1.5) * x,  # ndarray on the left: Tensor.__rmul__ runs
+        lambda x: np.full(x.shape, 1.5) - x,
+    ],
+    ids=["radd", "rsub", "rmul", "rtruediv", "rpow", "sub_number", "div_number", "ndarray_rmul", "ndarray_rsub"],
+)
+@given(shape=shapes_or_scalar, seed=seeds)
+def test_reflected_and_number_operands(fn, shape, seed):
+    check(fn, leaf(seed, shape, "nonzero"))
+
+
+@checks(ops.Pow)
+@given(pair=broadcast_pairs, seed=seeds)
+def test_pow_tensor_tensor(pair, seed):
+    base = leaf(seed, pair.input_shapes[0], "positive")  # d/db a^b = a^b ln a needs a > 0
+    exponent = leaf(seed + 1, pair.input_shapes[1])
+    check(lambda a, b: a**b, base, exponent)
+
+
+@checks(ops.Pow)
+@pytest.mark.parametrize("exponent", [2, 3, -1, 0.5, -1.5])
+@given(shape=shapes_or_scalar, seed=seeds)
+def test_pow_tensor_number(exponent, shape, seed):
+    kind = "positive" if isinstance(exponent, float) else "nonzero"
+    check(lambda x: x**exponent, leaf(seed, shape, kind))
+
+
+# ---------------------------------------------------------------- elementwise unary
+
+UNARY = {
+    "neg": (lambda x: -x, "any"),
+    "exp": (lambda x: x.exp(), "any"),
+    "log": (lambda x: x.log(), "positive"),
+    "sqrt": (lambda x: x.sqrt(), "positive"),
+    "tanh": (lambda x: x.tanh(), "any"),
+    "sigmoid": (lambda x: x.sigmoid(), "any"),
+    "relu": (lambda x: x.relu(), "nonzero"),
+    "abs": (lambda x: x.abs(), "nonzero"),
+}
+
+
+@checks(ops.Neg, ops.Exp, ops.Log, ops.Sqrt, ops.Tanh, ops.Sigmoid, ops.ReLU, ops.Abs)
+@pytest.mark.parametrize("name", UNARY)
+@given(shape=shapes_or_scalar, seed=seeds)
+def test_unary_ops(name, shape, seed):
+    fn, kind = UNARY[name]
+    check(fn, leaf(seed, shape, kind))
+
+
+# ---------------------------------------------------------------- reductions
+
+
+@checks(ops.Sum)
+@given(shape_axis=shape_and_axis(min_dims=0), keepdims=st.booleans(), seed=seeds)
+def test_sum(shape_axis, keepdims, seed):
+    shape, axis = shape_axis
+    check(lambda x: x.sum(axis=axis, keepdims=keepdims), leaf(seed, shape))
+
+
+@checks(ops.Max, ops.Min)
+@pytest.mark.parametrize("name", ["max", "min"])
+@given(shape_axis=shape_and_axis(), keepdims=st.booleans(), seed=seeds)
+def test_max_min_without_ties(name, shape_axis, keepdims, seed):
+    shape, axis = shape_axis
+    check(lambda x: getattr(x, name)(axis=axis, keepdims=keepdims), leaf(seed, shape, "distinct"))
+
+
+@checks(ops.Max, ops.Min)
+def test_max_min_split_ties_equally():
+    """At a tie there is no derivative; the gradient is shared equally, as torch.amax does."""
+    x = Tensor([[1.0, 3.0, 3.0], [2.0, 2.0, 2.0]], dtype=np.float64, requires_grad=True)
+    x.max(axis=1).sum().backward()
+    np.testing.assert_array_equal(x.grad, [[0, 0.5, 0.5], [1 / 3, 1 / 3, 1 / 3]])
+    x.grad = None
+    x.min().backward()
+    np.testing.assert_array_equal(x.grad, [[1, 0, 0], [0, 0, 0]])
+
+
+@checks(ops.Sum, ops.Mul)
+@given(shape_axis=shape_and_axis(min_dims=0), keepdims=st.booleans(), seed=seeds)
+def test_mean(shape_axis, keepdims, seed):
+    shape, axis = shape_axis
+    check(lambda x: x.mean(axis=axis, keepdims=keepdims), leaf(seed, shape))
+
+
+@checks(ops.Sum, ops.Sub, ops.Mul)
+@given(shape_axis=shape_and_axis(), keepdims=st.booleans(), ddof=st.sampled_from([0, 1]), seed=seeds)
+def test_var(shape_axis, keepdims, ddof, seed):
+    shape, axis = shape_axis
+    count = int(np.prod([shape[a] for a in ops.normalize_axes(axis, len(shape))]))
+    if count <= ddof:
+        ddof = 0  # the sample variance of one element divides by zero
+    check(lambda x: x.var(axis=axis, ddof=ddof, keepdims=keepdims), leaf(seed, shape))
+
+
+@checks(ops.Softmax, ops.LogSoftmax)
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+@given(shape=shapes, seed=seeds, data=st.data())
+def test_softmax_family(name, shape, seed, data):
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    check(lambda x: getattr(x, name)(axis=axis), leaf(seed, shape))
+
+
+# ---------------------------------------------------------------- movement and shape
+
+
+@checks(ops.Reshape)
+@given(shape=shapes_or_scalar, seed=seeds, data=st.data())
+def test_reshape(shape, seed, data):
+    size = int(np.prod(shape))
+    targets = [(size,), (-1,), (1, size), (size, 1, -1), tuple(shape[::-1]) + (1,)] + ([()] if size == 1 else [])
+    target = data.draw(st.sampled_from(targets))
+    as_sizes = data.draw(st.booleans())
+    x = leaf(seed, shape)
+    check(lambda t: t.reshape(*target) if as_sizes else t.reshape(target), x)
+    check(lambda t: t.reshape(shape[::-1]).reshape(-1), x)
+
+
+@checks(ops.Transpose)
+@given(shape=shapes, seed=seeds, data=st.data())
+def test_transpose(shape, seed, data):
+    ndim = len(shape)
+    axes = data.draw(st.permutations(range(ndim)))
+    signed = [a - ndim if data.draw(st.booleans()) else a for a in axes]
+    x = leaf(seed, shape)
+    check(lambda t: t.transpose(*signed), x)
+    check(lambda t: t.transpose(tuple(signed)), x)
+    check(lambda t: t.T, x)
+
+
+@checks(ops.BroadcastTo)
+@given(pair=hnp.mutually_broadcastable_shapes(num_shapes=1, min_dims=0, max_dims=4, max_side=3), seed=seeds)
+def test_broadcast_to(pair, seed):
+    check(lambda x: x.broadcast_to(pair.result_shape), leaf(seed, pair.input_shapes[0]))
+
+
+INDICES = {
+    "int": 1,
+    "negative_int": -1,
+    "slice": slice(0, 2),
+    "step_slice": (slice(None, None, -2), 1),
+    "none": (None, 0),
+    "ellipsis": (Ellipsis, 1),
+    "ellipsis_none": (0, ..., None),
+    "int_array_repeated": np.array([0, 2, 0, 0]),
+    "int_list": [1, 1, 2],
+    "arrays_broadcast": (np.array([[0], [2]]), np.array([1, 3, 1])),
+    "slice_then_array": (slice(None), np.array([3, 0, 3])),
+    "bool_mask_rows": np.array([True, False, True]),
+    "bool_mask_full": "mask",
+    "all_ints": (2, 3, 1),
+}
+
+
+@checks(ops.GetItem)
+@pytest.mark.parametrize("name", INDICES)
+@given(seed=seeds)
+def test_getitem(name, seed):
+    x = leaf(seed, (3, 4, 2))
+    index = INDICES[name]
+    if isinstance(index, str):
+        index = x.data > 0
+    check(lambda t: t[index], x)
+
+
+@checks(ops.GetItem)
+@given(shape=shapes, seed=seeds, data=st.data())
+def test_getitem_random_integer_arrays(shape, seed, data):
+    """Any integer array index, repeats and negatives included: repeats must add up."""
+    picks = data.draw(st.lists(st.integers(-shape[0], shape[0] - 1), min_size=1, max_size=6))
+    check(lambda t: t[np.array(picks)], leaf(seed, shape))
+
+
+@checks(ops.Concatenate, ops.Reshape)
+@given(shape=shapes, seed=seeds, data=st.data(), count=st.integers(1, 3))
+def test_concatenate_and_stack(shape, seed, data, count):
+    ndim = len(shape)
+    axis = data.draw(st.integers(-ndim, ndim - 1))
+    sizes = data.draw(st.lists(st.integers(1, 3), min_size=count, max_size=count))
+    parts = []
+    for i, n in enumerate(sizes):
+        part_shape = list(shape)
+        part_shape[axis] = n
+        parts.append(leaf(seed + i, tuple(part_shape)))
+    check(lambda *ts: mg.concatenate(ts, axis=axis), *parts)
+    same = [leaf(seed + i, shape) for i in range(count)]
+    stack_axis = data.draw(st.integers(-ndim - 1, ndim))
+    check(lambda *ts: mg.stack(ts, axis=stack_axis), *same)
+
+
+@checks(ops.Where)
+@given(shapes3=hnp.mutually_broadcastable_shapes(num_shapes=3, min_dims=0, max_dims=4, max_side=3), seed=seeds)
+def test_where_and_masked_fill(shapes3, seed):
+    condition_shape, a_shape, b_shape = shapes3.input_shapes
+    condition = np.random.default_rng(seed).random(condition_shape) > 0.5
+    check(lambda a, b: mg.where(condition, a, b), leaf(seed, a_shape), leaf(seed + 1, b_shape))
+    check(lambda b: mg.where(condition, 0.5, b), leaf(seed + 1, b_shape))
+    mask_shape = np.broadcast_shapes(condition_shape, b_shape)
+    if mask_shape == b_shape:  # masked_fill keeps the tensor's shape
+        check(lambda b: b.masked_fill(condition, -3.0), leaf(seed + 1, b_shape))
+        check(lambda b: b.masked_fill(Tensor(condition), -3.0), leaf(seed + 1, b_shape))
+
+
+# ---------------------------------------------------------------- matrix product
+
+
+@st.composite
+def matmul_shapes(draw):
+    """Operand shapes for a @ b: 1-D either side, or batches that broadcast."""
+    n, k, m = (draw(st.integers(1, 3)) for _ in range(3))
+    batches = draw(hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=2, max_side=3))
+    a_batch, b_batch = batches.input_shapes
+    a_shape = (k,) if draw(st.booleans()) else a_batch + (n, k)
+    b_shape = (k,) if draw(st.booleans()) else b_batch + (k, m)
+    return a_shape, b_shape
+
+
+@checks(ops.MatMul)
+@given(shapes_ab=matmul_shapes(), seed=seeds)
+def test_matmul(shapes_ab, seed):
+    a_shape, b_shape = shapes_ab
+    check(lambda a, b: a @ b, leaf(seed, a_shape), leaf(seed + 1, b_shape))
+
+
+@checks(ops.MatMul)
+@pytest.mark.parametrize(
+    "a_shape, b_shape",
+    [((3,), (3,)), ((3,), (3, 2)), ((2, 3), (3,)), ((4, 2, 3), (3,)), ((3,), (4, 3, 2)), ((2, 1, 2, 3), (4, 3, 2))],
+)
+def test_matmul_named_cases(a_shape, b_shape):
+    check(lambda a, b: a @ b, leaf(0, a_shape), leaf(1, b_shape))
+    check(lambda b: np.ones(a_shape) @ b, leaf(1, b_shape))  # ndarray @ Tensor: __rmatmul__
+
+
+# ---------------------------------------------------------------- 0-d tensors
+
+
+@checks(ops.Mul, ops.Add, ops.Exp, ops.Sum, ops.Max)
+def test_zero_dimensional_tensors():
+    a, b = leaf(0, ()), leaf(1, ())
+    check(lambda a, b: (a * b + a.exp()).sum() * b.max(), a, b)
+    check(lambda a, b: a.reshape(1, 1) @ b.reshape(1), a, b)
+
+
+# ---------------------------------------------------------------- functional
+
+
+@checks(F.GELU)
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+@given(shape=shapes_or_scalar, seed=seeds)
+def test_gelu(approximate, shape, seed):
+    check(lambda x: F.gelu(x, approximate=approximate), leaf(seed, shape))
+    check(lambda x: F.gelu_composed(x, approximate=approximate), leaf(seed, shape))
+
+
+@checks(F.Erf)
+@given(shape=shapes_or_scalar, seed=seeds)
+def test_erf(shape, seed):
+    check(lambda x: F.Erf.apply(x), leaf(seed, shape))
+
+
+@checks(F.Linear)
+@given(batch=hnp.array_shapes(min_dims=0, max_dims=2, max_side=3), n_in=st.integers(1, 3), n_out=st.integers(1, 3))
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_linear(batch, n_in, n_out, with_bias):
+    x, w, b = leaf(0, batch + (n_in,)), leaf(1, (n_out, n_in)), leaf(2, (n_out,))
+    if with_bias:
+        check(F.linear, x, w, b)
+        check(F.linear_composed, x, w, b)
+    else:
+        check(F.linear, x, w)
+        check(F.linear_composed, x, w)
+
+
+@checks(F.LayerNorm)
+@pytest.mark.parametrize("affine", ["weight_and_bias", "weight", "bias", "none"])
+@given(batch=hnp.array_shapes(min_dims=0, max_dims=2, max_side=3), channels=st.integers(2, 4), seed=seeds)
+def test_layer_norm(affine, batch, channels, seed):
+    x, w, b = leaf(seed, batch + (channels,)), leaf(seed + 1, (channels,)), leaf(seed + 2, (channels,))
+    fns = {
+        "weight_and_bias": (lambda x, w, b: F.layer_norm(x, w, b), (x, w, b)),
+        "weight": (lambda x, w: F.layer_norm(x, w), (x, w)),
+        "bias": (lambda x, b: F.layer_norm(x, None, b), (x, b)),
+        "none": (lambda x: F.layer_norm(x, eps=1e-3), (x,)),
+    }
+    fn, inputs = fns[affine]
+    check(fn, *inputs)
+
+
+@checks(F.LayerNorm)
+def test_layer_norm_gradient_of_each_input_alone():
+    """Backward returns None for inputs that do not need a gradient: the others must still be right."""
+    x, w, b = leaf(0, (2, 3)), leaf(1, (3,)), leaf(2, (3,))
+    frozen_x = Tensor(x.data, dtype=np.float64)
+    check(lambda w, b: F.layer_norm(frozen_x, w, b), w, b)
+    check(lambda x: F.layer_norm(x, Tensor(w.data, dtype=np.float64), Tensor(b.data, dtype=np.float64)), x)
+
+
+@checks(F.CrossEntropy)
+@given(
+    batch=hnp.array_shapes(min_dims=1, max_dims=2, max_side=4),
+    classes=st.integers(2, 5),
+    seed=seeds,
+    ignore_index=st.sampled_from([-1, -100, 0]),
+)
+def test_cross_entropy(batch, classes, seed, ignore_index):
+    rng = np.random.default_rng(seed)
+    targets = rng.integers(0, classes, batch)
+    targets.reshape(-1)[rng.random(targets.size) < 0.3] = ignore_index
+    targets.reshape(-1)[0] = 1  # at least one kept row (class 1 is never the ignore_index here)
+    logits = leaf(seed, batch + (classes,))
+    check(lambda z: F.cross_entropy(z, targets, ignore_index=ignore_index), logits)
+    check(lambda z: F.cross_entropy_composed(z, targets, ignore_index=ignore_index), logits)
+    check(lambda z: F.cross_entropy(z, Tensor(targets), ignore_index=ignore_index), logits)
+
+
+@st.composite
+def attention_shapes(draw):
+    batch = draw(hnp.array_shapes(min_dims=0, max_dims=2, max_side=2))
+    q_len, k_len, d, dv = (draw(st.integers(1, 3)) for _ in range(4))
+    return batch, q_len, k_len, d, dv
+
+
+@checks(F.ScaledDotProductAttention)
+@pytest.mark.parametrize("mask_kind", ["none", "bool", "float", "causal", "causal_and_bool"])
+@given(dims=attention_shapes(), seed=seeds)
+def test_scaled_dot_product_attention(mask_kind, dims, seed):
+    batch, q_len, k_len, d, dv = dims
+    if mask_kind.startswith("causal"):
+        k_len = q_len  # a causal mask pairs query i with key i
+    rng = np.random.default_rng(seed)
+    mask = None
+    if "bool" in mask_kind:
+        mask = rng.random((q_len, k_len)) < 0.3
+        mask[:, 0] = False  # every query sees a key: a fully masked row has no softmax
+    elif mask_kind == "float":
+        mask = rng.standard_normal(batch[-1:] + (q_len, k_len))
+    causal = mask_kind.startswith("causal")
+    q, k, v = leaf(seed, batch + (q_len, d)), leaf(seed + 1, batch + (k_len, d)), leaf(seed + 2, batch + (k_len, dv))
+    check(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, mask=mask, is_causal=causal), q, k, v)
+    check(lambda q, k, v: F.scaled_dot_product_attention_composed(q, k, v, mask=mask, is_causal=causal), q, k, v)
+
+
+@checks(F.ScaledDotProductAttention)
+def test_attention_broadcasts_keys_and_values_over_heads():
+    q, k, v = leaf(0, (2, 3, 2, 4)), leaf(1, (2, 1, 3, 4)), leaf(2, (2, 1, 3, 2))
+    check(F.scaled_dot_product_attention, q, k, v)
+
+
+@checks(F.ScaledDotProductAttention)
+def test_attention_dropout_with_a_fixed_mask():
+    """The same seed gives the same dropout mask, so the function is deterministic and checkable."""
+    q, k, v = leaf(0, (2, 3, 4)), leaf(1, (2, 3, 4)), leaf(2, (2, 3, 2))
+
+    def attend(q, k, v):
+        rng = np.random.default_rng(7)
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=0.4, rng=rng)
+
+    check(attend, q, k, v)
+
+
+@checks(F.Embedding, ops.GetItem)
+@given(shape=shapes_or_scalar, seed=seeds)
+def test_embedding(shape, seed):
+    """Ids repeat (few rows, many ids), so rows must add up the gradients of all their uses."""
+    ids = np.random.default_rng(seed).integers(-4, 4, shape)  # -1 is the last row, as NumPy
+    check(lambda w: F.embedding(ids, w), leaf(seed, (4, 3)))
+    check(lambda w: F.embedding_composed(ids, w), leaf(seed, (4, 3)))
+    check(lambda w: F.embedding(Tensor(ids), w), leaf(seed, (4, 3)))
+
+
+@checks(ops.Mul, ops.Sqrt)
+@given(shape=shapes, seed=seeds)
+def test_rms_norm_and_dropout(shape, seed):
+    """rms_norm and dropout are compositions of primitives."""
+    check(lambda x, w: F.rms_norm(x, w), leaf(seed, shape), leaf(seed + 1, shape[-1:]))
+    check(lambda x: F.dropout(x, 0.3, training=True, rng=np.random.default_rng(seed)), leaf(seed, shape))
+
+
+# ---------------------------------------------------------------- the registry is complete
+
+
+def function_classes() -> set[type]:
+    """Every Function subclass defined anywhere in the minigrad package."""
+    for module in pkgutil.walk_packages(mg.__path__, "minigrad."):
+        importlib.import_module(module.name)
+    found, todo = set(), [mg.Function]
+    while todo:
+        for subclass in todo.pop().__subclasses__():
+            if subclass not in found:
+                found.add(subclass)
+                todo.append(subclass)
+    return {cls for cls in found if cls.__module__.split(".")[0] == "minigrad"}
+
+
+def test_every_function_has_a_gradient_test():
+    missing = sorted(cls.__qualname__ for cls in function_classes() if cls not in GRADIENT_TESTS)
+    assert not missing, f"Function subclasses without a gradient test (add one with @checks): {missing}"
+
+
+def test_meta_test_notices_a_new_function():
+    class Untested(mg.Function):
+        pass
+
+    Untested.__module__ = "minigrad.ops"
+    try:
+        assert Untested in function_classes() and Untested not in GRADIENT_TESTS
+    finally:
+        Untested.__module__ = __name__  # out of the package again, for the test above
