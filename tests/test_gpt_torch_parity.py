@@ -1,0 +1,126 @@
+"""Our GPT against nanoGPT's, in PyTorch (tests/reference/nanogpt.py): state dicts move both
+ways with strict=True, and logits, loss and every parameter gradient agree in float32."""
+
+import numpy as np
+import pytest
+
+from transformer import GPT, GPTConfig
+
+torch = pytest.importorskip("torch")
+from reference import nanogpt  # noqa: E402  (needs torch)
+
+# float32 on both sides, the same formulas summed in other orders: the largest errors reached
+# are 3e-6 on logits (with the spread weights, whose logits are large) and 1e-7 on gradients;
+# the bounds leave room for other BLAS builds
+ATOL, RTOL = 2e-5, 1e-4
+
+CONFIGS = {
+    "baby": dict(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128),
+    "no-bias": dict(vocab_size=13, block_size=8, n_layer=2, n_head=2, n_embd=16, bias=False),
+    "one-head": dict(vocab_size=5, block_size=6, n_layer=1, n_head=1, n_embd=12),
+}
+
+
+def spread_weights(model, seed: int, std: float = 0.3) -> None:
+    """Larger random weights than GPT-2's init: attention far from uniform, a sharper test."""
+    rng = np.random.default_rng(seed)
+    for _, p in model.named_parameters():
+        p.data[...] = rng.normal(0.0, std, p.shape)
+
+
+def to_torch(state: dict) -> dict:
+    return {name: torch.from_numpy(array.copy()) for name, array in state.items()}
+
+
+def torch_twin(ours: GPT) -> "nanogpt.GPT":
+    twin = nanogpt.GPT(nanogpt.GPTConfig(**vars(ours.config)))
+    twin.load_state_dict(to_torch(ours.state_dict()), strict=True)
+    return twin
+
+
+def batch(cfg: dict, seed: int, B: int = 3):
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, cfg["vocab_size"], (B, cfg["block_size"]))
+    targets = rng.integers(0, cfg["vocab_size"], (B, cfg["block_size"]))
+    targets[0, :3] = -1  # ignored positions, as nanoGPT's ignore_index
+    return idx, targets
+
+
+@pytest.mark.parametrize("weights", ["gpt2-init", "spread"])
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_ours_to_torch_outputs_and_all_gradients_agree(name, weights):
+    cfg = CONFIGS[name]
+    ours = GPT(GPTConfig(**cfg), rng=np.random.default_rng(0))
+    if weights == "spread":
+        spread_weights(ours, seed=1)
+    theirs = torch_twin(ours)
+    assert theirs.lm_head.weight is theirs.transformer.wte.weight  # loading kept nanoGPT's tie
+    idx, targets = batch(cfg, seed=2)
+
+    logits, loss = ours(idx, targets)
+    loss.backward()
+    t_logits, t_loss = theirs(torch.from_numpy(idx), torch.from_numpy(targets))
+    t_loss.backward()
+
+    np.testing.assert_allclose(logits.data, t_logits.detach().numpy(), atol=ATOL, rtol=RTOL)
+    assert loss.item() == pytest.approx(t_loss.item(), abs=ATOL)
+    their_params = dict(theirs.named_parameters())
+    our_params = dict(ours.named_parameters())
+    assert list(our_params) == list(their_params)  # the same names, the tied weight once
+    for param_name, p in our_params.items():
+        np.testing.assert_allclose(
+            p.grad, their_params[param_name].grad.numpy(), atol=ATOL, rtol=RTOL, err_msg=param_name
+        )
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_torch_to_ours_gives_the_same_outputs(name):
+    cfg = CONFIGS[name]
+    torch.manual_seed(0)
+    theirs = nanogpt.GPT(nanogpt.GPTConfig(**cfg))
+    ours = GPT(GPTConfig(**cfg), rng=np.random.default_rng(0))
+    state = {k: v.numpy() for k, v in theirs.state_dict().items()}
+    ours.load_state_dict(state, strict=True)
+    assert ours.lm_head.weight is ours.transformer.wte.weight  # still one tensor after loading
+    np.testing.assert_array_equal(ours.lm_head.weight.data, state["lm_head.weight"])
+    idx, targets = batch(cfg, seed=3)
+    logits, loss = ours(idx, targets)
+    t_logits, t_loss = theirs(torch.from_numpy(idx), torch.from_numpy(targets))
+    np.testing.assert_allclose(logits.data, t_logits.detach().numpy(), atol=ATOL, rtol=RTOL)
+    assert loss.item() == pytest.approx(t_loss.item(), abs=ATOL)
+
+
+def test_without_targets_our_last_position_is_nanogpts_only_position():
+    cfg = CONFIGS["no-bias"]
+    ours = GPT(GPTConfig(**cfg), rng=np.random.default_rng(0))
+    spread_weights(ours, seed=4)
+    theirs = torch_twin(ours)
+    idx, _ = batch(cfg, seed=5)
+    logits, loss = ours(idx[:, :5])
+    t_logits, t_loss = theirs(torch.from_numpy(idx[:, :5]))
+    assert loss is None and t_loss is None
+    assert logits.shape == (3, 5, 13) and tuple(t_logits.shape) == (3, 1, 13)
+    np.testing.assert_allclose(logits.data[:, -1:], t_logits.detach().numpy(), atol=ATOL, rtol=RTOL)
+
+
+def test_parameter_counts_agree():
+    cfg = CONFIGS["baby"]
+    ours = GPT(GPTConfig(**cfg), rng=np.random.default_rng(0))
+    theirs = nanogpt.GPT(nanogpt.GPTConfig(**cfg))
+    assert ours.num_parameters() == theirs.get_num_params(non_embedding=False)
+    assert ours.num_parameters(non_embedding=True) == theirs.get_num_params()
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_greedy_generation_matches_nanogpt_past_the_block_size(use_cache):
+    """nanoGPT's generate with top_k=1 is greedy; both crop the context to the last block_size
+    tokens once it grows past it, so the tokens agree one for one."""
+    cfg = CONFIGS["no-bias"]
+    ours = GPT(GPTConfig(**cfg), rng=np.random.default_rng(0))
+    spread_weights(ours, seed=6, std=0.5)
+    theirs = torch_twin(ours).eval()
+    prompt = np.random.default_rng(7).integers(0, cfg["vocab_size"], (2, 3))
+    new = 2 * cfg["block_size"] + 3
+    ours_out = ours.generate(prompt, new, temperature=0.0, use_cache=use_cache)
+    their_out = theirs.generate(torch.from_numpy(prompt), new, top_k=1).numpy()
+    np.testing.assert_array_equal(ours_out, their_out)
