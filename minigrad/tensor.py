@@ -29,12 +29,18 @@ def _as_array(data, dtype=None) -> np.ndarray:
     return array
 
 
-def _operand(x):
-    """Python numbers stay weakly typed (float32 stays float32); arrays become tensors."""
+def _operand(x, like: Tensor | None = None):
+    """Python numbers stay weakly typed (float32 stays float32); arrays become tensors.
+
+    A floating array meeting a floating tensor `like` takes its dtype, as a number would:
+    `float32 tensor + float64 ndarray` stays float32, `float64 tensor + ndarray` stays float64.
+    """
     if isinstance(x, Tensor):
         return x
     if isinstance(x, numbers.Number):
         return x.item() if isinstance(x, np.generic) else x
+    if like is not None and like.dtype.kind == "f" and np.asarray(x).dtype.kind == "f":
+        return Tensor(x, dtype=like.dtype)
     return Tensor(x)
 
 
@@ -176,40 +182,40 @@ class Tensor:
     # ------------------------------------------------------------ arithmetic
 
     def __add__(self, other):
-        return ops.Add.apply(self, _operand(other))
+        return ops.Add.apply(self, _operand(other, self))
 
     def __radd__(self, other):
-        return ops.Add.apply(_operand(other), self)
+        return ops.Add.apply(_operand(other, self), self)
 
     def __sub__(self, other):
-        return ops.Sub.apply(self, _operand(other))
+        return ops.Sub.apply(self, _operand(other, self))
 
     def __rsub__(self, other):
-        return ops.Sub.apply(_operand(other), self)
+        return ops.Sub.apply(_operand(other, self), self)
 
     def __mul__(self, other):
-        return ops.Mul.apply(self, _operand(other))
+        return ops.Mul.apply(self, _operand(other, self))
 
     def __rmul__(self, other):
-        return ops.Mul.apply(_operand(other), self)
+        return ops.Mul.apply(_operand(other, self), self)
 
     def __truediv__(self, other):
-        return ops.Div.apply(self, _operand(other))
+        return ops.Div.apply(self, _operand(other, self))
 
     def __rtruediv__(self, other):
-        return ops.Div.apply(_operand(other), self)
+        return ops.Div.apply(_operand(other, self), self)
 
     def __pow__(self, other):
-        return ops.Pow.apply(self, _operand(other))
+        return ops.Pow.apply(self, _operand(other, self))
 
     def __rpow__(self, other):
-        return ops.Pow.apply(_operand(other), self)
+        return ops.Pow.apply(_operand(other, self), self)
 
     def __matmul__(self, other):
-        return ops.MatMul.apply(self, _operand(other))
+        return ops.MatMul.apply(self, _operand(other, self))
 
     def __rmatmul__(self, other):
-        return ops.MatMul.apply(_operand(other), self)
+        return ops.MatMul.apply(_operand(other, self), self)
 
     def __neg__(self):
         return ops.Neg.apply(self)
@@ -251,7 +257,7 @@ class Tensor:
         return ops.Abs.apply(self)
 
     def maximum(self, other):
-        return ops.Maximum.apply(self, _operand(other))
+        return ops.Maximum.apply(self, _operand(other, self))
 
     # ------------------------------------------------------------ reductions
 
@@ -348,7 +354,8 @@ def stack(tensors, axis: int = 0) -> Tensor:
 
 def where(condition, a, b) -> Tensor:
     """Elementwise `a` where `condition` is True, else `b` (either may be a number)."""
-    return ops.Where.apply(_constant(condition), _operand(a), _operand(b))
+    like = a if isinstance(a, Tensor) else b if isinstance(b, Tensor) else None
+    return ops.Where.apply(_constant(condition), _operand(a, like), _operand(b, like))
 
 
 def zeros(*shape, dtype=DEFAULT_FLOAT, requires_grad: bool = False) -> Tensor:

@@ -506,6 +506,74 @@ def test_rms_norm_and_dropout(shape, seed):
     check(lambda x: F.dropout(x, 0.3, training=True, rng=np.random.default_rng(seed)), leaf(seed, shape))
 
 
+# ---------------------------------------------------------------- fused ops agree with their composed twins
+
+
+def _attention_mask(rng, q_len: int, k_len: int, kind: str):
+    if kind == "bool":
+        mask = rng.random((q_len, k_len)) < 0.3
+        mask[:, 0] = False
+        return mask
+    return rng.standard_normal((q_len, k_len)) if kind == "float" else None
+
+
+def _fused_cases(rng, batch: tuple):
+    """name -> (fused, composed, float64 inputs): every fused op, in each of its forms."""
+    x, w, b = rng.standard_normal(batch + (4,)), rng.standard_normal((3, 4)), rng.standard_normal(3)
+    scale, shift = rng.standard_normal(4), rng.standard_normal(4)
+    logits = rng.standard_normal(batch + (5,)) * 3
+    targets = rng.integers(0, 5, batch)
+    targets.reshape(-1)[1::3] = -100  # row 0 is kept: a mean over no rows is NaN
+    q, k, v = (rng.standard_normal(batch + (3, 4)) for _ in range(3))
+    cases = {
+        "gelu": (F.gelu, F.gelu_composed, (x,)),
+        "gelu_tanh": (lambda t: F.gelu(t, "tanh"), lambda t: F.gelu_composed(t, "tanh"), (x,)),
+        "linear": (F.linear, F.linear_composed, (x, w, b)),
+        "linear_no_bias": (F.linear, F.linear_composed, (x, w)),
+        "layer_norm": (F.layer_norm, F.layer_norm_composed, (x, scale, shift)),
+        "layer_norm_plain": (F.layer_norm, F.layer_norm_composed, (x,)),
+        "cross_entropy": (
+            lambda z: F.cross_entropy(z, targets, ignore_index=-100),
+            lambda z: F.cross_entropy_composed(z, targets, ignore_index=-100),
+            (logits,),
+        ),
+    }
+    for kind in ["none", "bool", "float", "causal"]:
+        mask = _attention_mask(rng, 3, 3, kind)
+        causal = kind == "causal"
+        cases[f"attention_{kind}"] = (
+            lambda q, k, v, mask=mask, causal=causal: F.scaled_dot_product_attention(q, k, v, mask, causal),
+            lambda q, k, v, mask=mask, causal=causal: F.scaled_dot_product_attention_composed(q, k, v, mask, causal),
+            (q, k, v),
+        )
+    return cases
+
+
+FUSED_NAMES = list(_fused_cases(np.random.default_rng(0), (2,)))
+
+
+def _value_and_grads(fn, arrays, dtype, out_weights=None):
+    tensors = [Tensor(a, dtype=dtype, requires_grad=True) for a in arrays]
+    out = fn(*tensors)
+    weights = np.random.default_rng(1).standard_normal(out.shape).astype(dtype)
+    out.backward(weights)
+    return out, [t.grad for t in tensors]
+
+
+@pytest.mark.parametrize("dtype, rtol, atol", [(np.float64, 1e-12, 1e-12), (np.float32, 2e-5, 2e-6)], ids=["f64", "f32"])
+@pytest.mark.parametrize("name", FUSED_NAMES)
+@given(batch=hnp.array_shapes(min_dims=1, max_dims=2, max_side=3), seed=seeds)
+def test_fused_matches_composed(name, dtype, rtol, atol, batch, seed):
+    fused, composed, arrays = _fused_cases(np.random.default_rng(seed), batch)[name]
+    fused_out, fused_grads = _value_and_grads(fused, arrays, dtype)
+    composed_out, composed_grads = _value_and_grads(composed, arrays, dtype)
+    assert fused_out.dtype == composed_out.dtype == dtype
+    np.testing.assert_allclose(fused_out.data, composed_out.data, rtol=rtol, atol=atol)
+    for i, (a, b) in enumerate(zip(fused_grads, composed_grads)):
+        assert a.dtype == dtype, f"gradient {i} is {a.dtype}"
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=f"gradient of input {i}")
+
+
 # ---------------------------------------------------------------- the registry is complete
 
 
