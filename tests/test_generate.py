@@ -1,0 +1,182 @@
+"""Generation: the KV cache gives the logits of the full recomputation, cached and uncached
+sampling agree token for token, greedy decoding, top-k and top-p supports, seeding, cropping."""
+
+import numpy as np
+import pytest
+
+from minigrad import no_grad
+from transformer import GPT, GPTConfig
+from transformer.gpt import KVCache, filter_logits, sample
+
+CFG = dict(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16)
+
+
+def model_with_spread_weights(seed: int = 0, **overrides) -> GPT:
+    """A small GPT with larger weights than GPT-2's init, so its predictions are peaked and
+    different contexts give clearly different logits."""
+    model = GPT(GPTConfig(**{**CFG, **overrides}), rng=np.random.default_rng(seed))
+    rng = np.random.default_rng(seed + 100)
+    for _, p in model.named_parameters():
+        p.data[...] = rng.normal(0.0, 0.5, p.shape)
+    return model.eval()
+
+
+def prompt(B: int = 2, T: int = 3, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, CFG["vocab_size"], (B, T))
+
+
+# ---------------------------------------------------------------- the KV cache
+
+
+def test_cached_logits_equal_full_recomputation_at_every_step():
+    model = model_with_spread_weights()
+    idx = np.random.default_rng(2).integers(0, 11, (3, CFG["block_size"]))
+    with no_grad():
+        full, _ = model(idx)  # (B, T, V)
+        cache = KVCache(CFG["n_layer"])
+        prefill, _ = model(idx[:, :3], kv_cache=cache)  # a prompt of 3 tokens in one call
+        steps = [prefill]
+        for t in range(3, idx.shape[1]):
+            assert len(cache) == t
+            logits, _ = model(idx[:, t : t + 1], kv_cache=cache)  # one new position each step
+            steps.append(logits)
+    cached = np.concatenate([s.data for s in steps], axis=1)
+    np.testing.assert_allclose(cached, full.data, atol=1e-5, rtol=1e-5)
+
+
+def test_cache_refuses_to_run_past_the_block_size():
+    model = model_with_spread_weights()
+    cache = KVCache(CFG["n_layer"])
+    with no_grad():
+        model(np.zeros((1, CFG["block_size"]), dtype=np.int64), kv_cache=cache)
+        with pytest.raises(ValueError, match="block size is only 8"):
+            model(np.zeros((1, 1), dtype=np.int64), kv_cache=cache)
+
+
+@pytest.mark.parametrize(
+    "sampling",
+    [
+        dict(temperature=1.0),
+        dict(temperature=0.7, top_k=3),
+        dict(temperature=1.3, top_p=0.8),
+        dict(temperature=0.0),
+    ],
+)
+def test_cached_and_uncached_generation_agree_token_for_token(sampling):
+    model = model_with_spread_weights()
+    new = 3 * CFG["block_size"]  # well past the block size: the window slides
+    with_cache = model.generate(prompt(), new, rng=np.random.default_rng(9), **sampling)
+    without = model.generate(prompt(), new, rng=np.random.default_rng(9), use_cache=False, **sampling)
+    assert with_cache.shape == (2, 3 + new)
+    np.testing.assert_array_equal(with_cache, without)
+    np.testing.assert_array_equal(with_cache[:, :3], prompt())
+
+
+def reference_generate(model: GPT, idx: np.ndarray, steps: int) -> np.ndarray:
+    """Greedy decoding written out as nanoGPT's loop: crop to block_size, forward, argmax."""
+    for _ in range(steps):
+        logits, _ = model(idx[:, -model.config.block_size :])
+        idx = np.concatenate([idx, logits.data[:, -1].argmax(-1)[:, None]], axis=1)
+    return idx
+
+
+def test_greedy_is_argmax_and_cropping_past_the_block_size_is_nanogpts():
+    model = model_with_spread_weights(seed=3)
+    steps = 2 * CFG["block_size"] + 1
+    expected = reference_generate(model, prompt(), steps)
+    np.testing.assert_array_equal(model.generate(prompt(), steps, temperature=0.0), expected)
+    assert len(np.unique(expected[:, 3:])) > 1  # the test is not fooled by a constant output
+
+
+def test_a_prompt_longer_than_the_block_is_cropped():
+    model = model_with_spread_weights(seed=3)
+    long_prompt = prompt(T=CFG["block_size"] + 5)
+    out = model.generate(long_prompt, 4, temperature=0.0)
+    np.testing.assert_array_equal(out, reference_generate(model, long_prompt, 4))
+
+
+def test_generate_builds_no_graph_and_restores_training_mode():
+    model = model_with_spread_weights(dropout=0.5).train()
+    a = model.generate(prompt(), 6, temperature=0.0)
+    b = model.generate(prompt(), 6, temperature=0.0)
+    np.testing.assert_array_equal(a, b)  # no dropout while generating
+    assert model.training and all(m.training for m in model.modules())
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_zero_new_tokens_returns_the_prompt():
+    model = model_with_spread_weights()
+    np.testing.assert_array_equal(model.generate(prompt(), 0), prompt())
+
+
+# ---------------------------------------------------------------- sampling
+
+
+def test_seeded_generation_is_reproducible_and_seeds_differ():
+    model = model_with_spread_weights()
+    a = model.generate(prompt(), 20, temperature=1.5, rng=np.random.default_rng(4))
+    b = model.generate(prompt(), 20, temperature=1.5, rng=np.random.default_rng(4))
+    c = model.generate(prompt(), 20, temperature=1.5, rng=np.random.default_rng(5))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_top_k_keeps_the_k_largest_and_ties_with_the_kth():
+    logits = np.array([[1.0, 5.0, 3.0, 4.0, 2.0], [0.0, 2.0, 2.0, 1.0, 2.0]])
+    kept = np.isfinite(filter_logits(logits, top_k=2))
+    np.testing.assert_array_equal(kept[0], [False, True, False, True, False])
+    np.testing.assert_array_equal(kept[1], [False, True, True, False, True])  # three tie for 2nd
+    assert np.isfinite(filter_logits(logits, top_k=50)).all()
+    np.testing.assert_array_equal(filter_logits(logits, top_k=2)[kept], logits[kept])
+
+
+def test_top_p_keeps_the_smallest_set_reaching_p():
+    probs = np.array([[0.1, 0.5, 0.05, 0.3, 0.05]])
+    logits = np.log(probs)
+    support = lambda p: np.flatnonzero(np.isfinite(filter_logits(logits, top_p=p)[0])).tolist()  # noqa: E731
+    assert support(0.5) == [1]  # 0.5 alone reaches 0.5
+    assert support(0.55) == [1, 3]  # 0.5 falls short; 0.5 + 0.3 reaches it
+    assert support(0.85) == [0, 1, 3]  # 0.8 falls short; 0.9 reaches it
+    assert support(0.01) == [1]  # the most likely token always stays
+    assert support(1.0) == [0, 1, 2, 3, 4]
+
+
+def test_top_k_and_top_p_together_take_the_intersection():
+    logits = np.log(np.array([[0.4, 0.3, 0.2, 0.1]]))
+    kept = np.isfinite(filter_logits(logits, top_k=3, top_p=0.6))
+    np.testing.assert_array_equal(kept[0], [True, True, False, False])
+
+
+def test_samples_stay_in_the_support_and_follow_the_probabilities():
+    probs = np.array([0.05, 0.45, 0.12, 0.3, 0.08])
+    logits = np.tile(np.log(probs), (20_000, 1))
+    rng = np.random.default_rng(0)
+    draws = sample(logits, top_k=3, rng=rng)
+    assert set(np.unique(draws)) == {1, 2, 3}
+    np.testing.assert_allclose(
+        np.bincount(draws, minlength=5)[[1, 2, 3]] / len(draws), [0.45 / 0.87, 0.12 / 0.87, 0.3 / 0.87], atol=0.015
+    )
+    counts = np.bincount(sample(logits, rng=rng), minlength=5) / len(logits)
+    np.testing.assert_allclose(counts, probs, atol=0.015)
+    nucleus = sample(logits, top_p=0.7, rng=rng)
+    assert set(np.unique(nucleus)) == {1, 3}
+    np.testing.assert_allclose(np.mean(nucleus == 1), 0.45 / 0.75, atol=0.015)
+
+
+def test_temperature_zero_is_argmax_and_low_temperature_approaches_it():
+    logits = np.random.default_rng(0).standard_normal((50, 7))
+    np.testing.assert_array_equal(sample(logits, temperature=0.0), logits.argmax(-1))
+    cold = sample(logits, temperature=1e-4, rng=np.random.default_rng(1))
+    np.testing.assert_array_equal(cold, logits.argmax(-1))
+
+
+def test_bad_sampling_settings_are_refused():
+    logits = np.zeros((1, 4))
+    with pytest.raises(ValueError, match="temperature"):
+        sample(logits, temperature=-1.0)
+    with pytest.raises(ValueError, match="top_k"):
+        filter_logits(logits, top_k=0)
+    with pytest.raises(ValueError, match="top_p"):
+        filter_logits(logits, top_p=0.0)
+    with pytest.raises(ValueError, match="top_p"):
+        filter_logits(logits, top_p=1.5)
