@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure  # drawn off-screen, no window or backend needed
 
+import minigrad as mg
 from minigrad import Tensor
 from transformer.positional import ALiBi, LearnedPositionalEmbedding, RotaryEmbedding, sinusoidal_table
 
@@ -61,8 +62,7 @@ def learned(max_len: int, d_model: int, checkpoint: Path | None, out: Path) -> N
 
 def rope(max_len: int, head_dim: int, out: Path) -> None:
     rotary = RotaryEmbedding(head_dim)
-    rng = np.random.default_rng(0)
-    q, k = rng.standard_normal((2, head_dim))  # one query vector and one key vector
+    q, k = mg.default_rng().standard_normal((2, head_dim))  # one query vector and one key vector
     # The same vector at every position 0..T-1, rotated by its position's angles.
     queries = rotary(Tensor(np.tile(q, (max_len, 1)))).data  # (T, D) R_m q
     keys = rotary(Tensor(np.tile(k, (max_len, 1)))).data  # (T, D) R_n k
@@ -99,7 +99,9 @@ def main() -> None:
     parser.add_argument("--head-dim", type=int, default=32, help="features of one RoPE head")
     parser.add_argument("--num-heads", type=int, default=8, help="ALiBi heads (the first and last are drawn)")
     parser.add_argument("--checkpoint", type=Path, help="a trained GPT's ckpt.safetensors, for its learned wpe")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the untrained tables and the RoPE vectors")
     args = parser.parse_args()
+    mg.manual_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     sinusoidal(args.max_len, args.d_model, args.out)
     learned(args.max_len, args.d_model, args.checkpoint, args.out)
