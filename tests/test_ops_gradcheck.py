@@ -552,7 +552,7 @@ def _fused_cases(rng, batch: tuple):
 FUSED_NAMES = list(_fused_cases(np.random.default_rng(0), (2,)))
 
 
-def _value_and_grads(fn, arrays, dtype, out_weights=None):
+def _value_and_grads(fn, arrays, dtype):
     tensors = [Tensor(a, dtype=dtype, requires_grad=True) for a in arrays]
     out = fn(*tensors)
     weights = np.random.default_rng(1).standard_normal(out.shape).astype(dtype)
@@ -560,7 +560,9 @@ def _value_and_grads(fn, arrays, dtype, out_weights=None):
     return out, [t.grad for t in tensors]
 
 
-@pytest.mark.parametrize("dtype, rtol, atol", [(np.float64, 1e-12, 1e-12), (np.float32, 2e-5, 2e-6)], ids=["f64", "f32"])
+@pytest.mark.parametrize(
+    "dtype, rtol, atol", [(np.float64, 1e-12, 1e-12), (np.float32, 2e-5, 2e-6)], ids=["float64", "float32"]
+)
 @pytest.mark.parametrize("name", FUSED_NAMES)
 @given(batch=hnp.array_shapes(min_dims=1, max_dims=2, max_side=3), seed=seeds)
 def test_fused_matches_composed(name, dtype, rtol, atol, batch, seed):
