@@ -270,10 +270,10 @@ class GPT(Module):
         temperature 0 picks the most likely token (greedy). `rng` makes the draws reproducible.
         The model runs in eval mode (no dropout) and without building a graph.
 
-        Past block_size tokens the context is cropped to its last block_size tokens, as nanoGPT
-        does. Each token then sits at a new position, so the cache is rebuilt from the cropped
-        window; below block_size the KV cache makes a step cost one position. use_cache=False
-        recomputes the whole context every step (the same tokens, more slowly).
+        Up to block_size tokens, the KV cache makes each step cost one position; use_cache=False
+        recomputes the whole context every step (the same tokens, more slowly). Past block_size
+        the context is cropped to its last block_size tokens, as nanoGPT does: every token then
+        moves to a new position at each step, so the cropped window is recomputed in full.
         """
         idx = _token_ids(idx, self.config.vocab_size)
         rng = default_rng() if rng is None else rng
@@ -282,15 +282,14 @@ class GPT(Module):
         self.eval()
         try:
             with no_grad():
-                cache, cache_start = None, 0
+                cache = KVCache(len(self.transformer.h)) if use_cache else None
                 for _ in range(max_new_tokens):
-                    start = max(0, idx.shape[1] - block_size)  # the window nanoGPT would feed
-                    if not use_cache:
-                        logits, _ = self(idx[:, start:])  # (B, T_window, V)
+                    if cache is not None and idx.shape[1] <= block_size:
+                        logits, _ = self(idx[:, len(cache) :], kv_cache=cache)  # (B, T_new, V)
                     else:
-                        if cache is None or cache_start != start:
-                            cache, cache_start = KVCache(len(self.transformer.h)), start
-                        logits, _ = self(idx[:, start + len(cache) :], kv_cache=cache)  # (B, T_new, V)
+                        # past block_size the window slides by one each step, every token moves to
+                        # a new position, and the whole window is recomputed, as in nanoGPT
+                        logits, _ = self(idx[:, -block_size:])  # (B, T_window, V)
                     next_ids = sample(logits.data[:, -1, :], temperature, top_k, top_p, rng)  # (B,)
                     idx = np.concatenate([idx, next_ids[:, None]], axis=1)  # (B, T + 1)
         finally:
