@@ -9,6 +9,7 @@ import pytest
 import minigrad as mg
 from minigrad import Tensor
 from minigrad.nn import Module, Parameter
+from minigrad.optim import AdamW
 from transformer import GPT, GPTConfig
 from transformer.gpt import MLP, Block, CausalSelfAttention
 
@@ -338,10 +339,9 @@ def test_optimizer_groups_decay_matrices_only():
 
 
 def test_configure_optimizers_gives_adamw_over_the_groups():
-    optim = pytest.importorskip("minigrad.optim")
     model = tiny_model()
     opt = model.configure_optimizers(weight_decay=0.1, learning_rate=1e-3, betas=(0.9, 0.99))
-    assert isinstance(opt, optim.AdamW)
+    assert isinstance(opt, AdamW)
     assert [g["weight_decay"] for g in opt.param_groups] == [0.1, 0.0]
     assert all(g["lr"] == 1e-3 and tuple(g["betas"]) == (0.9, 0.99) for g in opt.param_groups)
     idx = np.random.default_rng(0).integers(0, 7, (2, 4))

@@ -16,7 +16,8 @@ Every module and parameter is named as in nanoGPT's GPT, so `state_dict()` loads
 
 One difference from nanoGPT: `model(idx)` without targets returns the logits of every
 position (B, T, V), not only the last one, so that both calls have the same shape. Generation
-does not pay for it: with the KV cache each step feeds only the new token.
+hardly pays for it: the output layer is a small part of a step, and with the KV cache a step
+feeds only the new token.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import numpy as np
 import minigrad.functional as F
 from minigrad import concatenate, default_rng, no_grad
 from minigrad.nn import GELU, Dropout, Embedding, LayerNorm, Linear, Module, ModuleDict, ModuleList
+from minigrad.optim import AdamW
 from minigrad.tensor import Tensor
 
 
@@ -307,8 +309,6 @@ class GPT(Module):
 
     def configure_optimizers(self, weight_decay: float, learning_rate: float, betas: tuple[float, float]):
         """minigrad.optim.AdamW over `optimizer_groups(weight_decay)`, as nanoGPT's helper."""
-        from minigrad.optim import AdamW
-
         return AdamW(self.optimizer_groups(weight_decay), lr=learning_rate, betas=betas)
 
 
