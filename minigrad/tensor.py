@@ -329,8 +329,7 @@ def _index(index):
                 raise TypeError(f"tensor index arrays must hold integers or bools, not {item.dtype}")
         elif not (isinstance(item, (int, np.integer, slice)) or item is None or item is Ellipsis):
             raise TypeError(
-                f"unsupported index type {type(item).__name__}: use ints, slices, None, ..., "
-                "or integer/boolean arrays"
+                f"unsupported index type {type(item).__name__}: use ints, slices, None, ..., or integer/boolean arrays"
             )
         converted.append(item)
     return tuple(converted) if isinstance(index, tuple) else converted[0]
@@ -340,6 +339,7 @@ def _index(index):
 
 
 def concatenate(tensors, axis: int = 0) -> Tensor:
+    """Join tensors along an existing axis; all other dimensions must agree."""
     return ops.Concatenate.apply(*[_operand(t) for t in tensors], axis=axis)
 
 
@@ -359,11 +359,13 @@ def where(condition, a, b) -> Tensor:
 
 
 def zeros(*shape, dtype=DEFAULT_FLOAT, requires_grad: bool = False) -> Tensor:
-    return Tensor(np.zeros(_sizes(shape), dtype=dtype), requires_grad=requires_grad)
+    """A tensor of zeros; `shape` as a tuple, zeros((2, 3)), or as sizes, zeros(2, 3)."""
+    return Tensor(np.zeros(_sizes(shape)), dtype=dtype, requires_grad=requires_grad)
 
 
 def ones(*shape, dtype=DEFAULT_FLOAT, requires_grad: bool = False) -> Tensor:
-    return Tensor(np.ones(_sizes(shape), dtype=dtype), requires_grad=requires_grad)
+    """A tensor of ones; `shape` as a tuple or as sizes."""
+    return Tensor(np.ones(_sizes(shape)), dtype=dtype, requires_grad=requires_grad)
 
 
 _rng = np.random.default_rng()
@@ -376,10 +378,11 @@ def manual_seed(seed: int) -> None:
 
 
 def default_rng() -> np.random.Generator:
+    """The generator `randn` draws from when none is given (reset by `manual_seed`)."""
     return _rng
 
 
 def randn(*shape, dtype=DEFAULT_FLOAT, requires_grad: bool = False, rng=None) -> Tensor:
-    """Standard normal samples; `rng` (a np.random.Generator) makes them reproducible."""
+    """Standard normal samples of `shape` (a tuple or sizes); `rng` makes them reproducible."""
     rng = _rng if rng is None else rng
-    return Tensor(rng.standard_normal(_sizes(shape)).astype(dtype), requires_grad=requires_grad)
+    return Tensor(rng.standard_normal(_sizes(shape)), dtype=dtype, requires_grad=requires_grad)
