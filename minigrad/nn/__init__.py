@@ -2,12 +2,13 @@
 
 from minigrad.nn.containers import ModuleDict, ModuleList, Sequential
 from minigrad.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear, ReLU, RMSNorm
-from minigrad.nn.module import Module, Parameter
+from minigrad.nn.module import IncompatibleKeys, Module, Parameter, StateDictError
 
 __all__ = [
     "GELU",
     "Dropout",
     "Embedding",
+    "IncompatibleKeys",
     "LayerNorm",
     "Linear",
     "Module",
@@ -17,4 +18,5 @@ __all__ = [
     "RMSNorm",
     "ReLU",
     "Sequential",
+    "StateDictError",
 ]

@@ -80,29 +80,45 @@ class RMSNorm(Module):
 
 
 class Dropout(Module):
-    """Inverted dropout while training; the identity in eval mode."""
+    """Inverted dropout while training: zero each element with probability p and scale the
+    survivors by 1/(1-p), so the expected value is unchanged; the identity in eval mode.
 
-    def __init__(self, p: float = 0.5, rng=None):
+    `rng` is a np.random.Generator or an int seed. Without one, the masks come from minigrad's
+    default generator at call time, so `mg.manual_seed(s)` makes them reproducible.
+    """
+
+    def __init__(self, p: float = 0.5, rng: np.random.Generator | int | None = None):
         super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1], got {p}")
         self.p = p
-        self.rng = np.random.default_rng() if rng is None else rng
+        self.rng = np.random.default_rng(rng) if isinstance(rng, int) else rng
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.dropout(x, self.p, self.training, self.rng)
+        return F.dropout(x, self.p, self.training, default_rng() if self.rng is None else self.rng)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
 
 
 class GELU(Module):
+    """x · Φ(x), Φ the standard normal CDF (the exact erf form; approximate="tanh" for GPT-2's)."""
+
     def __init__(self, approximate: str = "none"):
         super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f'GELU approximate must be "none" or "tanh", got {approximate!r}')
         self.approximate = approximate
 
     def forward(self, x: Tensor) -> Tensor:
         return F.gelu(x, approximate=self.approximate)
 
+    def extra_repr(self) -> str:
+        return f"approximate={self.approximate!r}" if self.approximate != "none" else ""
+
 
 class ReLU(Module):
+    """max(0, x), elementwise."""
+
     def forward(self, x: Tensor) -> Tensor:
         return x.relu()

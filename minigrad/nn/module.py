@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -18,6 +19,28 @@ class Parameter(Tensor):
 
     def __init__(self, data, requires_grad: bool = True, dtype=None):
         super().__init__(data, requires_grad=requires_grad, dtype=dtype)
+
+    def __repr__(self) -> str:
+        return "Parameter containing:\n" + super().__repr__()
+
+
+class StateDictError(KeyError, ValueError):
+    """A state dict that does not fit the module: missing, unexpected or mis-shaped keys.
+
+    It is both a KeyError and a ValueError, so code catching either (a command line turning a
+    bad checkpoint into one line on stderr) catches it; `str()` gives the plain message.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class IncompatibleKeys(NamedTuple):
+    """What `load_state_dict(strict=False)` skipped: keys the module has that the dict lacks,
+    and keys the dict has that the module does not."""
+
+    missing_keys: list[str]
+    unexpected_keys: list[str]
 
 
 class Module:
@@ -37,6 +60,12 @@ class Module:
     def __setattr__(self, name: str, value) -> None:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}.__init__ must call super().__init__() first")
+        if name in self._parameters and value is not None and not isinstance(value, Parameter):
+            # `self.weight = self.weight * 2` would silently drop the parameter from training.
+            raise TypeError(
+                f"cannot assign a {type(value).__name__} to parameter {name!r} of {type(self).__name__}; "
+                "assign a Parameter (or None), or change the values in place with .data[...] = ..."
+            )
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
         if isinstance(value, Parameter):
@@ -45,10 +74,29 @@ class Module:
             self._modules[name] = value
         object.__setattr__(self, name, value)
 
+    def __getattr__(self, name: str):
+        # Only reached when normal lookup fails: children added with `add_module` under names
+        # that are not attributes (a ModuleDict key such as "train" must not hide a method).
+        modules = self.__dict__.get("_modules")
+        if modules is not None and name in modules:
+            return modules[name]
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
     def __delattr__(self, name: str) -> None:
         self._parameters.pop(name, None)
-        self._modules.pop(name, None)
-        object.__delattr__(self, name)
+        if name in self.__dict__:
+            self._modules.pop(name, None)
+            object.__delattr__(self, name)
+        elif self._modules.pop(name, None) is None:
+            raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def add_module(self, name: str, module: Module | None) -> None:
+        """Register `module` as a child called `name` (for names that are not identifiers)."""
+        if not isinstance(name, str) or not name or "." in name:
+            raise KeyError(f"a module name must be a non-empty string without '.', got {name!r}")
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"add_module({name!r}, ...) needs a Module, got {type(module).__name__}")
+        self._modules[name] = module
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
@@ -60,103 +108,179 @@ class Module:
     # ------------------------------------------------------------ traversal
 
     def named_modules(self, prefix: str = "", memo: set | None = None) -> Iterator[tuple[str, Module]]:
+        """(dotted name, module) for this module (named `prefix`) and every descendant, once each."""
         memo = set() if memo is None else memo
         if id(self) in memo:
             return
         memo.add(id(self))
         yield prefix, self
         for name, child in self._modules.items():
-            yield from child.named_modules(f"{prefix}.{name}" if prefix else name, memo)
+            if child is not None:
+                yield from child.named_modules(f"{prefix}.{name}" if prefix else name, memo)
 
     def modules(self) -> Iterator[Module]:
         for _, module in self.named_modules():
             yield module
 
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        for name, child in self._modules.items():
+            if child is not None:
+                yield name, child
+
     def children(self) -> Iterator[Module]:
-        yield from self._modules.values()
+        for _, child in self.named_children():
+            yield child
+
+    def get_submodule(self, target: str) -> Module:
+        """The descendant at a dotted path such as "transformer.h.0.attn" ("" is self)."""
+        module = self
+        for i, name in enumerate(target.split(".") if target else []):
+            if name not in module._modules:
+                where = ".".join(target.split(".")[:i]) or type(self).__name__
+                raise AttributeError(f"{where} has no submodule {name!r} (looking for {target!r})")
+            module = module._modules[name]
+        return module
+
+    def _all_parameters(self) -> Iterator[tuple[str, Parameter]]:
+        """Every (dotted name, parameter) slot, a tied tensor once per name (as in state dicts)."""
+        for module_name, module in self.named_modules():
+            for name, param in module._parameters.items():
+                if param is not None:
+                    yield (f"{module_name}.{name}" if module_name else name), param
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
-        """(dotted name, parameter) pairs; a parameter shared by several modules is listed once."""
+        """(dotted name, parameter) pairs; a parameter shared by several modules is listed once,
+        under the first name met in registration order."""
         seen = set()
-        for module_name, module in self.named_modules(prefix):
-            for name, param in module._parameters.items():
-                if param is None or id(param) in seen:
-                    continue
+        for name, param in self._all_parameters():
+            if id(param) not in seen:
                 seen.add(id(param))
-                yield (f"{module_name}.{name}" if module_name else name), param
+                yield (f"{prefix}.{name}" if prefix else name), param
 
     def parameters(self) -> Iterator[Parameter]:
         for _, param in self.named_parameters():
             yield param
 
     def num_parameters(self) -> int:
+        """How many numbers the model learns (a tied tensor counted once)."""
         return sum(p.size for p in self.parameters())
 
-    # ------------------------------------------------------------ modes and gradients
+    def apply(self, fn: Callable[[Module], Any]) -> Module:
+        """Call fn(module) on every descendant, children before parents (torch's order), then on self."""
+        for child in self.children():
+            child.apply(fn)
+        fn(self)
+        return self
+
+    # ------------------------------------------------------------ modes, gradients, dtype
 
     def train(self, mode: bool = True) -> Module:
+        """Training mode (dropout active) for this module and all below it; returns self."""
         for module in self.modules():
-            object.__setattr__(module, "training", mode)
+            object.__setattr__(module, "training", bool(mode))
         return self
 
     def eval(self) -> Module:
+        """Evaluation mode: dropout becomes the identity."""
         return self.train(False)
 
     def zero_grad(self) -> None:
+        """Forget every parameter's gradient (set to None, as torch does by default)."""
         for param in self.parameters():
             param.grad = None
+
+    def requires_grad_(self, mode: bool = True) -> Module:
+        """Freeze (False) or unfreeze every parameter; returns self."""
+        for param in self.parameters():
+            param.requires_grad_(mode)
+        return self
+
+    def to(self, dtype) -> Module:
+        """Cast every parameter to `dtype` in place (the Parameter objects stay the same), e.g.
+        `model.to(np.float64)` before a gradient check."""
+        for param in self.parameters():
+            param.data = param.data.astype(dtype)
+            param.grad = None
+        return self
 
     # ------------------------------------------------------------ state dict
 
     def state_dict(self) -> OrderedDict:
         """Every parameter by dotted name, as NumPy arrays (copies). Tied tensors appear under
         each of their names, as in PyTorch's state dicts."""
-        state = OrderedDict()
-        for module_name, module in self.named_modules():
-            for name, param in module._parameters.items():
-                if param is not None:
-                    state[f"{module_name}.{name}" if module_name else name] = param.data.copy()
-        return state
+        return OrderedDict((name, param.data.copy()) for name, param in self._all_parameters())
 
-    def load_state_dict(self, state_dict, strict: bool = True) -> tuple[list, list]:
-        """Copy arrays into the parameters. With strict=True, missing or unexpected keys are an
-        error; a shape mismatch is always an error. Returns (missing, unexpected)."""
-        own = {}
-        for module_name, module in self.named_modules():
-            for name, param in module._parameters.items():
-                if param is not None:
-                    own[f"{module_name}.{name}" if module_name else name] = param
+    def load_state_dict(self, state_dict, strict: bool = True) -> IncompatibleKeys:
+        """Copy arrays (NumPy, or anything with `.numpy()`) into the parameters, in place.
+
+        With strict=True a missing or unexpected key is an error; a shape mismatch always is.
+        Every problem is checked before anything is copied, so a failed load leaves the module
+        as it was, and the error (`StateDictError`) names every key at fault. Returns the
+        missing and unexpected keys.
+        """
+        own = OrderedDict(self._all_parameters())
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
-        if strict and (missing or unexpected):
-            parts = []
-            if missing:
-                parts.append(f"missing keys: {', '.join(missing)}")
-            if unexpected:
-                parts.append(f"unexpected keys: {', '.join(unexpected)}")
-            raise KeyError(f"load_state_dict (strict): {'; '.join(parts)}")
+        problems = []
+        if strict and missing:
+            problems.append(f"missing keys: {', '.join(missing)}")
+        if strict and unexpected:
+            problems.append(f"unexpected keys: {', '.join(unexpected)}")
+        values = {key: _as_numpy(state_dict[key]) for key in own if key in state_dict}
+        problems += [
+            f"{key} has shape {_shape(value.shape)} in the state dict, but the model's is {_shape(own[key].shape)}"
+            for key, value in values.items()
+            if value.shape != own[key].shape
+        ]
+        if problems:
+            raise StateDictError(f"cannot load the state dict into {type(self).__name__}: " + "; ".join(problems))
         for key, param in own.items():
-            if key not in state_dict:
-                continue
-            value = np.asarray(state_dict[key].numpy() if hasattr(state_dict[key], "numpy") else state_dict[key])
-            if value.shape != param.shape:
-                raise ValueError(
-                    f"load_state_dict: {key} has shape {tuple(value.shape)} in the state dict, "
-                    f"but the model expects {tuple(param.shape)}"
-                )
-            param.data[...] = value.astype(param.dtype, copy=False)
-        return missing, unexpected
+            if key in values:
+                param.data[...] = values[key].astype(param.dtype, copy=False)
+        return IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------ printing
 
     def extra_repr(self) -> str:
+        """The layer's settings, shown between the parentheses of its repr."""
         return ""
 
     def __repr__(self) -> str:
-        lines = [f"{type(self).__name__}({self.extra_repr()}"]
-        for name, child in self._modules.items():
-            child_repr = repr(child).replace("\n", "\n  ")
-            lines.append(f"  ({name}): {child_repr}")
-        if len(lines) == 1:
-            return lines[0] + ")"
-        return "\n".join(lines) + "\n)"
+        """A tree of the modules, as PyTorch prints it; runs of identical numbered children are
+        folded into one line, e.g. `(0-3): 4 x Block(...)`."""
+        children = [(name, repr(child)) for name, child in self.named_children()]
+        lines, i = [], 0
+        while i < len(children):
+            first, text = children[i]
+            j = i + 1  # children[i:j] is a run of equal, numbered children
+            while first.isdigit() and j < len(children) and children[j][0].isdigit() and children[j][1] == text:
+                j += 1
+            line = f"({first}): {text}" if j == i + 1 else f"({first}-{children[j - 1][0]}): {j - i} x {text}"
+            lines.append("  " + line.replace("\n", "\n  "))
+            i = j
+        head = f"{type(self).__name__}({self.extra_repr()}"
+        return head + ")" if not lines else head + "\n" + "\n".join(lines) + "\n)"
+
+    def summary(self) -> str:
+        """A table of every parameter: name, shape, count; then the total (tied tensors once)."""
+        rows = [(name, _shape(p.shape), f"{p.size:,}") for name, p in self.named_parameters()]
+        rows.append(("total", "", f"{self.num_parameters():,}"))
+        width = [max(len(r[k]) for r in rows + [("parameter", "shape", "count")]) for k in range(3)]
+        header = f"{'parameter':<{width[0]}}  {'shape':<{width[1]}}  {'count':>{width[2]}}"
+        lines = [header, "-" * len(header)]
+        lines += [f"{n:<{width[0]}}  {s:<{width[1]}}  {c:>{width[2]}}" for n, s, c in rows[:-1]]
+        lines += ["-" * len(header), f"{'total':<{width[0]}}  {'':<{width[1]}}  {rows[-1][2]:>{width[2]}}"]
+        return "\n".join(lines)
+
+
+def _shape(shape: tuple) -> str:
+    return str(tuple(int(n) for n in shape))
+
+
+def _as_numpy(value) -> np.ndarray:
+    """A state-dict value as an array: NumPy arrays, minigrad Tensors, or torch tensors."""
+    if isinstance(value, Tensor):
+        return value.data
+    if hasattr(value, "detach") and hasattr(value, "numpy"):  # a torch tensor, without importing torch
+        return value.detach().numpy()
+    return np.asarray(value)
