@@ -33,7 +33,10 @@ def normalize_axes(axis, ndim: int) -> tuple:
     for a in axes:
         if not -rank <= a < rank:
             raise ValueError(f"axis {a} is out of range for a tensor with {ndim} dimensions")
-    return tuple(sorted({int(a) % rank for a in axes})) if ndim else ()
+    normalized = sorted({int(a) % rank for a in axes})
+    if len(normalized) != len(axes):
+        raise ValueError(f"axis {tuple(axes)} names the same axis twice")
+    return tuple(normalized) if ndim else ()
 
 
 def _shape_of(x) -> tuple:
@@ -101,8 +104,14 @@ class Pow(Function):
     def backward(self, g):
         # d(a^b)/da = b · a^(b-1), d(a^b)/db = a^b · ln a
         a, b = self.a, self.b
-        ga = unbroadcast(g * b * a ** (b - 1), _shape_of(a)) if self.needs_input_grad[0] else None
-        gb = unbroadcast(g * self.out * np.log(a), _shape_of(b)) if self.needs_input_grad[1] else None
+        ga = gb = None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if self.needs_input_grad[0]:
+                # a^0 = 1 is flat in a, even at a = 0 where 0 · 0^(-1) would give NaN (as PyTorch)
+                ga = unbroadcast(np.where(b == 0, 0, g * b * a ** (b - 1)), _shape_of(a))
+            if self.needs_input_grad[1]:
+                # 0^b = 0 for b > 0 (and 1 at b = 0) is flat in b: take 0 · ln 0 as 0 (as PyTorch)
+                gb = unbroadcast(np.where((a == 0) & (b >= 0), 0, g * self.out * np.log(a)), _shape_of(b))
         return ga, gb
 
 
@@ -174,8 +183,10 @@ class Tanh(Function):
 
 class Sigmoid(Function):
     def forward(self, a):
-        # σ(a) = (1 + tanh(a/2)) / 2: the same function, with no overflow for large |a|.
-        self.out = 0.5 * (1 + np.tanh(0.5 * a))
+        # σ(a) = 1 / (1 + e^-a) = e^a / (1 + e^a). With z = e^-|a| ≤ 1 nothing overflows,
+        # and for a ≪ 0 the tiny σ(a) = z / (1 + z) keeps its relative precision.
+        z = np.exp(-np.abs(a))
+        self.out = np.where(a >= 0, 1, z) / (1 + z)
         return self.out
 
     def backward(self, g):

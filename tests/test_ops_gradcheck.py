@@ -525,6 +525,7 @@ def _fused_cases(rng, batch: tuple):
     targets = rng.integers(0, 5, batch)
     targets.reshape(-1)[1::3] = -100  # row 0 is kept: a mean over no rows is NaN
     q, k, v = (rng.standard_normal(batch + (3, 4)) for _ in range(3))
+    ids = rng.integers(0, 4, batch + (3,))
     cases = {
         "gelu": (F.gelu, F.gelu_composed, (x,)),
         "gelu_tanh": (lambda t: F.gelu(t, "tanh"), lambda t: F.gelu_composed(t, "tanh"), (x,)),
@@ -532,6 +533,11 @@ def _fused_cases(rng, batch: tuple):
         "linear_no_bias": (F.linear, F.linear_composed, (x, w)),
         "layer_norm": (F.layer_norm, F.layer_norm_composed, (x, scale, shift)),
         "layer_norm_plain": (F.layer_norm, F.layer_norm_composed, (x,)),
+        "embedding": (
+            lambda w: F.embedding(ids, w),
+            lambda w: F.embedding_composed(ids, w),
+            (rng.standard_normal((4, 3)),),
+        ),
         "cross_entropy": (
             lambda z: F.cross_entropy(z, targets, ignore_index=-100),
             lambda z: F.cross_entropy_composed(z, targets, ignore_index=-100),

@@ -7,8 +7,11 @@ same output gradient. Skips cleanly when torch is not installed.
 
 from __future__ import annotations
 
+import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import minigrad as mg
 import minigrad.functional as F
@@ -60,6 +63,11 @@ def cases() -> dict:
         "pow_tensor_tensor": (lambda a, b: a**b, lambda a, b: a**b, [positive(2, 3), normal(2, 3)]),
         "pow_tensor_number": (lambda a: a**3, lambda a: a**3, [normal(2, 3)]),
         "pow_number_tensor": (lambda a: 2.5**a, lambda a: 2.5**a, [normal(2, 3)]),
+        "pow_zero_base": (
+            lambda a, b: a**b,
+            lambda a, b: a**b,
+            [np.array([0.0, 0.0, 1.5, 0.0]), np.array([0, 2, 1, 0.5])],
+        ),
         "rsub_rdiv": (lambda a: 1.5 - 2.0 / a, lambda a: 1.5 - 2.0 / a, [away_from_zero(5)]),
         "maximum": (lambda a, b: a.maximum(b), torch.maximum, [normal(3, 4), normal(4)]),
         "maximum_ties": (lambda a, b: a.maximum(b), torch.maximum, [ties, ties[::-1].copy()]),
@@ -75,6 +83,7 @@ def cases() -> dict:
         "sqrt": (lambda a: a.sqrt(), torch.sqrt, [positive(3, 4)]),
         "tanh": (lambda a: a.tanh(), torch.tanh, [normal(3, 4)]),
         "sigmoid": (lambda a: a.sigmoid(), torch.sigmoid, [normal(3, 4) * 5]),
+        "sigmoid_saturated": (lambda a: a.sigmoid(), torch.sigmoid, [np.linspace(-80, 80, 33)]),
         "relu": (lambda a: a.relu(), torch.relu, [away_from_zero(3, 4)]),
         "abs": (lambda a: a.abs(), torch.abs, [away_from_zero(3, 4)]),
         # reductions
@@ -254,3 +263,29 @@ def test_cross_entropy_stable_for_huge_logits():
     assert np.isfinite(loss.item()) and np.isfinite(z.grad).all()
     np.testing.assert_allclose(loss.item(), expected.item(), rtol=1e-6)
     np.testing.assert_allclose(z.grad, tz.grad.numpy(), rtol=1e-6, atol=1e-7)
+
+
+BINARY = {
+    "add": lambda a, b: a + b,
+    "sub": lambda a, b: a - b,
+    "mul": lambda a, b: a * b,
+    "div": lambda a, b: a / b,
+    "pow": lambda a, b: a.abs() ** b,
+    "maximum": lambda a, b: a.maximum(b) if isinstance(a, Tensor) else torch.maximum(a, b),
+}
+
+
+@pytest.mark.parametrize("name", BINARY)
+@given(
+    pair=hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=4, max_side=3), seed=st.integers(0, 99)
+)
+def test_broadcasting_binary_ops_match_torch(name, pair, seed):
+    """Any pair of broadcastable shapes: the same result and gradients summed the same way."""
+    rng = np.random.default_rng(seed)
+    arrays = [rng.uniform(0.5, 2.0, shape) * rng.choice([-1, 1], shape) for shape in pair.input_shapes]
+    value, grads = run_minigrad(BINARY[name], arrays, np.float64)
+    expected_value, expected_grads = run_torch(BINARY[name], arrays, np.float64)
+    np.testing.assert_allclose(value, expected_value, rtol=1e-12)
+    for grad, expected in zip(grads, expected_grads):
+        assert grad.shape == expected.shape
+        np.testing.assert_allclose(grad, expected, rtol=1e-12, atol=1e-12)
