@@ -1,0 +1,264 @@
+"""Train and sample the same GPT in minigrad and in PyTorch, side by side, and compare.
+
+    python benchmarks/bench_gpt.py                      # the baby GPT (nanoGPT's CPU recipe)
+    python benchmarks/bench_gpt.py --size gpu --steps 3 # nanoGPT's GPU-recipe sizes, a few steps
+
+Both sides start from the same weights (minigrad's initialisation, loaded into nanoGPT's
+PyTorch `GPT` with `strict=True`), see the same batches, and take AdamW steps with the same
+hyper-parameters and parameter groups. Each side runs in its own subprocess, so neither
+pays for the other's imports, threads or memory; the sides alternate over several rounds and
+the medians are reported, because a shared machine's speed drifts while a benchmark runs.
+
+Printed per side: milliseconds per training step (forward, backward, AdamW), the ratio
+minigrad / PyTorch, the peak resident memory of the training process and how much it grew
+during training, and tokens per second when sampling: minigrad's KV-cached `generate`,
+minigrad recomputing the whole context every token (`use_cache=False`), and nanoGPT's
+`generate` in PyTorch. PyTorch is optional: without it only minigrad's numbers appear.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing it
+CORPUS = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
+
+# Both libraries get the same two threads: OpenBLAS for NumPy, intra-op threads for PyTorch.
+THREADS = "2"
+THREAD_ENV = {name: THREADS for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+
+SIZES = {
+    # nanoGPT's config/train_shakespeare_char.py with its CPU overrides
+    "baby": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, steps=30),
+    # the same file as written for a GPU
+    "gpu": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=64, steps=3),
+}
+VOCAB_SIZE = 65  # Tiny Shakespeare's characters
+LEARNING_RATE, BETAS, WEIGHT_DECAY = 1e-3, (0.9, 0.99), 0.1
+WARMUP_STEPS = 3
+
+
+def token_stream(n_tokens: int, seed: int) -> np.ndarray:
+    """The corpus as character ids (sorted characters, as nanoGPT's prepare.py), or random ids."""
+    if CORPUS.exists():
+        text = CORPUS.read_text(encoding="utf-8")
+        chars = sorted(set(text))
+        lookup = np.zeros(max(map(ord, chars)) + 1, dtype=np.int64)
+        lookup[[ord(c) for c in chars]] = np.arange(len(chars))
+        return lookup[np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)]
+    return np.random.default_rng(seed).integers(0, VOCAB_SIZE, n_tokens)
+
+
+def batches(size: dict, count: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`count` random (x, y) windows of the corpus, y shifted by one, each (batch, block)."""
+    B, T = size["batch_size"], size["block_size"]
+    data = token_stream(100_000, seed)
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        starts = rng.integers(0, len(data) - T - 1, B)
+        x = np.stack([data[s : s + T] for s in starts])  # (B, T)
+        y = np.stack([data[s + 1 : s + T + 1] for s in starts])  # (B, T)
+        out.append((x, y))
+    return out
+
+
+def memory_mb() -> tuple[float, float]:
+    """(current, peak) resident memory of this process in MB, from /proc (Linux) or getrusage."""
+    try:
+        fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+        return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+    except (OSError, KeyError):
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return peak, peak
+
+
+# ---------------------------------------------------------------- the two sides (subprocesses)
+
+
+def model_config(size: dict) -> dict:
+    keys = ("n_layer", "n_head", "n_embd", "block_size")
+    return dict({k: size[k] for k in keys}, vocab_size=VOCAB_SIZE, dropout=0.0, bias=True)
+
+
+def run_minigrad(size: dict, weights: str, steps: int, seed: int, sample_tokens: int) -> dict:
+    from safetensors.numpy import load_file
+
+    from transformer import GPT, GPTConfig
+
+    model = GPT(GPTConfig(**model_config(size)))
+    model.load_state_dict(load_file(weights))
+    optimizer = model.configure_optimizers(WEIGHT_DECAY, LEARNING_RATE, BETAS)
+    data = batches(size, WARMUP_STEPS + steps, seed)
+
+    def step(x, y) -> float:
+        _, loss = model(x, y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    samplers = {
+        "tokens_per_s": lambda: sample_minigrad(model, sample_tokens, seed, use_cache=True),
+        "tokens_per_s_no_cache": lambda: sample_minigrad(model, sample_tokens, seed, use_cache=False),
+    }
+    return measure(step, data, samplers)
+
+
+def sample_minigrad(model, n_tokens: int, seed: int, use_cache: bool) -> float:
+    start = np.zeros((1, 1), dtype=np.int64)
+    t0 = time.perf_counter()
+    model.generate(start, n_tokens, rng=np.random.default_rng(seed), use_cache=use_cache)
+    return n_tokens / (time.perf_counter() - t0)
+
+
+def run_torch(size: dict, weights: str, steps: int, seed: int, sample_tokens: int) -> dict:
+    import torch
+    from safetensors.numpy import load_file
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from reference.nanogpt import GPT, GPTConfig
+
+    torch.set_num_threads(int(THREADS))
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig(**model_config(size)))
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in load_file(weights).items()}, strict=True)
+    optimizer = model.configure_optimizers(WEIGHT_DECAY, LEARNING_RATE, BETAS)
+    data = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in batches(size, WARMUP_STEPS + steps, seed)]
+
+    def step(x, y) -> float:
+        _, loss = model(x, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    def sample() -> float:
+        model.eval()
+        start = torch.zeros((1, 1), dtype=torch.long)
+        t0 = time.perf_counter()
+        model.generate(start, sample_tokens)
+        model.train()
+        return sample_tokens / (time.perf_counter() - t0)
+
+    return measure(step, data, {"tokens_per_s": sample})
+
+
+def measure(step, data: list, samplers: dict) -> dict:
+    """Time each training step after a warm-up; report memory around training; then sample."""
+    rss_before, _ = memory_mb()
+    losses = [step(x, y) for x, y in data[:WARMUP_STEPS]]
+    times = []
+    for x, y in data[WARMUP_STEPS:]:
+        t0 = time.perf_counter()
+        losses.append(step(x, y))
+        times.append(time.perf_counter() - t0)
+    _, peak = memory_mb()
+    result = {"ms": [1000 * t for t in times], "losses": losses, "peak_mb": peak, "grown_mb": peak - rss_before}
+    for name, sample in samplers.items():
+        result[name] = sample()
+    return result
+
+
+# ---------------------------------------------------------------- the driver
+
+
+def spawn(side: str, args, weights: str) -> dict:
+    command = [sys.executable, __file__, "--worker", side, "--weights", weights, "--size", args.size]
+    command += ["--steps", str(args.steps), "--seed", str(args.seed), "--sample-tokens", str(args.sample_tokens)]
+    env = dict(os.environ, **THREAD_ENV, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"the {side} run failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def write_weights(size: dict, seed: int, path: str) -> None:
+    """minigrad's initial weights in nanoGPT's names, for both sides to load."""
+    from safetensors.numpy import save_file
+
+    from transformer import GPT, GPTConfig
+
+    model = GPT(GPTConfig(**model_config(size)), rng=np.random.default_rng(seed))
+    save_file({name: np.ascontiguousarray(array) for name, array in model.state_dict().items()}, path)
+
+
+def torch_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", choices=sorted(SIZES), default="baby")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating runs of each side")
+    parser.add_argument("--steps", type=int, help="timed training steps per run (default: by size)")
+    parser.add_argument("--sample-tokens", type=int, default=500, help="tokens to sample for tokens/s")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-torch", action="store_true", help="time minigrad only")
+    parser.add_argument("--worker", choices=["minigrad", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--weights", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    size = SIZES[args.size]
+    args.steps = args.steps or size["steps"]
+
+    if args.worker:
+        run = run_minigrad if args.worker == "minigrad" else run_torch
+        print(json.dumps(run(size, args.weights, args.steps, args.seed, args.sample_tokens)))
+        return
+
+    sides = ["minigrad"] + (["torch"] if torch_available() and not args.no_torch else [])
+    shape = ", ".join(f"{k} {v}" for k, v in size.items() if k != "steps")
+    print(f"GPT {args.size}: {shape}; {args.steps} steps x {args.rounds} rounds, {THREADS} threads")
+    results = {side: [] for side in sides}
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = str(Path(tmp) / "weights.safetensors")
+        write_weights(size, args.seed, weights)
+        for r in range(args.rounds):
+            for side in sides if r % 2 == 0 else sides[::-1]:
+                results[side].append(spawn(side, args, weights))
+                print(f"  round {r + 1} {side:8s} {statistics.median(results[side][-1]['ms']):8.1f} ms/step")
+    report(results)
+
+
+def report(results: dict) -> None:
+    summary = {}
+    for side, runs in results.items():
+        summary[side] = {
+            "ms": statistics.median([ms for run in runs for ms in run["ms"]]),
+            "tokens_per_s": statistics.median([run["tokens_per_s"] for run in runs]),
+            "tokens_per_s_no_cache": statistics.median([run.get("tokens_per_s_no_cache", 0.0) for run in runs]),
+            "peak_mb": max(run["peak_mb"] for run in runs),
+            "grown_mb": max(run["grown_mb"] for run in runs),
+            "first_loss": runs[0]["losses"][0],
+        }
+    torch_ms = summary["torch"]["ms"] if "torch" in summary else None
+    print()
+    print("| side | ms/step | / PyTorch | sampling tokens/s | no-cache tokens/s | peak RSS MB | RSS growth MB |")
+    print("|------|--------:|----------:|------------------:|------------------:|------------:|--------------:|")
+    for side, s in summary.items():
+        ratio = f"{s['ms'] / torch_ms:.2f}x" if torch_ms else "-"
+        no_cache = f"{s['tokens_per_s_no_cache']:.0f}" if s["tokens_per_s_no_cache"] else "-"
+        cells = [side, f"{s['ms']:.1f}", ratio, f"{s['tokens_per_s']:.0f}", no_cache]
+        cells += [f"{s['peak_mb']:.0f}", f"{s['grown_mb']:.0f}"]
+        print("| " + " | ".join(cells) + " |")
+    print()
+    print("first training loss: " + ", ".join(f"{side} {s['first_loss']:.4f}" for side, s in summary.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""The fast paths inside the fused kernels compute what the plain formulas compute.
+
+The fused ops run their elementwise chains in cache-sized chunks, sum rows with BLAS, reuse
+buffers in place and cache constant arrays. Each trick is a place where a bug could hide
+(a chunk boundary, a buffer shared between calls, a silent float64), so each gets a test
+here beside the gradient checks and fused-vs-composed tests of test_ops_gradcheck.py.
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+import minigrad.functional as F
+from minigrad import Tensor, autograd
+
+CHUNK = F._CHUNK
+# lengths around the chunk boundaries: one element, one short, exact, one over, several chunks
+LENGTHS = [1, 7, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK + 3]
+
+
+def exact_erf(x: np.ndarray) -> np.ndarray:
+    return np.vectorize(math.erf)(x.astype(np.float64))
+
+
+@pytest.mark.parametrize("n", LENGTHS)
+def test_chunked_erf_matches_the_c_library_at_every_length(n):
+    x = np.random.default_rng(n).standard_normal(n).astype(np.float32) * 3
+    y = F.erf(x)
+    assert y.dtype == np.float32 and y.shape == x.shape
+    # Abramowitz & Stegun 7.1.26 is good to 1.5e-7; in float32, 1 - poly·e^(-z²) near z = 0
+    # subtracts two numbers close to 1 and adds a few units of float32's 6e-8 spacing there
+    np.testing.assert_allclose(y, exact_erf(x), rtol=0, atol=7e-7)
+
+
+@pytest.mark.parametrize("n", LENGTHS)
+def test_chunked_gelu_and_its_derivative_match_float64(n):
+    x = np.random.default_rng(n).standard_normal(n).astype(np.float32) * 3
+    fn = F.GELU()
+    y = fn.forward(x)
+    x64 = x.astype(np.float64)
+    cdf = 0.5 * (1 + exact_erf(x64 / math.sqrt(2)))
+    pdf = np.exp(-0.5 * x64 * x64) / math.sqrt(2 * math.pi)
+    assert y.dtype == fn.derivative.dtype == np.float32
+    np.testing.assert_allclose(y, x64 * cdf, rtol=2e-6, atol=3e-7)
+    np.testing.assert_allclose(fn.derivative, cdf + x64 * pdf, rtol=2e-6, atol=3e-7)
+
+
+def test_erf_and_gelu_accept_non_contiguous_input():
+    base = np.random.default_rng(0).standard_normal((300, 500)).astype(np.float32)
+    view = base[::2, ::3].T  # strided in both axes
+    np.testing.assert_array_equal(F.erf(view), F.erf(np.ascontiguousarray(view)))
+    np.testing.assert_array_equal(F.gelu(Tensor(view)).data, F.gelu(Tensor(np.ascontiguousarray(view))).data)
+
+
+def test_gelu_extremes_stay_finite_and_exact():
+    x = np.array([-1e4, -40.0, -9.0, -1e-30, 0.0, 1e-30, 9.0, 40.0, 1e4], dtype=np.float32)
+    fn = F.GELU()
+    y = fn.forward(x)
+    assert np.isfinite(y).all() and np.isfinite(fn.derivative).all()
+    np.testing.assert_array_equal(y[[0, 1, 4, -2, -1]], [0.0, 0.0, 0.0, 40.0, 1e4])
+    np.testing.assert_array_equal(fn.derivative[[0, 1, -2, -1]], [0.0, 0.0, 1.0, 1.0])
+
+
+def test_row_and_column_sums_by_blas_equal_numpy_sums():
+    x = np.random.default_rng(1).standard_normal((3, 5, 7)).astype(np.float32)
+    np.testing.assert_allclose(F._row_sums(x), x.sum(axis=-1, keepdims=True), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(F._column_sums(x), x.sum(axis=(0, 1)), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError):
+        F._ones(4, np.float32)[0] = 2.0  # the cached ones are read-only, so no caller can spoil them
+
+
+def test_embedding_scatter_add_equals_add_at_with_repeats_and_negative_ids():
+    rng = np.random.default_rng(2)
+    weight = Tensor(rng.standard_normal((6, 4)), requires_grad=True)
+    ids = np.array([[0, 5, -1, 2], [2, 2, 0, -6]])  # -1 is row 5, -6 is row 0
+    out = F.embedding(ids, weight)
+    g = rng.standard_normal(out.shape).astype(np.float32)
+    out.backward(g)
+    expected = np.zeros((6, 4), dtype=np.float32)
+    np.add.at(expected, ids % 6, g)
+    np.testing.assert_allclose(weight.grad, expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(out.data, weight.data[ids])
+
+
+def test_embedding_of_no_ids_has_zero_gradient():
+    weight = Tensor(np.ones((3, 2)), requires_grad=True)
+    out = F.embedding(np.zeros((0,), dtype=np.int64), weight)
+    (out.sum() + (weight * 0).sum()).backward()
+    np.testing.assert_array_equal(weight.grad, np.zeros((3, 2)))
+
+
+def test_embedding_rejects_ids_out_of_range():
+    with pytest.raises(IndexError):
+        F.embedding(np.array([3]), Tensor(np.ones((3, 2)), requires_grad=True))
+
+
+def test_causal_bias_is_cached_read_only_and_left_intact_by_attention():
+    bias = F.attention_bias(None, True, 4, 4, np.float32)
+    assert bias is F.attention_bias(None, True, 4, 4, np.float32)
+    assert not bias.flags.writeable
+    before = bias.copy()
+    q = Tensor(np.random.default_rng(3).standard_normal((2, 4, 3)), requires_grad=True)
+    F.scaled_dot_product_attention(q, q, q, is_causal=True).sum().backward()
+    np.testing.assert_array_equal(bias, before)
+
+
+def test_attention_with_a_mask_wider_than_the_scores():
+    # scores (4, 5) meet a mask (2, 4, 5): the sum cannot be written into the scores' buffer
+    rng = np.random.default_rng(4)
+    q, k, v = (Tensor(rng.standard_normal(s), dtype=np.float64, requires_grad=True) for s in [(4, 3), (5, 3), (5, 2)])
+    mask = rng.standard_normal((2, 4, 5))
+    fused = F.scaled_dot_product_attention(q, k, v, mask=mask)
+    composed = F.scaled_dot_product_attention_composed(q, k, v, mask=mask)
+    assert fused.shape == (2, 4, 2)
+    np.testing.assert_allclose(fused.data, composed.data, rtol=1e-12, atol=1e-12)
+    assert mg.gradcheck(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, mask=mask), q, k, v)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda x, w: F.cross_entropy(x.reshape(-1, 4), np.array([0, 3, 1, 2, 2, 1])),
+        lambda x, w: F.layer_norm(x, w, w).sum(),
+        lambda x, w: F.gelu(x).sum(),
+        lambda x, w: F.scaled_dot_product_attention(x, x, x, is_causal=True).sum(),
+        lambda x, w: F.linear(x, w.reshape(1, 4), w[:1]).sum(),
+    ],
+    ids=["cross_entropy", "layer_norm", "gelu", "attention", "linear"],
+)
+def test_backward_twice_with_retain_graph_gives_the_same_gradient(make):
+    # a kernel that reused a saved buffer in place would give a different second gradient
+    x = Tensor(np.random.default_rng(5).standard_normal((2, 3, 4)), requires_grad=True)
+    w = Tensor(np.random.default_rng(6).standard_normal(4), requires_grad=True)
+    loss = make(x, w)
+    loss.backward(retain_graph=True)
+    first = x.grad.copy()
+    x.grad = None
+    loss.backward()
+    np.testing.assert_array_equal(x.grad, first)
+
+
+def test_linear_with_non_contiguous_input():
+    rng = np.random.default_rng(7)
+    x = Tensor(rng.standard_normal((5, 4, 3)).transpose(1, 0, 2), requires_grad=True)  # (4, 5, 3) view
+    w, b = Tensor(rng.standard_normal((2, 3)), requires_grad=True), Tensor(rng.standard_normal(2), requires_grad=True)
+    F.linear(x, w, b).sum().backward()
+    np.testing.assert_allclose(x.grad, np.broadcast_to(w.data.sum(axis=0), (4, 5, 3)), rtol=1e-6)
+    np.testing.assert_allclose(b.grad, [20.0, 20.0])
+
+
+def test_a_float32_gpt_step_never_touches_float64(monkeypatch):
+    """Every op output and every gradient of a GPT training step stays float32."""
+    from transformer import GPT, GPTConfig
+
+    seen = []
+    wrap = Tensor._wrap.__func__
+
+    def recording_wrap(cls, data, ctx=None):
+        tensor = wrap(cls, data, ctx)
+        seen.append((ctx.name if ctx is not None else "no-grad op", tensor.dtype))
+        return tensor
+
+    monkeypatch.setattr(Tensor, "_wrap", classmethod(recording_wrap))
+    model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8), rng=np.random.default_rng(0))
+    ids = np.random.default_rng(1).integers(0, 11, (3, 8))
+    _, loss = model(ids, np.roll(ids, -1, axis=1))
+    for tensor in autograd._topological_order(loss):
+        fn = tensor._ctx
+        if fn is not None:
+            fn.backward = _recording_backward(fn, seen)
+    loss.backward()
+    floats = [(name, dtype) for name, dtype in seen if dtype.kind == "f"]
+    assert floats and all(dtype == np.float32 for _, dtype in floats), sorted(set(floats) - {("", np.float32)})
+    assert all(p.grad.dtype == np.float32 for p in model.parameters())
+
+
+def _recording_backward(fn, seen):
+    backward = fn.backward
+
+    def recording(g):
+        grads = backward(g)
+        for grad in grads if isinstance(grads, tuple) else (grads,):
+            if grad is not None:
+                seen.append((f"{fn.name} backward", np.asarray(grad).dtype))
+        return grads
+
+    return recording
