@@ -135,6 +135,17 @@ class Tensor:
         """The same data, cut from the graph."""
         return Tensor._wrap(self.data)
 
+    def __bool__(self) -> bool:
+        # Without this every tensor is truthy, and `if loss < best:` would always be taken.
+        if self.data.size != 1:
+            raise ValueError(
+                f"the truth value of a tensor of shape {self.shape} is ambiguous; use .any() or .all() on .data"
+            )
+        return bool(self.data)
+
+    def __float__(self) -> float:
+        return float(self.item())
+
     def __len__(self) -> int:
         if self.ndim == 0:
             raise TypeError("len() of a 0-d tensor")

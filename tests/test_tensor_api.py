@@ -50,6 +50,14 @@ def test_item_returns_a_python_number():
         Tensor([1.0, 2.0]).item()
 
 
+def test_truth_value_and_float_of_one_element_tensors():
+    loss, best = Tensor(1.5), Tensor(2.0)
+    assert loss < best and not loss > best  # a comparison can steer an `if`
+    assert float(loss) == 1.5 and isinstance(float(loss), float)
+    with pytest.raises(ValueError, match=r"shape \(2,\) is ambiguous"):
+        bool(Tensor([1.0, 2.0]) > 0)
+
+
 def test_constructor_copies_its_data():
     a = np.ones(3, dtype=np.float32)
     x = Tensor(a)
