@@ -144,10 +144,11 @@ def draw_graph(
                 leaf_names.setdefault(key, names)
                 leaf_frame.setdefault(key, frame)
     for t in leaves:
-        names = leaf_names.get(id(t)) or ([t.name] if t.name else [])
-        kind = "parameter" if names or isinstance(t, Parameter) else "input" if t.requires_grad else "constant"
+        known = leaf_names.get(id(t))
+        names = known or ([t.name] if t.name else [])
+        kind = "parameter" if known or isinstance(t, Parameter) else "input" if t.requires_grad else "constant"
         frame = model if model is not None else leaf_frame.get(id(t))
-        place = _owner_path(names[0], frame, module_paths) if names and frame is not None else ()
+        place = _owner_path(known[0], frame, module_paths) if known and frame is not None else ()
         if max_depth is not None and len(place) > max_depth:
             box = folded[place[: max_depth + 1]]
             box["params"].append(t)

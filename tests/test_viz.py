@@ -141,6 +141,7 @@ def test_edges_follow_the_data_once_each():
     source = draw_graph(y).source
     names = dict(node_lines(source))
     x_node = next(n for n, label in names.items() if "<b>x</b>" in label)
+    assert 'fillcolor="#fff2c2"' in names[x_node]  # a named input, not a parameter
     mul_node = next(n for n, label in names.items() if "<b>Mul</b>" in label)
     sum_node = next(n for n, label in names.items() if "<b>Sum</b>" in label)
     edges = re.findall(r"^\s*([nm]\d+) -> ([nm]\d+)$", source, flags=re.M)
