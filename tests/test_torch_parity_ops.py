@@ -271,7 +271,7 @@ BINARY = {
     "mul": lambda a, b: a * b,
     "div": lambda a, b: a / b,
     "pow": lambda a, b: a.abs() ** b,
-    "maximum": lambda a, b: a.maximum(b) if isinstance(a, Tensor) else torch.maximum(a, b),
+    "maximum": lambda a, b: a.maximum(b),
 }
 
 
