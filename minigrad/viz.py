@@ -52,11 +52,31 @@ class GraphvizNotFoundError(RuntimeError):
 
 @dataclass
 class _Cluster:
-    """One module call's box in the picture: its nodes, and the clusters of the modules it called."""
+    """One module's box in the picture: its nodes, and the clusters of the modules it called."""
 
     label: str
     nodes: list[tuple[str, dict]] = field(default_factory=list)
     children: dict[tuple, _Cluster] = field(default_factory=dict)
+
+
+@dataclass
+class _Folded:
+    """A module drawn as one node: how many ops and weights it stands for, and what leaves it."""
+
+    node: str
+    name: str
+    kind: str
+    ops: int = 0
+    params: list[Tensor] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+
+    def label(self) -> str:
+        lines = [f"<b>{html.escape(self.name)}</b>", html.escape(self.kind), _count(self.ops, "op")]
+        if self.params:
+            numbers = sum(p.size for p in self.params)
+            lines.append(f"{_count(len(self.params), 'parameter')}, {numbers:,} numbers")
+        lines += [html.escape(line) for line in dict.fromkeys(self.outputs)]  # unique, in order
+        return _html(*lines)
 
 
 def draw_graph(
@@ -69,124 +89,146 @@ def draw_graph(
     """The graph that computed `tensor`, as a graphviz.Digraph.
 
     model: names the parameters (`named_parameters`, tied tensors under all their names) and
-        the module clusters (its `named_modules`); without it, clusters are named from the
+        the module clusters (its `named_modules`); without it, both are named from the
         outermost module that ran.
     params: more names, a mapping or (name, tensor) pairs; a tensor's own `.name` is used last.
     max_depth: show module clusters down to this depth of nesting (0: none) and fold each
         module one level deeper into a single box; None shows every level.
     rankdir: "TB" (top to bottom) or "LR" (left to right).
     """
+    if max_depth is not None and max_depth < 0:
+        raise ValueError(f"draw_graph: max_depth must be None or >= 0, got {max_depth}")
     ops, leaves, edges = _walk(tensor)
-    leaf_names = _leaf_names(model, params)
-    names_by_root: dict[int, dict[int, str]] = {}  # id(root module) -> {id(module): dotted name}
-    frames: dict[int, Module] = {}  # the root modules met
-    leaf_frame: dict[int, Module] = {}  # id(parameter) -> the root module that names it
-    if model is not None:
-        names_by_root[id(model)] = {id(m): name for name, m in model.named_modules()}
-
-    root = _Cluster(label="")
-    node_of: dict[int, str] = {}  # id(tensor) -> DOT node id
-    module_paths: dict[int, tuple] = {}  # id(module) -> the path of module calls that reached it
-    folded: dict[tuple, dict] = {}  # path of a folded module -> what its box sums up
-
-    def named_scope(scope: tuple) -> tuple[tuple, list[str]]:
-        """The module calls that get a cluster, and their dotted names. The root module (the
-        model, or else the outermost module that ran) names the others and gets no box."""
-        if not scope:
-            return (), []
-        frame = model if model is not None else scope[0]
-        frames[id(frame)] = frame
-        if id(frame) not in names_by_root:
-            names_by_root[id(frame)] = {id(m): name for name, m in frame.named_modules()}
-        names = names_by_root[id(frame)]
-        modules = tuple(m for m in scope if names.get(id(m)) != "")
-        # A module missing from the tree (made on the fly in a forward) goes by its class name.
-        return modules, [names.get(id(m), type(m).__name__) for m in modules]
-
-    def cluster_at(path: tuple, modules: tuple, names: list[str]) -> _Cluster:
-        cluster = root
-        for depth in range(1, len(path) + 1):
-            label = f"{names[depth - 1]} · {type(modules[depth - 1]).__name__}"
-            cluster = cluster.children.setdefault(path[:depth], _Cluster(label=label))
-        return cluster
-
+    drawing = _Drawing(tensor, model, params, max_depth)
     for t in ops:
-        modules, names = named_scope(t._ctx.scope)
-        path = tuple(id(m) for m in modules)
-        for depth in range(1, len(path) + 1):
-            module_paths.setdefault(path[depth - 1], path[:depth])
-        if max_depth is not None and len(path) > max_depth:
-            box = path[: max_depth + 1]
-            if box not in folded:
-                module = modules[max_depth]
-                folded[box] = dict(
-                    node=f"m{len(folded)}",
-                    name=names[max_depth],
-                    kind=type(module).__name__,
-                    cluster=cluster_at(path[:max_depth], modules, names),
-                    ops=0,
-                    params=[],
-                    outputs=[],
-                )
-            folded[box]["ops"] += 1
-            node_of[id(t)] = folded[box]["node"]
-            continue
-        node_of[id(t)] = node = f"n{len(node_of)}"
-        label = _html(f"<b>{html.escape(t._ctx.name)}</b>", f"{_shape(t.shape)} {t.dtype}")
-        attrs = dict(STYLE["op"], label=label)
-        if t is tensor:
-            attrs["penwidth"] = "2.5"
-        cluster_at(path, modules, names).nodes.append((node, attrs))
-
-    if model is None:  # name parameters from the outermost modules that ran
-        for frame in frames.values():
-            for key, names in _leaf_names(frame, None).items():
-                leaf_names.setdefault(key, names)
-                leaf_frame.setdefault(key, frame)
+        drawing.add_op(t)
+    if model is None:
+        drawing.name_parameters_from_outermost_modules()
     for t in leaves:
-        known = leaf_names.get(id(t))
-        names = known or ([t.name] if t.name else [])
-        kind = "parameter" if known or isinstance(t, Parameter) else "input" if t.requires_grad else "constant"
-        frame = model if model is not None else leaf_frame.get(id(t))
-        place = _owner_path(known[0], frame, module_paths) if known and frame is not None else ()
-        if max_depth is not None and len(place) > max_depth:
-            box = folded[place[: max_depth + 1]]
-            box["params"].append(t)
-            node_of[id(t)] = box["node"]
-            continue
-        node_of[id(t)] = node = f"n{len(node_of)}"
-        lines = [f"<b>{html.escape(names[0] if names else kind)}</b>"]
-        lines += [f"= {html.escape(other)}" for other in names[1:]]  # tied: the same tensor
-        lines.append(f"{_shape(t.shape)} {t.dtype}")
-        if t.grad is not None:
-            lines.append(f"‖grad‖ {float(np.linalg.norm(t.grad.astype(np.float64))):.3g}")
-        cluster = root
-        for depth in range(1, len(place) + 1):
-            cluster = cluster.children.get(place[:depth], cluster)
-        cluster.nodes.append((node, dict(STYLE[kind], label=_html(*lines))))
-
+        drawing.add_leaf(t)
     dot = graphviz.Digraph(
         graph_attr=dict(rankdir=rankdir, fontname="Helvetica", fontsize="11", newrank="true"),
         node_attr=dict(fontname="Helvetica", fontsize="10", margin="0.1,0.04", height="0.3"),
         edge_attr=dict(color="#555555", arrowsize="0.6"),
     )
-    boxes = {box["node"]: box for box in folded.values()}
-    seen = set()
-    for source, target in edges:
-        a, b = node_of[id(source)], node_of[id(target)]
-        if a == b or (a, b) in seen:
-            continue
-        seen.add((a, b))
-        dot.edge(a, b)
-        if a in boxes:  # what leaves a folded module: an output, or a weight it shares (tying)
-            shared = source._ctx is None and leaf_names.get(id(source))
-            boxes[a]["outputs"].append(f"shares {shared[0]}" if shared else f"→ {_shape(source.shape)} {source.dtype}")
-    if node_of[id(tensor)] in boxes:
-        boxes[node_of[id(tensor)]]["outputs"].append(f"→ {_shape(tensor.shape)} {tensor.dtype}")
-    for box in folded.values():
-        box["cluster"].nodes.append((box["node"], dict(STYLE["module"], label=_folded_label(box))))
-    _emit(dot, root, counter=[0])
+    drawing.add_edges(dot, edges)
+    drawing.emit(dot)
     return dot
+
+
+class _Drawing:
+    """Places ops and leaves into module clusters (or folded boxes), then writes the DOT text.
+
+    A module call is identified by its path: the ids of the modules on the call stack below
+    the root (the model, or the outermost module that ran), outermost first — the
+    `Function.scope` that `Module.__call__` records on every op.
+    """
+
+    def __init__(self, root: Tensor, model: Module | None, params, max_depth: int | None):
+        self.root, self.model, self.max_depth = root, model, max_depth
+        self.leaf_names = _leaf_names(model, params)  # id(tensor) -> names, tied aliases after the first
+        self.leaf_frame: dict[int, Module] = {}  # id(parameter) -> the root module that names it
+        self.module_names: dict[int, dict[int, str]] = {}  # id(root module) -> {id(module): dotted name}
+        self.frames: dict[int, Module] = {}  # the root modules met
+        self.module_paths: dict[int, tuple] = {}  # id(module) -> the first call path that reached it
+        self.clusters = _Cluster(label="")
+        self.folded: dict[tuple, _Folded] = {}  # path of a folded module -> its box
+        self.node_of: dict[int, str] = {}  # id(tensor) -> DOT node id
+
+    def named_scope(self, scope: tuple) -> tuple[tuple, list[str]]:
+        """The module calls that get a cluster, and their dotted names. The root module names
+        the others and gets no box: it is the frame of the picture."""
+        if not scope:
+            return (), []
+        frame = self.model if self.model is not None else scope[0]
+        if id(frame) not in self.module_names:
+            self.frames[id(frame)] = frame
+            self.module_names[id(frame)] = {id(m): name for name, m in frame.named_modules()}
+        names = self.module_names[id(frame)]
+        modules = tuple(m for m in scope if names.get(id(m)) != "")
+        # A module missing from the tree (made on the fly in a forward) goes by its class name.
+        return modules, [names.get(id(m), type(m).__name__) for m in modules]
+
+    def cluster_at(self, path: tuple, modules: tuple, names: list[str]) -> _Cluster:
+        cluster = self.clusters
+        for depth in range(1, len(path) + 1):
+            label = f"{names[depth - 1]} · {type(modules[depth - 1]).__name__}"
+            cluster = cluster.children.setdefault(path[:depth], _Cluster(label=label))
+        return cluster
+
+    def is_folded(self, path: tuple) -> bool:
+        return self.max_depth is not None and len(path) > self.max_depth
+
+    def add_op(self, t: Tensor) -> None:
+        modules, names = self.named_scope(t._ctx.scope)
+        path = tuple(id(m) for m in modules)
+        for depth in range(1, len(path) + 1):
+            self.module_paths.setdefault(path[depth - 1], path[:depth])
+        if self.is_folded(path):
+            d = self.max_depth
+            if path[: d + 1] not in self.folded:
+                box = _Folded(node=f"m{len(self.folded)}", name=names[d], kind=type(modules[d]).__name__)
+                self.folded[path[: d + 1]] = box
+                self.cluster_at(path[:d], modules, names).nodes.append((box.node, {}))  # labelled in emit
+            box = self.folded[path[: d + 1]]
+            box.ops += 1
+            self.node_of[id(t)] = box.node
+            return
+        self.node_of[id(t)] = node = f"n{len(self.node_of)}"
+        label = _html(f"<b>{html.escape(t._ctx.name)}</b>", f"{_shape(t.shape)} {t.dtype}")
+        attrs = dict(STYLE["op"], label=label)
+        if t is self.root:
+            attrs["penwidth"] = "2.5"
+        self.cluster_at(path, modules, names).nodes.append((node, attrs))
+
+    def name_parameters_from_outermost_modules(self) -> None:
+        for frame in self.frames.values():
+            for key, names in _leaf_names(frame, None).items():
+                self.leaf_names.setdefault(key, names)
+                self.leaf_frame.setdefault(key, frame)
+
+    def add_leaf(self, t: Tensor) -> None:
+        """A parameter sits in the cluster of the module that owns it (or in its folded box)."""
+        known = self.leaf_names.get(id(t))
+        names = known or ([t.name] if t.name else [])
+        kind = "parameter" if known or isinstance(t, Parameter) else "input" if t.requires_grad else "constant"
+        frame = self.model if self.model is not None else self.leaf_frame.get(id(t))
+        path = _owner_path(known[0], frame, self.module_paths) if known and frame is not None else ()
+        if self.is_folded(path):
+            box = self.folded[path[: self.max_depth + 1]]
+            box.params.append(t)
+            self.node_of[id(t)] = box.node
+            return
+        self.node_of[id(t)] = node = f"n{len(self.node_of)}"
+        lines = [f"<b>{html.escape(names[0] if names else kind)}</b>"]
+        lines += [f"= {html.escape(other)}" for other in names[1:]]  # tied: the same tensor
+        lines.append(f"{_shape(t.shape)} {t.dtype}")
+        if t.grad is not None:
+            lines.append(f"‖grad‖ {float(np.linalg.norm(t.grad.astype(np.float64))):.3g}")
+        cluster = self.clusters
+        for depth in range(1, len(path) + 1):
+            cluster = cluster.children.get(path[:depth], cluster)
+        cluster.nodes.append((node, dict(STYLE[kind], label=_html(*lines))))
+
+    def add_edges(self, dot: graphviz.Digraph, edges: list[tuple[Tensor, Tensor]]) -> None:
+        """One edge per pair of nodes; none inside a folded box."""
+        boxes = {box.node: box for box in self.folded.values()}
+        seen = set()
+        for source, target in edges:
+            a, b = self.node_of[id(source)], self.node_of[id(target)]
+            if a == b or (a, b) in seen:
+                continue
+            seen.add((a, b))
+            dot.edge(a, b)
+            if a in boxes:  # what leaves a folded module: an output, or a weight it shares (tying)
+                shared = source._ctx is None and self.leaf_names.get(id(source))
+                boxes[a].outputs.append(f"shares {shared[0]}" if shared else f"→ {_shape(source.shape)} {source.dtype}")
+        if self.node_of[id(self.root)] in boxes:
+            boxes[self.node_of[id(self.root)]].outputs.append(f"→ {_shape(self.root.shape)} {self.root.dtype}")
+
+    def emit(self, dot: graphviz.Digraph) -> None:
+        labels = {box.node: dict(STYLE["module"], label=box.label()) for box in self.folded.values()}
+        _emit(dot, self.clusters, labels, counter=[0])
 
 
 def render(graph: graphviz.Digraph, path: str | Path, format: str | None = None) -> Path:
@@ -264,24 +306,15 @@ def _owner_path(name: str, model: Module, module_paths: dict[int, tuple]) -> tup
 # ---------------------------------------------------------------- DOT output
 
 
-def _emit(dot: graphviz.Digraph, cluster: _Cluster, counter: list[int]) -> None:
+def _emit(dot: graphviz.Digraph, cluster: _Cluster, folded_labels: dict[str, dict], counter: list[int]) -> None:
     for node, attrs in cluster.nodes:
-        dot.node(node, **attrs)
+        dot.node(node, **(folded_labels.get(node) or attrs))
     for child in cluster.children.values():
         counter[0] += 1
         sub = graphviz.Digraph(name=f"cluster_{counter[0]}")
         sub.attr(label=child.label, style="rounded,dashed", color="#8c8c8c", fontcolor="#333333", labeljust="l")
-        _emit(sub, child, counter)
+        _emit(sub, child, folded_labels, counter)
         dot.subgraph(sub)
-
-
-def _folded_label(box: dict) -> str:
-    lines = [f"<b>{html.escape(box['name'])}</b>", html.escape(box["kind"]), _count(box["ops"], "op")]
-    if box["params"]:
-        numbers = sum(p.size for p in box["params"])
-        lines.append(f"{_count(len(box['params']), 'parameter')}, {numbers:,} numbers")
-    lines += [html.escape(line) for line in dict.fromkeys(box["outputs"])]  # unique, in order
-    return _html(*lines)
 
 
 def _count(n: int, noun: str) -> str:

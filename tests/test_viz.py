@@ -245,6 +245,8 @@ def test_folding_everything_shows_the_model_at_a_glance(model_and_loss):
     wte = next(label for label in labels if "<b>transformer.wte</b>" in label)
     assert "shares transformer.wte.weight" in wte  # the tied weight leaves its module for lm_head
     assert "‖grad‖" not in source
+    with pytest.raises(ValueError, match="max_depth must be None or >= 0, got -1"):
+        draw_graph(loss, max_depth=-1)
 
 
 # ---------------------------------------------------------------- rendering
