@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from test_ops_gradcheck import function_classes
 
 import minigrad as mg
 import minigrad.functional as F
@@ -289,3 +290,22 @@ def test_broadcasting_binary_ops_match_torch(name, pair, seed):
     for grad, expected in zip(grads, expected_grads):
         assert grad.shape == expected.shape
         np.testing.assert_allclose(grad, expected, rtol=1e-12, atol=1e-12)
+
+
+def functions_in_graph(out: Tensor) -> set[type]:
+    """The Function classes that made `out`, found by walking its graph back to the leaves."""
+    seen, todo = set(), [out]
+    while todo:
+        fn = todo.pop().grad_fn
+        if fn is not None and fn not in seen:
+            seen.add(fn)
+            todo.extend(parent for parent in fn.parents if parent is not None)
+    return {type(fn) for fn in seen}
+
+
+def test_every_function_is_compared_with_torch():
+    covered = set()
+    for ours, _, arrays in CASES.values():
+        covered |= functions_in_graph(ours(*[Tensor(a, dtype=np.float64, requires_grad=True) for a in arrays]))
+    missing = sorted(cls.__name__ for cls in function_classes() - covered)
+    assert not missing, f"no torch parity case runs {missing}"
