@@ -137,6 +137,7 @@ class Function:
         except ValueError as error:
             shapes = " and ".join(_shape(np.shape(a)) for a in arrays if isinstance(a, np.ndarray))
             raise ValueError(f"{fn.name} on shapes {shapes}: {error}") from None
+        data = np.asarray(data)  # a forward may return a NumPy or Python scalar
         if data.dtype == np.float64 and not any(getattr(a, "dtype", None) == np.float64 for a in arrays):
             # float64 only when asked for: int / int, or int * 0.5, gives float32 as in PyTorch
             data = data.astype(np.float32)
