@@ -283,7 +283,8 @@ class Tensor:
         """Population variance (ddof=0) by default, as NumPy; ddof=1 gives the sample variance."""
         centered = self - self.mean(axis=axis, keepdims=True)
         count = _count(self.shape, axis)
-        return (centered * centered).sum(axis=axis, keepdims=keepdims) * (1.0 / (count - ddof))
+        # n - ddof = 0 (one element, ddof=1) gives NaN, as NumPy and PyTorch, not ZeroDivisionError
+        return (centered * centered).sum(axis=axis, keepdims=keepdims) / (count - ddof)
 
     def max(self, axis=None, keepdims: bool = False):
         return ops.Max.apply(self, axis=axis, keepdims=keepdims)

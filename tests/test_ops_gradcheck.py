@@ -212,7 +212,7 @@ def test_mean(shape_axis, keepdims, seed):
     check(lambda x: x.mean(axis=axis, keepdims=keepdims), leaf(seed, shape))
 
 
-@checks(ops.Sum, ops.Sub, ops.Mul)
+@checks(ops.Sum, ops.Sub, ops.Mul, ops.Div)
 @given(shape_axis=shape_and_axis(), keepdims=st.booleans(), ddof=st.sampled_from([0, 1]), seed=seeds)
 def test_var(shape_axis, keepdims, ddof, seed):
     shape, axis = shape_axis

@@ -137,6 +137,8 @@ def test_reductions_follow_numpy():
                     rtol=1e-13,
                 )
     np.testing.assert_allclose(x.var(axis=1, ddof=1).data, a.var(axis=1, ddof=1), rtol=1e-13)
+    with np.errstate(invalid="ignore"):
+        assert np.isnan(Tensor([2.0]).var(ddof=1).item())  # n - ddof = 0, as torch.var
 
 
 def test_getitem_follows_numpy():
