@@ -3,8 +3,11 @@
 import json
 import math
 
+import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from minigrad import Tensor
 from minigrad.optim import (
@@ -139,6 +142,44 @@ def test_zero_grad_clears_every_group():
 def test_bad_settings_are_rejected(make, message):
     with pytest.raises(ValueError, match=message):
         make(make_params())
+
+
+finite = st.floats(-1e3, 1e3, allow_nan=False, width=64)
+nonzero = st.floats(1e-2, 1e3) | st.floats(-1e3, -1e-2)
+
+
+@given(
+    grad=hnp.arrays(np.float64, hnp.array_shapes(max_dims=2, max_side=5), elements=nonzero),
+    scale=st.floats(1e-3, 1e3),
+)
+def test_adam_steps_do_not_depend_on_the_gradients_scale(grad, scale):
+    # With eps = 0, m / √v is unchanged when every gradient is multiplied by the same c > 0:
+    # Adam's step size is set by lr alone, which is why one lr fits layers of any scale.
+    a = Tensor(np.zeros(grad.shape), dtype=np.float64, requires_grad=True)
+    b = Tensor(np.zeros(grad.shape), dtype=np.float64, requires_grad=True)
+    opt_a, opt_b = Adam([a], lr=0.1, eps=0.0), Adam([b], lr=0.1, eps=0.0)
+    for k in range(3):
+        a.grad, b.grad = grad * (k + 1), grad * (k + 1) * scale
+        opt_a.step()
+        opt_b.step()
+    np.testing.assert_allclose(a.data, b.data, rtol=1e-9, atol=1e-12)
+
+
+@given(
+    grads=st.lists(hnp.arrays(np.float64, hnp.array_shapes(max_dims=2, max_side=4), elements=finite), min_size=1),
+    max_norm=st.floats(1e-2, 1e2),
+)
+def test_clipping_caps_the_norm_and_keeps_the_direction(grads, max_norm):
+    params = [Tensor(np.zeros(g.shape), dtype=np.float64, requires_grad=True) for g in grads]
+    for p, g in zip(params, grads):
+        p.grad = g.copy()
+    total = clip_grad_norm_(params, max_norm)
+    flat = np.concatenate([g.ravel() for g in grads])
+    clipped = np.concatenate([p.grad.ravel() for p in params])
+    assert total == pytest.approx(np.linalg.norm(flat), rel=1e-12, abs=1e-300)
+    assert np.linalg.norm(clipped) <= max_norm * (1 + 1e-12)
+    scale = min(1.0, max_norm / (total + 1e-6))
+    np.testing.assert_allclose(clipped, flat * scale, rtol=1e-12, atol=0)
 
 
 # ---------------------------------------------------------------- torch.optim parity
