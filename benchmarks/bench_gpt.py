@@ -223,7 +223,7 @@ def main(argv=None) -> None:
 
     sides = ["minigrad"] + (["torch"] if torch_available() and not args.no_torch else [])
     shape = ", ".join(f"{k} {v}" for k, v in size.items() if k != "steps")
-    print(f"GPT {args.size}: {shape}; {args.steps} steps x {args.rounds} rounds, {THREADS} threads")
+    print(f"GPT {args.size}: {shape}; {args.steps} steps x {args.rounds} rounds, {THREADS} threads", flush=True)
     results = {side: [] for side in sides}
     with tempfile.TemporaryDirectory() as tmp:
         weights = str(Path(tmp) / "weights.safetensors")
@@ -231,7 +231,9 @@ def main(argv=None) -> None:
         for r in range(args.rounds):
             for side in sides if r % 2 == 0 else sides[::-1]:
                 results[side].append(spawn(side, args, weights))
-                print(f"  round {r + 1} {side:8s} {statistics.median(results[side][-1]['ms']):8.1f} ms/step")
+                print(
+                    f"  round {r + 1} {side:8s} {statistics.median(results[side][-1]['ms']):8.1f} ms/step", flush=True
+                )
     report(results)
 
 
