@@ -284,7 +284,7 @@ def _walk(root: Tensor) -> tuple[list[Tensor], list[Tensor], list[tuple[Tensor, 
 def _leaf_names(model: Module | None, params) -> dict[int, list[str]]:
     """id(tensor) -> its names, the first as named_parameters gives it, then tied aliases."""
     names: dict[int, list[str]] = {}
-    pairs = [] if model is None else list(model.named_parameters()) + list(model._all_parameters())
+    pairs = [] if model is None else list(model.named_parameters(remove_duplicate=False))
     if params is not None:
         pairs += list(params.items() if isinstance(params, Mapping) else params)
     for name, t in pairs:

@@ -67,6 +67,8 @@ def test_tied_parameter_is_listed_once_but_saved_under_both_names():
     params = list(model.parameters())
     assert len(params) == len({id(p) for p in params}) == 9
     assert "heads.out.weight" in model.state_dict() and "embed.weight" in model.state_dict()
+    every_name = [n for n, _ in model.named_parameters(remove_duplicate=False)]
+    assert every_name == list(model.state_dict()) and every_name[-1] == "heads.out.weight"
     assert model.num_parameters() == 7 * 4 + 2 * (4 + 4 + 16 + 4)
 
 

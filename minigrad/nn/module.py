@@ -141,21 +141,17 @@ class Module:
             module = module._modules[name]
         return module
 
-    def _all_parameters(self) -> Iterator[tuple[str, Parameter]]:
-        """Every (dotted name, parameter) slot, a tied tensor once per name (as in state dicts)."""
-        for module_name, module in self.named_modules():
-            for name, param in module._parameters.items():
-                if param is not None:
-                    yield (f"{module_name}.{name}" if module_name else name), param
-
-    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
-        """(dotted name, parameter) pairs; a parameter shared by several modules is listed once,
-        under the first name met in registration order."""
+    def named_parameters(self, prefix: str = "", remove_duplicate: bool = True) -> Iterator[tuple[str, Parameter]]:
+        """(dotted name, parameter) pairs in registration order. A parameter shared by several
+        modules (tied weights) is listed once, under the first name met, unless
+        remove_duplicate=False lists it under every name (as state dicts do)."""
         seen = set()
-        for name, param in self._all_parameters():
-            if id(param) not in seen:
+        for module_name, module in self.named_modules(prefix):
+            for name, param in module._parameters.items():
+                if param is None or (remove_duplicate and id(param) in seen):
+                    continue
                 seen.add(id(param))
-                yield (f"{prefix}.{name}" if prefix else name), param
+                yield (f"{module_name}.{name}" if module_name else name), param
 
     def parameters(self) -> Iterator[Parameter]:
         for _, param in self.named_parameters():
@@ -208,7 +204,7 @@ class Module:
     def state_dict(self) -> OrderedDict:
         """Every parameter by dotted name, as NumPy arrays (copies). Tied tensors appear under
         each of their names, as in PyTorch's state dicts."""
-        return OrderedDict((name, param.data.copy()) for name, param in self._all_parameters())
+        return OrderedDict((name, p.data.copy()) for name, p in self.named_parameters(remove_duplicate=False))
 
     def load_state_dict(self, state_dict, strict: bool = True) -> IncompatibleKeys:
         """Copy arrays (NumPy, or anything with `.numpy()`) into the parameters, in place.
@@ -218,7 +214,7 @@ class Module:
         as it was, and the error (`StateDictError`) names every key at fault. Returns the
         missing and unexpected keys.
         """
-        own = OrderedDict(self._all_parameters())
+        own = OrderedDict(self.named_parameters(remove_duplicate=False))
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         problems = []
