@@ -119,6 +119,21 @@ def test_params_without_grad_are_skipped():
     assert opt.state_dict()["state"].keys() == {0}
 
 
+def test_step_with_a_closure_recomputes_the_loss():
+    p = Tensor([3.0], dtype=np.float64, requires_grad=True)
+    opt = SGD([p], lr=0.25)
+
+    def closure():
+        opt.zero_grad()
+        loss = (p * p).sum()  # d/dp = 2p
+        loss.backward()
+        return loss
+
+    assert opt.step(closure).item() == 9.0
+    assert p.data[0] == 3.0 - 0.25 * 6.0
+    assert "SGD (\nParameter Group 0\n    dampening: 0.0\n    lr: 0.25" in repr(opt)
+
+
 def test_zero_grad_clears_every_group():
     params = make_params()
     opt = SGD([{"params": params[:1]}, {"params": params[1:], "lr": 0.5}], lr=0.1)
