@@ -13,8 +13,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,vision]'
 	touch $(STAMP)
 
+# The corpus copy beside the checkout (CI, offline machines) when there is one; otherwise the
+# trainer finds Tiny Shakespeare itself ($MINIGRAD_DATA, the user cache, a verified download,
+# or, offline, a text that ships with Python).
+SHARED_CORPUS := $(wildcard ../shared/data/tinyshakespeare.txt)
+
 train: $(STAMP)
-	$(BIN)/minigrad-gpt train --out runs/shakespeare-char
+	$(BIN)/minigrad-gpt train --out runs/shakespeare-char $(if $(SHARED_CORPUS),--data $(SHARED_CORPUS))
 	$(BIN)/minigrad-gpt sample --out runs/shakespeare-char --num-samples 2 --max-new-tokens 500
 
 test: $(STAMP)

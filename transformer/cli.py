@@ -155,36 +155,27 @@ def run_sample(args: argparse.Namespace) -> int:
 
 
 def run_graph(args: argparse.Namespace) -> int:
-    try:
-        from minigrad.viz import draw_graph
-    except ImportError:
-        raise UsageError("minigrad.viz is not available in this installation") from None
-    import graphviz
-
+    from minigrad.viz import GraphvizNotFoundError, draw_graph, render
     from transformer.gpt import GPT, GPTConfig
 
     out = Path(args.out)
     fmt = out.suffix.lstrip(".").lower()
     if fmt not in ("svg", "png", "pdf", "dot", "gv"):
         raise UsageError(f"--out {out}: the file name must end in .svg, .png, .pdf or .dot")
-    if not out.parent.is_dir():
-        raise UsageError(f"--out {out}: the directory {out.parent} does not exist")
     # small enough to read (two blocks of two heads, 16 wide), big enough to show every kind of op
     config = GPTConfig(vocab_size=65, block_size=8, n_layer=2, n_head=2, n_embd=16)
     rng = np.random.default_rng(0)
     model = GPT(config, rng=rng)
     idx = rng.integers(0, config.vocab_size, size=(2, config.block_size))  # (B, T)
     _, loss = model(idx, np.roll(idx, -1, axis=1))
-    graph = draw_graph(loss)
-    if fmt in ("dot", "gv"):
-        data = graph.source.encode("utf-8")
-    else:
-        try:
-            data = graph.pipe(format=fmt)
-        except graphviz.ExecutableNotFound:
-            raise UsageError("Graphviz's `dot` program is not installed; install it, or write --out FILE.dot") from None
+    graph = draw_graph(loss, model=model)
     try:
-        ckpt.atomic_write_bytes(out, data)
+        if fmt in ("dot", "gv"):
+            ckpt.atomic_write_text(out, graph.source)  # DOT text needs no Graphviz program
+        else:
+            render(graph, out, fmt)
+    except GraphvizNotFoundError as e:
+        raise UsageError(f"{e} Or write DOT text: --out {out.with_suffix('.dot')}") from None
     except OSError as e:
         raise UsageError(f"cannot write {out}: {e.strerror or e}") from None
     print(f"wrote {out}")

@@ -38,9 +38,7 @@ def load_run(run_dir: str | Path) -> tuple[GPT, CharTokenizer]:
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise ckpt.CheckpointError(
-            f"run directory {run_dir} does not exist; train one with `minigrad-gpt train --out {run_dir}`"
-        )
+        raise ckpt.CheckpointError(f"no run in {run_dir}; train one with: minigrad-gpt train --out {run_dir}")
     saved = ckpt.read_json(run_dir / ckpt.CONFIG_FILE)
     try:
         config = GPTConfig(**saved["model"])
