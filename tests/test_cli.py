@@ -137,3 +137,26 @@ def test_python_dash_m_transformer_is_the_same_command(tmp_path):
         [sys.executable, "-m", "transformer", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0 and "{train,sample,graph}" in result.stdout
+
+
+def test_ctrl_c_during_training_saves_and_exits_with_130(tmp_path, capsys, monkeypatch):
+    import os
+    import signal
+
+    from transformer import train as train_module
+
+    real_get_batch, calls = train_module.get_batch, []
+
+    def get_batch_then_ctrl_c(*args):
+        calls.append(1)
+        if len(calls) == 6:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_get_batch(*args)
+
+    monkeypatch.setattr(train_module, "get_batch", get_batch_then_ctrl_c)
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    assert main(["train", "--data", str(corpus), "--out", str(tmp_path / "run"), *TINY_FLAGS]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted at iteration" in err and f"train --out {tmp_path / 'run'} --resume" in err
+    _, info = ckpt.load_train_state(tmp_path / "run")
+    assert 0 < info["iter"] < 12

@@ -163,6 +163,14 @@ def test_resume_with_a_torn_training_state(run_dir, capsys):
     assert snapshot(run_dir) == before
 
 
+def test_resume_to_fewer_iterations_than_were_done(run_dir, capsys):
+    before = snapshot(run_dir)
+    fails_cleanly(
+        ["train", "--out", run_dir, "--resume", "--max-iters", "2"], capsys, "below the iteration the run reached, 4"
+    )
+    assert snapshot(run_dir) == before
+
+
 def test_resume_with_another_architecture_or_corpus(run_dir, capsys):
     before = snapshot(run_dir)
     fails_cleanly(["train", "--out", run_dir, "--resume", "--n-layer", "2"], capsys, "--n-layer 2 does not match")
