@@ -288,19 +288,21 @@ def train(
     corpus: Corpus | None = None,
     progress: bool | None = None,
     sample_chars: int = 300,
-    echo: Callable[[str], None] = print,
+    echo: Callable[[str], None] | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Train (or, with resume=True, continue) the run in config.out; return a summary.
 
     `corpus` defaults to the one `resolve_corpus(config.data)` finds. `progress` shows the tqdm
-    bar (None: only on a terminal). `sample_chars` characters of generated text are printed at
-    the end. Raises ConfigError, CorpusError or CheckpointError (before writing anything) for
-    bad input, and TrainingInterrupted after saving when Ctrl-C stopped the run.
+    bar (None: only on a terminal). `echo` and `warn` take the lines for stdout and stderr.
+    `sample_chars` characters of generated text are printed at the end. Raises ConfigError,
+    CorpusError or CheckpointError (before writing anything) for bad input, and
+    TrainingInterrupted after saving when Ctrl-C stopped the run.
     """
     config.validate()
     run_dir = Path(config.out)
-    warn = warn or (lambda line: print(line, file=sys.stderr))
+    echo = echo or (lambda line: print(line, flush=True))  # flushed: lines arrive in time through a pipe
+    warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
 
     if resume:
         saved_arrays, saved = ckpt.load_train_state(run_dir)
