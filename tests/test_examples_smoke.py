@@ -65,3 +65,35 @@ def test_sampling_distributions(tmp_path):
     assert "top-k 3: support  3 tokens" in out
     errors = [float(line.split("|sampled - exact| ")[1].split()[0]) for line in out.splitlines() if "|sampled" in line]
     assert errors and max(errors) < 0.05
+
+
+def test_attention_maps_trains_briefly_and_draws_every_head(tmp_path):
+    corpus = tmp_path / "tiny.txt"
+    corpus.write_text("to be or not to be, that is the question.\n" * 40, encoding="utf-8")
+    out = run_example(
+        "attention_maps.py",
+        "--data",
+        str(corpus),
+        "--train-dir",
+        "run",
+        "--out",
+        "figs",
+        "--text",
+        "to be or not",
+        "--max-iters",
+        "4",
+        "--n-layer",
+        "2",
+        "--n-head",
+        "2",
+        "--n-embd",
+        "8",
+        "--block-size",
+        "8",
+        cwd=tmp_path,
+    )
+    assert (tmp_path / "run" / "ckpt.safetensors").exists()
+    assert (tmp_path / "figs" / "attention_maps.png").stat().st_size > 1000
+    # the text is cropped to the block size; one line per layer, one number per head
+    assert "layer 1: mean distance attended, per head: [" in out
+    assert out.count("mean distance attended") == 2

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -19,6 +20,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 FIGURES = REPO / "docs" / "figures"
+DOCS_RUN = REPO / "runs" / "docs-gpt"  # runs/ is not committed
+# As `make train`: the corpus copy beside the checkout when there is one, else the trainer finds it.
+SHARED_CORPUS = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
+sys.path.insert(0, str(REPO))  # the checkout's packages, installed or not
 
 
 def run_example(name: str, *args: str) -> None:
@@ -27,9 +32,55 @@ def run_example(name: str, *args: str) -> None:
     subprocess.run([sys.executable, str(REPO / "examples" / name), *args], check=True, env=env, cwd=REPO)
 
 
+def graphs() -> None:
+    """autograd_graph.svg (a neuron and its loss, after backward) and block_graph.svg (one GPT block)."""
+    import numpy as np
+
+    import minigrad as mg
+    from minigrad import Tensor, nn
+    from minigrad.viz import draw_graph, render
+    from transformer.gpt import GPT, Block, GPTConfig
+
+    rng = np.random.default_rng(0)
+    mg.manual_seed(0)
+    neuron = nn.Linear(3, 1)
+    x = Tensor(rng.standard_normal((4, 3)), name="x")  # (B, 3) inputs
+    y = Tensor(rng.standard_normal((4, 1)), name="y")  # (B, 1) targets
+    loss = ((neuron(x).tanh() - y) ** 2).mean()
+    loss.backward(retain_graph=True)  # keep the graph, so the leaves can show their gradient norms
+    render(draw_graph(loss, model=neuron), FIGURES / "autograd_graph.svg")
+
+    config = GPTConfig(vocab_size=65, block_size=8, n_layer=2, n_head=2, n_embd=16)
+    block = Block(config, rng)
+    out = block(Tensor(rng.standard_normal((2, 8, 16)), name="x"))  # (B, T, C)
+    render(draw_graph(out, model=block), FIGURES / "block_graph.svg")
+
+    # the whole GPT, each block folded into one box: the model at a glance
+    model = GPT(config, rng=rng)
+    idx = rng.integers(0, config.vocab_size, size=(2, config.block_size))  # (B, T)
+    _, loss = model(idx, np.roll(idx, -1, axis=1))
+    render(draw_graph(loss, model=model, max_depth=1), FIGURES / "gpt_graph.svg")
+
+
+def trained_gpt() -> None:
+    """attention_maps.png and loss.png from a small GPT trained briefly on Tiny Shakespeare.
+
+    The run is kept in runs/docs-gpt and reused by later `make docs` (delete it to retrain);
+    the positional-encoding step reads its learned position table.
+    """
+    if (DOCS_RUN / "ckpt.safetensors").exists():
+        run_example("attention_maps.py", "--run", str(DOCS_RUN), "--out", str(FIGURES))
+    else:
+        data = ["--data", str(SHARED_CORPUS)] if SHARED_CORPUS.exists() else []
+        run_example("attention_maps.py", "--train-dir", str(DOCS_RUN), "--out", str(FIGURES), *data)
+    shutil.copyfile(DOCS_RUN / "loss.png", FIGURES / "loss.png")
+
+
 def positional_encodings() -> None:
-    """pe_sinusoidal.png, pe_learned.png, pe_rope.png, pe_alibi.png."""
-    run_example("positional_encodings.py", "--out", str(FIGURES))
+    """pe_sinusoidal.png, pe_learned.png (trained, when the docs run exists), pe_rope.png, pe_alibi.png."""
+    checkpoint = DOCS_RUN / "ckpt.safetensors"
+    extra = ["--checkpoint", str(checkpoint)] if checkpoint.exists() else []
+    run_example("positional_encodings.py", "--out", str(FIGURES), *extra)
 
 
 def sampling() -> None:
@@ -38,6 +89,8 @@ def sampling() -> None:
 
 
 STEPS = {
+    "graphs": graphs,
+    "trained GPT (attention, loss)": trained_gpt,
     "positional encodings (pe)": positional_encodings,
     "sampling": sampling,
 }
