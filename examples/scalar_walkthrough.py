@@ -5,11 +5,14 @@ expression, derives its gradient by hand with the chain rule, and checks that `b
 finds the same numbers. Run it and read the output beside the code:
 
     python examples/scalar_walkthrough.py
+    python examples/scalar_walkthrough.py --out graphs   # also draws the neuron's graph, as micrograd's draw_dot
 """
 
 from __future__ import annotations
 
+import argparse
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -42,9 +45,11 @@ def step_2_neuron() -> Tensor:
     x1, x2 = scalar(2.0), scalar(0.0)
     w1, w2 = scalar(-3.0), scalar(1.0)
     b = scalar(6.8813735870195432)  # chosen so that n = 0.8814 and o = tanh(n) = 0.7071
+    for leaf, name in ((x1, "x1"), (x2, "x2"), (w1, "w1"), (w2, "w2"), (b, "b")):
+        leaf.name = name  # the names the graph drawing shows
     n = x1 * w1 + x2 * w2 + b
     o = n.tanh()
-    o.backward()
+    o.backward(retain_graph=True)  # keep the graph for the drawing; the gradients are the same
     # do/dn = 1 - tanh²(n) = 1 - o² = 0.5; then each weight gets 0.5 · its input, each input 0.5 · its weight
     local = 1 - o.item() ** 2
     print(f"2. neuron: n = {n.item():.4f}, o = tanh(n) = {o.item():.4f}, do/dn = 1 - o^2 = {local:.4f}")
@@ -102,9 +107,30 @@ def step_5_numerical_check() -> None:
     print(f"   mg.gradcheck agrees: {mg.gradcheck(lambda t: t.sigmoid() * t.exp(), scalar(0.7))}")
 
 
+def draw(output: Tensor, folder: Path) -> None:
+    """The neuron's graph with every leaf's gradient, as SVG (Graphviz's `dot`) or DOT text without it."""
+    import shutil
+
+    from minigrad.viz import draw_graph, render
+
+    folder.mkdir(parents=True, exist_ok=True)
+    graph = draw_graph(output, rankdir="LR")
+    if shutil.which("dot") is None:
+        path = folder / "neuron.dot"
+        path.write_text(graph.source, encoding="utf-8")
+    else:
+        path = render(graph, folder / "neuron.svg")
+    print(f"   drew the neuron's graph: {path}")
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description="micrograd's lessons on 0-d tensors, checked by hand.")
+    parser.add_argument("--out", type=Path, help="folder for a drawing of the neuron's graph (step 2)")
+    args = parser.parse_args()
     step_1_chain_rule()
-    step_2_neuron()
+    neuron = step_2_neuron()
+    if args.out is not None:
+        draw(neuron, args.out)
     step_3_accumulation()
     step_4_micrograd_expression()
     step_5_numerical_check()

@@ -30,7 +30,9 @@ def run_example(name: str, *args: str, cwd: Path) -> str:
 
 
 def test_scalar_walkthrough(tmp_path):
-    out = run_example("scalar_walkthrough.py", cwd=tmp_path)
+    out = run_example("scalar_walkthrough.py", "--out", "graphs", cwd=tmp_path)
+    drawn = list((tmp_path / "graphs").iterdir())  # neuron.svg, or neuron.dot where Graphviz is missing
+    assert [p.stem for p in drawn] == ["neuron"] and "x1" in drawn[0].read_text()
     # micrograd's published numbers for its README expression
     assert "g = 24.7041, dg/da = 138.8338, dg/db = 645.5773" in out
     assert "mg.gradcheck agrees: True" in out
