@@ -8,6 +8,9 @@ for the rare snippet that needs something the suite cannot provide (a finished t
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
 import traceback
 from pathlib import Path
 
@@ -115,3 +118,33 @@ def test_readme_links_every_doc():
     targets = {m["target"].partition("#")[0] for m in LINK.finditer(readme)}
     missing = [f"docs/{p.name}" for p in DOCUMENTS[1:] if f"docs/{p.name}" not in targets]
     assert not missing, f"README.md does not link to {', '.join(missing)}"
+
+
+def test_every_figure_is_drawn_by_the_project():
+    """No picture pasted by hand: each file in docs/figures is named by make_docs.py or an example it runs,
+    and every picture the docs show lives in docs/figures."""
+    producers = (REPO / "tools" / "make_docs.py").read_text(encoding="utf-8") + "".join(
+        p.read_text(encoding="utf-8") for p in (REPO / "examples").glob("*.py")
+    )
+    orphans = [p.name for p in (REPO / "docs" / "figures").iterdir() if p.name not in producers]
+    assert not orphans, f"no code in tools/make_docs.py or examples/ draws {', '.join(orphans)}"
+    for document in DOCUMENTS:
+        for match in LINK.finditer(prose(document.read_text(encoding="utf-8"))):
+            if match[0].startswith("!"):
+                picture = (document.parent / match["target"]).resolve()
+                assert picture.parent == REPO / "docs" / "figures", f"{document.name} shows {match['target']}"
+
+
+def test_make_docs_draws_the_graphs(tmp_path):
+    """The cheap step of `make docs` runs end to end (the others are the examples, smoke-tested)."""
+    if shutil.which("dot") is None:
+        pytest.skip("Graphviz's dot is not installed")
+    subprocess.run(
+        [sys.executable, str(REPO / "tools" / "make_docs.py"), "--only", "graphs", "--figures", str(tmp_path)],
+        check=True,
+        capture_output=True,
+    )
+    gpt = (tmp_path / "gpt_graph.svg").read_text(encoding="utf-8")
+    assert gpt.startswith("<?xml") and "transformer.h.1" in gpt and "lm_head" in gpt
+    assert "ln_1.weight" in (tmp_path / "block_graph.svg").read_text(encoding="utf-8")
+    assert "grad" in (tmp_path / "autograd_graph.svg").read_text(encoding="utf-8")

@@ -6,6 +6,7 @@ same scripts a reader runs. Run from anywhere:
 
     python tools/make_docs.py              # everything
     python tools/make_docs.py --only pe    # just the figures whose step name contains "pe"
+    python tools/make_docs.py --figures /tmp/figures   # somewhere else (the tests do this)
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ def run_example(name: str, *args: str) -> None:
     subprocess.run([sys.executable, str(REPO / "examples" / name), *args], check=True, env=env, cwd=REPO)
 
 
-def graphs() -> None:
-    """autograd_graph.svg (a neuron and its loss, after backward) and block_graph.svg (one GPT block)."""
+def graphs(figures: Path) -> None:
+    """autograd_graph.svg (a neuron and its loss, after backward), block_graph.svg (one GPT block)
+    and gpt_graph.svg (a two-block GPT and its loss, each block's sublayers folded)."""
     import numpy as np
 
     import minigrad as mg
@@ -48,44 +50,44 @@ def graphs() -> None:
     y = Tensor(rng.standard_normal((4, 1)), name="y")  # (B, 1) targets
     loss = ((neuron(x).tanh() - y) ** 2).mean()
     loss.backward(retain_graph=True)  # keep the graph, so the leaves can show their gradient norms
-    render(draw_graph(loss, model=neuron), FIGURES / "autograd_graph.svg")
+    render(draw_graph(loss, model=neuron), figures / "autograd_graph.svg")
 
     config = GPTConfig(vocab_size=65, block_size=8, n_layer=2, n_head=2, n_embd=16)
     block = Block(config, rng)
     out = block(Tensor(rng.standard_normal((2, 8, 16)), name="x"))  # (B, T, C)
-    render(draw_graph(out, model=block), FIGURES / "block_graph.svg")
+    render(draw_graph(out, model=block), figures / "block_graph.svg")
 
     # the whole GPT, each block folded into one box: the model at a glance
     model = GPT(config, rng=rng)
     idx = rng.integers(0, config.vocab_size, size=(2, config.block_size))  # (B, T)
     _, loss = model(idx, np.roll(idx, -1, axis=1))
-    render(draw_graph(loss, model=model, max_depth=1), FIGURES / "gpt_graph.svg")
+    render(draw_graph(loss, model=model, max_depth=1), figures / "gpt_graph.svg")
 
 
-def trained_gpt() -> None:
+def trained_gpt(figures: Path) -> None:
     """attention_maps.png and loss.png from a small GPT trained briefly on Tiny Shakespeare.
 
     The run is kept in runs/docs-gpt and reused by later `make docs` (delete it to retrain);
     the positional-encoding step reads its learned position table.
     """
     if (DOCS_RUN / "ckpt.safetensors").exists():
-        run_example("attention_maps.py", "--run", str(DOCS_RUN), "--out", str(FIGURES))
+        run_example("attention_maps.py", "--run", str(DOCS_RUN), "--out", str(figures))
     else:
         data = ["--data", str(SHARED_CORPUS)] if SHARED_CORPUS.exists() else []
-        run_example("attention_maps.py", "--train-dir", str(DOCS_RUN), "--out", str(FIGURES), *data)
-    shutil.copyfile(DOCS_RUN / "loss.png", FIGURES / "loss.png")
+        run_example("attention_maps.py", "--train-dir", str(DOCS_RUN), "--out", str(figures), *data)
+    shutil.copyfile(DOCS_RUN / "loss.png", figures / "loss.png")
 
 
-def positional_encodings() -> None:
+def positional_encodings(figures: Path) -> None:
     """pe_sinusoidal.png, pe_learned.png (trained, when the docs run exists), pe_rope.png, pe_alibi.png."""
     checkpoint = DOCS_RUN / "ckpt.safetensors"
     extra = ["--checkpoint", str(checkpoint)] if checkpoint.exists() else []
-    run_example("positional_encodings.py", "--out", str(FIGURES), *extra)
+    run_example("positional_encodings.py", "--out", str(figures), *extra)
 
 
-def sampling() -> None:
+def sampling(figures: Path) -> None:
     """sampling.png: temperature, top-k and top-p on one distribution."""
-    run_example("sampling_distributions.py", "--out", str(FIGURES))
+    run_example("sampling_distributions.py", "--out", str(figures))
 
 
 STEPS = {
@@ -99,16 +101,17 @@ STEPS = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", help="run only the steps whose name contains this text")
+    parser.add_argument("--figures", type=Path, default=FIGURES, help="where to write (default: docs/figures)")
     args = parser.parse_args()
-    FIGURES.mkdir(parents=True, exist_ok=True)
+    args.figures.mkdir(parents=True, exist_ok=True)
     for name, step in STEPS.items():
         if args.only and args.only not in name:
             continue
         start = time.perf_counter()
-        step()
+        step(args.figures)
         print(f"[make docs] {name}: {time.perf_counter() - start:.1f} s")
-    for path in sorted(FIGURES.iterdir()):
-        print(f"[make docs] {path.relative_to(REPO)}  {path.stat().st_size / 1024:.0f} KB")
+    for path in sorted(args.figures.iterdir()):
+        print(f"[make docs] {path}  {path.stat().st_size / 1024:.0f} KB")
 
 
 if __name__ == "__main__":
