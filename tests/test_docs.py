@@ -148,3 +148,25 @@ def test_make_docs_draws_the_graphs(tmp_path):
     assert gpt.startswith("<?xml") and "transformer.h.1" in gpt and "lm_head" in gpt
     assert "ln_1.weight" in (tmp_path / "block_graph.svg").read_text(encoding="utf-8")
     assert "grad" in (tmp_path / "autograd_graph.svg").read_text(encoding="utf-8")
+
+
+CODE_REFERENCE = re.compile(r"\]\((?P<path>[^)\s#]+\.py)\)(?P<names>(?:,?\s+(?:and\s+)?`[\w.]+`)+)")
+
+
+def test_code_references_name_what_the_file_defines():
+    """ "[transformer/gpt.py](../transformer/gpt.py) `GPT.generate`" promises that gpt.py has GPT and generate.
+
+    A renamed class, function or argument fails here until the docs follow it.
+    """
+    stale = []
+    for document in DOCUMENTS:
+        for match in CODE_REFERENCE.finditer(prose(document.read_text(encoding="utf-8"))):
+            source = (document.parent / match["path"]).resolve()
+            if not source.exists():
+                continue  # reported by test_links_resolve
+            code = source.read_text(encoding="utf-8")
+            for name in re.findall(r"`([\w.]+)`", match["names"]):
+                missing = [part for part in name.split(".") if not re.search(rf"\b{re.escape(part)}\b", code)]
+                if missing:
+                    stale.append(f"{document.name}: {match['path']} has no {', '.join(missing)} (from `{name}`)")
+    assert not stale, "\n".join(stale)
