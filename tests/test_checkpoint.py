@@ -24,6 +24,15 @@ def test_atomic_write_replaces_the_whole_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]
 
 
+def test_atomic_writes_let_the_umask_set_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        ckpt.atomic_write_text(tmp_path / "f.txt", "x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
+
+
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
     path = tmp_path / "ckpt.safetensors"
     path.write_bytes(b"the good checkpoint")
