@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure  # drawn off-screen, no window or backend needed
 from threadpoolctl import threadpool_limits  # installed with scikit-learn
-from vit_digits import evaluate, load_digits_split, plot_losses, train
+from vit_digits import digit_batches, evaluate, load_digits_split, plot_losses, train
 
 import minigrad as mg
 from transformer.swin import SwinConfig, SwinTransformer, shifted_window_mask
@@ -126,7 +126,8 @@ def run() -> None:
             print(f"step {step + 1:5d}  loss {loss:.4f}  {time.perf_counter() - start:6.1f}s", flush=True)
 
     start = time.perf_counter()
-    losses = train(model, x_train, y_train, args.steps, args.batch_size, args.lr, seed=args.seed, on_step=report)
+    batches = digit_batches(x_train, y_train, args.batch_size)
+    losses = train(model, batches, args.steps, args.lr, seed=args.seed, on_step=report)
     seconds = time.perf_counter() - start
     accuracy = evaluate(model, x_test, y_test)
     print(f"test accuracy {accuracy:.4f} ({len(x_test)} images), trained in {seconds:.1f}s")

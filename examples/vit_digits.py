@@ -71,35 +71,40 @@ def evaluate(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 25
     return correct / len(images)
 
 
+def digit_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, augment: bool = True) -> Callable:
+    """A function rng -> (images (B, 1, 8, 8), labels (B,)): a random minibatch, shifted if augment."""
+
+    def next_batch(rng: np.random.Generator):
+        pick = rng.integers(0, len(images), size=batch_size)
+        return (shift_augment(images[pick], rng) if augment else images[pick]), labels[pick]
+
+    return next_batch
+
+
 def train(
     model,
-    x_train: np.ndarray,
-    y_train: np.ndarray,
+    next_batch: Callable[[np.random.Generator], tuple],
     steps: int,
-    batch_size: int = 64,
     lr: float = 2e-3,
     weight_decay: float = 0.05,
     seed: int = 0,
-    augment: bool = True,
     on_step: Callable[[int, float], None] | None = None,
 ) -> list[float]:
-    """AdamW with warm-up and cosine decay on random minibatches; returns the loss of every step."""
+    """AdamW with warm-up and cosine decay; returns the loss of every step.
+
+    next_batch(rng) gives the model's arguments for one step, targets last: model(*batch)
+    must return (logits, loss).
+    """
     rng = np.random.default_rng(seed)
     params = [p for p in model.parameters() if p.requires_grad]
     # weight decay on matrices only; biases, norms, tokens and position tables keep their size
-    optimizer = AdamW(
-        [
-            {"params": [p for p in params if p.ndim == 2 and p.shape[0] > 1], "weight_decay": weight_decay},
-            {"params": [p for p in params if not (p.ndim == 2 and p.shape[0] > 1)], "weight_decay": 0.0},
-        ],
-        lr=lr,
-    )
+    decayed = [p for p in params if p.ndim == 2 and p.shape[0] > 1]
+    kept = [p for p in params if not any(p is q for q in decayed)]
+    optimizer = AdamW([{"params": decayed, "weight_decay": weight_decay}, {"params": kept, "weight_decay": 0.0}], lr=lr)
     schedule = CosineWithWarmup(optimizer, lr, lr / 20, warmup_iters=max(1, steps // 20), lr_decay_iters=steps)
     losses = []
     for step in range(steps):
-        batch = rng.integers(0, len(x_train), size=batch_size)
-        images = shift_augment(x_train[batch], rng) if augment else x_train[batch]
-        _, loss = model(images, y_train[batch])
+        _, loss = model(*next_batch(rng))
         optimizer.zero_grad()
         loss.backward()
         clip_grad_norm_(params, 1.0)
@@ -202,7 +207,8 @@ def run() -> None:
             print(f"step {step + 1:5d}  loss {loss:.4f}  {time.perf_counter() - start:6.1f}s", flush=True)
 
     start = time.perf_counter()
-    losses = train(model, x_train, y_train, args.steps, args.batch_size, args.lr, seed=args.seed, on_step=report)
+    batches = digit_batches(x_train, y_train, args.batch_size)
+    losses = train(model, batches, args.steps, args.lr, seed=args.seed, on_step=report)
     seconds = time.perf_counter() - start
     accuracy = evaluate(model, x_test, y_test)
     print(f"test accuracy {accuracy:.4f} ({len(x_test)} images), trained in {seconds:.1f}s")
