@@ -13,7 +13,10 @@ Printed per side: milliseconds per training step (forward, backward, AdamW), the
 minigrad / PyTorch, the peak resident memory of the training process and how much it grew
 during training, and tokens per second when sampling: minigrad's KV-cached `generate`,
 minigrad recomputing the whole context every token (`use_cache=False`), and nanoGPT's
-`generate` in PyTorch. PyTorch is optional: without it only minigrad's numbers appear.
+`generate` in PyTorch. Sampling is timed twice: for `--sample-tokens` tokens (past the block
+size the context window slides, every token changes position, and any exact sampler
+recomputes the window, cache or not), and for block_size - 1 tokens, the KV cache's range.
+PyTorch is optional: without it only minigrad's numbers appear.
 """
 
 from __future__ import annotations
@@ -111,9 +114,12 @@ def run_minigrad(size: dict, weights: str, steps: int, seed: int, sample_tokens:
         optimizer.step()
         return loss.item()
 
+    in_block = size["block_size"] - 1  # from one token to a full context: the KV cache's range
     samplers = {
         "tokens_per_s": lambda: sample_minigrad(model, sample_tokens, seed, use_cache=True),
         "tokens_per_s_no_cache": lambda: sample_minigrad(model, sample_tokens, seed, use_cache=False),
+        "in_block_tokens_per_s": lambda: sample_minigrad(model, in_block, seed, use_cache=True),
+        "in_block_tokens_per_s_no_cache": lambda: sample_minigrad(model, in_block, seed, use_cache=False),
     }
     return measure(step, data, samplers)
 
@@ -146,15 +152,17 @@ def run_torch(size: dict, weights: str, steps: int, seed: int, sample_tokens: in
         optimizer.step()
         return loss.item()
 
-    def sample() -> float:
+    def sample(n_tokens: int) -> float:
         model.eval()
         start = torch.zeros((1, 1), dtype=torch.long)
         t0 = time.perf_counter()
-        model.generate(start, sample_tokens)
+        model.generate(start, n_tokens)
         model.train()
-        return sample_tokens / (time.perf_counter() - t0)
+        return n_tokens / (time.perf_counter() - t0)
 
-    return measure(step, data, {"tokens_per_s": sample})
+    in_block = size["block_size"] - 1
+    samplers = {"tokens_per_s": lambda: sample(sample_tokens), "in_block_tokens_per_s": lambda: sample(in_block)}
+    return measure(step, data, samplers)
 
 
 def measure(step, data: list, samplers: dict) -> dict:
@@ -234,30 +242,41 @@ def main(argv=None) -> None:
                 print(
                     f"  round {r + 1} {side:8s} {statistics.median(results[side][-1]['ms']):8.1f} ms/step", flush=True
                 )
-    report(results)
+    report(results, args.sample_tokens, size["block_size"])
 
 
-def report(results: dict) -> None:
+SAMPLING = ["tokens_per_s", "tokens_per_s_no_cache", "in_block_tokens_per_s", "in_block_tokens_per_s_no_cache"]
+
+
+def report(results: dict, sample_tokens: int, block_size: int) -> None:
+    """Medians over every timed step of every round; the worst peak memory of any round."""
     summary = {}
     for side, runs in results.items():
         summary[side] = {
             "ms": statistics.median([ms for run in runs for ms in run["ms"]]),
-            "tokens_per_s": statistics.median([run["tokens_per_s"] for run in runs]),
-            "tokens_per_s_no_cache": statistics.median([run.get("tokens_per_s_no_cache", 0.0) for run in runs]),
             "peak_mb": max(run["peak_mb"] for run in runs),
             "grown_mb": max(run["grown_mb"] for run in runs),
             "first_loss": runs[0]["losses"][0],
         }
+        for key in SAMPLING:
+            if key in runs[0]:
+                summary[side][key] = statistics.median([run[key] for run in runs])
     torch_ms = summary["torch"]["ms"] if "torch" in summary else None
+
+    def cell(s: dict, key: str) -> str:
+        return f"{s[key]:.0f}" if key in s else "-"
+
     print()
-    print("| side | ms/step | / PyTorch | sampling tokens/s | no-cache tokens/s | peak RSS MB | RSS growth MB |")
-    print("|------|--------:|----------:|------------------:|------------------:|------------:|--------------:|")
+    print("| training | ms/step | / PyTorch | peak RSS MB | RSS growth in training MB |")
+    print("|---|---:|---:|---:|---:|")
     for side, s in summary.items():
         ratio = f"{s['ms'] / torch_ms:.2f}x" if torch_ms else "-"
-        no_cache = f"{s['tokens_per_s_no_cache']:.0f}" if s["tokens_per_s_no_cache"] else "-"
-        cells = [side, f"{s['ms']:.1f}", ratio, f"{s['tokens_per_s']:.0f}", no_cache]
-        cells += [f"{s['peak_mb']:.0f}", f"{s['grown_mb']:.0f}"]
-        print("| " + " | ".join(cells) + " |")
+        print(f"| {side} | {s['ms']:.1f} | {ratio} | {s['peak_mb']:.0f} | {s['grown_mb']:.0f} |")
+    print()
+    print(f"| sampling, tokens/s | {sample_tokens} tokens | no cache | {block_size - 1} tokens | no cache |")
+    print("|---|---:|---:|---:|---:|")
+    for side, s in summary.items():
+        print("| " + " | ".join([side] + [cell(s, key) for key in SAMPLING]) + " |")
     print()
     print("first training loss: " + ", ".join(f"{side} {s['first_loss']:.4f}" for side, s in summary.items()))
 
