@@ -37,9 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing it
 CORPUS = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
 
-# Both libraries get the same two threads: OpenBLAS for NumPy, intra-op threads for PyTorch.
-THREADS = "2"
-THREAD_ENV = {name: THREADS for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+# Both libraries get the same threads (2 by default, --threads): OpenBLAS for NumPy, intra-op
+# threads for PyTorch, set in each side's environment before it starts.
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 SIZES = {
     # nanoGPT's config/train_shakespeare_char.py with its CPU overrides
@@ -138,7 +138,7 @@ def run_torch(size: dict, weights: str, steps: int, seed: int, sample_tokens: in
     sys.path.insert(0, str(ROOT / "tests"))
     from reference.nanogpt import GPT, GPTConfig
 
-    torch.set_num_threads(int(THREADS))
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     torch.manual_seed(seed)
     model = GPT(GPTConfig(**model_config(size)))
     model.load_state_dict({k: torch.from_numpy(v) for k, v in load_file(weights).items()}, strict=True)
@@ -187,7 +187,8 @@ def measure(step, data: list, samplers: dict) -> dict:
 def spawn(side: str, args, weights: str) -> dict:
     command = [sys.executable, __file__, "--worker", side, "--weights", weights, "--size", args.size]
     command += ["--steps", str(args.steps), "--seed", str(args.seed), "--sample-tokens", str(args.sample_tokens)]
-    env = dict(os.environ, **THREAD_ENV, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ, **dict.fromkeys(THREAD_VARIABLES, str(args.threads)))
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"the {side} run failed:\n{done.stderr}")
@@ -217,6 +218,7 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, help="timed training steps per run (default: by size)")
     parser.add_argument("--sample-tokens", type=int, default=500, help="tokens to sample for tokens/s")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2, help="BLAS / intra-op threads of each side")
     parser.add_argument("--no-torch", action="store_true", help="time minigrad only")
     parser.add_argument("--worker", choices=["minigrad", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--weights", help=argparse.SUPPRESS)
@@ -231,7 +233,7 @@ def main(argv=None) -> None:
 
     sides = ["minigrad"] + (["torch"] if torch_available() and not args.no_torch else [])
     shape = ", ".join(f"{k} {v}" for k, v in size.items() if k != "steps")
-    print(f"GPT {args.size}: {shape}; {args.steps} steps x {args.rounds} rounds, {THREADS} threads", flush=True)
+    print(f"GPT {args.size}: {shape}; {args.steps} steps x {args.rounds} rounds, {args.threads} threads", flush=True)
     results = {side: [] for side in sides}
     with tempfile.TemporaryDirectory() as tmp:
         weights = str(Path(tmp) / "weights.safetensors")
