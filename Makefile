@@ -33,7 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_gpt.py
 
 # Every picture in docs/ is drawn by the project: computation graphs, positional-encoding and
-# attention heatmaps, sampling distributions.
+# attention heatmaps, sampling distributions, the vision models.
 docs: $(STAMP)
 	$(BIN)/python tools/make_docs.py
 

@@ -90,11 +90,18 @@ def sampling(figures: Path) -> None:
     run_example("sampling_distributions.py", "--out", str(figures))
 
 
+def vision(figures: Path) -> None:
+    """The pictures of docs/vision.md: ViT, Swin and co-attention, each from its full training run."""
+    for name in ("vit_digits.py", "swin_digits.py", "coattention_digits.py"):
+        run_example(name, "--out", str(figures))
+
+
 STEPS = {
     "graphs": graphs,
     "trained GPT (attention, loss)": trained_gpt,
     "positional encodings (pe)": positional_encodings,
     "sampling": sampling,
+    "vision (vit, swin, coattention)": vision,
 }
 
 
