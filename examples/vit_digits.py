@@ -52,11 +52,8 @@ def shift_augment(images: np.ndarray, rng: np.random.Generator, max_shift: int =
     """
     B, _, H, W = images.shape
     padded = np.pad(images, ((0, 0), (0, 0), (max_shift, max_shift), (max_shift, max_shift)))
-    dy, dx = rng.integers(0, 2 * max_shift + 1, size=(2, B))
-    rows = dy[:, None] + np.arange(H)  # (B, H) each image's own crop window
-    cols = dx[:, None] + np.arange(W)  # (B, W)
-    return padded[np.arange(B)[:, None, None, None], np.arange(images.shape[1])[None, :, None, None],
-                  rows[:, None, :, None], cols[:, None, None, :]]  # fmt: skip
+    dy, dx = rng.integers(0, 2 * max_shift + 1, size=(2, B))  # where each image's crop starts
+    return np.stack([padded[b, :, dy[b] : dy[b] + H, dx[b] : dx[b] + W] for b in range(B)])  # (B, C, H, W)
 
 
 def evaluate(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 256) -> float:

@@ -54,6 +54,7 @@ class CoAttentionLayer(Module):
     def forward(
         self, visual: Tensor, text: Tensor, text_padding_mask=None, need_weights: bool = False
     ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor] | None]:
+        """visual (B, Nv, E), text (B, Nt, E) -> the two streams updated, and the weights if asked."""
         v, t = self.visual_norm1(visual), self.text_norm1(text)  # (B, Nv, E), (B, Nt, E)
         from_text, image_to_text = self.visual_attn(
             v, t, t, key_padding_mask=text_padding_mask, need_weights=need_weights
@@ -138,6 +139,7 @@ class CoAttentionTransformer(Module):
         return self.visual_norm(visual), self.text_norm(text), weights
 
     def forward(self, regions, words, targets=None) -> tuple[Tensor, Tensor | None]:
+        """regions (B, Nv, region_dim), words (B, Nt) ids, targets (B,) or None -> (logits (B, 2), loss or None)."""
         visual, text, _ = self.streams(regions, words)
         logits = self.head(visual[:, 0] * text[:, 0])  # (B, 2) from <IMG> ⊙ [CLS]
         loss = None if targets is None else F.cross_entropy(logits, np.asarray(targets))

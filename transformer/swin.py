@@ -60,7 +60,7 @@ def window_merge(windows: Tensor, window_size: int, height: int, width: int) -> 
 def cyclic_shift(x: Tensor, shift: int) -> Tensor:
     """Roll a grid (B, H, W, C) up and left by `shift` (down and right when negative).
 
-    out[:, i, j] = x[:, (i + shift) mod H, (j + shift) mod W], as torch.roll(x, (-shift, -shift), (1, 2)).
+    out[:, i, j] = x[:, (i + shift) mod H, (j + shift) mod W], as np.roll(x, (-shift, -shift), axis=(1, 2)).
     """
     _, H, W, _ = x.shape
     s_row, s_col = shift % H, shift % W
@@ -131,6 +131,7 @@ class WindowAttention(Module):
         return bias.transpose(2, 0, 1)  # (heads, N, N)
 
     def forward(self, x: Tensor, mask: np.ndarray | None = None) -> Tensor:
+        """x (B, nW, N, C), mask (nW, N, N) or None -> (B, nW, N, C): attention within each window."""
         B, nW, N, C = x.shape
         h, d = self.num_heads, C // self.num_heads
         qkv = self.qkv(x).reshape(B, nW, N, 3, h, d).transpose(3, 0, 1, 4, 2, 5)  # (3, B, nW, h, N, d)
@@ -171,6 +172,7 @@ class SwinBlock(Module):
         )  # (nW, M², M²)
 
     def forward(self, x: Tensor) -> Tensor:
+        """x (B, H, W, C) -> (B, H, W, C)."""
         _, H, W, _ = x.shape
         M, s = self.window_size, self.shift_size
         h = self.norm1(x)  # (B, H, W, C)
