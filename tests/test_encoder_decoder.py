@@ -174,6 +174,17 @@ def test_no_output_depends_on_a_padded_position():
     assert (np.abs(tgt.grad[~tgt_padding]).sum(axis=-1) > 0).all()
 
 
+def test_dropout_acts_in_training_only():
+    rng = np.random.default_rng(9)
+    mg.manual_seed(10)
+    model = Transformer(8, 2, 1, 1, 16, dropout=0.5)
+    without = Transformer(8, 2, 1, 1, 16)
+    without.load_state_dict(model.state_dict())
+    src, tgt = randn(rng, 2, 3, 8, requires_grad=False), randn(rng, 2, 4, 8, requires_grad=False)
+    assert not np.allclose(model(src, tgt).data, model(src, tgt).data)  # a fresh mask each call
+    np.testing.assert_array_equal(model.eval()(src, tgt).data, without(src, tgt).data)
+
+
 def test_shape_errors_are_explained():
     model = Transformer(8, 2, 1, 1, 16)
     with pytest.raises(ValueError, match=r"d_model=8.*\(1, 3, 6\)"):
