@@ -20,7 +20,7 @@ import argparse
 import time
 
 import numpy as np
-from threadpoolctl import threadpool_limits  # installed with scikit-learn
+from threadpoolctl import threadpool_limits
 
 import minigrad as mg
 import minigrad.functional as F
