@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure  # drawn off-screen, no window or backend needed
-from threadpoolctl import threadpool_limits  # installed with scikit-learn
+from threadpoolctl import threadpool_limits
 
 import minigrad as mg
 from minigrad.optim import AdamW, CosineWithWarmup, clip_grad_norm_
