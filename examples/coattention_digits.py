@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure  # drawn off-screen, no window or backend needed
-from threadpoolctl import threadpool_limits  # installed with scikit-learn
+from threadpoolctl import threadpool_limits
 from vit_digits import load_digits_split, plot_losses, train
 
 import minigrad as mg
