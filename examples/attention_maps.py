@@ -75,8 +75,8 @@ def train_briefly(args: argparse.Namespace) -> Path:
         block_size=args.block_size,
         max_iters=args.max_iters,
         warmup_iters=min(100, args.max_iters // 10),
-        eval_interval=max(1, args.max_iters // 4),
-        eval_iters=5,
+        eval_interval=max(1, args.max_iters // 15),  # enough points for a readable loss.png
+        eval_iters=10,
     )
     summary = train(config, sample_chars=0)
     print(f"trained {summary['iter']} steps, validation loss {summary['val_loss']:.3f}")
