@@ -122,35 +122,55 @@ def _gelu_erf_float64(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x * cdf, cdf + x * pdf
 
 
-def _gelu_erf_chunked(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """GELU x Φ(x) and its derivative Φ(x) + x φ(x), one cache-sized chunk at a time.
-
-    Fuses about 24 elementwise passes; computing the derivative here, while Φ and e^(-x²/2)
-    are at hand, makes backward a single multiply.
-    """
+def _gelu_erf_chunked(x: np.ndarray) -> np.ndarray:
+    """GELU x Φ(x), one cache-sized chunk at a time: about 20 elementwise passes fused."""
     flat = np.ascontiguousarray(x).reshape(-1)
-    out, derivative = np.empty_like(flat), np.empty_like(flat)
+    out = np.empty_like(flat)
     cdf, gauss, scratch = _chunk_buffers(flat.size, flat.dtype, 3)
     for start in range(0, flat.size, _CHUNK):
         xc = flat[start : start + _CHUNK]
         n = xc.size
-        cdfc, gaussc = cdf[:n], gauss[:n]
-        _erf_chunk(xc, _SQRT_HALF, 0.5, cdfc, gaussc, scratch[:n])  # ½ erf(x/√2), e^(-x²/2) = √(2π) φ(x)
+        cdfc = cdf[:n]
+        _erf_chunk(xc, _SQRT_HALF, 0.5, cdfc, gauss[:n], scratch[:n])  # ½ erf(x/√2)
         cdfc += 0.5  # Φ(x) = ½ (1 + erf(x/√2))
         np.multiply(xc, cdfc, out=out[start : start + n])
-        d = np.multiply(xc, gaussc, out=derivative[start : start + n])
-        d *= _INV_SQRT_2PI
-        d += cdfc  # d/dx x Φ(x) = Φ(x) + x φ(x)
-    return out.reshape(x.shape), derivative.reshape(x.shape)
+    return out.reshape(x.shape)
+
+
+def _gelu_erf_backward_chunked(g: np.ndarray, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """g · (Φ(x) + x φ(x)), chunked; Φ(x) = out / x is read back from the forward's output.
+
+    Dividing out the forward's result costs one pass where recomputing erf would cost twenty,
+    and keeping x and out (which the graph and the next layer keep anyway) instead of a
+    stored derivative saves an activation-sized array per layer. Φ(0) = ½ where x is 0.
+    """
+    flat_g, flat_x, flat_out = (np.ascontiguousarray(a).reshape(-1) for a in (g, x, out))
+    grad = np.empty_like(flat_x)
+    cdf, pdf = _chunk_buffers(flat_x.size, flat_x.dtype, 2)
+    for start in range(0, flat_x.size, _CHUNK):
+        xc = flat_x[start : start + _CHUNK]
+        n = xc.size
+        p = np.square(xc, out=pdf[:n])
+        p *= -0.5
+        np.exp(p, out=p)
+        p *= _INV_SQRT_2PI  # φ(x)
+        c = cdf[:n]
+        c.fill(0.5)
+        np.divide(flat_out[start : start + n], xc, out=c, where=xc != 0)  # Φ(x)
+        d = np.multiply(xc, p, out=grad[start : start + n])
+        d += c  # d/dx x Φ(x) = Φ(x) + x φ(x)
+        d *= flat_g[start : start + n]
+    return grad.reshape(x.shape)
 
 
 class GELU(Function):
     """GELU(x) = x Φ(x), Φ the standard normal CDF; or its tanh approximation."""
 
     def forward(self, x, approximate="none"):
+        self.approximate = approximate
         if approximate == "none":
-            gelu_erf = _gelu_erf_float64 if x.dtype == np.float64 else _gelu_erf_chunked
-            out, self.derivative = gelu_erf(x)
+            out = _gelu_erf_float64(x)[0] if x.dtype == np.float64 else _gelu_erf_chunked(x)
+            self.x, self.out = x, out
             return out
         if approximate == "tanh":
             # 0.5 x (1 + tanh u),  u = √(2/π) (x + 0.044715 x³)
@@ -162,7 +182,11 @@ class GELU(Function):
         raise ValueError(f'gelu: approximate must be "none" or "tanh", not {approximate!r}')
 
     def backward(self, g):
-        return g * self.derivative
+        if self.approximate == "tanh":
+            return g * self.derivative
+        if self.x.dtype == np.float64:
+            return g * _gelu_erf_float64(self.x)[1]  # d/dx x Φ(x) = Φ(x) + x φ(x), exactly
+        return _gelu_erf_backward_chunked(g, self.x, self.out)
 
 
 class Erf(Function):
@@ -229,24 +253,32 @@ def linear_composed(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Te
 
 
 class LayerNorm(Function):
-    """Normalize over the last axis to zero mean and unit variance, then scale and shift."""
+    """Normalize over the last axis to zero mean and unit variance, then scale and shift.
+
+    Saves x (which the graph keeps anyway), its row means and 1/std, and recomputes x̂ in
+    backward: two cheap passes instead of holding a second activation-sized array per layer.
+    """
 
     def forward(self, x, weight=None, bias=None, eps=1e-5):
         inv_n = 1.0 / x.shape[-1]
-        centered = x - _row_sums(x) * inv_n  # x - mean
+        self.mean = _row_sums(x) * inv_n  # (..., 1)
+        centered = x - self.mean
         variance = _row_sums(centered * centered) * inv_n  # population variance, (..., 1)
         self.rstd = 1.0 / np.sqrt(variance + eps)
-        self.xhat = centered
-        self.xhat *= self.rstd  # x̂, reusing the buffer of x - mean
-        self.weight = weight
+        self.x, self.weight = x, weight
         self.has_bias = bias is not None
-        y = self.xhat * weight if weight is not None else self.xhat.copy()
+        y = centered
+        y *= self.rstd  # x̂, in the buffer of x - mean
+        if weight is not None:
+            y *= weight
         if bias is not None:
             y += bias
         return y
 
     def backward(self, g):
-        xhat, rstd, w = self.xhat, self.rstd, self.weight
+        rstd, w = self.rstd, self.weight
+        xhat = self.x - self.mean
+        xhat *= rstd  # x̂ again, by the same operations as in forward
         needs = self.needs_input_grad + (False,) * (3 - len(self.needs_input_grad))
         gxhat = g * w if w is not None else g
         gw = _column_sums(g * xhat) if w is not None and needs[1] else None
@@ -418,46 +450,61 @@ def attention_bias(mask, is_causal: bool, q_len: int, k_len: int, dtype) -> np.n
 
 
 class ScaledDotProductAttention(Function):
-    """softmax(q kᵀ / √d + bias) v in one node; saves only the attention weights for backward.
+    """softmax(q kᵀ / √d + bias) v in one node, with the weights recomputed in backward.
 
+    The (..., Tq, Tk) weights are the largest array of a transformer layer, so they are not
+    kept: forward saves only each row's max and sum (Tq numbers), and backward repeats the
+    same operations to get the same weights back, at the price of one more q kᵀ product.
     The scale is applied to q (Tq × d numbers) rather than to the scores (Tq × Tk), and the
     softmax runs in place on the scores buffer with its row sums done by BLAS.
     """
 
     def forward(self, q, k, v, bias=None, dropout_p=0.0, rng=None):
-        self.scale = 1.0 / math.sqrt(q.shape[-1])
-        q_scaled = q * q.dtype.type(self.scale)  # (..., Tq, d)
-        weights = q_scaled @ np.swapaxes(k, -1, -2)  # scores (..., Tq, Tk)
-        if bias is not None:
-            in_place = np.broadcast_shapes(weights.shape, bias.shape) == weights.shape
-            weights = np.add(weights, bias, out=weights) if in_place else weights + bias
-        weights -= weights.max(axis=-1, keepdims=True)  # exp(s - max) cannot overflow
-        np.exp(weights, out=weights)
-        weights /= _row_sums(weights)  # softmax over the keys
+        self.scale = q.dtype.type(1.0 / math.sqrt(q.shape[-1]))
+        self.row_max = self.row_sum = None
+        weights = self._weights(q * self.scale, k, bias)  # (..., Tq, Tk)
         self.keep = None
         if dropout_p > 0.0:
             rng = np.random.default_rng() if rng is None else rng
             self.keep = (rng.random(weights.shape) >= dropout_p).astype(weights.dtype) / (1.0 - dropout_p)
-        self.q_scaled, self.k, self.v, self.weights = q_scaled, k, v, weights
-        self.q_shape = q.shape
-        dropped = weights * self.keep if self.keep is not None else weights
-        self.dropped = dropped
-        return dropped @ v  # (..., Tq, dv)
+            weights *= self.keep
+        self.q, self.k, self.v, self.bias = q, k, v, bias
+        return weights @ v  # (..., Tq, dv)
+
+    def _weights(self, q_scaled, k, bias):
+        """softmax(q kᵀ · scale + bias); the first call records each row's max and sum."""
+        weights = q_scaled @ np.swapaxes(k, -1, -2)  # scores (..., Tq, Tk)
+        if bias is not None:
+            in_place = np.broadcast_shapes(weights.shape, bias.shape) == weights.shape
+            weights = np.add(weights, bias, out=weights) if in_place else weights + bias
+        if self.row_max is None:
+            self.row_max = weights.max(axis=-1, keepdims=True)
+        weights -= self.row_max  # exp(s - max) cannot overflow
+        np.exp(weights, out=weights)
+        if self.row_sum is None:
+            self.row_sum = _row_sums(weights)
+        weights /= self.row_sum  # softmax over the keys
+        return weights
 
     def backward(self, g):
-        q_scaled, k, v, weights, dropped = self.q_scaled, self.k, self.v, self.weights, self.dropped
+        q, k, v = self.q, self.k, self.v
+        q_scaled = q * self.scale
+        weights = self._weights(q_scaled, k, self.bias)  # the forward's weights, recomputed
+        dropped = weights * self.keep if self.keep is not None else weights
         gv = np.swapaxes(dropped, -1, -2) @ g  # (..., Tk, dv)
+        del dropped
         gscores = g @ np.swapaxes(v, -1, -2)  # d weights (..., Tq, Tk)
         if self.keep is not None:
             gscores *= self.keep
         # softmax backward: ds = w ⊙ (dw - Σ_k dw ⊙ w), computed in the dw buffer
         gscores -= _row_sums(gscores * weights)
         gscores *= weights
-        gq = gscores @ k  # d(q·scale) (..., Tq, d)
-        gq *= gq.dtype.type(self.scale)
+        del weights
+        gq = gscores @ k  # d(q · scale) (..., Tq, d)
+        gq *= self.scale
         gk = np.swapaxes(gscores, -1, -2) @ q_scaled  # (..., Tk, d)
         return (
-            unbroadcast(gq, self.q_shape),
+            unbroadcast(gq, q.shape),
             unbroadcast(gk, k.shape),
             unbroadcast(gv, v.shape),
             None,
