@@ -64,6 +64,21 @@ def test_resume_through_the_command_line_continues_to_the_new_total(trained_run,
     assert info["iter"] == 18 and [row["iter"] for row in info["history"]] == [0, 6, 12, 18]
 
 
+def test_biases_are_on_by_default_and_no_bias_drops_them(trained_run, tmp_path, capsys):
+    with_bias, _ = ckpt.load_arrays(trained_run / ckpt.CKPT_FILE)
+    assert "transformer.h.0.attn.c_attn.bias" in with_bias and "transformer.ln_f.bias" in with_bias
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    run_dir = tmp_path / "run"
+    assert main(["train", "--data", str(corpus), "--out", str(run_dir), *TINY_FLAGS, "--no-bias"]) == 0
+    without_bias, _ = ckpt.load_arrays(run_dir / ckpt.CKPT_FILE)
+    assert not [name for name in without_bias if name.endswith(".bias")]
+    assert json.loads((run_dir / ckpt.CONFIG_FILE).read_text())["model"]["bias"] is False
+    capsys.readouterr()
+    # the architecture of a run cannot change on resume
+    assert main(["train", "--out", str(run_dir), "--resume", "--max-iters", "18", "--bias"]) == 2
+    assert "--bias" in capsys.readouterr().err
+
+
 def test_sample_starts_with_the_prompt_and_is_reproducible(trained_run, capsys):
     argv = ["sample", "--out", str(trained_run), "--start", "to be", "--max-new-tokens", "40", "--seed", "5"]
     assert main(argv) == 0

@@ -79,7 +79,7 @@ def test_a_short_run_writes_every_run_file(tmp_path):
 
     config = json.loads((run_dir / ckpt.CONFIG_FILE).read_text())
     assert config["model"] == dict(
-        vocab_size=vocab_size, block_size=8, n_layer=1, n_head=2, n_embd=16, dropout=0.0, bias=False
+        vocab_size=vocab_size, block_size=8, n_layer=1, n_head=2, n_embd=16, dropout=0.0, bias=True
     )
     assert config["train"]["max_iters"] == 30 and config["train"]["lr_decay_iters"] == 30
     assert (run_dir / ckpt.PLOT_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

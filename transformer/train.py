@@ -50,7 +50,7 @@ BETA1 = 0.9  # nanoGPT's; only beta2 is a flag
 # independent random streams drawn from one seed: initial weights and dropout, batches, evaluation
 MODEL_STREAM, BATCH_STREAM, EVAL_STREAM = 0, 1, 2
 # the model's shape: a resumed run must keep it
-ARCHITECTURE_FLAGS = ("n_layer", "n_head", "n_embd", "block_size")
+ARCHITECTURE_FLAGS = ("n_layer", "n_head", "n_embd", "block_size", "bias")
 
 
 class ConfigError(ValueError):
@@ -69,7 +69,8 @@ class TrainingInterrupted(Exception):
 class TrainConfig:
     """The training flags; the defaults are nanoGPT's CPU recipe for Tiny Shakespeare.
 
-    The model is built as that recipe builds it: without biases in its Linears and LayerNorms.
+    `bias` keeps the biases of GPT-2 (and of the checkpoint names in the contract) in the Linears
+    and LayerNorms; `--no-bias` drops them, as nanoGPT's train.py does by default.
     """
 
     data: str | None = None  # None: Tiny Shakespeare, found or downloaded (see transformer.data)
@@ -91,6 +92,7 @@ class TrainConfig:
     eval_interval: int = 250
     eval_iters: int = 20
     seed: int = 1337
+    bias: bool = True
 
     def __post_init__(self):
         if self.lr_decay_iters is None:
@@ -114,6 +116,8 @@ class TrainConfig:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and 0 <= value < 1):
                 raise ConfigError(f"{flag(name)} must lie in [0, 1), got {value!r}")
+        if not isinstance(self.bias, bool):
+            raise ConfigError(f"--bias must be true or false, got {self.bias!r}")
         if self.n_embd % self.n_head:
             raise ConfigError(f"--n-embd ({self.n_embd}) must be a multiple of --n-head ({self.n_head})")
 
@@ -125,7 +129,7 @@ class TrainConfig:
             n_head=self.n_head,
             n_embd=self.n_embd,
             dropout=self.dropout,
-            bias=False,  # nanoGPT's train.py default, so its recipe: "a bit better and faster"
+            bias=self.bias,
         )
 
 
@@ -138,7 +142,7 @@ def resume_config(run_dir: str | Path, overrides: dict[str, Any]) -> TrainConfig
     """The saved run's flags with `overrides` (flags given again) on top.
 
     The architecture cannot change under a trained model: a different --n-layer, --n-head,
-    --n-embd or --block-size is a CheckpointError. Anything else (e.g. a larger --max-iters)
+    --n-embd, --block-size or --bias is a CheckpointError. Anything else (e.g. a larger --max-iters)
     may change.
     """
     saved = ckpt.read_json(Path(run_dir) / ckpt.CONFIG_FILE)
