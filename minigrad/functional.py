@@ -449,47 +449,104 @@ def attention_bias(mask, is_causal: bool, q_len: int, k_len: int, dtype) -> np.n
     return bias
 
 
-class ScaledDotProductAttention(Function):
-    """softmax(q kᵀ / √d + bias) v in one node, with the weights recomputed in backward.
+# Scores per block of attention: a (.., Tq, Tk) block of 128K float32 numbers is 512 KB, so the
+# softmax's passes over it, forward and backward, read the CPU cache instead of main memory.
+_ATTENTION_BLOCK = 1 << 17
+# Attention weights up to this many numbers in all (4 MB of float32) are kept for backward;
+# larger ones are recomputed there, block by block, so they never take activation-sized memory.
+_KEEP_WEIGHTS = 1 << 20
 
-    The (..., Tq, Tk) weights are the largest array of a transformer layer, so they are not
-    kept: forward saves only each row's max and sum (Tq numbers), and backward repeats the
-    same operations to get the same weights back, at the price of one more q kᵀ product.
-    The scale is applied to q (Tq × d numbers) rather than to the scores (Tq × Tk), and the
-    softmax runs in place on the scores buffer with its row sums done by BLAS.
+
+def _batch_blocks(q, k, v, bias, dropout_p: float) -> list:
+    """Slices of the first batch axis holding about _ATTENTION_BLOCK scores each.
+
+    Blocks need q, k, v of one batch shape and a bias without batch axes (the causal or
+    a (Tq, Tk) mask), and no dropout (its mask is drawn for the whole array at once);
+    otherwise there is one block, `None`: everything at once, broadcasting as NumPy does.
+    """
+    if q.ndim < 3 or not (q.shape[:-2] == k.shape[:-2] == v.shape[:-2]) or dropout_p > 0.0:
+        return [None]
+    if bias is not None and bias.ndim > 2:
+        return [None]
+    scores_per_item = math.prod(q.shape[1:-1]) * k.shape[-2]  # (..., Tq, Tk) of one batch entry
+    step = max(1, _ATTENTION_BLOCK // max(1, scores_per_item))
+    return [slice(start, start + step) for start in range(0, q.shape[0], step)]
+
+
+class ScaledDotProductAttention(Function):
+    """softmax(q kᵀ / √d + bias) v in one node, in cache-sized blocks of the batch.
+
+    The (..., Tq, Tk) weights are the largest array of a transformer layer. Unless they are
+    small, they are neither kept nor ever built whole: each block of batch entries is
+    computed, used and dropped, and forward saves only each row's max and sum (Tq numbers).
+    Backward repeats the same operations on each block to get the same weights back, at the
+    price of one more q kᵀ product. The scale is applied to q (Tq × d numbers) rather than to the scores
+    (Tq × Tk), and the softmax runs in place with its row sums done by BLAS.
     """
 
     def forward(self, q, k, v, bias=None, dropout_p=0.0, rng=None):
         self.scale = q.dtype.type(1.0 / math.sqrt(q.shape[-1]))
-        self.row_max = self.row_sum = None
-        weights = self._weights(q * self.scale, k, bias)  # (..., Tq, Tk)
-        self.keep = None
-        if dropout_p > 0.0:
-            rng = np.random.default_rng() if rng is None else rng
-            self.keep = (rng.random(weights.shape) >= dropout_p).astype(weights.dtype) / (1.0 - dropout_p)
-            weights *= self.keep
         self.q, self.k, self.v, self.bias = q, k, v, bias
-        return weights @ v  # (..., Tq, dv)
+        self.blocks = _batch_blocks(q, k, v, bias, dropout_p)
+        self.stats, self.keep = [], None
+        scores = math.prod(np.broadcast_shapes(q.shape[:-2], k.shape[:-2])) * q.shape[-2] * k.shape[-2]
+        self.saved_weights = [] if scores <= _KEEP_WEIGHTS else None
+        out = None if self.blocks == [None] else np.empty(q.shape[:-1] + v.shape[-1:], dtype=q.dtype)
+        for block in self.blocks:
+            q_b, k_b, v_b = self._inputs(block)
+            weights, stats = self._weights(q_b * self.scale, k_b)  # (..., Tq, Tk)
+            self.stats.append(stats)
+            if self.saved_weights is not None:
+                self.saved_weights.append(weights)
+            if dropout_p > 0.0:  # one block: the mask covers the whole array
+                rng = np.random.default_rng() if rng is None else rng
+                self.keep = (rng.random(weights.shape) >= dropout_p).astype(weights.dtype) / (1.0 - dropout_p)
+                weights = weights * self.keep  # a new array: any saved weights stay undropped
+            if out is None:
+                return weights @ v_b  # (..., Tq, dv)
+            np.matmul(weights, v_b, out=out[block])
+        return out
 
-    def _weights(self, q_scaled, k, bias):
-        """softmax(q kᵀ · scale + bias); the first call records each row's max and sum."""
+    def _inputs(self, block) -> tuple:
+        if block is None:
+            return self.q, self.k, self.v
+        return self.q[block], self.k[block], self.v[block]
+
+    def _weights(self, q_scaled, k, stats=None):
+        """softmax(q kᵀ · scale + bias), and each row's (max, sum); given stats are reused."""
         weights = q_scaled @ np.swapaxes(k, -1, -2)  # scores (..., Tq, Tk)
-        if bias is not None:
-            in_place = np.broadcast_shapes(weights.shape, bias.shape) == weights.shape
-            weights = np.add(weights, bias, out=weights) if in_place else weights + bias
-        if self.row_max is None:
-            self.row_max = weights.max(axis=-1, keepdims=True)
-        weights -= self.row_max  # exp(s - max) cannot overflow
+        if self.bias is not None:
+            in_place = np.broadcast_shapes(weights.shape, self.bias.shape) == weights.shape
+            weights = np.add(weights, self.bias, out=weights) if in_place else weights + self.bias
+        row_max = weights.max(axis=-1, keepdims=True) if stats is None else stats[0]
+        weights -= row_max  # exp(s - max) cannot overflow
         np.exp(weights, out=weights)
-        if self.row_sum is None:
-            self.row_sum = _row_sums(weights)
-        weights /= self.row_sum  # softmax over the keys
-        return weights
+        row_sum = _row_sums(weights) if stats is None else stats[1]
+        weights /= row_sum  # softmax over the keys
+        return weights, (row_max, row_sum)
 
     def backward(self, g):
-        q, k, v = self.q, self.k, self.v
+        if self.blocks == [None]:
+            gq, gk, gv = self._backward_block(0, None, g)
+            return (
+                unbroadcast(gq, self.q.shape),
+                unbroadcast(gk, self.k.shape),
+                unbroadcast(gv, self.v.shape),
+                None,
+            )
+        grads = [np.empty_like(self.q), np.empty_like(self.k), np.empty_like(self.v)]
+        for i, block in enumerate(self.blocks):
+            for grad, block_grad in zip(grads, self._backward_block(i, block, g[block])):
+                grad[block] = block_grad
+        return (*grads, None)
+
+    def _backward_block(self, i: int, block, g) -> tuple:
+        q, k, v = self._inputs(block)
         q_scaled = q * self.scale
-        weights = self._weights(q_scaled, k, self.bias)  # the forward's weights, recomputed
+        if self.saved_weights is not None:
+            weights = self.saved_weights[i]
+        else:
+            weights, _ = self._weights(q_scaled, k, self.stats[i])  # the forward's weights, recomputed
         dropped = weights * self.keep if self.keep is not None else weights
         gv = np.swapaxes(dropped, -1, -2) @ g  # (..., Tk, dv)
         del dropped
@@ -503,12 +560,7 @@ class ScaledDotProductAttention(Function):
         gq = gscores @ k  # d(q · scale) (..., Tq, d)
         gq *= self.scale
         gk = np.swapaxes(gscores, -1, -2) @ q_scaled  # (..., Tk, d)
-        return (
-            unbroadcast(gq, q.shape),
-            unbroadcast(gk, k.shape),
-            unbroadcast(gv, v.shape),
-            None,
-        )
+        return gq, gk, gv
 
 
 def scaled_dot_product_attention(

@@ -190,3 +190,22 @@ def _recording_backward(fn, seen):
         return grads
 
     return recording
+
+
+@pytest.mark.parametrize("block", [1, 40, 10**9], ids=["one-row-blocks", "uneven-blocks", "one-block"])
+@pytest.mark.parametrize("keep", [0, 10**9], ids=["recomputed", "kept"])
+def test_attention_in_batch_blocks_equals_the_composed_formula(monkeypatch, block, keep):
+    monkeypatch.setattr(F, "_ATTENTION_BLOCK", block)  # scores per block; 40 gives blocks of 2 and 1
+    monkeypatch.setattr(F, "_KEEP_WEIGHTS", keep)  # weights kept for backward up to this size
+    rng = np.random.default_rng(8)
+    q, k, v = (Tensor(rng.standard_normal((5, 2, 4, 3)), dtype=np.float64, requires_grad=True) for _ in range(3))
+    g = rng.standard_normal((5, 2, 4, 3))
+    grads = []
+    for attention in (F.scaled_dot_product_attention, F.scaled_dot_product_attention_composed):
+        for t in (q, k, v):
+            t.grad = None
+        out = attention(q, k, v, is_causal=True)
+        out.backward(g)
+        grads.append([out.data] + [t.grad for t in (q, k, v)])
+    for fused, composed in zip(*grads):
+        np.testing.assert_allclose(fused, composed, rtol=1e-12, atol=1e-12)
