@@ -15,7 +15,7 @@ Every file is written to a temporary file in the same directory and renamed over
 (`os.replace` is atomic on POSIX and Windows), so a crash or Ctrl-C mid-write leaves the
 previous version whole. The two training-state files are written one after the other; both
 carry the same save id, so a pair torn apart by a crash between the writes is detected.
-Nothing is pickled: safetensors holds raw arrays, JSON holds numbers and strings.
+Loading runs no code: safetensors holds raw arrays, JSON holds numbers and strings.
 """
 
 from __future__ import annotations

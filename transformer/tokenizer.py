@@ -3,7 +3,7 @@
 The vocabulary is the corpus's characters in sorted order, so token ids do not depend on where
 a character first appears, and the same corpus always gives the same ids (as nanoGPT's
 shakespeare_char/prepare.py). It is saved beside a run as JSON: a list of characters, readable
-and safe to load (nothing is pickled).
+and safe to load (loading runs no code).
 """
 
 from __future__ import annotations
