@@ -142,7 +142,7 @@ def _gelu_erf_backward_chunked(g: np.ndarray, x: np.ndarray, out: np.ndarray) ->
 
     Dividing out the forward's result costs one pass where recomputing erf would cost twenty,
     and keeping x and out (which the graph and the next layer keep anyway) instead of a
-    stored derivative saves an activation-sized array per layer. Φ(0) = ½ where x is 0.
+    stored derivative saves an activation-sized array per layer. Φ(x) = ½ where |x| < 1e-30.
     """
     flat_g, flat_x, flat_out = (np.ascontiguousarray(a).reshape(-1) for a in (g, x, out))
     grad = np.empty_like(flat_x)
@@ -155,9 +155,12 @@ def _gelu_erf_backward_chunked(g: np.ndarray, x: np.ndarray, out: np.ndarray) ->
         np.exp(p, out=p)
         p *= _INV_SQRT_2PI  # φ(x)
         c = cdf[:n]
-        c.fill(0.5)
-        np.divide(flat_out[start : start + n], xc, out=c, where=xc != 0)  # Φ(x)
-        d = np.multiply(xc, p, out=grad[start : start + n])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            np.divide(flat_out[start : start + n], xc, out=c)  # Φ(x); 0/0 where x is 0
+        d = np.abs(xc, out=grad[start : start + n])
+        if d.min() < 1e-30:  # rare: x Φ(x) lost x's digits; Φ(x) = ½ to float32 precision there
+            c[d < 1e-30] = 0.5
+        d = np.multiply(xc, p, out=d)
         d += c  # d/dx x Φ(x) = Φ(x) + x φ(x)
         d *= flat_g[start : start + n]
     return grad.reshape(x.shape)
