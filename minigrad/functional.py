@@ -538,10 +538,15 @@ class ScaledDotProductAttention(Function):
                 None,
             )
         grads = [np.empty_like(self.q), np.empty_like(self.k), np.empty_like(self.v)]
-        for i, block in enumerate(self.blocks):
-            for grad, block_grad in zip(grads, self._backward_block(i, block, g[block])):
-                grad[block] = block_grad
+        self._backward_into(g, grads)
         return (*grads, None)
+
+    def _backward_into(self, g, grads: list) -> None:
+        """Backward block by block, writing gq, gk, gv into `grads` (arrays or views) in place."""
+        for i, block in enumerate(self.blocks):
+            part = Ellipsis if block is None else block
+            for grad, block_grad in zip(grads, self._backward_block(i, block, g[part])):
+                grad[part] = block_grad
 
     def _backward_block(self, i: int, block, g) -> tuple:
         q, k, v = self._inputs(block)
@@ -564,6 +569,51 @@ class ScaledDotProductAttention(Function):
         gq *= self.scale
         gk = np.swapaxes(gscores, -1, -2) @ q_scaled  # (..., Tk, d)
         return gq, gk, gv
+
+
+class CausalSelfAttentionPacked(ScaledDotProductAttention):
+    """Causal multi-head attention read straight from the packed projection [q | k | v].
+
+    qkv (B, T, 3C) -> (B, T, C), each head a run of hs = C / nh channels in each third.
+    Splitting qkv by indexing would give q, k and v each a backward that zero-fills a
+    (B, T, 3C) array, then adds the three; here the heads are strided views of qkv, and
+    backward writes gq, gk, gv into their own slots of one (B, T, 3C) gradient. The
+    attention itself is ScaledDotProductAttention's, with the causal bias.
+    """
+
+    def forward(self, qkv, n_head=1, dropout_p=0.0, rng=None):
+        B, T, C3 = qkv.shape
+        heads = qkv.reshape(B, T, 3, n_head, C3 // (3 * n_head)).transpose(2, 0, 3, 1, 4)  # (3, B, nh, T, hs)
+        bias = _causal_bias(T, T, qkv.dtype)  # (T, T)
+        y = super().forward(heads[0], heads[1], heads[2], bias, dropout_p=dropout_p, rng=rng)  # (B, nh, T, hs)
+        return y.transpose(0, 2, 1, 3).reshape(B, T, C3 // 3)  # (B, T, C): the heads side by side
+
+    def backward(self, g):
+        B, T, nh, hs = g.shape[0], g.shape[1], self.q.shape[1], self.q.shape[-1]
+        g_heads = g.reshape(B, T, nh, hs).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
+        grad = np.empty((B, T, 3, nh, hs), dtype=g.dtype)
+        slots = grad.transpose(2, 0, 3, 1, 4)  # (3, B, nh, T, hs): views of q's, k's, v's places
+        self._backward_into(g_heads, [slots[0], slots[1], slots[2]])
+        return (grad.reshape(B, T, 3 * nh * hs),)
+
+
+def causal_self_attention_packed(
+    qkv: Tensor, n_head: int, dropout_p: float = 0.0, rng: np.random.Generator | None = None
+) -> Tensor:
+    """Causal multi-head self-attention from the packed projection qkv (B, T, 3C) -> (B, T, C).
+
+    qkv is laid out [q | k | v] along its last axis, each third n_head heads of C / n_head
+    channels (GPT-2's c_attn output); the heads' outputs come back side by side. Dropout on
+    the weights needs `dropout_p` > 0.
+    """
+    return CausalSelfAttentionPacked.apply(qkv, n_head=n_head, dropout_p=dropout_p, rng=rng)
+
+
+def causal_self_attention_packed_composed(qkv: Tensor, n_head: int) -> Tensor:
+    B, T, C3 = qkv.shape
+    heads = qkv.reshape(B, T, 3, n_head, C3 // (3 * n_head)).transpose(2, 0, 3, 1, 4)  # (3, B, nh, T, hs)
+    y = scaled_dot_product_attention_composed(heads[0], heads[1], heads[2], is_causal=True)  # (B, nh, T, hs)
+    return y.transpose(0, 2, 1, 3).reshape(B, T, C3 // 3)  # (B, T, C)
 
 
 def scaled_dot_product_attention(
@@ -596,6 +646,7 @@ def scaled_dot_product_attention_composed(q, k, v, mask=None, is_causal=False, r
 
 
 __all__ = [
+    "causal_self_attention_packed",
     "cross_entropy",
     "dropout",
     "embedding",

@@ -209,3 +209,48 @@ def test_attention_in_batch_blocks_equals_the_composed_formula(monkeypatch, bloc
         grads.append([out.data] + [t.grad for t in (q, k, v)])
     for fused, composed in zip(*grads):
         np.testing.assert_allclose(fused, composed, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 2e-5)], ids=["float64", "float32"])
+@pytest.mark.parametrize("block", [1, 40, 10**9], ids=["one-row-blocks", "uneven-blocks", "one-block"])
+@pytest.mark.parametrize("keep", [0, 10**9], ids=["recomputed", "kept"])
+def test_packed_causal_attention_equals_split_heads_then_attention(monkeypatch, dtype, tol, block, keep):
+    """One (B, T, 3C) gradient written slot by slot equals the three indexing ops' sum."""
+    monkeypatch.setattr(F, "_ATTENTION_BLOCK", block)
+    monkeypatch.setattr(F, "_KEEP_WEIGHTS", keep)
+    rng = np.random.default_rng(9)
+    B, T, n_head, hs = 3, 5, 2, 4
+    qkv = Tensor(rng.standard_normal((B, T, 3 * n_head * hs)), dtype=dtype, requires_grad=True)
+    g = rng.standard_normal((B, T, n_head * hs)).astype(dtype)
+    results = []
+    for attention in (F.causal_self_attention_packed, F.causal_self_attention_packed_composed):
+        qkv.grad = None
+        out = attention(qkv, n_head)  # (B, T, C)
+        out.backward(g)
+        assert out.dtype == dtype and qkv.grad.dtype == dtype
+        results.append((out.data, qkv.grad))
+    (out, grad), (out_composed, grad_composed) = results
+    assert out.shape == (B, T, n_head * hs) and grad.shape == qkv.shape
+    np.testing.assert_allclose(out, out_composed, rtol=tol, atol=tol)
+    np.testing.assert_allclose(grad, grad_composed, rtol=tol, atol=tol)
+
+
+def test_packed_causal_attention_dropout_matches_the_unpacked_kernel():
+    """With the same generator seed, the packed kernel draws the same dropout mask as the
+    unpacked one on the split heads, so value and gradient agree exactly."""
+    rng = np.random.default_rng(10)
+    B, T, n_head, hs = 2, 4, 2, 3
+    data = rng.standard_normal((B, T, 3 * n_head * hs))
+    g = rng.standard_normal((B, T, n_head * hs))
+    packed = Tensor(data, dtype=np.float64, requires_grad=True)
+    out = F.causal_self_attention_packed(packed, n_head, dropout_p=0.3, rng=np.random.default_rng(1))
+    out.backward(g)
+    split = Tensor(data, dtype=np.float64, requires_grad=True)
+    heads = split.reshape(B, T, 3, n_head, hs).transpose(2, 0, 3, 1, 4)  # (3, B, nh, T, hs)
+    y = F.scaled_dot_product_attention(
+        heads[0], heads[1], heads[2], is_causal=True, dropout_p=0.3, rng=np.random.default_rng(1)
+    )  # (B, nh, T, hs)
+    y = y.transpose(0, 2, 1, 3).reshape(B, T, n_head * hs)
+    y.backward(g)
+    np.testing.assert_allclose(out.data, y.data, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(packed.grad, split.grad, rtol=1e-12, atol=1e-12)

@@ -484,6 +484,13 @@ def test_attention_dropout_with_a_fixed_mask():
     check(attend, q, k, v)
 
 
+@checks(F.CausalSelfAttentionPacked)
+def test_causal_self_attention_packed():
+    qkv = leaf(0, (2, 3, 12))  # batch 2, 3 positions, [q | k | v] of 2 heads of 2 channels
+    check(lambda qkv: F.causal_self_attention_packed(qkv, 2), qkv)
+    check(lambda qkv: F.causal_self_attention_packed_composed(qkv, 2), qkv)
+
+
 @checks(F.Embedding, ops.GetItem)
 @given(shape=shapes_or_scalar, seed=seeds)
 def test_embedding(shape, seed):

@@ -110,18 +110,18 @@ class CausalSelfAttention(Module):
         B, T, C = x.shape  # batch size, sequence length, embedding dimensionality (n_embd)
         hs = C // self.n_head
 
-        # queries, keys and values for all heads in one matmul, then the head axis moved forward
+        # queries, keys and values for all heads in one matmul
         qkv = self.c_attn(x)  # (B, T, 3C)
-        qkv = qkv.reshape(B, T, 3, self.n_head, hs).transpose(2, 0, 3, 1, 4)  # (3, B, nh, T, hs)
-        q, k, v = qkv[0], qkv[1], qkv[2]  # (B, nh, T, hs) each
-
         dropout_p = self.attn_dropout.p if self.training else 0.0
         if cache is None:
-            # softmax(q kᵀ / √hs) v with the future masked out: (B, nh, T, T) x (B, nh, T, hs)
-            y = F.scaled_dot_product_attention(
-                q, k, v, is_causal=True, dropout_p=dropout_p, rng=self.attn_dropout.rng
-            )  # (B, nh, T, hs)
+            # softmax(q kᵀ / √hs) v per head with the future masked out, read from the packed
+            # [q | k | v] and written back with the heads side by side, in one node
+            y = F.causal_self_attention_packed(
+                qkv, self.n_head, dropout_p=dropout_p, rng=self.attn_dropout.rng
+            )  # (B, T, C)
         else:
+            qkv = qkv.reshape(B, T, 3, self.n_head, hs).transpose(2, 0, 3, 1, 4)  # (3, B, nh, T, hs)
+            q, k, v = qkv[0], qkv[1], qkv[2]  # (B, nh, T, hs) each
             k, v = cache.extend(k, v)  # (B, nh, T_all, hs), the T new positions last
             T_all = k.shape[2]
             # the new query i sits at position T_all - T + i and may see keys 0 .. T_all - T + i
@@ -129,7 +129,7 @@ class CausalSelfAttention(Module):
             y = F.scaled_dot_product_attention(
                 q, k, v, mask=future, dropout_p=dropout_p, rng=self.attn_dropout.rng
             )  # (B, nh, T, hs)
-        y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # (B, T, C): the heads side by side again
+            y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # (B, T, C): the heads side by side again
 
         return self.resid_dropout(self.c_proj(y))  # (B, T, C)
 
