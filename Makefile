@@ -26,8 +26,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
-	$(BIN)/ruff check minigrad transformer examples tests benchmarks
-	$(BIN)/ruff format --check minigrad transformer examples tests benchmarks
+	$(BIN)/ruff check minigrad transformer examples tests benchmarks tools
+	$(BIN)/ruff format --check minigrad transformer examples tests benchmarks tools
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_gpt.py
