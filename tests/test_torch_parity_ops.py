@@ -196,7 +196,20 @@ def cases() -> dict:
             lambda q, k, v: TF.scaled_dot_product_attention(q, k, v, is_causal=True),
             [normal(2, 4, 3), normal(2, 4, 3), normal(2, 4, 3)],
         ),
+        "attention_packed_causal": (
+            lambda qkv: F.causal_self_attention_packed(qkv, n_head=2),
+            torch_packed_causal_attention,
+            [normal(2, 5, 12)],
+        ),
     }
+
+
+def torch_packed_causal_attention(qkv, n_head=2):
+    """nanoGPT's CausalSelfAttention after c_attn: split q, k, v, heads out, attend, heads back."""
+    B, T, C3 = qkv.shape
+    q, k, v = (t.view(B, T, n_head, C3 // (3 * n_head)).transpose(1, 2) for t in qkv.split(C3 // 3, dim=2))
+    y = TF.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
+    return y.transpose(1, 2).reshape(B, T, C3 // 3)
 
 
 CASES = cases()
