@@ -12,7 +12,9 @@ operation as its own single-threaded pass over memory:
 - sums along the last axis are matrix–vector products with a vector of ones (`x @ ones`),
   which BLAS runs vectorised and threaded, several times faster than `x.sum(axis=-1)` on
   short rows;
-- matrix products work on 2-D views, one big product instead of a batch of small ones.
+- matrix products work on 2-D views, one big product instead of a batch of small ones;
+- on large arrays each thread runs the same chain over its own rows or chunks
+  (minigrad.parallel), so the elementwise work uses every core as BLAS does.
 Every kernel keeps the dtype it was given: float32 in, float32 out, nothing in float64.
 """
 
@@ -23,6 +25,7 @@ import math
 
 import numpy as np
 
+from minigrad import parallel
 from minigrad.autograd import Function
 from minigrad.ops import unbroadcast
 from minigrad.tensor import Tensor, _constant
@@ -123,17 +126,24 @@ def _gelu_erf_float64(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _gelu_erf_chunked(x: np.ndarray) -> np.ndarray:
-    """GELU x Φ(x), one cache-sized chunk at a time: about 20 elementwise passes fused."""
+    """GELU x Φ(x), one cache-sized chunk at a time: about 20 elementwise passes fused.
+
+    Large arrays are cut into one run of whole chunks per thread (minigrad.parallel).
+    """
     flat = np.ascontiguousarray(x).reshape(-1)
     out = np.empty_like(flat)
-    cdf, gauss, scratch = _chunk_buffers(flat.size, flat.dtype, 3)
-    for start in range(0, flat.size, _CHUNK):
-        xc = flat[start : start + _CHUNK]
-        n = xc.size
-        cdfc = cdf[:n]
-        _erf_chunk(xc, _SQRT_HALF, 0.5, cdfc, gauss[:n], scratch[:n])  # ½ erf(x/√2)
-        cdfc += 0.5  # Φ(x) = ½ (1 + erf(x/√2))
-        np.multiply(xc, cdfc, out=out[start : start + n])
+
+    def gelu_run(begin: int, end: int) -> None:
+        cdf, gauss, scratch = _chunk_buffers(end - begin, flat.dtype, 3)
+        for start in range(begin, end, _CHUNK):
+            xc = flat[start : min(start + _CHUNK, end)]
+            n = xc.size
+            cdfc = cdf[:n]
+            _erf_chunk(xc, _SQRT_HALF, 0.5, cdfc, gauss[:n], scratch[:n])  # ½ erf(x/√2)
+            cdfc += 0.5  # Φ(x) = ½ (1 + erf(x/√2))
+            np.multiply(xc, cdfc, out=out[start : start + n])
+
+    parallel.run(gelu_run, parallel.ranges(flat.size, flat.size, align=_CHUNK))
     return out.reshape(x.shape)
 
 
@@ -146,23 +156,27 @@ def _gelu_erf_backward_chunked(g: np.ndarray, x: np.ndarray, out: np.ndarray) ->
     """
     flat_g, flat_x, flat_out = (np.ascontiguousarray(a).reshape(-1) for a in (g, x, out))
     grad = np.empty_like(flat_x)
-    cdf, pdf = _chunk_buffers(flat_x.size, flat_x.dtype, 2)
-    for start in range(0, flat_x.size, _CHUNK):
-        xc = flat_x[start : start + _CHUNK]
-        n = xc.size
-        p = np.square(xc, out=pdf[:n])
-        p *= -0.5
-        np.exp(p, out=p)
-        p *= _INV_SQRT_2PI  # φ(x)
-        c = cdf[:n]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            np.divide(flat_out[start : start + n], xc, out=c)  # Φ(x); 0/0 where x is 0
-        d = np.abs(xc, out=grad[start : start + n])
-        if d.min() < 1e-30:  # rare: x Φ(x) lost x's digits; Φ(x) = ½ to float32 precision there
-            c[d < 1e-30] = 0.5
-        d = np.multiply(xc, p, out=d)
-        d += c  # d/dx x Φ(x) = Φ(x) + x φ(x)
-        d *= flat_g[start : start + n]
+
+    def gelu_backward_run(begin: int, end: int) -> None:
+        cdf, pdf = _chunk_buffers(end - begin, flat_x.dtype, 2)
+        for start in range(begin, end, _CHUNK):
+            xc = flat_x[start : min(start + _CHUNK, end)]
+            n = xc.size
+            p = np.square(xc, out=pdf[:n])
+            p *= -0.5
+            np.exp(p, out=p)
+            p *= _INV_SQRT_2PI  # φ(x)
+            c = cdf[:n]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                np.divide(flat_out[start : start + n], xc, out=c)  # Φ(x); 0/0 where x is 0
+            d = np.abs(xc, out=grad[start : start + n])
+            if d.min() < 1e-30:  # rare: x Φ(x) lost x's digits; Φ(x) = ½ to float32 precision there
+                c[d < 1e-30] = 0.5
+            d = np.multiply(xc, p, out=d)
+            d += c  # d/dx x Φ(x) = Φ(x) + x φ(x)
+            d *= flat_g[start : start + n]
+
+    parallel.run(gelu_backward_run, parallel.ranges(flat_x.size, flat_x.size, align=_CHUNK))
     return grad.reshape(x.shape)
 
 
@@ -260,42 +274,60 @@ class LayerNorm(Function):
 
     Saves x (which the graph keeps anyway), its row means and 1/std, and recomputes x̂ in
     backward: two cheap passes instead of holding a second activation-sized array per layer.
+    Rows are independent, so large inputs run as one run of rows per thread.
     """
 
     def forward(self, x, weight=None, bias=None, eps=1e-5):
         inv_n = 1.0 / x.shape[-1]
-        self.mean = _row_sums(x) * inv_n  # (..., 1)
-        centered = x - self.mean
-        variance = _row_sums(centered * centered) * inv_n  # population variance, (..., 1)
-        self.rstd = 1.0 / np.sqrt(variance + eps)
-        self.x, self.weight = x, weight
+        x2 = x.reshape(-1, x.shape[-1])  # (N, C)
+        y = np.empty_like(x2)
+        self.mean = np.empty((x2.shape[0], 1), dtype=x.dtype)  # (N, 1)
+        self.rstd = np.empty_like(self.mean)
+
+        def normalize(begin: int, end: int) -> None:
+            rows = x2[begin:end]
+            mean = _row_sums(rows) * inv_n  # (n, 1)
+            centered = np.subtract(rows, mean, out=y[begin:end])
+            variance = _row_sums(centered * centered) * inv_n  # population variance, (n, 1)
+            rstd = 1.0 / np.sqrt(variance + eps)
+            centered *= rstd  # x̂, in the output's buffer
+            if weight is not None:
+                centered *= weight
+            if bias is not None:
+                centered += bias
+            self.mean[begin:end], self.rstd[begin:end] = mean, rstd
+
+        parallel.run(normalize, parallel.ranges(x2.shape[0], x2.size))
+        self.x2, self.x_shape, self.weight = x2, x.shape, weight
         self.has_bias = bias is not None
-        y = centered
-        y *= self.rstd  # x̂, in the buffer of x - mean
-        if weight is not None:
-            y *= weight
-        if bias is not None:
-            y += bias
-        return y
+        return y.reshape(x.shape)
 
     def backward(self, g):
-        rstd, w = self.rstd, self.weight
-        xhat = self.x - self.mean
-        xhat *= rstd  # x̂ again, by the same operations as in forward
+        w = self.weight
         needs = self.needs_input_grad + (False,) * (3 - len(self.needs_input_grad))
-        gxhat = g * w if w is not None else g
-        gw = _column_sums(g * xhat) if w is not None and needs[1] else None
-        gb = _column_sums(g) if self.has_bias and needs[2] else None
-        gx = None
-        if needs[0]:
-            # dx = rstd · (dx̂ - mean(dx̂) - x̂ · mean(dx̂ ⊙ x̂))   (means over the last axis)
-            inv_n = 1.0 / g.shape[-1]
-            gx = xhat * _row_sums(gxhat * xhat)
-            gx += _row_sums(gxhat)
-            gx *= -inv_n
-            gx += gxhat
-            gx *= rstd
-        return gx, gw, gb
+        g2 = g.reshape(self.x2.shape)  # (N, C)
+        inv_n = 1.0 / g2.shape[-1]
+        gx = np.empty_like(g2) if needs[0] else None
+
+        def backward_rows(begin: int, end: int) -> tuple:
+            g_rows, rstd = g2[begin:end], self.rstd[begin:end]
+            xhat = self.x2[begin:end] - self.mean[begin:end]
+            xhat *= rstd  # x̂ again, by the same operations as in forward
+            gxhat = g_rows * w if w is not None else g_rows
+            gw = _column_sums(g_rows * xhat) if w is not None and needs[1] else None
+            gb = _column_sums(g_rows) if self.has_bias and needs[2] else None
+            if needs[0]:
+                # dx = rstd · (dx̂ - mean(dx̂) - x̂ · mean(dx̂ ⊙ x̂))   (means over the last axis)
+                out = np.multiply(xhat, _row_sums(gxhat * xhat), out=gx[begin:end])
+                out += _row_sums(gxhat)
+                out *= -inv_n
+                out += gxhat
+                out *= rstd
+            return gw, gb
+
+        parts = parallel.run(backward_rows, parallel.ranges(g2.shape[0], g2.size))
+        gw, gb = (None if part[0] is None else sum(part[1:], part[0]) for part in zip(*parts))
+        return (None if gx is None else gx.reshape(self.x_shape)), gw, gb
 
 
 def layer_norm(x: Tensor, weight: Tensor | None = None, bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
@@ -458,6 +490,8 @@ _ATTENTION_BLOCK = 1 << 17
 # Attention weights up to this many numbers in all (4 MB of float32) are kept for backward;
 # larger ones are recomputed there, block by block, so they never take activation-sized memory.
 _KEEP_WEIGHTS = 1 << 20
+# Causal attention runs in tiles of this many queries: tile [a, b) needs keys 0 .. b-1 only.
+_CAUSAL_TILE = 64
 
 
 def _batch_blocks(q, k, v, bias, dropout_p: float) -> list:
@@ -471,9 +505,23 @@ def _batch_blocks(q, k, v, bias, dropout_p: float) -> list:
         return [None]
     if bias is not None and bias.ndim > 2:
         return [None]
-    scores_per_item = math.prod(q.shape[1:-1]) * k.shape[-2]  # (..., Tq, Tk) of one batch entry
+    scores_per_item = math.prod(q.shape[1:-1]) * min(k.shape[-2], _CAUSAL_TILE)  # one tile of one entry
     step = max(1, _ATTENTION_BLOCK // max(1, scores_per_item))
     return [slice(start, start + step) for start in range(0, q.shape[0], step)]
+
+
+def _query_tiles(q_len: int, k_len: int, causal: bool) -> list[tuple[int, int, int]]:
+    """(start, stop, keys) for each run of queries taken at once: all of them, or causal tiles.
+
+    Under a causal mask, queries a .. b-1 see keys 0 .. b-1 only; the scores of later keys
+    are -inf and their weights exactly 0. Tiles of _CAUSAL_TILE queries skip those keys:
+    at T = 256 in tiles of 64 that is 10 tiles' worth of scores instead of 16, in every
+    product and every softmax pass, forward and backward.
+    """
+    if not causal or q_len != k_len:
+        return [(0, q_len, k_len)]
+    stops = [min(start + _CAUSAL_TILE, q_len) for start in range(0, q_len, _CAUSAL_TILE)]
+    return [(start, stop, stop) for start, stop in zip(range(0, q_len, _CAUSAL_TILE), stops)]
 
 
 class ScaledDotProductAttention(Function):
@@ -484,30 +532,50 @@ class ScaledDotProductAttention(Function):
     computed, used and dropped, and forward saves only each row's max and sum (Tq numbers).
     Backward repeats the same operations on each block to get the same weights back, at the
     price of one more q kᵀ product. The scale is applied to q (Tq × d numbers) rather than to the scores
-    (Tq × Tk), and the softmax runs in place with its row sums done by BLAS.
+    (Tq × Tk), and the softmax runs in place with its row sums done by BLAS. Causal attention
+    skips the keys a tile of queries cannot see (`_query_tiles`). The blocks are independent,
+    so on large inputs each thread takes a run of them (minigrad.parallel).
     """
 
     def forward(self, q, k, v, bias=None, dropout_p=0.0, rng=None):
         self.scale = q.dtype.type(1.0 / math.sqrt(q.shape[-1]))
         self.q, self.k, self.v, self.bias = q, k, v, bias
         self.blocks = _batch_blocks(q, k, v, bias, dropout_p)
-        self.stats, self.keep = [], None
-        scores = math.prod(np.broadcast_shapes(q.shape[:-2], k.shape[:-2])) * q.shape[-2] * k.shape[-2]
-        self.saved_weights = [] if scores <= _KEEP_WEIGHTS else None
-        out = None if self.blocks == [None] else np.empty(q.shape[:-1] + v.shape[-1:], dtype=q.dtype)
-        for block in self.blocks:
-            q_b, k_b, v_b = self._inputs(block)
-            weights, stats = self._weights(q_b * self.scale, k_b)  # (..., Tq, Tk)
-            self.stats.append(stats)
+        self.keep = None
+        Tq, Tk = q.shape[-2], k.shape[-2]
+        causal = bias is not None and bias is _causal_bias(Tq, Tk, bias.dtype) and dropout_p == 0.0
+        self.tiles = _query_tiles(Tq, Tk, causal)
+        self.n_scores = math.prod(np.broadcast_shapes(q.shape[:-2], k.shape[:-2])) * Tq * Tk
+        self.stats = [None] * len(self.blocks)  # per block, per tile: each row's (max, sum)
+        self.saved_weights = [None] * len(self.blocks) if self.n_scores <= _KEEP_WEIGHTS else None
+        if self.blocks == [None]:  # everything at once, broadcasting as NumPy does
+            weights, stats = self._weights(q * self.scale, k, self.bias)  # (..., Tq, Tk)
+            self.stats[0] = [stats]
             if self.saved_weights is not None:
-                self.saved_weights.append(weights)
-            if dropout_p > 0.0:  # one block: the mask covers the whole array
+                self.saved_weights[0] = [weights]
+            if dropout_p > 0.0:
                 rng = np.random.default_rng() if rng is None else rng
                 self.keep = (rng.random(weights.shape) >= dropout_p).astype(weights.dtype) / (1.0 - dropout_p)
                 weights = weights * self.keep  # a new array: any saved weights stay undropped
-            if out is None:
-                return weights @ v_b  # (..., Tq, dv)
-            np.matmul(weights, v_b, out=out[block])
+            return weights @ v  # (..., Tq, dv)
+
+        out = np.empty(q.shape[:-1] + v.shape[-1:], dtype=q.dtype)
+
+        def attend(begin: int, end: int) -> None:  # blocks begin .. end-1, into out
+            for i in range(begin, end):
+                q_b, k_b, v_b = self._inputs(self.blocks[i])
+                out_b = out[self.blocks[i]]
+                self.stats[i], weights_b = [], []
+                for a, b, n_keys in self.tiles:  # queries a .. b-1 see keys 0 .. n_keys-1
+                    bias_t = None if self.bias is None else self.bias[..., a:b, :n_keys]
+                    weights, stats = self._weights(q_b[..., a:b, :] * self.scale, k_b[..., :n_keys, :], bias_t)
+                    self.stats[i].append(stats)
+                    weights_b.append(weights)
+                    np.matmul(weights, v_b[..., :n_keys, :], out=out_b[..., a:b, :])
+                if self.saved_weights is not None:
+                    self.saved_weights[i] = weights_b
+
+        parallel.run(attend, parallel.ranges(len(self.blocks), self.n_scores))
         return out
 
     def _inputs(self, block) -> tuple:
@@ -515,12 +583,13 @@ class ScaledDotProductAttention(Function):
             return self.q, self.k, self.v
         return self.q[block], self.k[block], self.v[block]
 
-    def _weights(self, q_scaled, k, stats=None):
+    @staticmethod
+    def _weights(q_scaled, k, bias, stats=None):
         """softmax(q kᵀ · scale + bias), and each row's (max, sum); given stats are reused."""
         weights = q_scaled @ np.swapaxes(k, -1, -2)  # scores (..., Tq, Tk)
-        if self.bias is not None:
-            in_place = np.broadcast_shapes(weights.shape, self.bias.shape) == weights.shape
-            weights = np.add(weights, self.bias, out=weights) if in_place else weights + self.bias
+        if bias is not None:
+            in_place = np.broadcast_shapes(weights.shape, bias.shape) == weights.shape
+            weights = np.add(weights, bias, out=weights) if in_place else weights + bias
         row_max = weights.max(axis=-1, keepdims=True) if stats is None else stats[0]
         weights -= row_max  # exp(s - max) cannot overflow
         np.exp(weights, out=weights)
@@ -543,18 +612,40 @@ class ScaledDotProductAttention(Function):
 
     def _backward_into(self, g, grads: list) -> None:
         """Backward block by block, writing gq, gk, gv into `grads` (arrays or views) in place."""
-        for i, block in enumerate(self.blocks):
-            part = Ellipsis if block is None else block
-            for grad, block_grad in zip(grads, self._backward_block(i, block, g[part])):
-                grad[part] = block_grad
+
+        def backward_blocks(begin: int, end: int) -> None:
+            for i in range(begin, end):
+                block = self.blocks[i]
+                part = Ellipsis if block is None else block
+                for grad, block_grad in zip(grads, self._backward_block(i, block, g[part])):
+                    grad[part] = block_grad
+
+        parallel.run(backward_blocks, parallel.ranges(len(self.blocks), self.n_scores))
 
     def _backward_block(self, i: int, block, g) -> tuple:
         q, k, v = self._inputs(block)
-        q_scaled = q * self.scale
+        if len(self.tiles) == 1:
+            return self._backward_tile(i, 0, q * self.scale, k, v, g, self.bias)
+        # causal tiles: gq row by row of tiles; keys and values collect from every tile that saw them
+        gq = np.empty(np.broadcast_shapes(q.shape, g.shape[:-1] + q.shape[-1:]), dtype=q.dtype)
+        gk = np.zeros(np.broadcast_shapes(k.shape, g.shape[:-2] + k.shape[-2:]), dtype=k.dtype)
+        gv = np.zeros(np.broadcast_shapes(v.shape, g.shape[:-2] + v.shape[-2:]), dtype=v.dtype)
+        for t, (a, b, n) in enumerate(self.tiles):  # queries a .. b-1, keys 0 .. n-1
+            bias_t = self.bias[..., a:b, :n]
+            gq_t, gk_t, gv_t = self._backward_tile(
+                i, t, q[..., a:b, :] * self.scale, k[..., :n, :], v[..., :n, :], g[..., a:b, :], bias_t
+            )
+            gq[..., a:b, :] = gq_t
+            gk[..., :n, :] += gk_t
+            gv[..., :n, :] += gv_t
+        return gq, gk, gv
+
+    def _backward_tile(self, i: int, t: int, q_scaled, k, v, g, bias) -> tuple:
+        """The gradients of one tile of queries: (d q, d k, d v) of the rows and keys it used."""
         if self.saved_weights is not None:
-            weights = self.saved_weights[i]
+            weights = self.saved_weights[i][t]
         else:
-            weights, _ = self._weights(q_scaled, k, self.stats[i])  # the forward's weights, recomputed
+            weights, _ = self._weights(q_scaled, k, bias, self.stats[i][t])  # the forward's weights, recomputed
         dropped = weights * self.keep if self.keep is not None else weights
         gv = np.swapaxes(dropped, -1, -2) @ g  # (..., Tk, dv)
         del dropped
