@@ -17,6 +17,12 @@ minigrad recomputing the whole context every token (`use_cache=False`), and nano
 size the context window slides, every token changes position, and any exact sampler
 recomputes the window, cache or not), and for block_size - 1 tokens, the KV cache's range.
 PyTorch is optional: without it only minigrad's numbers appear.
+
+minigrad keeps freed memory in the process for reuse (minigrad/memory.py) instead of letting
+glibc return every large array to the kernel and fault its pages in again the next step.
+PyTorch's process gets the same malloc settings by default, through glibc's environment
+variables, so both sides allocate alike; `--torch-malloc default` runs PyTorch with glibc's
+defaults instead, as it runs out of the box.
 """
 
 from __future__ import annotations
@@ -40,6 +46,9 @@ CORPUS = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
 # Both libraries get the same threads (2 by default, --threads): OpenBLAS for NumPy, intra-op
 # threads for PyTorch, set in each side's environment before it starts.
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+# glibc's environment spelling of what minigrad.memory.keep_freed_memory() sets: no mmap for
+# large blocks, and a heap that is never trimmed.
+KEEP_FREED_MEMORY = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**62)}
 
 SIZES = {
     # nanoGPT's config/train_shakespeare_char.py with its CPU overrides
@@ -188,6 +197,8 @@ def spawn(side: str, args, weights: str) -> dict:
     command = [sys.executable, __file__, "--worker", side, "--weights", weights, "--size", args.size]
     command += ["--steps", str(args.steps), "--seed", str(args.seed), "--sample-tokens", str(args.sample_tokens)]
     env = dict(os.environ, **dict.fromkeys(THREAD_VARIABLES, str(args.threads)))
+    if side == "torch" and args.torch_malloc == "minigrad":
+        env.update(KEEP_FREED_MEMORY)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode != 0:
@@ -220,6 +231,12 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="BLAS / intra-op threads of each side")
     parser.add_argument("--no-torch", action="store_true", help="time minigrad only")
+    parser.add_argument(
+        "--torch-malloc",
+        choices=["minigrad", "default"],
+        default="minigrad",
+        help="PyTorch's malloc settings: minigrad's (default) or glibc's defaults",
+    )
     parser.add_argument("--worker", choices=["minigrad", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--weights", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -234,6 +251,7 @@ def main(argv=None) -> None:
     sides = ["minigrad"] + (["torch"] if torch_available() and not args.no_torch else [])
     shape = ", ".join(f"{k} {v}" for k, v in size.items() if k != "steps")
     print(f"GPT {args.size}: {shape}; {args.steps} steps x {args.rounds} rounds, {args.threads} threads", flush=True)
+    print(f"PyTorch's malloc settings: {args.torch_malloc}", flush=True)
     results = {side: [] for side in sides}
     with tempfile.TemporaryDirectory() as tmp:
         weights = str(Path(tmp) / "weights.safetensors")

@@ -9,6 +9,8 @@ from minigrad.autograd import (
     set_grad_enabled,
 )
 from minigrad.gradcheck import GradcheckError, gradcheck
+from minigrad.memory import _on_import as _keep_freed_memory
+from minigrad.parallel import num_threads, set_num_threads
 from minigrad.tensor import (
     Tensor,
     concatenate,
@@ -20,6 +22,8 @@ from minigrad.tensor import (
     where,
     zeros,
 )
+
+_keep_freed_memory()
 
 __all__ = [
     "Function",
@@ -33,9 +37,11 @@ __all__ = [
     "is_grad_enabled",
     "manual_seed",
     "no_grad",
+    "num_threads",
     "ones",
     "randn",
     "set_grad_enabled",
+    "set_num_threads",
     "stack",
     "where",
     "zeros",
