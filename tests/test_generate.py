@@ -44,6 +44,28 @@ def test_cached_logits_equal_full_recomputation_at_every_step():
     np.testing.assert_allclose(cached, full.data, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_last_only_gives_the_last_positions_logits(dtype):
+    model = model_with_spread_weights()
+    if dtype == np.float64:
+        for _, p in model.named_parameters():
+            p.data = p.data.astype(np.float64)
+    idx = np.random.default_rng(3).integers(0, 11, (2, CFG["block_size"]))
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    with no_grad():
+        full, _ = model(idx)  # (B, T, V)
+        last, _ = model(idx, last_only=True)  # (B, 1, V)
+        cache = KVCache(CFG["n_layer"])
+        prefill, _ = model(idx[:, :5], kv_cache=cache, last_only=True)  # (B, 1, V), and every key cached
+        step, _ = model(idx[:, 5:6], kv_cache=cache, last_only=True)
+    assert last.shape == (2, 1, CFG["vocab_size"]) and len(cache) == 6
+    np.testing.assert_allclose(last.data, full.data[:, -1:], atol=tol, rtol=tol)
+    np.testing.assert_allclose(prefill.data, full.data[:, 4:5], atol=tol, rtol=tol)
+    np.testing.assert_allclose(step.data, full.data[:, 5:6], atol=tol, rtol=tol)
+    with pytest.raises(ValueError, match="last_only"):
+        model(idx, targets=idx, last_only=True)
+
+
 def test_cache_refuses_to_run_past_the_block_size():
     model = model_with_spread_weights()
     cache = KVCache(CFG["n_layer"])

@@ -106,14 +106,15 @@ class CausalSelfAttention(Module):
         self.n_head = config.n_head
         self.n_embd = config.n_embd
 
-    def forward(self, x: Tensor, cache: LayerKVCache | None = None) -> Tensor:
+    def forward(self, x: Tensor, cache: LayerKVCache | None = None, last_only: bool = False) -> Tensor:
+        """x (B, T, C) -> (B, T, C); with last_only, the last position's output only, (B, 1, C)."""
         B, T, C = x.shape  # batch size, sequence length, embedding dimensionality (n_embd)
         hs = C // self.n_head
 
         # queries, keys and values for all heads in one matmul
         qkv = self.c_attn(x)  # (B, T, 3C)
         dropout_p = self.attn_dropout.p if self.training else 0.0
-        if cache is None:
+        if cache is None and not last_only:
             # softmax(q kᵀ / √hs) v per head with the future masked out, read from the packed
             # [q | k | v] and written back with the heads side by side, in one node
             y = F.causal_self_attention_packed(
@@ -122,10 +123,13 @@ class CausalSelfAttention(Module):
         else:
             qkv = qkv.reshape(B, T, 3, self.n_head, hs).transpose(2, 0, 3, 1, 4)  # (3, B, nh, T, hs)
             q, k, v = qkv[0], qkv[1], qkv[2]  # (B, nh, T, hs) each
-            k, v = cache.extend(k, v)  # (B, nh, T_all, hs), the T new positions last
+            if cache is not None:
+                k, v = cache.extend(k, v)  # (B, nh, T_all, hs), the T new positions last
             T_all = k.shape[2]
             # the new query i sits at position T_all - T + i and may see keys 0 .. T_all - T + i
             future = np.triu(np.ones((T, T_all), dtype=bool), k=T_all - T + 1)  # (T, T_all)
+            if last_only:  # the last query alone, which sees every key
+                q, future, T = q[:, :, -1:, :], None, 1  # (B, nh, 1, hs)
             y = F.scaled_dot_product_attention(
                 q, k, v, mask=future, dropout_p=dropout_p, rng=self.attn_dropout.rng
             )  # (B, nh, T, hs)
@@ -166,9 +170,12 @@ class Block(Module):
         self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config, rng)
 
-    def forward(self, x: Tensor, cache: LayerKVCache | None = None) -> Tensor:
-        x = x + self.attn(self.ln_1(x), cache=cache)  # (B, T, C)
-        x = x + self.mlp(self.ln_2(x))  # (B, T, C)
+    def forward(self, x: Tensor, cache: LayerKVCache | None = None, last_only: bool = False) -> Tensor:
+        """With last_only, every position still gives its keys and values, but only the last
+        position goes on through the residual add and the MLP: -> (B, 1, C)."""
+        attended = self.attn(self.ln_1(x), cache=cache, last_only=last_only)  # (B, T or 1, C)
+        x = (x[:, -1:, :] if last_only else x) + attended  # (B, T or 1, C)
+        x = x + self.mlp(self.ln_2(x))  # (B, T or 1, C)
         return x
 
 
@@ -221,15 +228,22 @@ class GPT(Module):
         count = super().num_parameters()
         return count - self.transformer.wpe.weight.size if non_embedding else count
 
-    def forward(self, idx, targets=None, kv_cache: KVCache | None = None) -> tuple[Tensor, Tensor | None]:
+    def forward(
+        self, idx, targets=None, kv_cache: KVCache | None = None, last_only: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
         """idx (B, T) token ids -> (logits (B, T, vocab_size), loss or None).
 
         With targets (B, T) the loss is the mean cross-entropy over the positions whose target
         is not -1. With a `kv_cache`, idx holds only the positions after those the cache has
         already seen (and the cache learns them), so logits come for the new positions only.
+        last_only=True gives the last position's logits alone, (B, 1, vocab_size), as sampling
+        needs: the last block then runs its attention output and MLP for that position only
+        (nanoGPT's inference forward trims just the output layer).
         """
         idx = _token_ids(idx, self.config.vocab_size)
         B, T = idx.shape
+        if last_only and targets is not None:
+            raise ValueError("GPT: last_only gives one position's logits; it cannot take targets")
         past = 0 if kv_cache is None else len(kv_cache)
         if past + T > self.config.block_size:
             raise ValueError(
@@ -242,8 +256,9 @@ class GPT(Module):
         pos_emb = self.transformer.wpe(pos)  # (T, C) position embeddings
         x = self.transformer.drop(tok_emb + pos_emb)  # (B, T, C)
         caches = [None] * len(self.transformer.h) if kv_cache is None else kv_cache.layers
-        for block, cache in zip(self.transformer.h, caches):
-            x = block(x, cache=cache)  # (B, T, C)
+        last = len(self.transformer.h) - 1
+        for i, (block, cache) in enumerate(zip(self.transformer.h, caches)):
+            x = block(x, cache=cache, last_only=last_only and i == last)  # (B, T, C); (B, 1, C) if trimmed
         x = self.transformer.ln_f(x)  # (B, T, C)
         logits = self.lm_head(x)  # (B, T, V)
 
@@ -287,11 +302,11 @@ class GPT(Module):
                 cache = KVCache(len(self.transformer.h)) if use_cache else None
                 for _ in range(max_new_tokens):
                     if cache is not None and idx.shape[1] <= block_size:
-                        logits, _ = self(idx[:, len(cache) :], kv_cache=cache)  # (B, T_new, V)
+                        logits, _ = self(idx[:, len(cache) :], kv_cache=cache, last_only=True)  # (B, 1, V)
                     else:
                         # past block_size the window slides by one each step, every token moves to
                         # a new position, and the whole window is recomputed, as in nanoGPT
-                        logits, _ = self(idx[:, -block_size:])  # (B, T_window, V)
+                        logits, _ = self(idx[:, -block_size:], last_only=True)  # (B, 1, V)
                     next_ids = sample(logits.data[:, -1, :], temperature, top_k, top_p, rng)  # (B,)
                     idx = np.concatenate([idx, next_ids[:, None]], axis=1)  # (B, T + 1)
         finally:

@@ -76,7 +76,7 @@ def stream_tokens(
                 if cache is None or cache_start != start:
                     # the window moved, so every token sits at a new position: rebuild the cache
                     cache, cache_start = KVCache(model.config.n_layer), start
-                logits, _ = model(idx[:, start + len(cache) :], kv_cache=cache)  # (B, T_new, V)
+                logits, _ = model(idx[:, start + len(cache) :], kv_cache=cache, last_only=True)  # (B, 1, V)
                 next_ids = sample(logits.data[:, -1, :], temperature, top_k, top_p, rng)  # (B,)
             idx = np.concatenate([idx, next_ids[:, None]], axis=1)  # (B, T + 1)
             yield next_ids
