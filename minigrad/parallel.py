@@ -17,6 +17,7 @@ serially: handing it to a thread costs more than it saves.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +30,17 @@ MIN_PARALLEL_SIZE = 1 << 20
 _lock = threading.Lock()
 _settings: dict[str, Any] = {"threads": None, "pool": None, "controller": None}
 _inside = threading.local()  # set on a worker, so nested calls run serially
+
+
+def _forget_pool_in_child() -> None:
+    """A forked child has none of its parent's worker threads: start afresh when needed."""
+    global _lock
+    _lock = threading.Lock()
+    _settings["pool"] = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
 def _controller():

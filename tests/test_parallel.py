@@ -1,6 +1,7 @@
 """minigrad.parallel: the fused kernels on several threads compute what they compute on one."""
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -161,3 +162,20 @@ def test_causal_tiles_gradcheck():
     rng = np.random.default_rng(2)
     qkv = Tensor(rng.standard_normal((1, 70, 6)), dtype=np.float64, requires_grad=True)
     assert mg.gradcheck(lambda x: F.causal_self_attention_packed(x, 1), qkv)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_a_forked_child_starts_its_own_workers(threads):
+    threads.use(2)
+    both = threading.Barrier(2, timeout=10)
+    parallel.run(lambda start, stop: both.wait(), [(0, 1), (1, 2)])  # two parent workers exist now
+    pid = os.fork()
+    if pid == 0:  # the child: its parent's worker threads are gone; new ones must be started
+        signal.alarm(20)  # a child waiting on workers that do not exist dies instead of hanging
+        try:
+            results = parallel.run(lambda start, stop: stop - start, [(0, 1), (1, 3)])
+            os._exit(0 if results == [1, 2] else 1)
+        finally:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
