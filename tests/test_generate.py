@@ -66,6 +66,18 @@ def test_last_only_gives_the_last_positions_logits(dtype):
         model(idx, targets=idx, last_only=True)
 
 
+@pytest.mark.parametrize("bias", [True, False])
+def test_window_logits_are_the_forward_passes_bit_for_bit(bias):
+    model = model_with_spread_weights(bias=bias)
+    for T in (1, 5, CFG["block_size"]):
+        idx = np.random.default_rng(T).integers(0, 11, (3, T))
+        with no_grad():
+            logits, _ = model(idx, last_only=True)  # (B, 1, V)
+        fast = model.window_logits(idx)  # (B, V)
+        assert fast.shape == (3, CFG["vocab_size"]) and fast.dtype == np.float32
+        np.testing.assert_array_equal(fast, logits.data[:, -1, :])
+
+
 def test_cache_refuses_to_run_past_the_block_size():
     model = model_with_spread_weights()
     cache = KVCache(CFG["n_layer"])

@@ -270,6 +270,42 @@ class GPT(Module):
             loss = F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(-1), ignore_index=-1)  # ()
         return logits, loss
 
+    def window_logits(self, idx: np.ndarray) -> np.ndarray:
+        """Next-token logits (B, vocab_size) of a window idx (B, T <= block_size), on arrays.
+
+        The computation of `self(idx, last_only=True)` in eval mode — the same kernels, called
+        in the same order, so the same bits — run straight on the weights' arrays, without
+        Tensors, graph bookkeeping or module calls. Sampling past block_size recomputes the
+        whole window for every token (see `generate`), about 50 small ops each time, and at
+        the baby GPT's size their Python overhead was a sixth of the step. A test holds the
+        two paths to identical logits.
+        """
+
+        def linear(layer, x):
+            return F.Linear().forward(x, layer.weight.data, None if layer.bias is None else layer.bias.data)
+
+        def layer_norm(norm, x):
+            bias = None if norm.bias is None else norm.bias.data
+            return F.LayerNorm().forward(x, norm.weight.data, bias, eps=norm.eps)
+
+        B, T = idx.shape
+        x = self.transformer.wte.weight.data[idx] + self.transformer.wpe.weight.data[np.arange(T)]  # (B, T, C)
+        blocks = self.transformer.h
+        for i, block in enumerate(blocks):
+            attn, mlp = block.attn, block.mlp
+            qkv = linear(attn.c_attn, layer_norm(block.ln_1, x))  # (B, T, 3C)
+            if i < len(blocks) - 1:
+                y = F.CausalSelfAttentionPacked().forward(qkv, n_head=attn.n_head)  # (B, T, C)
+            else:  # the last block: the last position's query alone, against every key
+                heads = qkv.reshape(B, T, 3, attn.n_head, -1).transpose(2, 0, 3, 1, 4)  # (3, B, nh, T, hs)
+                y = F.ScaledDotProductAttention().forward(heads[0][:, :, -1:, :], heads[1], heads[2])
+                y = y.transpose(0, 2, 1, 3).reshape(B, 1, -1)  # (B, 1, C)
+                x = x[:, -1:, :]
+            x = x + linear(attn.c_proj, y)
+            hidden = F.GELU().forward(linear(mlp.c_fc, layer_norm(block.ln_2, x)), approximate=mlp.gelu.approximate)
+            x = x + linear(mlp.c_proj, hidden)  # (B, 1 or T, C)
+        return linear(self.lm_head, layer_norm(self.transformer.ln_f, x))[:, -1, :]  # (B, V)
+
     def generate(
         self,
         idx,
@@ -302,12 +338,12 @@ class GPT(Module):
                 cache = KVCache(len(self.transformer.h)) if use_cache else None
                 for _ in range(max_new_tokens):
                     if cache is not None and idx.shape[1] <= block_size:
-                        logits, _ = self(idx[:, len(cache) :], kv_cache=cache, last_only=True)  # (B, 1, V)
+                        logits = self(idx[:, len(cache) :], kv_cache=cache, last_only=True)[0].data[:, -1, :]
                     else:
                         # past block_size the window slides by one each step, every token moves to
                         # a new position, and the whole window is recomputed, as in nanoGPT
-                        logits, _ = self(idx[:, -block_size:], last_only=True)  # (B, 1, V)
-                    next_ids = sample(logits.data[:, -1, :], temperature, top_k, top_p, rng)  # (B,)
+                        logits = self.window_logits(idx[:, -block_size:])
+                    next_ids = sample(logits, temperature, top_k, top_p, rng)  # logits (B, V) -> (B,)
                     idx = np.concatenate([idx, next_ids[:, None]], axis=1)  # (B, T + 1)
         finally:
             self.train(was_training)
