@@ -76,6 +76,10 @@ def test_window_logits_are_the_forward_passes_bit_for_bit(bias):
         fast = model.window_logits(idx)  # (B, V)
         assert fast.shape == (3, CFG["vocab_size"]) and fast.dtype == np.float32
         np.testing.assert_array_equal(fast, logits.data[:, -1, :])
+        # with the contiguous transposed weights generate uses: equal within float32 rounding
+        transposed = model.transposed_weights()
+        assert len(transposed) == 1 + 4 * CFG["n_layer"]  # lm_head, and c_attn, c_proj, c_fc, c_proj per block
+        np.testing.assert_allclose(model.window_logits(idx, transposed), fast, rtol=1e-5, atol=1e-5)
 
 
 def test_cache_refuses_to_run_past_the_block_size():
