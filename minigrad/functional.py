@@ -550,7 +550,8 @@ class ScaledDotProductAttention(Function):
         Tq, Tk = q.shape[-2], k.shape[-2]
         causal = bias is not None and bias is _causal_bias(Tq, Tk, bias.dtype) and dropout_p == 0.0
         self.tiles = _query_tiles(Tq, Tk, causal)
-        self.n_scores = math.prod(np.broadcast_shapes(q.shape[:-2], k.shape[:-2])) * Tq * Tk
+        batch = q.shape[:-2] if q.shape[:-2] == k.shape[:-2] else np.broadcast_shapes(q.shape[:-2], k.shape[:-2])
+        self.n_scores = math.prod(batch) * Tq * Tk
         self.stats = [None] * len(self.blocks)  # per block, per tile: each row's (max, sum)
         self.saved_weights = [None] * len(self.blocks) if self.n_scores <= _KEEP_WEIGHTS else None
         if self.blocks == [None]:  # everything at once, broadcasting as NumPy does
@@ -593,7 +594,7 @@ class ScaledDotProductAttention(Function):
         """softmax(q kᵀ · scale + bias), and each row's (max, sum); given stats are reused."""
         weights = q_scaled @ np.swapaxes(k, -1, -2)  # scores (..., Tq, Tk)
         if bias is not None:
-            in_place = np.broadcast_shapes(weights.shape, bias.shape) == weights.shape
+            in_place = bias.shape == weights.shape[weights.ndim - bias.ndim :]  # broadcast over leading axes only
             weights = np.add(weights, bias, out=weights) if in_place else weights + bias
         row_max = weights.max(axis=-1, keepdims=True) if stats is None else stats[0]
         weights -= row_max  # exp(s - max) cannot overflow
