@@ -10,9 +10,11 @@ While they run, BLAS is held to one thread: each worker's matrix products (atten
 q kᵀ, layer norm's row sums) then run beside each other instead of fighting over the
 same BLAS threads, which was measured to be twice as slow as running serially.
 
-Every part is computed by the same operations whether it runs on a worker or not, so the
-results do not depend on the number of threads. Work below `min_size` numbers runs
-serially: handing it to a thread costs more than it saves.
+Every part is computed by the same operations whether it runs on a worker or not, so each
+output number is the same whatever the number of threads; only a sum over the parts (layer
+norm's weight and bias gradients add the threads' partial sums) may round differently.
+Work below MIN_PARALLEL_SIZE numbers runs serially: handing it to a thread costs more than
+it saves.
 """
 
 from __future__ import annotations
