@@ -82,6 +82,26 @@ def test_window_logits_are_the_forward_passes_bit_for_bit(bias):
         np.testing.assert_allclose(model.window_logits(idx, transposed), fast, rtol=1e-5, atol=1e-5)
 
 
+def test_generate_tokens_yields_generates_tokens_and_leaves_the_caller_alone():
+    import minigrad as mg
+
+    model = model_with_spread_weights().train()
+    start = prompt(B=2, T=3)
+    whole = model.generate(start, 12, temperature=0.8, rng=np.random.default_rng(5))  # past block 8
+    steps = model.generate_tokens(start, 12, temperature=0.8, rng=np.random.default_rng(5))
+    drawn = []
+    for next_ids in steps:
+        assert mg.is_grad_enabled() and not model.training  # between steps: grad as before, eval mode
+        drawn.append(next_ids)
+    assert model.training  # back in training mode once the loop ends
+    np.testing.assert_array_equal(np.concatenate([start] + [d[:, None] for d in drawn], axis=1), whole)
+
+    steps = model.generate_tokens(start, 12, rng=np.random.default_rng(5))
+    next(steps)
+    steps.close()  # abandoned early: the mode still comes back
+    assert model.training
+
+
 def test_cache_refuses_to_run_past_the_block_size():
     model = model_with_spread_weights()
     cache = KVCache(CFG["n_layer"])

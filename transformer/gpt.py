@@ -23,6 +23,7 @@ feeds only the new token.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -348,15 +349,35 @@ class GPT(Module):
         moves to a new position at each step, so the cropped window is recomputed in full.
         """
         idx = _token_ids(idx, self.config.vocab_size)
+        steps = self.generate_tokens(idx, max_new_tokens, temperature, top_k, top_p, rng, use_cache)
+        return np.concatenate([idx] + [next_ids[:, None] for next_ids in steps], axis=1)
+
+    def generate_tokens(
+        self,
+        idx,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        rng: np.random.Generator | None = None,
+        use_cache: bool = True,
+    ) -> Iterator[np.ndarray]:
+        """`generate`, one step at a time: yield each step's new token ids (B,) as they are drawn.
+
+        Between steps the model is in eval mode and gradients are recorded as they were
+        before, so the caller may do anything with the tokens; the model's mode comes back
+        when the loop ends or is abandoned.
+        """
+        idx = _token_ids(idx, self.config.vocab_size)
         rng = default_rng() if rng is None else rng
         block_size = self.config.block_size
         was_training = self.training
         self.eval()
         try:
-            with no_grad():
-                cache = KVCache(len(self.transformer.h)) if use_cache else None
-                transposed = None  # the weights as contiguous Wᵀ, made for the first whole window
-                for _ in range(max_new_tokens):
+            cache = KVCache(len(self.transformer.h)) if use_cache else None
+            transposed = None  # the weights as contiguous Wᵀ, made for the first whole window
+            for _ in range(max_new_tokens):
+                with no_grad():
                     if cache is not None and idx.shape[1] <= block_size:
                         logits = self(idx[:, len(cache) :], kv_cache=cache, last_only=True)[0].data[:, -1, :]
                     else:
@@ -365,10 +386,10 @@ class GPT(Module):
                         transposed = self.transposed_weights() if transposed is None else transposed
                         logits = self.window_logits(idx[:, -block_size:], transposed)
                     next_ids = sample(logits, temperature, top_k, top_p, rng)  # logits (B, V) -> (B,)
-                    idx = np.concatenate([idx, next_ids[:, None]], axis=1)  # (B, T + 1)
+                idx = np.concatenate([idx, next_ids[:, None]], axis=1)  # (B, T + 1)
+                yield next_ids
         finally:
             self.train(was_training)
-        return idx
 
     def optimizer_groups(self, weight_decay: float) -> list[dict]:
         """AdamW parameter groups as nanoGPT's: weight decay on every parameter with ndim >= 2

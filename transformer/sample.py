@@ -1,9 +1,9 @@
 """Sampling from a trained run: load it, then print characters as the model produces them.
 
 `GPT.generate` returns the whole sequence at the end; a person watching a terminal wants each
-character the moment it exists. `stream_tokens` is the same loop as `generate` (the same KV
-cache, cropping and sampling, so the same tokens for the same generator — a test holds it to
-that) written as a Python generator that hands out every token as it is drawn.
+character the moment it exists. `stream_tokens` hands out every token as it is drawn, from
+`GPT.generate_tokens`, the loop `generate` itself runs (the same KV cache, cropping and
+sampling, so the same tokens for the same generator — a test holds it to that).
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from typing import TextIO
 
 import numpy as np
 
-from minigrad import no_grad
 from transformer import checkpoint as ckpt
-from transformer.gpt import GPT, GPTConfig, KVCache, sample
+from transformer.gpt import GPT, GPTConfig
 from transformer.tokenizer import CharTokenizer
 
 
@@ -65,23 +64,7 @@ def stream_tokens(
     rng: np.random.Generator | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield the next token ids (B,) of idx (B, T), max_new_tokens times, as `model.generate` draws them."""
-    block_size = model.config.block_size
-    was_training = model.training
-    model.eval()
-    try:
-        cache, cache_start = None, 0
-        for _ in range(max_new_tokens):
-            with no_grad():
-                start = max(0, idx.shape[1] - block_size)  # past block_size, only the last window is seen
-                if cache is None or cache_start != start:
-                    # the window moved, so every token sits at a new position: rebuild the cache
-                    cache, cache_start = KVCache(model.config.n_layer), start
-                logits, _ = model(idx[:, start + len(cache) :], kv_cache=cache, last_only=True)  # (B, 1, V)
-                next_ids = sample(logits.data[:, -1, :], temperature, top_k, top_p, rng)  # (B,)
-            idx = np.concatenate([idx, next_ids[:, None]], axis=1)  # (B, T + 1)
-            yield next_ids
-    finally:
-        model.train(was_training)
+    yield from model.generate_tokens(idx, max_new_tokens, temperature, top_k, top_p, rng)
 
 
 def stream_text(
