@@ -330,8 +330,9 @@ class LayerNorm(Function):
                 out *= rstd
             return gw, gb
 
-        parts = parallel.run(backward_rows, parallel.ranges(g2.shape[0], g2.size))
-        gw, gb = (None if part[0] is None else sum(part[1:], part[0]) for part in zip(*parts))
+        parts = parallel.run(backward_rows, parallel.ranges(g2.shape[0], g2.size))  # [(gw, gb) of each run]
+        # the weight and bias gradients are column sums: add up the runs' partial sums
+        gw, gb = (None if sums[0] is None else sum(sums[1:], sums[0]) for sums in zip(*parts))
         return (None if gx is None else gx.reshape(self.x_shape)), gw, gb
 
 
@@ -548,7 +549,8 @@ class ScaledDotProductAttention(Function):
         self.blocks = _batch_blocks(q, k, v, bias, dropout_p)
         self.keep = None
         Tq, Tk = q.shape[-2], k.shape[-2]
-        causal = bias is not None and bias is _causal_bias(Tq, Tk, bias.dtype) and dropout_p == 0.0
+        # tiles run inside the batch blocks; everything-at-once (blocks == [None]) is one tile
+        causal = bias is not None and bias is _causal_bias(Tq, Tk, bias.dtype) and self.blocks != [None]
         self.tiles = _query_tiles(Tq, Tk, causal)
         batch = q.shape[:-2] if q.shape[:-2] == k.shape[:-2] else np.broadcast_shapes(q.shape[:-2], k.shape[:-2])
         self.n_scores = math.prod(batch) * Tq * Tk
@@ -632,10 +634,9 @@ class ScaledDotProductAttention(Function):
         q, k, v = self._inputs(block)
         if len(self.tiles) == 1:
             return self._backward_tile(i, 0, q * self.scale, k, v, g, self.bias)
-        # causal tiles: gq row by row of tiles; keys and values collect from every tile that saw them
-        gq = np.empty(np.broadcast_shapes(q.shape, g.shape[:-1] + q.shape[-1:]), dtype=q.dtype)
-        gk = np.zeros(np.broadcast_shapes(k.shape, g.shape[:-2] + k.shape[-2:]), dtype=k.dtype)
-        gv = np.zeros(np.broadcast_shapes(v.shape, g.shape[:-2] + v.shape[-2:]), dtype=v.dtype)
+        # causal tiles (batch blocks: q, k, v of one shape): gq row by row of tiles; keys and
+        # values collect from every tile that saw them
+        gq, gk, gv = np.empty(q.shape, q.dtype), np.zeros(k.shape, k.dtype), np.zeros(v.shape, v.dtype)
         for t, (a, b, n) in enumerate(self.tiles):  # queries a .. b-1, keys 0 .. n-1
             bias_t = self.bias[..., a:b, :n]
             gq_t, gk_t, gv_t = self._backward_tile(

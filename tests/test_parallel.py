@@ -158,6 +158,19 @@ def test_causal_tiles_match_the_composed_attention_in_float64():
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("shapes", [[(100, 4)] * 3, [(2, 100, 4), (1, 100, 4), (2, 100, 3)]])
+def test_causal_attention_longer_than_a_tile_without_batch_blocks(shapes):
+    # 2-D or broadcasting inputs run everything at once: one tile, whatever the length
+    rng = np.random.default_rng(3)
+    arrays = [rng.standard_normal(s) for s in shapes]
+    fused = forward_backward(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True), arrays)
+    composed = forward_backward(
+        lambda q, k, v: F.scaled_dot_product_attention_composed(q, k, v, is_causal=True), arrays
+    )
+    for a, b in zip(fused, composed):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
 def test_causal_tiles_gradcheck():
     rng = np.random.default_rng(2)
     qkv = Tensor(rng.standard_normal((1, 70, 6)), dtype=np.float64, requires_grad=True)
