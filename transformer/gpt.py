@@ -127,10 +127,10 @@ class CausalSelfAttention(Module):
             if cache is not None:
                 k, v = cache.extend(k, v)  # (B, nh, T_all, hs), the T new positions last
             T_all = k.shape[2]
-            # the new query i sits at position T_all - T + i and may see keys 0 .. T_all - T + i
-            future = np.triu(np.ones((T, T_all), dtype=bool), k=T_all - T + 1)  # (T, T_all)
             if last_only:  # the last query alone, which sees every key
                 q, future, T = q[:, :, -1:, :], None, 1  # (B, nh, 1, hs)
+            else:  # the new query i sits at position T_all - T + i and may see keys 0 .. T_all - T + i
+                future = np.triu(np.ones((T, T_all), dtype=bool), k=T_all - T + 1)  # (T, T_all)
             y = F.scaled_dot_product_attention(
                 q, k, v, mask=future, dropout_p=dropout_p, rng=self.attn_dropout.rng
             )  # (B, nh, T, hs)
@@ -286,13 +286,11 @@ class GPT(Module):
         window at the baby size, equal to the module forward within float32 rounding.
         """
 
-        def linear(layer, x):  # x (B, T, in) -> (B, T, out)
-            bias = None if layer.bias is None else layer.bias.data
-            if transposed is None:
-                return F.Linear().forward(x, layer.weight.data, bias)
-            y = x.reshape(-1, x.shape[-1]) @ transposed[layer]  # (B·T, out)
-            if bias is not None:
-                y += bias
+        def linear(layer, x):  # x (B, T, in) -> (B, T, out), computed as F.Linear's forward does
+            weight_t = layer.weight.data.T if transposed is None else transposed[layer]  # (in, out)
+            y = x.reshape(-1, x.shape[-1]) @ weight_t  # (B·T, out)
+            if layer.bias is not None:
+                y += layer.bias.data
             return y.reshape(x.shape[:-1] + y.shape[-1:])
 
         def layer_norm(norm, x):
