@@ -43,6 +43,7 @@ from minigrad.optim import CosineWithWarmup, clip_grad_norm_
 from transformer import checkpoint as ckpt
 from transformer.data import Corpus, check_long_enough, get_batch, resolve_corpus, split_train_val
 from transformer.gpt import GPT, GPTConfig
+from transformer.rundir import locked_run_dir
 from transformer.sample import load_vocab, stream_text
 from transformer.tokenizer import CharTokenizer
 
@@ -301,9 +302,17 @@ def train(
     bar (None: only on a terminal). `echo` and `warn` take the lines for stdout and stderr.
     `sample_chars` characters of generated text are printed at the end. Raises ConfigError,
     CorpusError or CheckpointError (before writing anything) for bad input, and
-    TrainingInterrupted after saving when Ctrl-C stopped the run.
+    TrainingInterrupted after saving when Ctrl-C stopped the run. The run directory is locked
+    for the whole run (a second trainer on it gets a CheckpointError naming this one's pid); a
+    file that cannot be written stops the run with a RunWriteError, the previous files whole.
     """
     config.validate()
+    with locked_run_dir(ckpt.check_writable_dir(config.out)):
+        return _train(config, resume, corpus, progress, sample_chars, echo, warn)
+
+
+def _train(config, resume, corpus, progress, sample_chars, echo, warn) -> dict[str, Any]:
+    """`train` in its locked run directory."""
     run_dir = Path(config.out)
     echo = echo or (lambda line: print(line, flush=True))  # flushed: lines arrive in time through a pipe
     warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
@@ -311,7 +320,7 @@ def train(
     if resume:
         saved_arrays, saved = ckpt.load_train_state(run_dir)
         tokenizer = load_vocab(run_dir / ckpt.VOCAB_FILE)
-    ckpt.check_writable_dir(run_dir)
+        ckpt.check_resume_fits(run_dir, config.model_config(tokenizer.vocab_size), saved_arrays)
     corpus = corpus or resolve_corpus(config.data, warn=warn)
     if resume:
         if saved.get("corpus_sha256") != corpus.sha256:
@@ -359,6 +368,9 @@ def train(
         run_dir / ckpt.CONFIG_FILE, {"model": dataclasses.asdict(model_config), "train": dataclasses.asdict(config)}
     )
     tokenizer.save(run_dir / ckpt.VOCAB_FILE)
+    if resume:  # nothing reads the log and the plot: draw them again from the saved history
+        write_log(run_dir / ckpt.LOG_FILE, history)
+        plot_losses(run_dir / ckpt.PLOT_FILE, history)
     echo(
         f"corpus: {corpus.source}, {len(corpus.text):,} characters, {tokenizer.vocab_size} distinct; "
         f"model: {model.num_parameters():,} parameters"
