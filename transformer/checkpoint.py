@@ -17,19 +17,22 @@ leaves the previous version whole, and a failed write removes its temporary file
 training-state files are both written before either is renamed; both carry the same save id,
 so a pair torn apart by a crash between the two renames is detected.
 
-The safetensors files this module writes carry the sha256 of their data in their metadata,
-and train_state.safetensors also the sha256 of train_state.json: a flipped bit anywhere is
-found at load time. Loading reads and checks a file's header (names, dtypes, shapes, and
-offsets that fit the file's size) before its data, and compares the shapes with the model
-they are meant for before that model is built, so a config that disagrees with its
-checkpoint is an error naming the first differing tensor, not a huge allocation.
-Loading runs no code: safetensors holds raw arrays, JSON holds numbers and strings.
+The safetensors files this module writes carry a sha256 of their contents (tensor entries,
+metadata and data) in their metadata, and train_state.safetensors also the sha256 of
+train_state.json: a flipped bit anywhere in them is found at load time (files from elsewhere,
+e.g. PyTorch's, carry no checksum and load as they are).
+
+Loading reads and checks a file's header (names, dtypes, shapes, and offsets that fit the
+file's size) before its data, and compares the shapes with the model they are meant for
+before that model is built, so a config that disagrees with its checkpoint is an error
+naming the first differing tensor, not a huge allocation. Loading runs no code: safetensors holds raw arrays, JSON holds numbers and strings.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import math
 import os
@@ -172,21 +175,31 @@ DTYPE_SIZES = {
 }  # fmt: skip
 WEIGHT_DTYPES = ("F16", "F32", "F64")  # floating point that NumPy reads and a model copies from
 MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
-DATA_SHA256 = "data_sha256"  # metadata key: the sha256 of the bytes after the header
+CHECKSUM_KEY = "sha256"  # metadata key: the checksum of everything else in the file (file_checksum)
+
+
+def file_checksum(tensors: dict[str, tuple], metadata: dict[str, str], data: bytes | memoryview) -> str:
+    """The sha256 of a safetensors file's contents: every tensor's entry, the metadata other than
+    this checksum, and the data; a changed byte anywhere in the file changes it."""
+    described = json.dumps({"tensors": tensors, "metadata": metadata}, sort_keys=True)
+    digest = hashlib.sha256(described.encode("utf-8"))
+    digest.update(data)
+    return digest.hexdigest()
 
 
 def safetensors_bytes(arrays: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> bytes:
-    """The safetensors file holding `arrays`, with the sha256 of its data in its metadata.
+    """The safetensors file holding `arrays`, with its checksum in its metadata.
 
     safetensors refuses arrays that share memory (a tied weight seen under two names), so
-    each array is copied into its own contiguous buffer first. The data's layout depends on
-    the arrays alone, so the checksum of a first serialisation holds for the second.
+    each array is copied into its own contiguous buffer first. The tensors' entries and data
+    depend on the arrays alone, so the checksum of a first serialisation holds for the second.
     """
     arrays = {name: np.ascontiguousarray(array).copy() for name, array in arrays.items()}
+    metadata = metadata or {}
     plain = safetensors_save(arrays, metadata=metadata)
-    header_len = int.from_bytes(plain[:8], "little")
-    digest = hashlib.sha256(memoryview(plain)[8 + header_len :]).hexdigest()
-    return safetensors_save(arrays, metadata={**(metadata or {}), DATA_SHA256: digest})
+    tensors, _, header_len = read_header(io.BytesIO(plain), len(plain), Path("a new safetensors file"))
+    checksum = file_checksum(tensors, metadata, memoryview(plain)[8 + header_len :])
+    return safetensors_save(arrays, metadata={**metadata, CHECKSUM_KEY: checksum})
 
 
 def save_arrays(path: str | os.PathLike, arrays: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> None:
@@ -194,8 +207,8 @@ def save_arrays(path: str | os.PathLike, arrays: dict[str, np.ndarray], metadata
     atomic_write_bytes(path, safetensors_bytes(arrays, metadata))
 
 
-def read_header(file, size: int, path: Path) -> tuple[dict[str, tuple[str, tuple[int, ...]]], dict[str, str], int]:
-    """(tensors: name -> (dtype, shape), metadata, header length) of an open safetensors file of `size` bytes.
+def read_header(file, size: int, path: Path) -> tuple[dict[str, tuple], dict[str, str], int]:
+    """(tensors: name -> (dtype, shape, (begin, end)), metadata, header length) of an open safetensors file.
 
     Reads only the 8-byte length and the JSON header, and checks that every tensor's dtype,
     shape and byte range fit inside the file: shapes read here are safe to allocate.
@@ -236,7 +249,7 @@ def read_header(file, size: int, path: Path) -> tuple[dict[str, tuple[str, tuple
             fits = False
         if not fits:
             raise corrupt(f"the entry of {name!r} does not fit the file")
-        tensors[name] = (dtype, shape)
+        tensors[name] = (dtype, shape, (begin, end))
     return tensors, metadata, header_len
 
 
@@ -247,7 +260,7 @@ def load_arrays(
 
     The header is read and checked first (read_header). With `expected` (name -> shape, e.g.
     `gpt_state_shapes(config)`, the shapes of `model`), the file must hold exactly those names
-    and shapes, as floating point, before its data are read. Data with a checksum in the
+    and shapes, as floating point, before its data are read. A file with a checksum in its
     metadata must match it (files written elsewhere, e.g. by PyTorch, carry none).
     """
     path = Path(path)
@@ -256,7 +269,7 @@ def load_arrays(
             size = os.fstat(file.fileno()).st_size
             tensors, metadata, header_len = read_header(file, size, path)
             if expected is not None:
-                check_shapes_fit({name: shape for name, (_, shape) in tensors.items()}, expected, str(path), model)
+                check_shapes_fit({name: shape for name, (_, shape, _) in tensors.items()}, expected, str(path), model)
                 for name in expected:
                     if tensors[name][0] not in WEIGHT_DTYPES:
                         raise CheckpointError(
@@ -269,9 +282,10 @@ def load_arrays(
         raise CheckpointError(f"{path} does not exist") from None
     except OSError as e:
         raise CheckpointError(f"cannot read {path}: {e.strerror or e}") from None
-    expected_digest = metadata.pop(DATA_SHA256, None)  # the file's own business, not the caller's
-    if expected_digest is not None and hashlib.sha256(memoryview(blob)[8 + header_len :]).hexdigest() != expected_digest:
-        raise CheckpointError(f"{path} is damaged: its data do not match the checksum saved with them")
+    saved_checksum = metadata.pop(CHECKSUM_KEY, None)  # the file's own business, not the caller's
+    data = memoryview(blob)[8 + header_len :]
+    if saved_checksum is not None and file_checksum(tensors, metadata, data) != saved_checksum:
+        raise CheckpointError(f"{path} is damaged: its contents do not match the checksum saved with them")
     try:
         arrays = safetensors_load(blob)
     except (SafetensorError, ValueError) as e:
@@ -368,7 +382,7 @@ def read_model_config(path: str | os.PathLike) -> GPTConfig:
     saved = read_json(path)
     fields = saved.get("model") if isinstance(saved, dict) else None
     if not isinstance(fields, dict):
-        raise CheckpointError(f"{path} holds no model config (expected {{\"model\": {{...}}, ...}})")
+        raise CheckpointError(f'{path} holds no model config (expected {{"model": {{...}}, ...}})')
     check_model_sizes(fields, path)
     try:
         return GPTConfig(**fields)
