@@ -25,7 +25,8 @@ e.g. PyTorch's, carry no checksum and load as they are).
 Loading reads and checks a file's header (names, dtypes, shapes, and offsets that fit the
 file's size) before its data, and compares the shapes with the model they are meant for
 before that model is built, so a config that disagrees with its checkpoint is an error
-naming the first differing tensor, not a huge allocation. Loading runs no code: safetensors holds raw arrays, JSON holds numbers and strings.
+naming the first differing tensor, not a huge allocation. Loading runs no code: safetensors
+holds raw arrays, JSON holds numbers and strings.
 """
 
 from __future__ import annotations
