@@ -289,6 +289,34 @@ def test_absurd_or_mismatched_model_configs(run_dir, monkeypatch, capsys, change
     assert_one_line(err, message)
 
 
+@pytest.mark.parametrize(
+    "train_section, flags, message",
+    [
+        (["abc"], [], "config.json is not a training config"),
+        ({"n_layer": "one"}, [], "--n-layer must be an integer >= 1, got 'one'"),
+        ({"n_layer": 10**9}, [], "model.n_layer must be an integer in [1, 10000], got 1000000000"),
+        ({"n_embd": 32}, [], "train_state.safetensors does not match the model in"),
+        (None, ["--n-layer", "1"], "--n-layer 1 does not match the run"),  # n_layer missing: the default, 4
+    ],
+    ids=["not-a-dict", "not-an-integer", "absurd", "another-width", "missing-with-a-flag"],
+)
+def test_a_damaged_training_config_refuses_to_resume(run_dir, monkeypatch, capsys, train_section, flags, message):
+    config = json.loads((run_dir / ckpt.CONFIG_FILE).read_text())
+    if isinstance(train_section, dict):
+        config["train"].update(train_section)
+    elif train_section is None:
+        del config["train"]["n_layer"]
+    else:
+        config["train"] = train_section
+    ckpt.atomic_write_json(run_dir / ckpt.CONFIG_FILE, config)
+    refuse_to_build(monkeypatch)
+    before = files(run_dir)
+    status, _, err = run_cli(["train", "--out", run_dir, "--resume", *flags], capsys)
+    assert status == 2
+    assert_one_line(err, message)
+    assert files(run_dir) == before
+
+
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("n_layer", [1, 3])
 def test_the_shapes_computed_from_a_config_are_the_models(bias, n_layer):

@@ -149,14 +149,14 @@ def resume_config(run_dir: str | Path, overrides: dict[str, Any]) -> TrainConfig
     saved = ckpt.read_json(Path(run_dir) / ckpt.CONFIG_FILE)
     try:
         saved_flags = dict(saved["train"])
-        TrainConfig(**saved_flags)
-    except (KeyError, TypeError) as e:
+        saved_config = TrainConfig(**saved_flags)
+    except (KeyError, TypeError, ValueError) as e:
         raise ckpt.CheckpointError(f"{Path(run_dir) / ckpt.CONFIG_FILE} is not a training config ({e})") from None
     for name in ARCHITECTURE_FLAGS:
-        if name in overrides and overrides[name] != saved_flags[name]:
+        if name in overrides and overrides[name] != getattr(saved_config, name):
             raise ckpt.CheckpointError(
                 f"{flag(name)} {overrides[name]} does not match the run in {run_dir}, "
-                f"which has {name} = {saved_flags[name]}; leave it out to resume"
+                f"which has {name} = {getattr(saved_config, name)}; leave it out to resume"
             )
     return TrainConfig(**{**saved_flags, **overrides})
 
