@@ -144,15 +144,18 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_bytes(path, json_bytes(obj))
 
 
-def remove_temporaries(directory: str | os.PathLike) -> list[Path]:
-    """Delete the temporary files a killed writer left in `directory`; return them.
+def remove_temporaries(directory: str | os.PathLike) -> None:
+    """Delete the temporary files a killed writer left in `directory`, as far as it may.
 
     Only safe while no other process writes there: the trainer calls it holding the run's lock.
+    A leftover that cannot be deleted is harmless (nothing reads it) and stays.
     """
-    leftovers = [p for p in Path(directory).iterdir() if TEMPORARY_NAME.fullmatch(p.name) and p.is_file()]
-    for path in leftovers:
-        path.unlink(missing_ok=True)
-    return leftovers
+    for path in Path(directory).iterdir():
+        if TEMPORARY_NAME.fullmatch(path.name):
+            try:
+                path.unlink()
+            except OSError:
+                pass
 
 
 def check_writable_dir(path: str | os.PathLike) -> Path:
