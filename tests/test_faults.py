@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from safetensors.numpy import save as plain_safetensors
+from test_cli_bad_input import corpus_text
 
 from transformer import GPT, GPTConfig
 from transformer import checkpoint as ckpt
@@ -39,13 +40,7 @@ TINY_FLAGS = [
     "--max-iters", "6", "--warmup-iters", "1", "--eval-interval", "2", "--eval-iters", "1",
     "--learning-rate", "1e-2",
 ]  # fmt: skip
-TEMPORARY = re.compile(r"\.(.+)\.[0-9a-f]{32}\.tmp")
-
-
-def corpus_text(n_lines=200):
-    words = "now is the winter of our discontent made glorious summer".split()
-    rng = np.random.default_rng(0)
-    return "\n".join(" ".join(rng.choice(words, size=6)) for _ in range(n_lines)) + "\n"
+TEMPORARY = ckpt.TEMPORARY_NAME  # ".<file name>.<32 hex digits>.tmp"
 
 
 @pytest.fixture(scope="module")

@@ -57,8 +57,8 @@ CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.json"
 LOG_FILE = "log.csv"
 PLOT_FILE = "loss.png"
-# the files atomic writes rename into place: ".<name>.<32 hex digits>.tmp"
-TEMPORARY_NAME = re.compile(r"\..+\.[0-9a-f]{32}\.tmp")
+# the files atomic writes rename into place: ".<name>.<32 hex digits>.tmp", the group <name>
+TEMPORARY_NAME = re.compile(r"\.(.+)\.[0-9a-f]{32}\.tmp")
 
 
 class CheckpointError(ValueError):
