@@ -350,10 +350,19 @@ def test_a_header_that_lies_is_refused_before_any_data_are_read(tmp_path, header
         ckpt.load_arrays(path)
 
 
-def test_a_header_longer_than_its_file_is_refused(tmp_path):
+@pytest.mark.parametrize(
+    "header, message",
+    [
+        (b"{}", "its header claims 1000000000 bytes, the file holds 2"),
+        (b"[" * 100_000, "its header is not JSON"),  # nested past Python's recursion limit
+    ],
+    ids=["longer-than-the-file", "nested-too-deep"],
+)
+def test_a_header_that_cannot_be_parsed_is_refused(tmp_path, header, message):
     path = tmp_path / "ckpt.safetensors"
-    path.write_bytes((10**9).to_bytes(8, "little") + b"{}")
-    with pytest.raises(ckpt.CheckpointError, match="its header claims 1000000000 bytes, the file holds 2"):
+    length = 10**9 if header == b"{}" else len(header)
+    path.write_bytes(length.to_bytes(8, "little") + header)
+    with pytest.raises(ckpt.CheckpointError, match=message):
         ckpt.load_arrays(path)
 
 

@@ -207,7 +207,7 @@ def safetensors_bytes(arrays: dict[str, np.ndarray], metadata: dict[str, str] | 
 
 
 def save_arrays(path: str | os.PathLike, arrays: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> None:
-    """Write named arrays as a safetensors file, atomically, its data checksummed."""
+    """Write named arrays as a safetensors file, atomically, with the checksum of its contents."""
     atomic_write_bytes(path, safetensors_bytes(arrays, metadata))
 
 
@@ -229,7 +229,7 @@ def read_header(file, size: int, path: Path) -> tuple[dict[str, tuple], dict[str
         raise corrupt(f"its header claims {header_len} bytes, the file holds {size - 8}")
     try:
         header = json.loads(file.read(header_len).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise corrupt(f"its header is not JSON: {e}") from None
     if not isinstance(header, dict):
         raise corrupt("its header is not a JSON object")
@@ -462,7 +462,7 @@ def parse_json(data: bytes, path: str | os.PathLike) -> Any:
     """The JSON value in `data` (read from `path`, named in errors); CheckpointError if it is not JSON."""
     try:
         return json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise CheckpointError(f"{path} is not valid JSON ({e})") from None
 
 
