@@ -85,7 +85,6 @@ def atomic_write_files(files: dict[str | os.PathLike, bytes]) -> None:
     RunWriteError naming the file and the reason.
     """
     staged: list[tuple[Path, Path]] = []
-    target = None
     try:
         for target, data in files.items():
             target = Path(target)
@@ -100,7 +99,7 @@ def atomic_write_files(files: dict[str | os.PathLike, bytes]) -> None:
                 os.unlink(temporary)
             except OSError:
                 pass  # already renamed into place, or never created
-        if isinstance(error, OSError) and not isinstance(error, RunWriteError):
+        if isinstance(error, OSError):
             raise write_error(target, error) from None
         raise
 

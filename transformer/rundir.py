@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from transformer.checkpoint import CheckpointError, remove_temporaries, write_error
+from transformer.checkpoint import CheckpointError, RunWriteError, remove_temporaries
 
 try:
     import fcntl
@@ -45,7 +45,7 @@ def locked_run_dir(run_dir: str | os.PathLike) -> Iterator[Path]:
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as e:
-        raise write_error(path, e) from None
+        raise cannot_write(path, e) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -59,7 +59,7 @@ def locked_run_dir(run_dir: str | os.PathLike) -> Iterator[Path]:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
         except OSError as e:
-            raise write_error(path, e) from None
+            raise cannot_write(path, e) from None
         remove_temporaries(run_dir)
         try:
             yield Path(run_dir)
@@ -70,3 +70,7 @@ def locked_run_dir(run_dir: str | os.PathLike) -> Iterator[Path]:
                 pass  # the lock goes with the file descriptor all the same
     finally:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+def cannot_write(path: Path, error: OSError) -> RunWriteError:
+    return RunWriteError(f"cannot write {path}: {error.strerror or error}")
