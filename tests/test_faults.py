@@ -7,7 +7,7 @@ carries on), and never costs a file that was whole before:
   I/O error) at any step of an atomic write, in-process, and a real "File too large" from
   RLIMIT_FSIZE in a subprocess;
 - config.json edited to a model the checkpoint does not hold, and safetensors headers that lie;
-- every file of a run directory flipped, truncated or extended;
+- every file of a run directory damaged: bytes or bits flipped, digits changed, cut short, extended;
 - a second trainer on a run directory, a trainer killed with SIGKILL at random moments, and
   sampling from a directory while it is being trained.
 """
