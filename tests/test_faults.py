@@ -173,7 +173,9 @@ def test_a_failed_write_stops_training_with_one_line_and_loses_nothing(
     assert status == 2 and disk.at_fault is not None
     assert_one_line(err, f"cannot write {run_dir / name}: {os.strerror(code)}")
     if nth > 1:
-        assert f"the previous {name} is intact" in err
+        assert f"the previous {name} is intact; training stopped" in err
+    if ckpt.STATE_JSON_FILE in disk.at_fault:
+        assert err.endswith(f"continue with: minigrad-gpt train --out {run_dir} --resume\n")
     # training stopped at the fault: nothing was written after it, nothing before it was lost
     assert files(run_dir) == disk.at_fault and not temporaries(run_dir)
     assert not (run_dir / LOCK_FILE).exists() or (run_dir / LOCK_FILE).read_bytes() == b""  # released

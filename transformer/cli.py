@@ -143,6 +143,11 @@ def run_train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
+    except ckpt.RunWriteError as e:
+        then = ""
+        if (Path(config.out) / ckpt.STATE_JSON_FILE).exists():  # a saved state to go on from
+            then = f" Once the file can be written, continue with: {PROG} train --out {config.out} --resume"
+        raise ckpt.RunWriteError(f"{e}; training stopped.{then}") from None
     return 0
 
 
