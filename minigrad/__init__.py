@@ -11,6 +11,7 @@ from minigrad.autograd import (
 from minigrad.gradcheck import GradcheckError, gradcheck
 from minigrad.memory import _on_import as _keep_freed_memory
 from minigrad.parallel import num_threads, set_num_threads
+from minigrad.profile import profile
 from minigrad.tensor import (
     Tensor,
     concatenate,
@@ -39,6 +40,7 @@ __all__ = [
     "no_grad",
     "num_threads",
     "ones",
+    "profile",
     "randn",
     "set_grad_enabled",
     "set_num_threads",
