@@ -4,8 +4,10 @@ and that page driven in a real headless Chromium (skipped where none is installe
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -298,3 +300,31 @@ def test_search_and_fold(browser, tmp_path):
     label.click()
     assert browser.find_elements("css selector", "g.node.hidden") == []
     assert errors(browser) == []
+
+
+def test_command_line_writes_the_explorer_of_a_training_step(tmp_path, capsys):
+    from transformer.cli import main
+
+    assert main(["graph", "--html", str(tmp_path / "step.html")]) == 0
+    data = graph_json((tmp_path / "step.html").read_text())
+    names = {n.get("name") for n in data["nodes"]}
+    assert "transformer.h.1.mlp.c_fc.weight" in names
+    assert all(n["grad"] is not None for n in data["nodes"] if n.get("name") in names - {None})
+    assert main(["graph"]) == 2
+    assert "--html" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_example_explore_mlp(tmp_path):
+    repo = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, str(repo / "examples" / "explore_mlp.py"), "--out", "mlp.html"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    data = graph_json((tmp_path / "mlp.html").read_text())
+    assert "head.weight" in {n.get("name") for n in data["nodes"]}
+    assert f"backward runs {len(data['backward_order'])} ops" in result.stdout

@@ -4,6 +4,7 @@
     minigrad-gpt train --out runs/shakespeare-char --resume   # continue an interrupted run
     minigrad-gpt sample --out runs/shakespeare-char --start "ROMEO:" --temperature 0.8
     minigrad-gpt graph --out gpt.svg                           # the computation graph of a small GPT
+    minigrad-gpt graph --html step.html                        # ... and its backward, step by step
 
 Bad input (a missing, empty or non-UTF-8 corpus, one shorter than a block, a corrupt or
 mismatched checkpoint, characters the vocabulary lacks, a directory that cannot be written,
@@ -119,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_number(int, 0), default=1337, help="random seed (default: 1337)")
 
     p = commands.add_parser("graph", help="draw the computation graph of a small GPT's forward and loss")
-    p.add_argument("--out", required=True, help="output file: .svg, .png or .pdf (needs Graphviz's dot), or .dot")
+    p.add_argument("--out", help="output file: .svg, .png or .pdf (needs Graphviz's dot), or .dot")
+    p.add_argument("--html", help="output file: the backward explorer of one training step, one offline .html page")
     return parser
 
 
@@ -161,30 +163,39 @@ def run_sample(args: argparse.Namespace) -> int:
 
 
 def run_graph(args: argparse.Namespace) -> int:
-    from minigrad.viz import GraphvizNotFoundError, draw_graph, render
+    from minigrad.viz import GraphvizNotFoundError, draw_graph, explore, render
     from transformer.gpt import GPT, GPTConfig
 
-    out = Path(args.out)
-    fmt = out.suffix.lstrip(".").lower()
-    if fmt not in ("svg", "png", "pdf", "dot", "gv"):
+    if args.out is None and args.html is None:
+        raise UsageError("give --out FILE.svg (the graph), --html FILE.html (the backward explorer), or both")
+    out = Path(args.out) if args.out else None
+    fmt = out.suffix.lstrip(".").lower() if out else None
+    if out and fmt not in ("svg", "png", "pdf", "dot", "gv"):
         raise UsageError(f"--out {out}: the file name must end in .svg, .png, .pdf or .dot")
+    if args.html and not args.html.lower().endswith((".html", ".htm")):
+        raise UsageError(f"--html {args.html}: the file name must end in .html")
     # small enough to read (two blocks of two heads, 16 wide), big enough to show every kind of op
     config = GPTConfig(vocab_size=65, block_size=8, n_layer=2, n_head=2, n_embd=16)
     rng = np.random.default_rng(0)
     model = GPT(config, rng=rng)
     idx = rng.integers(0, config.vocab_size, size=(2, config.block_size))  # (B, T)
     _, loss = model(idx, np.roll(idx, -1, axis=1))
-    graph = draw_graph(loss, model=model)
     try:
-        if fmt in ("dot", "gv"):
-            ckpt.atomic_write_text(out, graph.source)  # DOT text needs no Graphviz program
-        else:
-            render(graph, out, fmt)
+        if out:
+            graph = draw_graph(loss, model=model)
+            if fmt in ("dot", "gv"):
+                ckpt.atomic_write_text(out, graph.source)  # DOT text needs no Graphviz program
+            else:
+                render(graph, out, fmt)
+            print(f"wrote {out}")
+        if args.html:
+            ckpt.atomic_write_text(Path(args.html), explore(loss, model=model).html())  # runs the backward
+            print(f"wrote {args.html}")
     except GraphvizNotFoundError as e:
-        raise UsageError(f"{e} Or write DOT text: --out {out.with_suffix('.dot')}") from None
+        text_instead = f" Or write DOT text: --out {out.with_suffix('.dot')}" if out and fmt not in ("dot", "gv") else ""
+        raise UsageError(f"{e}{text_instead}") from None
     except OSError as e:
-        raise UsageError(f"cannot write {out}: {e.strerror or e}") from None
-    print(f"wrote {out}")
+        raise UsageError(f"cannot write {e.filename or out or args.html}: {e.strerror or e}") from None
     return 0
 
 
