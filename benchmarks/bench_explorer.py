@@ -37,7 +37,9 @@ def machine() -> str:
     cpu = platform.processor() or "unknown processor"
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
-        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if "model name" in line), cpu)
+        cpu = next(
+            (line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if "model name" in line), cpu
+        )
     blas = ", ".join(
         f"{pool['internal_api']} {pool['version']} ({pool['num_threads']} threads)"
         for pool in threadpool_info()
@@ -83,7 +85,8 @@ def profiling_overhead(rounds: int, steps: int) -> None:
     plain, profiled = statistics.median(medians["plain"]), statistics.median(medians["profiled"])
     print(f"training step, GPT 4 layers x 128 wide, batch 12 x 64, {ops} ops forward; {rounds} rounds x {steps} steps")
     for side, values in medians.items():
-        print(f"  {side:9s} median {statistics.median(values):7.1f} ms/step (rounds {min(values):.1f} to {max(values):.1f})")
+        spread = f"rounds {min(values):.1f} to {max(values):.1f}"
+        print(f"  {side:9s} median {statistics.median(values):7.1f} ms/step ({spread})")
     print(f"  overhead of mg.profile(): {100 * (profiled / plain - 1):+.1f} %")
 
 
@@ -118,11 +121,14 @@ def load_in_browser(path: Path, rounds: int = 5) -> None:
             open_file(browser, path)
             loads.append(browser.execute_script("return performance.getEntriesByType('navigation')[0].loadEventEnd"))
         walk = browser.execute_script(
-            "const t = performance.now(); while (window.minigradExplorer.step() !== null) {} return performance.now() - t"
+            "const t = performance.now(); while (window.minigradExplorer.step() !== null) {}"
+            " return performance.now() - t"
         )
     finally:
         browser.quit()
-    print(f"  load in headless Chromium: median {statistics.median(loads):.0f} ms ({min(loads):.0f} to {max(loads):.0f})")
+    print(
+        f"  load in headless Chromium: median {statistics.median(loads):.0f} ms ({min(loads):.0f} to {max(loads):.0f})"
+    )
     print(f"  stepping through the whole backward: {walk:.0f} ms")
 
 

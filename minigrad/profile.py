@@ -42,6 +42,9 @@ def forward_flops(name: str, input_shapes: list[tuple], output_shape: tuple) -> 
         q, k = input_shapes[0], input_shapes[1]
         scores = math.prod(q[:-1]) * k[-2]  # (..., Tq, Tk)
         return 4 * scores * q[-1] + 5 * scores  # q kᵀ and weights·v, and the softmax
+    if "Attention" in name and len(input_shapes[0]) == 3:  # packed [q | k | v] (B, T, 3C), every head
+        B, T, C = input_shapes[0][0], input_shapes[0][1], input_shapes[0][2] // 3
+        return 4 * B * T * T * C + 5 * B * T * T  # per head: q kᵀ, weights·v (hs wide), softmax
     if name == "CrossEntropy":
         return 5 * math.prod(input_shapes[0])
     if name in ("Sum", "Max", "Min"):
@@ -178,7 +181,11 @@ class profile:
             "tid": tid,
             "ts": (e.start_ns - self.began_ns) / 1e3,
             "dur": e.duration_ns / 1e3,
-            "args": {"inputs": [list(s) for s in e.input_shapes], "outputs": [list(s) for s in e.output_shapes], "flops": e.flops},
+            "args": {
+                "inputs": [list(s) for s in e.input_shapes],
+                "outputs": [list(s) for s in e.output_shapes],
+                "flops": e.flops,
+            },
         }
 
 

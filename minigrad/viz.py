@@ -276,7 +276,9 @@ class Explorer:
         """The page: the drawing, its data and the script that steps through backward, all inline."""
         graph = json.dumps(self.data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
         page = PAGE.read_text(encoding="utf-8")
-        return page.replace("{{title}}", html.escape(self.title)).replace("{{svg}}", self.svg).replace("{{graph}}", graph)
+        return (
+            page.replace("{{title}}", html.escape(self.title)).replace("{{svg}}", self.svg).replace("{{graph}}", graph)
+        )
 
     def save(self, path: str | Path) -> Path:
         """Write the page to `path` (one file: it opens offline in any browser). Returns the path."""
@@ -286,7 +288,8 @@ class Explorer:
 
     def _repr_html_(self) -> str:
         """Shown inline in a notebook, in a frame of its own so that several explorers coexist."""
-        return f'<iframe srcdoc="{html.escape(self.html())}" style="width:100%;height:720px;border:1px solid #ccc"></iframe>'
+        frame = "width:100%;height:720px;border:1px solid #ccc"
+        return f'<iframe srcdoc="{html.escape(self.html())}" style="{frame}"></iframe>'
 
 
 def explore(tensor: Tensor, model: Module | None = None) -> Explorer:
@@ -299,11 +302,15 @@ def explore(tensor: Tensor, model: Module | None = None) -> Explorer:
     `model` names the parameters and the clusters, as in draw_graph.
     """
     if not tensor.requires_grad or tensor._ctx is None:
-        raise ValueError("explore: the tensor was not computed from anything that requires a gradient; nothing to explore")
+        raise ValueError(
+            "explore: the tensor was not computed from anything that requires a gradient; nothing to explore"
+        )
     if tensor._ctx.released:
         raise ValueError("explore: backward() already freed this graph; call explore(loss) instead of loss.backward()")
     if tensor.size != 1:
-        raise ValueError(f"explore: runs backward from a scalar (a loss), got shape {_shape(tensor.shape)}; reduce it first")
+        raise ValueError(
+            f"explore: runs backward from a scalar (a loss), got shape {_shape(tensor.shape)}; reduce it first"
+        )
     if shutil.which("dot") is None:
         raise GraphvizNotFoundError(INSTALL_HINT.replace("render graphs", "lay out the explorer's graph"))
     dot, drawing, ops, leaves = _draw(tensor, model, None, None, "TB")
@@ -313,7 +320,9 @@ def explore(tensor: Tensor, model: Module | None = None) -> Explorer:
     for t in ops:
         _, names = drawing.named_scope(t._ctx.scope)
         parents = [p for p in t._ctx.parents if p is not None]
-        nodes[node_of[id(t)]] = dict(op=t._ctx.name, inputs=[node_of[id(p)] for p in parents], module=names[-1] if names else "")
+        nodes[node_of[id(t)]] = dict(
+            op=t._ctx.name, inputs=[node_of[id(p)] for p in parents], module=names[-1] if names else ""
+        )
     for t in leaves:
         known = drawing.leaf_names.get(id(t))
         name = known[0] if known else t.name
@@ -334,7 +343,9 @@ def explore(tensor: Tensor, model: Module | None = None) -> Explorer:
     for t in leaves:
         if t.grad is not None:
             nodes[node_of[id(t)]]["grad"] = _summary(t.grad)
-    data = dict(nodes=list(nodes.values()), backward_order=[step["op"] for step in recorder.steps], steps=recorder.steps)
+    data = dict(
+        nodes=list(nodes.values()), backward_order=[step["op"] for step in recorder.steps], steps=recorder.steps
+    )
     return Explorer(data, svg)
 
 
@@ -413,7 +424,9 @@ def _summary(array: np.ndarray) -> dict:
     counts, edges = np.histogram(finite, bins=HISTOGRAM_BINS) if finite.size else (np.zeros(0), np.zeros(2))
     return dict(
         _stats(a),
-        sample=dict(rows=len(rows), columns=len(columns), of=list(grid.shape), values=[_round(v) for v in sample.ravel()]),
+        sample=dict(
+            rows=len(rows), columns=len(columns), of=list(grid.shape), values=[_round(v) for v in sample.ravel()]
+        ),
         histogram=dict(low=float(edges[0]), high=float(edges[-1]), counts=[int(c) for c in counts]),
     )
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import minigrad as mg
 from minigrad import Tensor, nn
 from minigrad.viz import Explorer, explore
 
@@ -290,9 +289,7 @@ def test_search_and_fold(browser, tmp_path):
     assert browser.find_element("id", "matches").text == "2 matches"
     matched = {e.get_attribute("data-node-id") for e in browser.find_elements("css selector", "g.node.match")}
     assert matched == {n["id"] for n in data["nodes"] if n.get("name", "") in ("out.weight", "out.bias")}
-    label = next(
-        t for t in browser.find_elements("css selector", "g.cluster text") if t.text.startswith("hidden ·")
-    )
+    label = next(t for t in browser.find_elements("css selector", "g.cluster text") if t.text.startswith("hidden ·"))
     label.click()
     hidden = {e.get_attribute("data-node-id") for e in browser.find_elements("css selector", "g.node.hidden")}
     assert hidden == {n["id"] for n in data["nodes"] if n["module"] == "hidden"}

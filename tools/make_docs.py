@@ -104,8 +104,8 @@ def explorer(figures: Path) -> None:
     import tempfile
 
     import numpy as np
-
     from headless_browser import open_file, start_chromium
+
     from minigrad import Tensor
     from minigrad.viz import explore
     from transformer.gpt import GPT, GPTConfig

@@ -192,7 +192,9 @@ def run_graph(args: argparse.Namespace) -> int:
             ckpt.atomic_write_text(Path(args.html), explore(loss, model=model).html())  # runs the backward
             print(f"wrote {args.html}")
     except GraphvizNotFoundError as e:
-        text_instead = f" Or write DOT text: --out {out.with_suffix('.dot')}" if out and fmt not in ("dot", "gv") else ""
+        text_instead = (
+            f" Or write DOT text: --out {out.with_suffix('.dot')}" if out and fmt not in ("dot", "gv") else ""
+        )
         raise UsageError(f"{e}{text_instead}") from None
     except OSError as e:
         raise UsageError(f"cannot write {e.filename or out or args.html}: {e.strerror or e}") from None
