@@ -74,6 +74,9 @@ def _shape_of(array) -> tuple:
 class profile:
     """`with mg.profile() as prof:` records every op's forward and backward run inside.
 
+    The same object may be entered again (a few training steps, one `with` each): the record
+    grows on one timeline.
+
     After the block: `prof.events` (a list of OpEvent), `prof.table()` prints the ops that
     took longest, `prof.save(path)` writes the Chrome trace-event JSON.
     """
@@ -86,7 +89,7 @@ class profile:
 
     def __enter__(self) -> profile:
         self.previous = autograd._state.tracer
-        self.began_ns = time.perf_counter_ns()
+        self.began_ns = self.began_ns or time.perf_counter_ns()  # entered again: one timeline
         autograd._state.tracer = self
         return self
 

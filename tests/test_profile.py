@@ -131,3 +131,23 @@ def test_the_engine_is_left_untraced_after_the_block_even_on_error():
         Tensor([1.0], requires_grad=True).log()
     assert [e.name for e in inner.events] == ["Exp"] and [e.name for e in outer.events] == ["Log"]
     assert autograd._state.tracer is None
+
+
+def test_train_profile_steps_writes_the_trace_of_the_first_steps(tmp_path, capsys):
+    from test_cli import TINY_FLAGS, write_corpus
+
+    from transformer.cli import main
+    from transformer.train import TRACE_FILE
+
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(corpus), "--out", str(run), *TINY_FLAGS, "--profile-steps", "3"]) == 0
+    events = json.loads((run / TRACE_FILE).read_text())["traceEvents"]
+    losses = [e for e in events if e.get("name") == "CrossEntropy"]
+    assert sorted(e["cat"] for e in losses) == ["backward"] * 3 + ["forward"] * 3  # 3 steps, evaluations untraced
+    assert {"GPT", "transformer.h.0.attn"} <= {e["name"] for e in events if e.get("cat") == "module"}
+    assert f"wrote {run / TRACE_FILE}" in capsys.readouterr().out
+    assert "profile_steps" not in json.loads((run / "config.json").read_text())["train"]  # not a hyper-parameter
+    with pytest.raises(SystemExit) as bad_flag:
+        main(["train", "--data", str(corpus), "--out", str(run), "--profile-steps", "-1"])
+    assert bad_flag.value.code == 2 and "--profile-steps" in capsys.readouterr().err

@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from minigrad import no_grad
+from minigrad import no_grad, profile
 from minigrad.memory import keep_freed_memory
 from minigrad.optim import CosineWithWarmup, clip_grad_norm_
 from transformer import checkpoint as ckpt
@@ -51,6 +51,7 @@ BETA1 = 0.9  # nanoGPT's; only beta2 is a flag
 # independent random streams drawn from one seed: initial weights and dropout, batches, evaluation
 MODEL_STREAM, BATCH_STREAM, EVAL_STREAM = 0, 1, 2
 # the model's shape: a resumed run must keep it
+TRACE_FILE = "trace.json"  # --profile-steps: Chrome trace-event JSON of the first steps
 ARCHITECTURE_FLAGS = ("n_layer", "n_head", "n_embd", "block_size", "bias")
 
 
@@ -479,12 +480,15 @@ def train(
     sample_chars: int = 300,
     echo: Callable[[str], None] | None = None,
     warn: Callable[[str], None] | None = None,
+    profile_steps: int = 0,
 ) -> dict[str, Any]:
     """Train (or, with resume=True, continue) the run in config.out; return a summary.
 
     `corpus` defaults to the one `resolve_corpus(config.data)` finds. `progress` shows the tqdm
     bar (None: only on a terminal). `echo` and `warn` take the lines for stdout and stderr.
-    `sample_chars` characters of generated text are printed at the end. Raises ConfigError,
+    `sample_chars` characters of generated text are printed at the end. `profile_steps` > 0
+    records the first that many training steps with `minigrad.profile` into trace.json in the
+    run directory (Chrome trace-event JSON: open it in Perfetto). Raises ConfigError,
     CorpusError or CheckpointError (before writing anything) for bad input, and
     TrainingInterrupted after saving when Ctrl-C stopped the run.
     """
@@ -498,6 +502,7 @@ def train(
     train_ids = run.splits["train"]
 
     start_iter, timer, started = run.iter, StepTimer(), time.perf_counter()
+    profiler = profile()
     bar = tqdm(
         total=config.max_iters, initial=start_iter, disable=None if progress is None else not progress,
         unit="it", dynamic_ncols=True, file=sys.stderr,
@@ -515,14 +520,19 @@ def train(
                 break
 
             timer.start()
-            x, y = get_batch(train_ids, config.batch_size, config.block_size, run.batch_rng)  # (B, T) each
-            _, loss = model(x, y)
-            optimizer.zero_grad()
-            loss.backward()
-            if config.grad_clip > 0:
-                clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
+            profiled = it - start_iter < profile_steps
+            with profiler if profiled else nullcontext():
+                x, y = get_batch(train_ids, config.batch_size, config.block_size, run.batch_rng)  # (B, T) each
+                _, loss = model(x, y)
+                optimizer.zero_grad()
+                loss.backward()
+                if config.grad_clip > 0:
+                    clip_grad_norm_(model.parameters(), config.grad_clip)
+                optimizer.step()
             ms_per_iter = timer.stop()
+            if profiled and (it - start_iter + 1 == profile_steps or it + 1 == config.max_iters):
+                path = profiler.save(run.run_dir / TRACE_FILE)
+                tqdm.write(f"wrote {path}: every op of the first {it + 1 - start_iter} steps (opens in Perfetto)")
             bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}", ms_per_iter=f"{ms_per_iter:.0f}", refresh=False)
             bar.update()
 
