@@ -165,7 +165,7 @@ class profile:
             events += [self._event(e, tid) for e in ops]
             events += [
                 dict(span, pid=1, tid=tid, ph="X", cat="module", args={"module": span["name"]})
-                for span in _module_spans(ops, names, self.began_ns)
+                for span in _module_spans(self.events, cat, names, self.began_ns)
             ]
         return {"traceEvents": events, "displayTimeUnit": "ms"}
 
@@ -206,16 +206,19 @@ class _ModuleNames:
         return name or type(root).__name__
 
 
-def _module_spans(ops: list[OpEvent], names: _ModuleNames, began_ns: int) -> list[dict]:
-    """One span per run of consecutive ops under the same module call, nested as the calls were."""
+def _module_spans(events: list[OpEvent], cat: str, names: _ModuleNames, began_ns: int) -> list[dict]:
+    """The spans of track `cat`: one per run of its ops under the same module, nested as the calls
+    were. An event of the other track in between ends every span (a step's backward separates
+    its forward from the next step's)."""
     closed, open_spans = [], []  # a span: [scope down to its module, start ns, end ns]
-    for e in ops:
+    for e in events:
+        scope = e.scope if e.cat == cat else ()
         depth = 0
-        while depth < min(len(open_spans), len(e.scope)) and open_spans[depth][0][-1] is e.scope[depth]:
+        while depth < min(len(open_spans), len(scope)) and open_spans[depth][0][-1] is scope[depth]:
             depth += 1
         closed += open_spans[depth:]
         del open_spans[depth:]
-        open_spans += [[e.scope[: d + 1], e.start_ns, 0] for d in range(depth, len(e.scope))]
+        open_spans += [[scope[: d + 1], e.start_ns, 0] for d in range(depth, len(scope))]
         for span in open_spans:
             span[2] = e.start_ns + e.duration_ns
     return [

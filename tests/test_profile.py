@@ -151,3 +151,15 @@ def test_train_profile_steps_writes_the_trace_of_the_first_steps(tmp_path, capsy
     with pytest.raises(SystemExit) as bad_flag:
         main(["train", "--data", str(corpus), "--out", str(run), "--profile-steps", "-1"])
     assert bad_flag.value.code == 2 and "--profile-steps" in capsys.readouterr().err
+
+
+def test_a_module_span_ends_where_the_other_track_begins():
+    model, x = MLP(), Tensor(np.ones((4, 3)))
+    with mg.profile() as prof:
+        for _ in range(2):
+            run_step(model, x)
+    events = prof.trace()["traceEvents"]
+    forward_spans = [e for e in events if e.get("cat") == "module" and e["name"] == "MLP" and e["tid"] == 1]
+    first_backward = min(e["ts"] for e in events if e.get("cat") == "backward")
+    assert len(forward_spans) == 2  # one per step's forward, not one across both
+    assert min(s["ts"] + s["dur"] for s in forward_spans) <= first_backward
