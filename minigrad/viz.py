@@ -355,10 +355,11 @@ class _BackwardRecorder:
 
     def __init__(self, node_of: dict[int, str], ops: list[Tensor], leaves: list[Tensor]):
         self.node_of = node_of
-        self.op_node = {id(t._ctx): node_of[id(t)] for t in ops}  # id(Function) -> node id
+        self.output_of = {id(t._ctx): t for t in ops}  # id(Function) -> the tensor it made
         self.steps: list[dict] = []
-        # what each tensor has received so far; a leaf that already held a gradient starts from it
-        self.received = {id(t): t.grad.astype(np.float64) for t in leaves if t.grad is not None}
+        # what each tensor has received so far, summed as the engine sums it; a leaf that
+        # already held a gradient starts from it, as backward() adds to it
+        self.received = {id(t): t.grad for t in leaves if t.grad is not None}
         self.count: dict[int, int] = {}
         self.leaves = {id(t) for t in leaves}
 
@@ -376,7 +377,7 @@ class _BackwardRecorder:
         for position, (parent, needs, parent_grad) in enumerate(zip(fn.parents, fn.needs_input_grad, grads)):
             if not needs or parent_grad is None:
                 continue
-            contribution = np.asarray(parent_grad, dtype=np.float64)
+            contribution = np.asarray(parent_grad).astype(parent.data.dtype, copy=False)
             key = id(parent)
             self.received[key] = self.received[key] + contribution if key in self.received else contribution
             self.count[key] = self.count.get(key, 0) + 1
@@ -390,7 +391,9 @@ class _BackwardRecorder:
                     "count": self.count[key],
                 }
             )
-        self.steps.append({"op": self.op_node[id(fn)], "grad": _summary(grad), "sent": sent})
+        output = self.output_of[id(fn)]
+        self.received.pop(id(output), None)  # all of it has arrived: this is `grad`
+        self.steps.append({"op": self.node_of[id(output)], "grad": _summary(grad), "sent": sent})
         return input_grads
 
 
@@ -416,7 +419,7 @@ def _stats(array: np.ndarray) -> dict:
 def _summary(array: np.ndarray) -> dict:
     """Statistics, a grid of every k-th value (at most SAMPLE_ROWS × SAMPLE_COLUMNS) and a histogram."""
     a = np.asarray(array, dtype=np.float64)
-    grid = a.reshape(-1, a.shape[-1]) if a.ndim > 1 else a.reshape(1, -1)  # (rows, columns)
+    grid = a.reshape(-1, a.shape[-1]) if a.ndim > 1 and a.size else a.reshape(1, -1)  # (rows, columns)
     rows = np.unique(np.linspace(0, grid.shape[0] - 1, min(SAMPLE_ROWS, grid.shape[0])).round().astype(int))
     columns = np.unique(np.linspace(0, grid.shape[1] - 1, min(SAMPLE_COLUMNS, grid.shape[1])).round().astype(int))
     sample = grid[np.ix_(rows, columns)] if grid.size else grid
