@@ -161,12 +161,12 @@ class profile:
             {"ph": "M", "pid": 1, "tid": 2, "name": "thread_name", "args": {"name": "backward"}},
         ]
         for tid, cat in ((1, "forward"), (2, "backward")):
-            ops = [e for e in self.events if e.cat == cat]
-            events += [self._event(e, tid) for e in ops]
+            # enclosing before enclosed: a module span, then the spans and ops that start with it
+            spans = sorted(_module_spans(self.events, cat, names, self.began_ns), key=lambda s: (s["ts"], -s["dur"]))
             events += [
-                dict(span, pid=1, tid=tid, ph="X", cat="module", args={"module": span["name"]})
-                for span in _module_spans(self.events, cat, names, self.began_ns)
+                dict(span, pid=1, tid=tid, ph="X", cat="module", args={"module": span["name"]}) for span in spans
             ]
+            events += [self._event(e, tid) for e in self.events if e.cat == cat]
         return {"traceEvents": events, "displayTimeUnit": "ms"}
 
     def save(self, path: str | Path) -> Path:

@@ -95,6 +95,12 @@ def test_module_spans_enclose_their_ops(profiled):
     assert all(enclosing(op) in ({"MLP", "hidden"}, {"MLP", "out"}) for op in linears)
     assert enclosing(next(op for op in ops if op["name"] == "ReLU")) == {"MLP"}  # relu() ran in MLP.forward
     assert enclosing(next(op for op in ops if op["name"] == "Pow")) == set()  # outside every module
+    # where a span and what it encloses start together, the span comes first (viewers nest by order)
+    timed = [e for e in events if e["ph"] == "X"]
+    for i, e in enumerate(timed):
+        for later in timed[i + 1 :]:
+            same_start = later["tid"] == e["tid"] and later["ts"] == e["ts"]
+            assert not (same_start and later["dur"] > e["dur"]), (e["name"], later["name"])
 
 
 def test_table_ranks_ops(profiled, capsys):
