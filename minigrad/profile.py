@@ -52,23 +52,26 @@ def forward_flops(name: str, input_shapes: list[tuple], output_shape: tuple) -> 
     return PER_ELEMENT.get(name, 1) * out
 
 
-@dataclass
+@dataclass(slots=True)
 class OpEvent:
-    """One run of an op's forward or backward."""
+    """One run of an op's forward or backward; a backward knows its forward when it was recorded."""
 
     name: str
     cat: str  # "forward" or "backward"
     start_ns: int
     duration_ns: int
-    input_shapes: list[tuple]
-    output_shapes: list[tuple]
-    flops: int
+    input_shapes: list[tuple]  # backward: the gradient it received
+    output_shapes: list[tuple]  # backward: the gradients it sent
     scope: tuple  # the Module calls it ran under, outermost first
+    forward: OpEvent | None = None
 
-
-def _shape_of(array) -> tuple:
-    shape = getattr(array, "shape", None)
-    return tuple(int(n) for n in shape) if shape is not None else ()
+    @property
+    def flops(self) -> int:
+        if self.cat == "forward":
+            return forward_flops(self.name, self.input_shapes, self.output_shapes[0])
+        if self.forward is not None:
+            return 2 * self.forward.flops
+        return 2 * forward_flops(self.name, self.output_shapes, self.input_shapes[0])
 
 
 class profile:
@@ -83,7 +86,7 @@ class profile:
 
     def __init__(self):
         self.events: list[OpEvent] = []
-        self.forward_flops: dict[int, int] = {}  # id(Function) -> its forward's FLOPs
+        self.forward_of: dict[int, OpEvent] = {}  # id(Function) -> the event of its forward
         self.previous = None
         self.began_ns = 0
 
@@ -98,37 +101,41 @@ class profile:
         return False
 
     # ------------------------------------------------------------ the engine calls these
+    # Kept lean: what they cost is added to every op run while profiling. FLOPs are worked
+    # out later, from the shapes.
 
     def apply(self, cls, args, kwargs):
         """Run `cls.apply(*args, **kwargs)` untraced (an op built of ops counts once), timed."""
-        autograd._state.tracer = None
+        state = autograd._state
+        state.tracer = None
         start = time.perf_counter_ns()
         try:
             out = cls.apply(*args, **kwargs)
         finally:
-            autograd._state.tracer = self
+            state.tracer = self
         duration = time.perf_counter_ns() - start
-        name = out._ctx.name if out._ctx is not None else cls.__name__
-        inputs = [_shape_of(a) for a in args if hasattr(a, "shape")]
-        flops = forward_flops(name, inputs, out.shape)
-        if out._ctx is not None:
-            self.forward_flops[id(out._ctx)] = flops
-        self.events.append(OpEvent(name, "forward", start, duration, inputs, [out.shape], flops, autograd._state.scope))
+        fn = out._ctx
+        inputs = [a.shape for a in args if hasattr(a, "shape")]
+        event = OpEvent(fn.name if fn else cls.__name__, "forward", start, duration, inputs, [out.shape], state.scope)
+        self.events.append(event)
+        if fn is not None:
+            self.forward_of[id(fn)] = event
         return out
 
     def backward(self, fn, grad):
         """Run `fn.backward(grad)` untraced, timed."""
-        autograd._state.tracer = None
+        state = autograd._state
+        state.tracer = None
         start = time.perf_counter_ns()
         try:
             input_grads = fn.backward(grad)
         finally:
-            autograd._state.tracer = self
+            state.tracer = self
         duration = time.perf_counter_ns() - start
         grads = input_grads if isinstance(input_grads, tuple) else (input_grads,)
-        outputs = [_shape_of(g) for g in grads if g is not None]
-        flops = 2 * self.forward_flops.get(id(fn), forward_flops(fn.name, outputs, grad.shape))
-        self.events.append(OpEvent(fn.name, "backward", start, duration, [grad.shape], outputs, flops, fn.scope))
+        sent = [g.shape for g in grads if g is not None]
+        forward = self.forward_of.pop(id(fn), None)  # None: its forward ran before profiling
+        self.events.append(OpEvent(fn.name, "backward", start, duration, [grad.shape], sent, fn.scope, forward))
         return input_grads
 
     # ------------------------------------------------------------ reading the record
