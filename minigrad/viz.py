@@ -33,10 +33,13 @@ from minigrad import autograd
 from minigrad.nn import Module, Parameter
 from minigrad.tensor import Tensor
 
+INSTALL_GRAPHVIZ = (
+    "Install it (Debian/Ubuntu: sudo apt-get install graphviz; macOS: brew install graphviz; conda: "
+    "conda install graphviz)"
+)
 INSTALL_HINT = (
-    "Graphviz's `dot` program is needed to render graphs, but it is not on PATH. Install it "
-    "(Debian/Ubuntu: sudo apt-get install graphviz; macOS: brew install graphviz; conda: "
-    "conda install graphviz), or use graph.source, the DOT text, which needs no program."
+    f"Graphviz's `dot` program is needed to render graphs, but it is not on PATH. {INSTALL_GRAPHVIZ}, "
+    "or use graph.source, the DOT text, which needs no program."
 )
 
 # Colours: ops blue, parameters green, other inputs yellow, constants white, folded modules violet.
@@ -312,7 +315,9 @@ def explore(tensor: Tensor, model: Module | None = None) -> Explorer:
             f"explore: runs backward from a scalar (a loss), got shape {_shape(tensor.shape)}; reduce it first"
         )
     if shutil.which("dot") is None:
-        raise GraphvizNotFoundError(INSTALL_HINT.replace("render graphs", "lay out the explorer's graph"))
+        raise GraphvizNotFoundError(
+            f"Graphviz's `dot` program lays out the explorer's graph, but it is not on PATH. {INSTALL_GRAPHVIZ}."
+        )
     dot, drawing, ops, leaves = _draw(tensor, model, None, None, "TB")
     svg = _tag_nodes(dot.pipe(format="svg").decode("utf-8"))
     node_of = drawing.node_of

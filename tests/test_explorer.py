@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from minigrad import Tensor, nn
-from minigrad.viz import Explorer, explore
+from minigrad.viz import Explorer, GraphvizNotFoundError, explore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 from headless_browser import browser_paths, open_file, start_chromium  # noqa: E402
@@ -325,3 +325,16 @@ def test_example_explore_mlp(tmp_path):
     data = graph_json((tmp_path / "mlp.html").read_text())
     assert "head.weight" in {n.get("name") for n in data["nodes"]}
     assert f"backward runs {len(data['backward_order'])} ops" in result.stdout
+
+
+def test_without_graphviz_the_error_names_the_install(monkeypatch, tmp_path, capsys):
+    from transformer.cli import main
+
+    monkeypatch.setattr("minigrad.viz.shutil.which", lambda program: None)
+    _, y = three_ops()
+    with pytest.raises(GraphvizNotFoundError, match="apt-get install graphviz"):
+        explore(y)
+    assert main(["graph", "--html", str(tmp_path / "step.html")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "apt-get install graphviz" in err and "Traceback" not in err
+    assert not (tmp_path / "step.html").exists()
