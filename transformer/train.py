@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,8 +50,8 @@ from transformer.tokenizer import CharTokenizer
 BETA1 = 0.9  # nanoGPT's; only beta2 is a flag
 # independent random streams drawn from one seed: initial weights and dropout, batches, evaluation
 MODEL_STREAM, BATCH_STREAM, EVAL_STREAM = 0, 1, 2
-# the model's shape: a resumed run must keep it
 TRACE_FILE = "trace.json"  # --profile-steps: Chrome trace-event JSON of the first steps
+# the model's shape: a resumed run must keep it
 ARCHITECTURE_FLAGS = ("n_layer", "n_head", "n_embd", "block_size", "bias")
 
 
@@ -425,18 +425,30 @@ def evaluate_and_save(run: Run, it: int, lr: float) -> None:
 
 
 class StepTimer:
-    """The wall time of each training step, and a smoothed figure for the progress bar."""
+    """The wall time of each training step, and a smoothed figure for the progress bar.
 
-    def __init__(self):
+    With `profile_steps` > 0, the first that many steps are also recorded op by op
+    (minigrad.profile) and written, after each of them, to `trace_path`.
+    """
+
+    def __init__(self, profile_steps: int = 0, trace_path: Path | None = None):
         self.seconds: list[float] = []
         self.smoothed_ms = math.nan
+        self.profile_steps, self.trace_path, self.profiler = profile_steps, trace_path, profile()
 
     def start(self) -> None:
+        if len(self.seconds) < self.profile_steps:
+            self.profiler.__enter__()
         self.t0 = time.perf_counter()
 
     def stop(self) -> float:
         """The step's milliseconds, folded into the smoothed figure."""
         self.seconds.append(time.perf_counter() - self.t0)
+        if len(self.seconds) <= self.profile_steps:
+            self.profiler.__exit__(None, None, None)
+            self.profiler.save(self.trace_path)  # complete so far, should the run end sooner
+            if len(self.seconds) == self.profile_steps:
+                tqdm.write(f"wrote {self.trace_path}: every op of the first {self.profile_steps} steps (for Perfetto)")
         ms = 1000 * self.seconds[-1]
         self.smoothed_ms = ms if math.isnan(self.smoothed_ms) else 0.9 * self.smoothed_ms + 0.1 * ms
         return self.smoothed_ms
@@ -501,8 +513,7 @@ def train(
     model, optimizer, schedule = run.model, run.optimizer, run.schedule
     train_ids = run.splits["train"]
 
-    start_iter, timer, started = run.iter, StepTimer(), time.perf_counter()
-    profiler = profile()
+    start_iter, timer, started = run.iter, StepTimer(profile_steps, run.run_dir / TRACE_FILE), time.perf_counter()
     bar = tqdm(
         total=config.max_iters, initial=start_iter, disable=None if progress is None else not progress,
         unit="it", dynamic_ncols=True, file=sys.stderr,
@@ -520,19 +531,14 @@ def train(
                 break
 
             timer.start()
-            profiled = it - start_iter < profile_steps
-            with profiler if profiled else nullcontext():
-                x, y = get_batch(train_ids, config.batch_size, config.block_size, run.batch_rng)  # (B, T) each
-                _, loss = model(x, y)
-                optimizer.zero_grad()
-                loss.backward()
-                if config.grad_clip > 0:
-                    clip_grad_norm_(model.parameters(), config.grad_clip)
-                optimizer.step()
+            x, y = get_batch(train_ids, config.batch_size, config.block_size, run.batch_rng)  # (B, T) each
+            _, loss = model(x, y)
+            optimizer.zero_grad()
+            loss.backward()
+            if config.grad_clip > 0:
+                clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
             ms_per_iter = timer.stop()
-            if profiled and (it - start_iter + 1 == profile_steps or it + 1 == config.max_iters):
-                path = profiler.save(run.run_dir / TRACE_FILE)
-                tqdm.write(f"wrote {path}: every op of the first {it + 1 - start_iter} steps (opens in Perfetto)")
             bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}", ms_per_iter=f"{ms_per_iter:.0f}", refresh=False)
             bar.update()
 
