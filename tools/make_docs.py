@@ -65,6 +65,27 @@ def graphs(figures: Path) -> None:
     render(draw_graph(loss, model=model, max_depth=1), figures / "gpt_graph.svg")
 
 
+def trained_gpt(figures: Path) -> None:
+    """attention_maps.png and loss.png from a small GPT trained briefly on Tiny Shakespeare.
+
+    The run is kept in runs/docs-gpt and reused by later `make docs` (delete it to retrain);
+    the positional-encoding step reads its learned position table.
+    """
+    if (DOCS_RUN / "ckpt.safetensors").exists():
+        run_example("attention_maps.py", "--run", str(DOCS_RUN), "--out", str(figures))
+    else:
+        data = ["--data", str(SHARED_CORPUS)] if SHARED_CORPUS.exists() else []
+        run_example("attention_maps.py", "--train-dir", str(DOCS_RUN), "--out", str(figures), *data)
+    shutil.copyfile(DOCS_RUN / "loss.png", figures / "loss.png")
+
+
+def positional_encodings(figures: Path) -> None:
+    """pe_sinusoidal.png, pe_learned.png (trained, when the docs run exists), pe_rope.png, pe_alibi.png."""
+    checkpoint = DOCS_RUN / "ckpt.safetensors"
+    extra = ["--checkpoint", str(checkpoint)] if checkpoint.exists() else []
+    run_example("positional_encodings.py", "--out", str(figures), *extra)
+
+
 def explorer(figures: Path) -> None:
     """Screenshots of the backward explorer, taken by headless Chromium: explorer_gpt.png (one
     training step of a two-block GPT, half-way through backward) and explorer_3op_0.png,
@@ -109,27 +130,6 @@ def explorer(figures: Path) -> None:
     shutil.rmtree(pages)
 
 
-def trained_gpt(figures: Path) -> None:
-    """attention_maps.png and loss.png from a small GPT trained briefly on Tiny Shakespeare.
-
-    The run is kept in runs/docs-gpt and reused by later `make docs` (delete it to retrain);
-    the positional-encoding step reads its learned position table.
-    """
-    if (DOCS_RUN / "ckpt.safetensors").exists():
-        run_example("attention_maps.py", "--run", str(DOCS_RUN), "--out", str(figures))
-    else:
-        data = ["--data", str(SHARED_CORPUS)] if SHARED_CORPUS.exists() else []
-        run_example("attention_maps.py", "--train-dir", str(DOCS_RUN), "--out", str(figures), *data)
-    shutil.copyfile(DOCS_RUN / "loss.png", figures / "loss.png")
-
-
-def positional_encodings(figures: Path) -> None:
-    """pe_sinusoidal.png, pe_learned.png (trained, when the docs run exists), pe_rope.png, pe_alibi.png."""
-    checkpoint = DOCS_RUN / "ckpt.safetensors"
-    extra = ["--checkpoint", str(checkpoint)] if checkpoint.exists() else []
-    run_example("positional_encodings.py", "--out", str(figures), *extra)
-
-
 def sampling(figures: Path) -> None:
     """sampling.png: temperature, top-k and top-p on one distribution."""
     run_example("sampling_distributions.py", "--out", str(figures))
@@ -143,9 +143,9 @@ def vision(figures: Path) -> None:
 
 STEPS = {
     "graphs": graphs,
-    "explorer (screenshots in headless chromium)": explorer,
     "trained GPT (attention, loss)": trained_gpt,
     "positional encodings (pe)": positional_encodings,
+    "explorer (screenshots in headless chromium)": explorer,
     "sampling": sampling,
     "vision (vit, swin, coattention)": vision,
 }
