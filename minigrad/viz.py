@@ -277,11 +277,10 @@ class Explorer:
 
     def html(self) -> str:
         """The page: the drawing, its data and the script that steps through backward, all inline."""
-        graph = json.dumps(self.data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
-        page = PAGE.read_text(encoding="utf-8")
-        return (
-            page.replace("{{title}}", html.escape(self.title)).replace("{{svg}}", self.svg).replace("{{graph}}", graph)
-        )
+        # no "<" at all inside the script element: nothing in a name can end it or open a comment
+        graph = json.dumps(self.data, separators=(",", ":"), allow_nan=False).replace("<", "\\u003c")
+        parts = {"title": html.escape(self.title), "svg": self.svg, "graph": graph}
+        return re.sub(r"\{\{(title|svg|graph)\}\}", lambda m: parts[m[1]], PAGE.read_text(encoding="utf-8"))  # one pass
 
     def save(self, path: str | Path) -> Path:
         """Write the page to `path` (one file: it opens offline in any browser). Returns the path."""

@@ -134,6 +134,23 @@ def test_contributions_to_a_leaf_on_several_paths_sum_to_its_gradient():
     assert arrivals[2]["total"]["sample"]["values"] == pytest.approx(list(2 * xs + 1), rel=1e-3)
 
 
+def test_a_leaf_that_already_held_a_gradient_adds_to_it_as_backward_does():
+    x, y = three_ops()
+    x.grad = np.full(3, 10.0, dtype=np.float32)
+    data = explore(y).data
+    arrivals = [e for step in data["steps"] for e in step["sent"] if e["to"] == data["nodes"][-1]["id"]]
+    np.testing.assert_allclose(x.grad, 10 + 2 * x.data + 1)
+    assert_stats(arrivals[0]["total"], 10 + np.ones(3))
+    assert_stats(arrivals[-1]["total"], x.grad)
+
+
+def test_names_cannot_break_out_of_the_page():
+    x = Tensor([1.0, 2.0], requires_grad=True, name="</script><script>alert(1)</script>")
+    page = explore((x * 3).sum()).html()
+    assert "<script>alert(1)" not in page
+    assert graph_json(page)["nodes"][-1]["name"] == x.name
+
+
 def test_samples_are_small_and_real():
     values = (np.arange(200 * 300) % 97).reshape(200, 300)  # whole numbers below 100: 3 digits keep them exact
     big = Tensor(values, dtype=np.float32, requires_grad=True, name="big")
