@@ -413,11 +413,18 @@ def _tag_nodes(svg: str) -> str:
 
 
 def _stats(array: np.ndarray) -> dict:
+    """mean, std, min, max of the finite values (a masked score is -inf), and how many were not."""
     a = np.asarray(array, dtype=np.float64)
-    if a.size == 0:
-        return dict(mean=None, std=None, min=None, max=None)
-    values = dict(mean=a.mean(), std=a.std(), min=a.min(), max=a.max())
-    return {k: float(v) if np.isfinite(v) else None for k, v in values.items()}
+    finite = a[np.isfinite(a)] if not np.isfinite(a).all() else a
+    if finite.size == 0:
+        stats = dict(mean=None, std=None, min=None, max=None)
+    else:
+        stats = dict(
+            mean=float(finite.mean()), std=float(finite.std()), min=float(finite.min()), max=float(finite.max())
+        )
+    if finite.size < a.size:
+        stats["nonfinite"] = int(a.size - finite.size)
+    return stats
 
 
 def _summary(array: np.ndarray) -> dict:

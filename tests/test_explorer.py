@@ -151,6 +151,15 @@ def test_names_cannot_break_out_of_the_page():
     assert graph_json(page)["nodes"][-1]["name"] == x.name
 
 
+def test_masked_scores_keep_statistics_of_their_finite_values():
+    scores = Tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True, name="scores")
+    masked = scores.masked_fill(np.array([[False, True], [False, False]]), -np.inf)  # causal-style -inf
+    data = explore(masked.softmax(axis=-1)[:, 0].sum()).data
+    node = next(n for n in data["nodes"] if n["inputs"] == [data["nodes"][-1]["id"]] and n["op"] != "leaf")
+    assert node["value"]["nonfinite"] == 1
+    assert_stats(node["value"], [1.0, 3.0, 4.0])
+
+
 def test_samples_are_small_and_real():
     values = (np.arange(200 * 300) % 97).reshape(200, 300)  # whole numbers below 100: 3 digits keep them exact
     big = Tensor(values, dtype=np.float32, requires_grad=True, name="big")
