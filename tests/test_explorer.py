@@ -3,6 +3,7 @@ and that page driven in a real headless Chromium (skipped where none is installe
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -21,14 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 from headless_browser import browser_paths, open_file, start_chromium  # noqa: E402
 
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
-try:
-    import selenium  # noqa: F401
-
-    HAVE_SELENIUM = True
-except ImportError:
-    HAVE_SELENIUM = False
 needs_browser = pytest.mark.skipif(
-    browser_paths() is None or not HAVE_SELENIUM, reason="needs chromium, chromedriver and selenium"
+    browser_paths() is None or importlib.util.find_spec("selenium") is None,
+    reason="needs chromium, chromedriver and selenium",
 )
 pytestmark = needs_dot
 
