@@ -360,3 +360,31 @@ def test_without_graphviz_the_error_names_the_install(monkeypatch, tmp_path, cap
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "apt-get install graphviz" in err and "Traceback" not in err
     assert not (tmp_path / "step.html").exists()
+
+
+@needs_browser
+def test_hovering_an_edge_shows_the_gradient_sent_back_along_it(browser, tmp_path):
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+
+    x, y = three_ops()
+    data = load(browser, explore(y), tmp_path)
+    by_op = {n["op"]: n["id"] for n in data["nodes"]}
+    browser.execute_script("while (window.minigradExplorer.step() !== null) {}")
+    edge = next(
+        e
+        for e in browser.find_elements("css selector", "g.edge")
+        if e.find_element("tag name", "title").get_attribute("textContent") == f"{by_op['leaf']}->{by_op['Add']}"
+    )
+    x_px, y_px = browser.execute_script(  # the middle of the line, in the window's coordinates
+        "const path = arguments[0].querySelector('path');"
+        "const p = path.getPointAtLength(path.getTotalLength() / 2).matrixTransform(path.getScreenCTM());"
+        "return [p.x, p.y];",
+        edge,
+    )
+    actions = ActionBuilder(browser)
+    actions.pointer_action.move_to_location(int(x_px), int(y_px))
+    actions.perform()
+    details = browser.find_element("id", "details")
+    cells = details.find_elements("css selector", 'table[data-kind="edge"] td[data-stat="mean"]')
+    assert [float(c.text) for c in cells] == [1.0]  # Add passes its gradient, ones, to x
+    assert errors(browser) == []
