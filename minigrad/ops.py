@@ -327,6 +327,9 @@ class Where(Function):
     """condition ? a : b, elementwise with broadcasting; `condition` is not differentiable."""
 
     def forward(self, condition, a, b):
+        if np.asarray(condition).dtype.kind not in "biu":
+            # a float mask (an additive −inf/0 bias, say) read as booleans would flip its meaning
+            raise TypeError(f"where: the condition must be boolean, not {np.asarray(condition).dtype}")
         self.condition = np.asarray(condition, dtype=bool)
         self.a_shape, self.b_shape = _shape_of(a), _shape_of(b)
         return np.where(self.condition, a, b)

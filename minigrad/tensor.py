@@ -155,6 +155,17 @@ class Tensor:
     def __float__(self) -> float:
         return float(self.item())
 
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        # np.asarray(tensor) is its data, not a 0-d array of objects
+        return self.data if dtype is None else self.data.astype(dtype)
+
+    def __contains__(self, value) -> bool:
+        """`value in tensor`: does any element equal it (torch's meaning)."""
+        return bool((self.data == _constant(value)).any())
+
     def __len__(self) -> int:
         if self.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
@@ -239,6 +250,12 @@ class Tensor:
 
     def __neg__(self):
         return ops.Neg.apply(self)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return ops.Abs.apply(self)
 
     def __mod__(self, other):
         return ops.Remainder.apply(self, _operand(other, self))
@@ -701,8 +718,13 @@ class Tensor:
         return ops.GetItem.apply(self, index=_index(index))
 
     def masked_fill(self, mask, value: float):
-        """A copy with `value` wherever `mask` (broadcastable, True = fill) is True."""
-        return ops.Where.apply(_constant(mask), value, self)
+        """A copy with `value` wherever `mask` (broadcastable to this tensor's shape, True = fill) is True."""
+        mask = _constant(mask)
+        if np.broadcast_shapes(mask.shape, self.shape) != self.shape:
+            raise ValueError(
+                f"masked_fill: a mask of shape {mask.shape} does not broadcast to the tensor's {self.shape}"
+            )
+        return ops.Where.apply(mask, value, self)
 
 
 class _Size(int):

@@ -390,3 +390,22 @@ def test_gather_rejects_indices_torch_rejects():
         x.gather(1, np.array([[0, -1], [1, 2]]))
     with pytest.raises(TypeError):
         x.gather(1, np.array([[0.5]]))
+
+
+def test_masks_are_boolean_and_keep_the_shape():
+    x = Tensor(np.zeros((3, 4)))
+    with pytest.raises(TypeError, match="boolean"):
+        x.masked_fill(np.array([0.0, -np.inf, 0.0, 0.0]), 1.0)  # an additive mask is not a boolean one
+    with pytest.raises(TypeError, match="boolean"):
+        mg.where(np.ones(4), x, 1.0)
+    with pytest.raises(ValueError, match=r"\(2, 3, 4\)"):
+        x.masked_fill(np.ones((2, 3, 4), dtype=bool), 1.0)  # would silently grow the tensor
+
+
+def test_python_protocols():
+    x = Tensor([[1.0, -2.0], [3.0, 4.0]])
+    assert 3.0 in x and 5.0 not in x
+    np.testing.assert_array_equal(np.asarray(x), x.data)
+    np.testing.assert_array_equal(abs(x).data, np.abs(x.data))
+    assert (+x) is x and int(Tensor(3.7)) == 3
+    assert [row.shape for row in x] == [(2,), (2,)]
