@@ -672,6 +672,40 @@ def test_einsum(equation, shapes_in):
     )
 
 
+@st.composite
+def einsum_equations(draw):
+    """A random equation over up to four letters: 1-3 operands, repeated letters (diagonals),
+    letters only one operand has (summed away), and any subset of letters as the output."""
+    letters = "ijkl"[: draw(st.integers(1, 4))]
+    sizes = {c: draw(st.integers(1, 3)) for c in letters}
+    terms = [
+        "".join(draw(st.lists(st.sampled_from(letters), min_size=0, max_size=3)))
+        for _ in range(draw(st.integers(1, 3)))
+    ]
+    used = sorted(set("".join(terms)))
+    output = "".join(draw(st.permutations(used))[: draw(st.integers(0, len(used)))])
+    shapes = [tuple(sizes[c] for c in term) for term in terms]
+    return ",".join(terms) + "->" + output, shapes
+
+
+@checks(ops.Einsum, "mg.einsum")
+@given(equation_shapes=einsum_equations(), seed=seeds)
+def test_einsum_random_equations(equation_shapes, seed):
+    equation, shapes_in = equation_shapes
+    inputs = [leaf(seed + i, shape) for i, shape in enumerate(shapes_in)]
+    check(lambda *ts: mg.einsum(equation, *ts), *inputs)
+
+
+small_shapes = hnp.array_shapes(min_dims=0, max_dims=2, max_side=3)
+
+
+@checks("mg.tensordot")
+@given(a_free=small_shapes, contracted=small_shapes, b_free=small_shapes, seed=seeds)
+def test_tensordot_random_shapes(a_free, contracted, b_free, seed):
+    a, b = leaf(seed, a_free + contracted), leaf(seed + 1, contracted + b_free)
+    check(lambda a, b: mg.tensordot(a, b, dims=len(contracted)), a, b)
+
+
 @checks("mg.tensordot")
 @pytest.mark.parametrize(
     "dims, b_shape", [(0, (2,)), (1, (4, 2)), (2, (3, 4, 2)), (([1, 0], [0, 1]), (3, 2)), (([2], [1]), (2, 4))]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_ops_gradcheck import function_classes, public_ops
+from test_ops_gradcheck import einsum_equations, function_classes, public_ops
 
 import minigrad as mg
 import minigrad.functional as F
@@ -692,3 +692,15 @@ def test_every_public_op_is_compared_with_torch(monkeypatch):
     test_embedding_padding_idx_matches_torch(-1)
     missing = sorted(set(expected) - called)
     assert not missing, f"no torch parity case calls {missing}"
+
+
+@given(equation_shapes=einsum_equations(), seed=st.integers(0, 99))
+def test_einsum_random_equations_match_torch(equation_shapes, seed):
+    equation, shapes = equation_shapes
+    rng = np.random.default_rng(seed)
+    arrays = [rng.standard_normal(shape) for shape in shapes]
+    value, grads = run_minigrad(lambda *ts: mg.einsum(equation, *ts), arrays, np.float64)
+    expected_value, expected_grads = run_torch(lambda *ts: torch.einsum(equation, *ts), arrays, np.float64)
+    np.testing.assert_allclose(value, expected_value, rtol=1e-12, atol=1e-12)
+    for grad, expected in zip(grads, expected_grads):
+        np.testing.assert_allclose(grad, expected, rtol=1e-12, atol=1e-12)
