@@ -392,7 +392,7 @@ class MatMul(Function):
 class Softmax(Function):
     def forward(self, a, axis=-1):
         self.axis = axis
-        e = np.exp(a - a.max(axis=axis, keepdims=True))  # shifting by the max keeps exp finite
+        e = np.exp(a - a.max(axis=axis, keepdims=True, initial=-np.inf))  # shifting by the max keeps exp finite
         self.out = e / e.sum(axis=axis, keepdims=True)
         return self.out
 
@@ -405,7 +405,7 @@ class Softmax(Function):
 class LogSoftmax(Function):
     def forward(self, a, axis=-1):
         self.axis = axis
-        shifted = a - a.max(axis=axis, keepdims=True)
+        shifted = a - a.max(axis=axis, keepdims=True, initial=-np.inf)  # initial: an empty axis has no max
         out = shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
         self.out = out
         return out

@@ -704,3 +704,17 @@ def test_einsum_random_equations_match_torch(equation_shapes, seed):
     np.testing.assert_allclose(value, expected_value, rtol=1e-12, atol=1e-12)
     for grad, expected in zip(grads, expected_grads):
         np.testing.assert_allclose(grad, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_nan_and_empty_edges_match_torch():
+    """A NaN maximum spreads NaN over its lane's gradient (as torch.amax); a softmax over no rows
+    is empty, not an error."""
+    x = np.array([[np.nan, 1.0, 2.0], [0.0, 3.0, 1.0]])
+    value, (grad,) = run_minigrad(lambda a: a.max(axis=1), [x], np.float64)
+    expected_value, (expected_grad,) = run_torch(lambda a: torch.amax(a, dim=1), [x], np.float64)
+    np.testing.assert_array_equal(value, expected_value)
+    np.testing.assert_array_equal(grad, expected_grad)  # NaN where torch has NaN
+    empty = np.ones((0, 3))
+    for name in ("softmax", "log_softmax"):
+        value, (grad,) = run_minigrad(lambda a: getattr(a, name)(dim=-1), [empty], np.float64)
+        assert value.shape == grad.shape == (0, 3)
