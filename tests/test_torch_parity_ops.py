@@ -716,5 +716,5 @@ def test_nan_and_empty_edges_match_torch():
     np.testing.assert_array_equal(grad, expected_grad)  # NaN where torch has NaN
     empty = np.ones((0, 3))
     for name in ("softmax", "log_softmax"):
-        value, (grad,) = run_minigrad(lambda a: getattr(a, name)(dim=-1), [empty], np.float64)
+        value, (grad,) = run_minigrad(lambda a, name=name: getattr(a, name)(dim=-1), [empty], np.float64)
         assert value.shape == grad.shape == (0, 3)
