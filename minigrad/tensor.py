@@ -919,9 +919,9 @@ def _explicit_einsum(equation: str, shapes: list) -> tuple[list, str]:
         raise ValueError(f"einsum: {equation!r} names {len(terms)} operands, but {len(shapes)} were given")
     free = iter(c for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in equation)
     named = [len(term.replace("...", "")) for term in terms]
-    ellipsis = "".join(
-        next(free) for _ in range(max([len(s) - n for t, s, n in zip(terms, shapes, named) if "..." in t] or [0]))
-    )
+    # "..." covers as many axes as the widest operand leaves unnamed; narrower ones take the last
+    widest = max([len(shape) - n for term, shape, n in zip(terms, shapes, named) if "..." in term], default=0)
+    ellipsis = "".join(next(free) for _ in range(widest))
     subscripts = []
     for i, (term, shape) in enumerate(zip(terms, shapes)):
         if "..." in term:
@@ -1002,11 +1002,8 @@ def ones(*shape, dtype=DEFAULT_FLOAT, requires_grad: bool = False) -> Tensor:
 
 def full(size, fill_value, dtype=None, requires_grad: bool = False) -> Tensor:
     """A tensor of `size` filled with `fill_value`: int64 for an int, bool for a bool, else float32 (as torch)."""
-    return Tensor(
-        np.full(tuple(size) if not isinstance(size, int) else (size,), fill_value),
-        dtype=dtype or _number_dtype(fill_value),
-        requires_grad=requires_grad,
-    )
+    shape = (size,) if isinstance(size, (int, np.integer)) else tuple(size)
+    return Tensor(np.full(shape, fill_value), dtype=dtype or _number_dtype(fill_value), requires_grad=requires_grad)
 
 
 def zeros_like(x, dtype=None, requires_grad: bool = False) -> Tensor:
@@ -1033,18 +1030,14 @@ def arange(start, end=None, step=1, dtype=None, requires_grad: bool = False) -> 
         start, end = 0, start
     if step == 0:
         raise ValueError("arange: step must be nonzero")
-    numbers_given = (start, end, step)
     if dtype is None:
-        dtype = np.int64 if all(isinstance(n, (int, np.integer)) for n in numbers_given) else DEFAULT_FLOAT
-    # computed in float64 from the count, as torch does, so float steps do not drift
+        all_ints = all(isinstance(n, (int, np.integer)) for n in (start, end, step))
+        dtype = np.int64 if all_ints else DEFAULT_FLOAT
+    if np.dtype(dtype).kind != "f":
+        return Tensor(np.arange(start, end, step), dtype=dtype, requires_grad=requires_grad)
+    # start + i · step in float64, for as many i as fit, as torch does: float steps do not drift
     count = max(0, math.ceil((end - start) / step))
-    return Tensor(
-        start + np.arange(count, dtype=np.float64) * step
-        if np.dtype(dtype).kind == "f"
-        else np.arange(start, end, step),
-        dtype=dtype,
-        requires_grad=requires_grad,
-    )
+    return Tensor(start + np.arange(count, dtype=np.float64) * step, dtype=dtype, requires_grad=requires_grad)
 
 
 def linspace(start, end, steps: int, dtype=DEFAULT_FLOAT, requires_grad: bool = False) -> Tensor:
