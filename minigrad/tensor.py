@@ -548,7 +548,13 @@ class Tensor:
 
     def transpose(self, *axes):
         """Permute axes as NumPy's transpose; no axes reverses them. (torch's swap of two axes is `swapaxes`.)"""
-        return ops.Transpose.apply(self, axes=_sizes(axes) or None)
+        axes = _sizes(axes)
+        if len(axes) == 2 and self.ndim != 2:
+            raise ValueError(
+                f"transpose{axes} on a tensor of shape {self.shape}: transpose takes a permutation of all "
+                f"{self.ndim} axes, as NumPy's; to exchange two axes as torch's transpose does, use swapaxes{axes}"
+            )
+        return ops.Transpose.apply(self, axes=axes or None)
 
     def permute(self, *dims):
         """torch's permute: axis dims[i] becomes axis i (all axes named)."""

@@ -367,6 +367,9 @@ def test_torch_spellings():
         x.sum(axis=0, dim=1)
     with pytest.raises(ValueError, match="swapaxes"):
         x.t()
+    with pytest.raises(ValueError, match=r"swapaxes\(1, 2\)"):
+        x.transpose(1, 2)  # torch would exchange two axes; NumPy's transpose wants all three
+    np.testing.assert_array_equal(x.swapaxes(1, 2).data, np.swapaxes(x.data, 1, 2))
 
 
 def test_reductions_reject_axes_out_of_range():
