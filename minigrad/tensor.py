@@ -870,9 +870,10 @@ def _index(index):
 
 
 def _like_first_tensor(items) -> list:
-    """Arrays and numbers among tensors take the first floating tensor's dtype, as `tensor + ndarray` does."""
+    """Tensors, with floating arrays and numbers among them taking the first floating tensor's
+    dtype, as `tensor + ndarray` does (float32 by the dtype policy when there is none)."""
     like = next((t for t in items if isinstance(t, Tensor) and t.dtype.kind == "f"), None)
-    return [_operand(t, like) if isinstance(t, Tensor) or like is not None else Tensor(t) for t in items]
+    return [t if isinstance(t, Tensor) else _operand(np.asarray(t), like) for t in items]
 
 
 def concatenate(tensors, axis: int = 0, *, dim=None) -> Tensor:
@@ -880,6 +881,9 @@ def concatenate(tensors, axis: int = 0, *, dim=None) -> Tensor:
     tensors = _like_first_tensor(list(tensors))
     if not tensors:
         raise ValueError("concatenate needs at least one tensor")
+    if tensors[0].ndim == 0 or any(t.ndim != tensors[0].ndim for t in tensors):
+        shapes = ", ".join(str(t.shape) for t in tensors)
+        raise ValueError(f"concatenate joins tensors of one number of dimensions (at least 1), got shapes {shapes}")
     axis = _single_axis(_one_of("axis", axis, 0, "dim", dim), tensors[0].ndim)
     return ops.Concatenate.apply(*tensors, axis=axis)
 

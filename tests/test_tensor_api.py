@@ -314,6 +314,8 @@ def test_stack_rejects_an_axis_out_of_range():
             mg.stack([a, a], axis=axis)
     with pytest.raises(ValueError, match="out of range"):
         mg.concatenate([a, a], axis=2)
+    with pytest.raises(ValueError, match=r"\(2, 3\), \(3,\)"):
+        mg.concatenate([a, a[0]])  # NumPy's message would not say which
 
 
 def test_concatenate_and_stack_keep_float64_arrays_float64():
