@@ -448,16 +448,16 @@ class Tensor:
         Spelled with `dim=`, this is torch's `max(dim)`: a pair (values, indices), and the
         gradient goes to the element the index names.
         """
+        axis, keepdims = _torch_axis(axis, keepdims, dim, keepdim)
         if dim is not None:
-            return _values_and_indices(self, self.argmax(dim=dim, keepdim=True), dim, bool(keepdim))
-        axis, keepdims = _torch_axis(axis, keepdims, None, keepdim)
+            return _values_and_indices(self, self.argmax(dim=axis, keepdim=True), axis, keepdims)
         return ops.Max.apply(self, axis=axis, keepdims=keepdims)
 
     def min(self, axis=None, keepdims: bool = False, *, dim=None, keepdim=None):
         """The smallest elements along `axis` (ties share the gradient); with `dim=`, torch's pair."""
+        axis, keepdims = _torch_axis(axis, keepdims, dim, keepdim)
         if dim is not None:
-            return _values_and_indices(self, self.argmin(dim=dim, keepdim=True), dim, bool(keepdim))
-        axis, keepdims = _torch_axis(axis, keepdims, None, keepdim)
+            return _values_and_indices(self, self.argmin(dim=axis, keepdim=True), axis, keepdims)
         return ops.Min.apply(self, axis=axis, keepdims=keepdims)
 
     def amax(self, dim=None, keepdim: bool = False):

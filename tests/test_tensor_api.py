@@ -365,6 +365,9 @@ def test_torch_spellings():
     np.testing.assert_array_equal(values.data, x.data.max(1))
     np.testing.assert_array_equal(indices.data, x.data.argmax(1))
     assert x.max(axis=1).shape == (2, 4)  # NumPy's spelling: the values alone
+    assert x.min(dim=1, keepdims=True).values.shape == x.min(dim=1, keepdim=True).indices.shape == (2, 1, 4)
+    with pytest.raises(TypeError, match="both"):
+        x.max(axis=0, dim=1)
     with pytest.raises(TypeError, match="both"):
         x.sum(axis=0, dim=1)
     with pytest.raises(ValueError, match="swapaxes"):
