@@ -801,6 +801,29 @@ def mish(input: Tensor) -> Tensor:
     return input * softplus(input).tanh()
 
 
+def relu(input: Tensor) -> Tensor:
+    return input.relu()
+
+
+def softmax(input: Tensor, dim: int = -1) -> Tensor:
+    """e^x / Σ e^x along `dim` (torch's F.softmax wants dim; -1 when none is given)."""
+    return input.softmax(dim=dim)
+
+
+def log_softmax(input: Tensor, dim: int = -1) -> Tensor:
+    return input.log_softmax(dim=dim)
+
+
+def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
+    """(input − target)², averaged (or summed, or each) over every element."""
+    return _reduce((input - target).square(), reduction)
+
+
+def l1_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
+    """|input − target|, averaged (or summed, or each) over every element."""
+    return _reduce((input - target).abs(), reduction)
+
+
 def _reduce(losses: Tensor, reduction: str, mean_divisor=None) -> Tensor:
     if reduction == "none":
         return losses
@@ -923,12 +946,17 @@ __all__ += [
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
     "elu",
+    "l1_loss",
     "leaky_relu",
+    "log_softmax",
     "mish",
+    "mse_loss",
     "nll_loss",
     "one_hot",
     "pad",
+    "relu",
     "silu",
+    "softmax",
     "softplus",
 ]
 

@@ -412,6 +412,17 @@ class Tensor:
     def clone(self):
         return self.astype(self.dtype)
 
+    def to(self, target):
+        """torch's `to`: a dtype gives `astype(dtype)`; the device "cpu" gives this tensor (there is no other)."""
+        if isinstance(target, str) and target.split(":")[0] == "cpu":
+            return self
+        if isinstance(target, str) and target.split(":")[0] in ("cuda", "mps", "xpu", "meta"):
+            raise ValueError(f"minigrad runs on the CPU only; to({target!r}) has nowhere to go")
+        return self.astype(target)
+
+    def tolist(self):
+        return self.data.tolist()
+
     # ------------------------------------------------------------ reductions
     # NumPy's names (axis, keepdims) and torch's (dim, keepdim) both work.
 

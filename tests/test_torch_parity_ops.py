@@ -408,6 +408,23 @@ def cases() -> dict:
             ),
             [np.concatenate([normal(2, 4) * 10, np.zeros((1, 4))]), rng.uniform(0, 1, (3, 4))],
         ),
+        "F_wrappers": (
+            lambda a: F.relu(a) + F.softmax(a, dim=0) + F.log_softmax(a, dim=-1),
+            lambda a: TF.relu(a) + TF.softmax(a, dim=0) + TF.log_softmax(a, dim=-1),
+            [away_from_zero(3, 4)],
+        ),
+        "mse_l1_loss": (
+            lambda a, b: F.mse_loss(a, b) + F.l1_loss(a, b, reduction="sum") + F.mse_loss(a, b, reduction="none").sum(),
+            lambda a, b: (
+                TF.mse_loss(a, b) + TF.l1_loss(a, b, reduction="sum") + TF.mse_loss(a, b, reduction="none").sum()
+            ),
+            [normal(3, 4), normal(3, 4) + 0.5],
+        ),
+        "to": (
+            lambda a: a.to(np.float64).to("cpu").to(a.dtype),
+            lambda a: a.to(torch.float64).to("cpu").to(a.dtype),
+            [normal(3)],
+        ),
         "dropout_off": (
             lambda a: F.dropout(a, 0.0, training=True) + F.dropout(a, 0.5, training=False),
             lambda a: TF.dropout(a, 0.0, training=True) + TF.dropout(a, 0.5, training=False),
