@@ -459,6 +459,8 @@ class Tensor:
         Spelled with `dim=`, this is torch's `max(dim)`: a pair (values, indices), and the
         gradient goes to the element the index names.
         """
+        if isinstance(axis, Tensor):  # torch.max(a, b) is torch.maximum(a, b)
+            return self.maximum(axis)
         axis, keepdims = _torch_axis(axis, keepdims, dim, keepdim)
         if dim is not None:
             return _values_and_indices(self, self.argmax(dim=axis, keepdim=True), axis, keepdims)
@@ -466,6 +468,8 @@ class Tensor:
 
     def min(self, axis=None, keepdims: bool = False, *, dim=None, keepdim=None):
         """The smallest elements along `axis` (ties share the gradient); with `dim=`, torch's pair."""
+        if isinstance(axis, Tensor):  # torch.min(a, b) is torch.minimum(a, b)
+            return self.minimum(axis)
         axis, keepdims = _torch_axis(axis, keepdims, dim, keepdim)
         if dim is not None:
             return _values_and_indices(self, self.argmin(dim=axis, keepdim=True), axis, keepdims)

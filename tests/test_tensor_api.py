@@ -368,6 +368,9 @@ def test_torch_spellings():
     assert x.min(dim=1, keepdims=True).values.shape == x.min(dim=1, keepdim=True).indices.shape == (2, 1, 4)
     with pytest.raises(TypeError, match="both"):
         x.max(axis=0, dim=1)
+    other = Tensor(np.full((2, 3, 4), 11.5))
+    np.testing.assert_array_equal(mg.max(x, other).data, np.maximum(x.data, 11.5))  # torch.max(a, b)
+    np.testing.assert_array_equal(mg.min(x, other).data, np.minimum(x.data, 11.5))
     with pytest.raises(TypeError, match="both"):
         x.sum(axis=0, dim=1)
     with pytest.raises(ValueError, match="swapaxes"):
