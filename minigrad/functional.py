@@ -848,6 +848,8 @@ def nll_loss(input: Tensor, target, weight=None, ignore_index: int = -100, reduc
     expected = input.shape[:1] + input.shape[2:]
     if input.ndim < 2 or target.shape != expected:
         raise ValueError(f"nll_loss: input of shape {input.shape} needs target of shape {expected}, got {target.shape}")
+    if isinstance(weight, Tensor) and weight.requires_grad:
+        raise ValueError("nll_loss: the class weights get no gradient (as in torch); pass weight.detach()")
     classes = input.shape[1]
     kept = target != ignore_index
     safe = np.where(kept, target, 0)  # (N, d...)

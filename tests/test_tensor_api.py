@@ -420,3 +420,10 @@ def test_python_protocols():
     np.testing.assert_array_equal(abs(x).data, np.abs(x.data))
     assert (+x) is x and int(Tensor(3.7)) == 3
     assert [row.shape for row in x] == [(2,), (2,)]
+
+
+def test_nll_loss_refuses_to_drop_a_weight_gradient():
+    logp = Tensor(np.log(np.full((2, 3), 1 / 3)))
+    with pytest.raises(ValueError, match="detach"):
+        F.nll_loss(logp, np.array([0, 2]), weight=Tensor(np.ones(3), requires_grad=True))
+    assert np.isclose(F.nll_loss(logp, np.array([0, 2]), weight=Tensor(np.ones(3))).item(), np.log(3))
