@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 import math
 import signal
 import sys
@@ -450,7 +451,8 @@ class StepTimer:
         self.seconds.append(time.perf_counter() - self.t0)
         if len(self.seconds) <= self.profile_steps:
             self.profiler.__exit__(None, None, None)
-            self.profiler.save(self.trace_path)  # complete so far, should the run end sooner
+            # complete so far, should the run end sooner; written whole or not at all, as every run file
+            ckpt.atomic_write_text(self.trace_path, json.dumps(self.profiler.trace()))
             if len(self.seconds) == self.profile_steps:
                 tqdm.write(f"wrote {self.trace_path}: every op of the first {self.profile_steps} steps (for Perfetto)")
         ms = 1000 * self.seconds[-1]
@@ -512,10 +514,10 @@ def train(
     """
     config.validate()
     with locked_run_dir(ckpt.check_writable_dir(config.out)):
-        return _train(config, resume, corpus, progress, sample_chars, echo, warn)
+        return _train(config, resume, corpus, progress, sample_chars, echo, warn, profile_steps)
 
 
-def _train(config, resume, corpus, progress, sample_chars, echo, warn) -> dict[str, Any]:
+def _train(config, resume, corpus, progress, sample_chars, echo, warn, profile_steps) -> dict[str, Any]:
     """`train` in its locked run directory."""
     echo = echo or (lambda line: print(line, flush=True))  # flushed: lines arrive in time through a pipe
     warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
