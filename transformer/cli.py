@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except MemoryError as e:  # a model too large for this machine, asked for by flags
-        print(f"{PROG} {args.command}: error: not enough memory ({e})", file=sys.stderr)
+        print(f"{PROG} {args.command}: error: not enough memory" + (f" ({e})" if str(e) else ""), file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
