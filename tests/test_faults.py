@@ -550,6 +550,13 @@ def test_a_second_trainer_is_refused_and_a_killed_one_leaves_no_lock(run_dir, tr
     assert not temporaries(run_dir)
 
 
+def test_resuming_a_run_that_does_not_exist_creates_nothing(tmp_path):
+    config = train_module.TrainConfig(out=str(tmp_path / "nothing"))
+    with pytest.raises(ckpt.CheckpointError, match="no run in .*nothing to resume"):
+        train_module.train(config, resume=True)
+    assert not (tmp_path / "nothing").exists()
+
+
 def test_the_lock_is_held_in_process_too_and_released_after(tmp_path):
     with locked_run_dir(tmp_path):
         assert (tmp_path / LOCK_FILE).read_text() == f"{os.getpid()}\n"

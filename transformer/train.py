@@ -513,6 +513,8 @@ def train(
     file that cannot be written stops the run with a RunWriteError, the previous files whole.
     """
     config.validate()
+    if resume and not Path(config.out).is_dir():  # checked before the lock would create it
+        raise ckpt.CheckpointError(f"no run in {config.out} to resume")
     with locked_run_dir(ckpt.check_writable_dir(config.out)):
         return _train(config, resume, corpus, progress, sample_chars, echo, warn, profile_steps)
 
