@@ -4,11 +4,14 @@ from minigrad.autograd import (
     Function,
     detect_anomaly,
     enable_grad,
+    grad,
+    hessian,
+    hvp,
     is_grad_enabled,
     no_grad,
     set_grad_enabled,
 )
-from minigrad.gradcheck import GradcheckError, gradcheck
+from minigrad.gradcheck import GradcheckError, gradcheck, gradgradcheck
 from minigrad.memory import _on_import as _keep_freed_memory
 from minigrad.parallel import num_threads, set_num_threads
 from minigrad.tensor import (
@@ -33,7 +36,11 @@ __all__ = [
     "default_rng",
     "detect_anomaly",
     "enable_grad",
+    "grad",
     "gradcheck",
+    "gradgradcheck",
+    "hessian",
+    "hvp",
     "is_grad_enabled",
     "manual_seed",
     "no_grad",
