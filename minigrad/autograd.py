@@ -381,12 +381,16 @@ def _root_grad(out, g, i: int, create_graph: bool):
     return (g.data if isinstance(g, Tensor) else np.asarray(g)).astype(out.dtype, copy=False)
 
 
-def _propagate(roots: list, root_grads: list, retain_graph: bool, create_graph: bool, wanted=None):
+def _propagate(
+    roots: list, root_grads: list, retain_graph: bool, create_graph: bool, wanted=None, stop_at_wanted=False
+):
     """Send the gradients of `roots` back through the graph, each op's backward once.
 
     Without `wanted` (backward()), the leaves accumulate their gradients in `.grad`. With it
     (grad()), only the ops that lie between the roots and the wanted tensors run, and the
-    gradients reaching the wanted tensors are returned by id.
+    gradients reaching the wanted tensors are returned by id. `stop_at_wanted` gives partial
+    derivatives instead of total ones: nothing flows on past a wanted tensor into what it was
+    computed from, even into another wanted tensor.
     """
     order = _topological_order(*roots)
     grads: dict = {}
@@ -403,19 +407,19 @@ def _propagate(roots: list, root_grads: list, retain_graph: bool, create_graph: 
             if g is None:
                 continue
             fn = tensor._ctx
-            if needed is not None:
-                if id(tensor) in found:
-                    found[id(tensor)] = g
-                if fn is None or id(tensor) not in needed:
-                    continue
-            elif fn is None:
-                _accumulate_leaf(tensor, g)
-                continue
-            if fn.released:
+            if fn is not None and fn.released:
                 raise RuntimeError(
                     f"backward through the graph a second time: the buffers of {fn.name} were "
                     "already freed; pass retain_graph=True to the first backward() to keep them"
                 )
+            if needed is not None:
+                if id(tensor) in found:
+                    found[id(tensor)] = g
+                if fn is None or id(tensor) not in needed or (stop_at_wanted and id(tensor) in found):
+                    continue
+            elif fn is None:
+                _accumulate_leaf(tensor, g)
+                continue
             input_grads = _backward_as_graph(fn, tensor, g) if create_graph else fn.backward(g)
             if not isinstance(input_grads, tuple):
                 input_grads = (input_grads,)
@@ -492,18 +496,15 @@ def _backward_of_definition(fn: Function, output, g) -> tuple:
             "gave (random numbers inside, such as dropout, or a definition that does not match), so it "
             "cannot stand in for the backward"
         )
-    wanted, first_use = [], {}
-    for parent, needs in zip(fn.parents, fn.needs_input_grad):
-        if needs and id(parent) not in first_use:
-            first_use[id(parent)] = len(wanted)
-            wanted.append(parent)
-    grads = grad(replay, wanted, g, create_graph=True, allow_unused=True)
+    wanted = [parent for parent, needs in zip(fn.parents, fn.needs_input_grad) if needs]
+    # partial derivatives: an input computed from another input (x and x.exp()) is its own variable
+    found = _propagate([replay], [g], retain_graph=True, create_graph=True, wanted=wanted, stop_at_wanted=True)
     result, given = [], set()
     for parent, needs in zip(fn.parents, fn.needs_input_grad):
         # an input passed twice gets its whole gradient once, at its first position
         if needs and id(parent) not in given:
             given.add(id(parent))
-            result.append(grads[first_use[id(parent)]])
+            result.append(found[id(parent)])
         else:
             result.append(None)
     return tuple(result)
