@@ -38,7 +38,7 @@ BATCH_SIZE, WARMUP = 12, 2
 def batch(seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, BABY["vocab_size"], (BATCH_SIZE, BABY["block_size"] + 1))
-    return idx[:, :-1], idx[:, 1:]
+    return np.ascontiguousarray(idx[:, :-1]), np.ascontiguousarray(idx[:, 1:])
 
 
 def timed(fn, count: int) -> list[float]:
