@@ -152,7 +152,10 @@ def main(argv=None) -> None:
         archive = subprocess.run(["git", "archive", args.baseline], cwd=ROOT, capture_output=True, check=True)
         subprocess.run(["tar", "-x", "-C", scratch.name], input=archive.stdout, check=True)
         sides[f"minigrad at {args.baseline}"] = ("minigrad", Path(scratch.name))
-    if not args.no_torch and subprocess.run([sys.executable, "-c", "import torch"], capture_output=True).returncode == 0:
+    if (
+        not args.no_torch
+        and subprocess.run([sys.executable, "-c", "import torch"], capture_output=True).returncode == 0
+    ):
         sides["PyTorch (nanoGPT)"] = ("torch", ROOT)
 
     results = {name: {} for name in sides}
