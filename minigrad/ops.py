@@ -86,6 +86,15 @@ def add_at(g, index, shape: tuple):
     return AddAt.apply(g, index=index, shape=shape) if _is_tensor(g) else AddAt().forward(g, index, shape)
 
 
+def fold_batch_matmul(a, b):
+    """a (..., k) @ b (k, m) -> (..., m) as one 2-D product.
+
+    NumPy's batched matmul runs a slow loop instead of BLAS when b is a transposed view
+    (as `W.T` is), tens of times slower; folding the batch axes into rows avoids it.
+    """
+    return (a.reshape(-1, a.shape[-1]) @ b).reshape(a.shape[:-1] + (b.shape[-1],))
+
+
 def swap_last_axes(x):
     """x with its last two axes exchanged (a batch of matrices transposed)."""
     return x.transpose(*range(x.ndim - 2), x.ndim - 1, x.ndim - 2)
@@ -464,7 +473,7 @@ class MatMul(Function):
                 f"({b.shape[-2 if b.ndim > 1 else 0]})"
             )
         self.a, self.b = a, b
-        return np.matmul(a, b)
+        return fold_batch_matmul(a, b) if b.ndim == 2 and a.ndim > 2 else np.matmul(a, b)
 
     def backward(self, g):
         # C = A B  =>  dA = dC Bᵀ,  dB = Aᵀ dC   (on the last two axes; batch axes are summed back)
@@ -479,7 +488,7 @@ class MatMul(Function):
         ga = gb = None
         if self.needs_input_grad[0]:
             if b2.ndim == 2 and a2.ndim > 2:
-                ga = g @ b2.T
+                ga = fold_batch_matmul(g, b2.T)
             else:
                 ga = unbroadcast(g @ swap_last_axes(b2), a2.shape)
             ga = ga.reshape(a.shape)
