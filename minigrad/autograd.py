@@ -426,7 +426,10 @@ def _propagate(
             for parent, needs, parent_grad in zip(fn.parents, fn.needs_input_grad, input_grads):
                 if not needs or parent_grad is None:
                     continue
-                if not create_graph and parent_grad.dtype != parent.data.dtype:
+                if create_graph:
+                    if not isinstance(parent_grad, _tensor.Tensor):  # a constant, such as a zero gradient
+                        parent_grad = _tensor.Tensor._wrap(np.asarray(parent_grad))
+                elif parent_grad.dtype != parent.data.dtype:
                     parent_grad = parent_grad.astype(parent.data.dtype)
                 if _state.detect_anomaly:
                     _check_finite(parent_grad.data if create_graph else parent_grad, f"{fn.name} (backward)")
@@ -465,23 +468,30 @@ def _backward_as_graph(fn: Function, output, g):
 
 
 def _with_saved_tensors(fn: Function, output) -> Function:
-    """A copy of `fn` in which every saved input or output array is the Tensor that holds it."""
+    """A copy of `fn` in which every saved input or output array is the Tensor that holds it
+    (also inside a saved tuple or list, as `self.operands`)."""
     holders: dict = {}
     for t in (*fn.parents, output):
         if t is not None:
             holders.setdefault(id(t.data), []).append(t)
+
+    def tensor_for(value):
+        tensors = holders.get(id(value)) if isinstance(value, np.ndarray) else None
+        if not tensors:
+            return value
+        if any(t is not tensors[0] for t in tensors) and any(t.requires_grad for t in tensors):
+            raise RuntimeError(
+                f"create_graph=True: two arguments of {fn.name} are different tensors over one array "
+                "(such as x and x.detach()), so its backward cannot tell which one it saved; "
+                "give one of them its own copy"
+            )
+        return tensors[0]
+
     twin = object.__new__(type(fn))
     for name, value in vars(fn).items():
-        tensors = holders.get(id(value)) if isinstance(value, np.ndarray) else None
-        if tensors:
-            if any(t is not tensors[0] for t in tensors) and any(t.requires_grad for t in tensors):
-                raise RuntimeError(
-                    f"create_graph=True: two arguments of {fn.name} are different tensors over one array "
-                    "(such as x and x.detach()), so its backward cannot tell which one it saved; "
-                    "give one of them its own copy"
-                )
-            value = tensors[0]
-        setattr(twin, name, value)
+        if isinstance(value, (tuple, list)):
+            value = type(value)(tensor_for(item) for item in value)
+        setattr(twin, name, tensor_for(value))
     return twin
 
 
