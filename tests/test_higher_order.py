@@ -270,9 +270,21 @@ def math_attention():
     return torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.MATH)
 
 
+# Cases whose inputs sit exactly where the first derivative jumps: there is no second
+# derivative there, and torch's double backward picks another side than its backward does.
+# These are compared just off the jump.
+AT_A_JUMP = {
+    "elu": "x = 0, where ELU's slope jumps from alpha to 1",
+    "softplus": "βx = threshold, where softplus switches to x",
+    "softplus_beta": "βx = threshold, where softplus switches to x",
+}
+
+
 @pytest.mark.parametrize("name", CASES)
 def test_second_derivatives_of_every_op_match_torch(name):
     ours, theirs, arrays = CASES[name]
+    if name in AT_A_JUMP:
+        arrays = [a + 1e-3 for a in arrays]
     rng = np.random.default_rng(11)
     with mg.no_grad():
         out_shape = ours(*[Tensor(a, dtype=np.float64) for a in arrays]).shape
