@@ -241,8 +241,10 @@ def grad(
         raise ValueError(f"grad: {len(outputs)} outputs but {len(grad_outputs)} grad_outputs")
     for i, x in enumerate(inputs):
         if not x.requires_grad:
-            kind = "floating" if x.dtype.kind == "f" else f"{x.dtype} (integers and booleans have no gradient)"
-            raise RuntimeError(f"grad: inputs[{i}] {_describe(x)} does not require a gradient; it is {kind}")
+            why = (
+                "create it with requires_grad=True" if x.dtype.kind == "f" else "integers and booleans have no gradient"
+            )
+            raise RuntimeError(f"grad: inputs[{i}] {_describe(x)} does not require a gradient; {why}")
     roots, root_grads = [], []
     for i, (out, g) in enumerate(zip(outputs, grad_outputs)):
         if not out.requires_grad:
@@ -267,55 +269,54 @@ def grad(
     return tuple(results)
 
 
-def hvp(func, inputs, v, create_graph: bool = False) -> tuple:
+def hvp(func, inputs, v=None, create_graph: bool = False, strict: bool = False) -> tuple:
     """(func(*inputs), H v) as `torch.autograd.functional.hvp`: H is the Hessian of func's scalar.
 
-    inputs and v: a Tensor each, or tuples of them of the same shapes. The product is computed
-    by double backward, H v = ∂/∂x (∂f/∂x · v), never forming H, at the cost of about two
-    backward passes. The inputs themselves are passed to func (one not requiring a gradient is
-    replaced by a copy that does), so func may also reach them another way, as the parameters
-    of a model.
+    inputs and v: a Tensor each, or tuples of them of the same shapes (v may be None when the
+    input is one number). The product is computed by double backward,
+    H v = ∂/∂x (∂f/∂x · v), never forming H, at the cost of about two backward passes. The
+    inputs themselves are passed to func (one not requiring a gradient is replaced by a copy
+    that does), so func may also reach them another way, as the parameters of a model.
+    create_graph=True keeps the graph of H v; strict=True refuses an input whose block of H is
+    zero because func does not reach it twice (else that block is zeros).
     """
     xs, single = _differentiable_inputs(inputs)
-    vs = _as_arrays_like(v, xs, "v")
+    vs = _vectors_like(v, xs)
     out = _scalar_output(func(*xs), "hvp")
     first = grad(out, xs, create_graph=True, allow_unused=True)
     terms = [(g * vi).sum() for g, vi in zip(first, vs) if g is not None and g.requires_grad]
+    products = (None,) * len(xs)  # func linear in its inputs: H = 0
     if terms:
         products = grad(sum(terms[1:], terms[0]), xs, create_graph=create_graph, allow_unused=True)
-    else:
-        products = (None,) * len(xs)  # func is linear in its inputs: H = 0
-    products = tuple(_zeros_for_none(p, x) for p, x in zip(products, xs))
+    products = _zeros_for_none(products, xs, strict, "hvp")
     value = out if create_graph else out.detach()
     return value, products[0] if single else products
 
 
-def hessian(func, inputs):
+def hessian(func, inputs, create_graph: bool = False, strict: bool = False):
     """The Hessian of func's scalar output, as `torch.autograd.functional.hessian`; for small inputs.
 
     A Tensor x of shape s gives a Tensor of shape s + s, H[i, j] = ∂²f / ∂x_i ∂x_j; a tuple of
     inputs gives a tuple of tuples, H[a][b] of shape s_a + s_b. One backward of the gradient per
-    element of the inputs.
+    element of the inputs. create_graph and strict as in `hvp`.
     """
     xs, single = _differentiable_inputs(inputs)
     out = _scalar_output(func(*xs), "hessian")
     first = grad(out, xs, create_graph=True, allow_unused=True)
     blocks = []
     for g, x in zip(first, xs):
-        rows = []  # row k: the gradient of the k-th element of ∂f/∂x
+        rows = []  # row k: the gradient of the k-th element of ∂f/∂x, one Tensor per input
         for k in range(x.size):
-            if g is None or not g.requires_grad:
-                rows.append([np.zeros(y.shape, dtype=y.dtype) for y in xs])
-                continue
-            one_hot = np.zeros(x.size, dtype=g.dtype)
-            one_hot[k] = 1
-            row = grad(g, xs, one_hot.reshape(x.shape), retain_graph=True, allow_unused=True)
-            rows.append([_zeros_for_none(r, y).data for r, y in zip(row, xs)])
+            row = (None,) * len(xs)
+            if g is not None and g.requires_grad:
+                one_hot = np.zeros(x.size, dtype=g.dtype)
+                one_hot[k] = 1
+                row = grad(
+                    g, xs, one_hot.reshape(x.shape), retain_graph=True, create_graph=create_graph, allow_unused=True
+                )
+            rows.append(_zeros_for_none(row, xs, strict, "hessian"))
         blocks.append(
-            tuple(
-                _tensor.Tensor._wrap(np.stack([row[b] for row in rows]).reshape(x.shape + y.shape))
-                for b, y in enumerate(xs)
-            )
+            tuple(_tensor.stack([row[b] for row in rows]).reshape(x.shape + y.shape) for b, y in enumerate(xs))
         )
     return blocks[0][0] if single else tuple(blocks)
 
@@ -328,14 +329,19 @@ def _differentiable_inputs(inputs) -> tuple[tuple, bool]:
     return copies, single
 
 
-def _as_arrays_like(v, xs: tuple, what: str) -> tuple:
+def _vectors_like(v, xs: tuple) -> tuple:
+    """v as arrays, one per input and of its shape; None means 1 for a one-number input."""
+    if v is None:
+        if len(xs) != 1 or xs[0].size != 1:
+            raise ValueError("hvp: v can be None only when the input is a single tensor with a single element")
+        return (np.ones(xs[0].shape, dtype=xs[0].dtype),)
     vs = (v,) if isinstance(v, (_tensor.Tensor, np.ndarray)) else tuple(v)
     if len(vs) != len(xs):
-        raise ValueError(f"{what}: {len(vs)} vectors for {len(xs)} inputs")
+        raise ValueError(f"hvp: {len(vs)} vectors v for {len(xs)} inputs")
     arrays = tuple(vi.data if isinstance(vi, _tensor.Tensor) else np.asarray(vi) for vi in vs)
     for i, (vi, x) in enumerate(zip(arrays, xs)):
         if vi.shape != x.shape:
-            raise ValueError(f"{what}[{i}] has shape {_shape(vi.shape)}, its input {_shape(x.shape)}")
+            raise ValueError(f"hvp: v[{i}] has shape {_shape(vi.shape)}, its input {_shape(x.shape)}")
     return arrays
 
 
@@ -346,8 +352,12 @@ def _scalar_output(out, caller: str):
     return out
 
 
-def _zeros_for_none(g, x):
-    return g if g is not None else _tensor.Tensor._wrap(np.zeros(x.shape, dtype=x.dtype))
+def _zeros_for_none(grads: tuple, xs: tuple, strict: bool, caller: str) -> tuple:
+    """Zeros for the inputs that got no gradient (None), or an error naming one when strict."""
+    for i, g in enumerate(grads):
+        if g is None and strict:
+            raise RuntimeError(f"{caller}: the output does not depend twice on input {i}, so its Hessian block is 0")
+    return tuple(_tensor.Tensor._wrap(np.zeros(x.shape, dtype=x.dtype)) if g is None else g for g, x in zip(grads, xs))
 
 
 def _as_tuple(tensors, what: str) -> tuple:

@@ -228,9 +228,21 @@ def test_hessian_of_a_quadratic_is_its_matrix():
     np.testing.assert_allclose(Hv.data, A @ [1.0, 0.0, 2.0])
 
 
-def test_hessian_of_a_linear_function_is_zero():
+def test_hessian_of_a_linear_function_is_zero_or_refused_when_strict():
     x = leaf(1.0, 2.0)
     np.testing.assert_array_equal(mg.hessian(lambda x: (x * 3).sum(), x).data, np.zeros((2, 2)))
+    with pytest.raises(RuntimeError, match="hvp: the output does not depend twice on input 0"):
+        mg.hvp(lambda x: (x * 3).sum(), x, np.ones(2), strict=True)
+
+
+def test_hvp_of_one_number_needs_no_vector_and_can_keep_its_graph():
+    x = leaf(0.5)
+    value, h = mg.hvp(lambda x: x**4, x, create_graph=True)  # 12 x², with a graph
+    assert value.item() == pytest.approx(0.0625) and h.item() == pytest.approx(3.0)
+    (third,) = mg.grad(h, x)
+    assert third.item() == pytest.approx(12.0)  # 24 x
+    with pytest.raises(ValueError, match="v can be None only"):
+        mg.hvp(lambda x: (x**4).sum(), leaf(1.0, 2.0))
 
 
 # ---------------------------------------------------------------- against PyTorch
