@@ -8,8 +8,8 @@ eigenvector of the eigenvalue largest in magnitude, and vᵀ H v converges to th
 the loss's sharpest curvature.
 
 Measured every few steps while a small GPT trains on Tiny Shakespeare, on one fixed batch,
-it shows how the landscape changes under the optimizer: the sharpness typically climbs early
-in training (progressive sharpening) and then levels off. The picture (curvature.png) puts
+it shows how the landscape changes under the optimizer: as the loss falls, the sharpness
+climbs (what the literature calls progressive sharpening). The picture (curvature.png) puts
 it beside the training loss.
 
     python examples/curvature.py --out figures
