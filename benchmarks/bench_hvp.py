@@ -8,8 +8,9 @@ forward, backward with create_graph=True (the fused kernels differentiated throu
 readable definitions), and the backward of that gradient. PyTorch's nanoGPT does the same
 when it is installed (its attention as the composed formula, as its fused CPU kernel has no
 double backward). With `--baseline REV`, the training step of the code at git revision REV
-(exported to a scratch directory) is timed too, to see that asking for no second derivative
-costs nothing. Each side runs in its own subprocess and the sides alternate over rounds;
+(exported to a scratch directory) is timed too, with backward() through a chain of scalar
+ops, where the engine's own cost per op is not hidden by NumPy's work: asking for no second
+derivative must cost nothing. Each side runs in its own subprocess and the sides alternate over rounds;
 medians, minima and ranges are printed, with the processor and BLAS they were measured on.
 """
 
@@ -67,12 +68,29 @@ def run_minigrad(steps: int, hvps: int) -> dict:
         loss.backward()
         optimizer.step()
 
-    result = {"step_ms": timed(step, steps)}
+    result = {"step_ms": timed(step, steps), "chain_us_per_op": chain_backward(steps)}
     if hasattr(mg, "hvp"):  # a baseline may predate it
         params = [p for _, p in model.named_parameters()]
         v = [np.random.default_rng(2).standard_normal(p.shape).astype(p.dtype) for p in params]
         result["hvp_ms"] = timed(lambda: mg.hvp(lambda *_: model(x, y)[1], params, v), hvps)
     return result
+
+
+def chain_backward(count: int, length: int = 10_000) -> list[float]:
+    """Microseconds per op of backward() through a chain of `length` scalar multiplications:
+    the engine's own cost, which the NumPy work of a real step hides."""
+    from minigrad import Tensor
+
+    times = []
+    for _ in range(WARMUP + count):
+        x = Tensor(1.0, requires_grad=True)
+        y = x
+        for _ in range(length):
+            y = y * 1.0001
+        t0 = time.perf_counter()
+        y.backward()
+        times.append(1e6 * (time.perf_counter() - t0) / length)
+    return times[WARMUP:]
 
 
 def run_torch(steps: int, hvps: int) -> dict:
@@ -167,10 +185,14 @@ def main(argv=None) -> None:
 
     print(f"baby GPT (4 layers, 4 heads, 128 wide, block 64, batch 12), {args.threads} threads")
     print(f"on {machine()}")
-    print(f"median and range over {args.rounds} rounds\n")
+    print(f"median, best and range over {args.rounds} rounds\n")
     for name, times in results.items():
         print(f"{name}")
         print(f"  training step       {summary(times['step_ms'])}")
+        if "chain_us_per_op" in times:
+            chain = times["chain_us_per_op"]
+            median, best = statistics.median(chain), min(chain)
+            print(f"  backward, per op    median {median:6.2f} us, best {best:6.2f} (a 10,000-op chain)")
         if "hvp_ms" in times:
             ratio = min(times["hvp_ms"]) / min(times["step_ms"])
             print(f"  HVP, all parameters {summary(times['hvp_ms'])}   best: {ratio:.1f} training steps")
