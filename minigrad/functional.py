@@ -750,7 +750,8 @@ def scaled_dot_product_attention_composed(q, k, v, mask=None, is_causal=False, r
 
 # ---------------------------------------------------------------- second derivatives of the fused ops
 # A fused backward is written for arrays only. Under mg.grad(..., create_graph=True) each fused
-# op is differentiated through its readable definition instead, called with the op's arguments.
+# op is differentiated through its readable definition instead, called with the op's arguments
+# (the adapters below take them in the kernel's order and drop what the definition lacks).
 
 
 def _attention_definition(q, k, v, bias=None, dropout_p=0.0, rng=None):
@@ -761,11 +762,15 @@ def _packed_attention_definition(qkv, n_head, dropout_p=0.0, rng=None):
     return causal_self_attention_packed_composed(qkv, n_head)
 
 
+def _embedding_definition(weight, ids):
+    return embedding_composed(ids, weight)
+
+
 GELU.definition = gelu_composed
 Linear.definition = linear_composed
 LayerNorm.definition = layer_norm_composed
 CrossEntropy.definition = cross_entropy_composed
-Embedding.definition = staticmethod(lambda weight, ids: embedding_composed(ids, weight))
+Embedding.definition = _embedding_definition
 ScaledDotProductAttention.definition = _attention_definition
 CausalSelfAttentionPacked.definition = _packed_attention_definition
 
