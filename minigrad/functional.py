@@ -439,8 +439,8 @@ class Embedding(Function):
     """
 
     def forward(self, weight, ids):
-        out = weight[ids]  # (..., C); `embedding` checked that every id names a row
-        self.ids, self.weight_shape = ids.reshape(-1), weight.shape
+        out = weight[ids]  # (..., C); NumPy rejects ids out of range
+        self.ids, self.weight_shape = ids.reshape(-1) % weight.shape[0], weight.shape  # -1 is V - 1
         return out
 
     def backward(self, g):
@@ -830,6 +830,29 @@ def mish(input: Tensor) -> Tensor:
     return input * softplus(input).tanh()
 
 
+def relu(input: Tensor) -> Tensor:
+    return input.relu()
+
+
+def softmax(input: Tensor, dim: int = -1) -> Tensor:
+    """e^x / Σ e^x along `dim` (torch's F.softmax wants dim; -1 when none is given)."""
+    return input.softmax(dim=dim)
+
+
+def log_softmax(input: Tensor, dim: int = -1) -> Tensor:
+    return input.log_softmax(dim=dim)
+
+
+def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
+    """(input − target)², averaged (or summed, or each) over every element."""
+    return _reduce((input - target).square(), reduction)
+
+
+def l1_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
+    """|input − target|, averaged (or summed, or each) over every element."""
+    return _reduce((input - target).abs(), reduction)
+
+
 def _reduce(losses: Tensor, reduction: str, mean_divisor=None) -> Tensor:
     if reduction == "none":
         return losses
@@ -854,6 +877,8 @@ def nll_loss(input: Tensor, target, weight=None, ignore_index: int = -100, reduc
     expected = input.shape[:1] + input.shape[2:]
     if input.ndim < 2 or target.shape != expected:
         raise ValueError(f"nll_loss: input of shape {input.shape} needs target of shape {expected}, got {target.shape}")
+    if isinstance(weight, Tensor) and weight.requires_grad:
+        raise ValueError("nll_loss: the class weights get no gradient (as in torch); pass weight.detach()")
     classes = input.shape[1]
     kept = target != ignore_index
     safe = np.where(kept, target, 0)  # (N, d...)
@@ -952,12 +977,17 @@ __all__ += [
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
     "elu",
+    "l1_loss",
     "leaky_relu",
+    "log_softmax",
     "mish",
+    "mse_loss",
     "nll_loss",
     "one_hot",
     "pad",
+    "relu",
     "silu",
+    "softmax",
     "softplus",
 ]
 

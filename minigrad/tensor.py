@@ -412,6 +412,17 @@ class Tensor:
     def clone(self):
         return self.astype(self.dtype)
 
+    def to(self, target):
+        """torch's `to`: a dtype gives `astype(dtype)`; the device "cpu" gives this tensor (there is no other)."""
+        if isinstance(target, str) and target.split(":")[0] == "cpu":
+            return self
+        if isinstance(target, str) and target.split(":")[0] in ("cuda", "mps", "xpu", "meta"):
+            raise ValueError(f"minigrad runs on the CPU only; to({target!r}) has nowhere to go")
+        return self.astype(target)
+
+    def tolist(self):
+        return self.data.tolist()
+
     # ------------------------------------------------------------ reductions
     # NumPy's names (axis, keepdims) and torch's (dim, keepdim) both work.
 
@@ -448,16 +459,20 @@ class Tensor:
         Spelled with `dim=`, this is torch's `max(dim)`: a pair (values, indices), and the
         gradient goes to the element the index names.
         """
+        if isinstance(axis, Tensor):  # torch.max(a, b) is torch.maximum(a, b)
+            return self.maximum(axis)
+        axis, keepdims = _torch_axis(axis, keepdims, dim, keepdim)
         if dim is not None:
-            return _values_and_indices(self, self.argmax(dim=dim, keepdim=True), dim, bool(keepdim))
-        axis, keepdims = _torch_axis(axis, keepdims, None, keepdim)
+            return _values_and_indices(self, self.argmax(dim=axis, keepdim=True), axis, keepdims)
         return ops.Max.apply(self, axis=axis, keepdims=keepdims)
 
     def min(self, axis=None, keepdims: bool = False, *, dim=None, keepdim=None):
         """The smallest elements along `axis` (ties share the gradient); with `dim=`, torch's pair."""
+        if isinstance(axis, Tensor):  # torch.min(a, b) is torch.minimum(a, b)
+            return self.minimum(axis)
+        axis, keepdims = _torch_axis(axis, keepdims, dim, keepdim)
         if dim is not None:
-            return _values_and_indices(self, self.argmin(dim=dim, keepdim=True), dim, bool(keepdim))
-        axis, keepdims = _torch_axis(axis, keepdims, None, keepdim)
+            return _values_and_indices(self, self.argmin(dim=axis, keepdim=True), axis, keepdims)
         return ops.Min.apply(self, axis=axis, keepdims=keepdims)
 
     def amax(self, dim=None, keepdim: bool = False):
@@ -870,9 +885,10 @@ def _index(index):
 
 
 def _like_first_tensor(items) -> list:
-    """Arrays and numbers among tensors take the first floating tensor's dtype, as `tensor + ndarray` does."""
+    """Tensors, with floating arrays and numbers among them taking the first floating tensor's
+    dtype, as `tensor + ndarray` does (float32 by the dtype policy when there is none)."""
     like = next((t for t in items if isinstance(t, Tensor) and t.dtype.kind == "f"), None)
-    return [_operand(t, like) if isinstance(t, Tensor) or like is not None else Tensor(t) for t in items]
+    return [t if isinstance(t, Tensor) else _operand(np.asarray(t), like) for t in items]
 
 
 def concatenate(tensors, axis: int = 0, *, dim=None) -> Tensor:
@@ -880,6 +896,9 @@ def concatenate(tensors, axis: int = 0, *, dim=None) -> Tensor:
     tensors = _like_first_tensor(list(tensors))
     if not tensors:
         raise ValueError("concatenate needs at least one tensor")
+    if tensors[0].ndim == 0 or any(t.ndim != tensors[0].ndim for t in tensors):
+        shapes = ", ".join(str(t.shape) for t in tensors)
+        raise ValueError(f"concatenate joins tensors of one number of dimensions (at least 1), got shapes {shapes}")
     axis = _single_axis(_one_of("axis", axis, 0, "dim", dim), tensors[0].ndim)
     return ops.Concatenate.apply(*tensors, axis=axis)
 

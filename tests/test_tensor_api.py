@@ -314,6 +314,8 @@ def test_stack_rejects_an_axis_out_of_range():
             mg.stack([a, a], axis=axis)
     with pytest.raises(ValueError, match="out of range"):
         mg.concatenate([a, a], axis=2)
+    with pytest.raises(ValueError, match=r"\(2, 3\), \(3,\)"):
+        mg.concatenate([a, a[0]])  # NumPy's message would not say which
 
 
 def test_concatenate_and_stack_keep_float64_arrays_float64():
@@ -363,6 +365,12 @@ def test_torch_spellings():
     np.testing.assert_array_equal(values.data, x.data.max(1))
     np.testing.assert_array_equal(indices.data, x.data.argmax(1))
     assert x.max(axis=1).shape == (2, 4)  # NumPy's spelling: the values alone
+    assert x.min(dim=1, keepdims=True).values.shape == x.min(dim=1, keepdim=True).indices.shape == (2, 1, 4)
+    with pytest.raises(TypeError, match="both"):
+        x.max(axis=0, dim=1)
+    other = Tensor(np.full((2, 3, 4), 11.5))
+    np.testing.assert_array_equal(mg.max(x, other).data, np.maximum(x.data, 11.5))  # torch.max(a, b)
+    np.testing.assert_array_equal(mg.min(x, other).data, np.minimum(x.data, 11.5))
     with pytest.raises(TypeError, match="both"):
         x.sum(axis=0, dim=1)
     with pytest.raises(ValueError, match="swapaxes"):
@@ -412,3 +420,10 @@ def test_python_protocols():
     np.testing.assert_array_equal(abs(x).data, np.abs(x.data))
     assert (+x) is x and int(Tensor(3.7)) == 3
     assert [row.shape for row in x] == [(2,), (2,)]
+
+
+def test_nll_loss_refuses_to_drop_a_weight_gradient():
+    logp = Tensor(np.log(np.full((2, 3), 1 / 3)))
+    with pytest.raises(ValueError, match="detach"):
+        F.nll_loss(logp, np.array([0, 2]), weight=Tensor(np.ones(3), requires_grad=True))
+    assert np.isclose(F.nll_loss(logp, np.array([0, 2]), weight=Tensor(np.ones(3))).item(), np.log(3))
