@@ -14,6 +14,7 @@ from minigrad.autograd import (
 from minigrad.gradcheck import GradcheckError, gradcheck, gradgradcheck
 from minigrad.memory import _on_import as _keep_freed_memory
 from minigrad.parallel import num_threads, set_num_threads
+from minigrad.profile import profile
 from minigrad.tensor import (
     METHODS_AS_FUNCTIONS,
     Tensor,
@@ -77,6 +78,7 @@ __all__ = [
     "num_threads",
     "ones",
     "ones_like",
+    "profile",
     "rand",
     "randint",
     "randn",

@@ -27,6 +27,9 @@ class _State:
     detect_anomaly = False
     # The `Module` calls currently running, outermost first (read by `minigrad.viz`).
     scope: tuple = ()
+    # Who watches ops run (`minigrad.profile`, `minigrad.viz.explore`), or None: an object
+    # with apply(cls, args, kwargs) -> Tensor and backward(fn, grad) -> input gradients.
+    tracer: Any = None
 
 
 _state = _State()
@@ -159,6 +162,8 @@ class Function:
 
     @classmethod
     def apply(cls, *args, **kwargs):
+        if _state.tracer is not None:
+            return _state.tracer.apply(cls, args, kwargs)
         Tensor = _tensor.Tensor
         fn = cls()
         arrays = [a.data if isinstance(a, Tensor) else a for a in args]
@@ -430,7 +435,10 @@ def _propagate(
             elif fn is None:
                 _accumulate_leaf(tensor, g)
                 continue
-            input_grads = _backward_as_graph(fn, tensor, g) if create_graph else fn.backward(g)
+            if create_graph:
+                input_grads = _backward_as_graph(fn, tensor, g)
+            else:
+                input_grads = fn.backward(g) if _state.tracer is None else _state.tracer.backward(fn, g)
             if not isinstance(input_grads, tuple):
                 input_grads = (input_grads,)
             for parent, needs, parent_grad in zip(fn.parents, fn.needs_input_grad, input_grads):
