@@ -30,6 +30,8 @@ class _State:
     # Who watches ops run (`minigrad.profile`, `minigrad.viz.explore`), or None: an object
     # with apply(cls, args, kwargs) -> Tensor and backward(fn, grad) -> input gradients.
     tracer: Any = None
+    # The fused ops whose definitions are being differentiated (under create_graph), innermost last.
+    replaying: tuple = ()
 
 
 _state = _State()
@@ -515,6 +517,19 @@ def _with_saved_tensors(fn: Function, output) -> Function:
 
 def _backward_of_definition(fn: Function, output, g) -> tuple:
     """Differentiate fn's readable definition, run again on the same inputs, instead of its backward."""
+    if type(fn) in _state.replaying:
+        raise RuntimeError(
+            f"create_graph=True: the definition of {fn.name} runs {fn.name} itself; a definition must be "
+            "written with other ops, or it never ends"
+        )
+    previous, _state.replaying = _state.replaying, _state.replaying + (type(fn),)
+    try:
+        return _differentiate_definition(fn, output, g)
+    finally:
+        _state.replaying = previous
+
+
+def _differentiate_definition(fn: Function, output, g) -> tuple:
     args, kwargs = fn.arguments
     replay = type(fn).definition(*args, **kwargs)
     tolerance = dict(rtol=1e-6, atol=1e-9) if output.dtype == _FLOAT64 else dict(rtol=1e-3, atol=1e-4)

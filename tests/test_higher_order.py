@@ -164,6 +164,13 @@ def test_a_definition_that_does_not_match_the_op_is_refused(monkeypatch):
         mg.grad(Cube.apply(x).sum(), x, create_graph=True)
 
 
+def test_a_definition_that_calls_its_own_op_is_refused(monkeypatch):
+    monkeypatch.setattr(Cube, "definition", staticmethod(lambda x: Cube.apply(x)))
+    x = leaf(1.5, 2.0)
+    with pytest.raises(RuntimeError, match="the definition of Cube runs Cube itself"):
+        mg.grad(Cube.apply(x).sum(), x, create_graph=True)
+
+
 def test_an_input_passed_twice_to_a_fused_op_gets_its_gradient_once():
     x = leaf(seed=4, shape=(2, 3, 4))
     assert mg.gradgradcheck(lambda x: F.scaled_dot_product_attention(x, x, x), x, atol=1e-6, rtol=1e-5)
