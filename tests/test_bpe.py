@@ -1,6 +1,11 @@
 """BPETokenizer: the same merges as minbpe's slow loop (ties included), exact round trips, safe files, clear errors."""
 
+import csv
+import io
 import json
+import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -9,6 +14,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from transformer import checkpoint as ckpt
+from transformer.cli import main
+from transformer.data import split_train_val
 from transformer.tokenizer import (
     GPT2_SPLIT_PATTERN,
     GPT4_SPLIT_PATTERN,
@@ -19,7 +27,8 @@ from transformer.tokenizer import (
     load_tokenizer,
 )
 
-sys.path.insert(0, str(Path(__file__).parent))
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
 from reference import minbpe  # noqa: E402
 
 # Many scripts, precomposed and combining accents, emoji with skin tones and joiners, digits,
@@ -278,3 +287,155 @@ def test_decode_rejects_ids_outside_the_vocabulary():
         TRAINED.decode([5, 400])
     with pytest.raises(ValueError, match=r"\[0, 400\)"):
         TRAINED.decode([-1])
+
+
+# ---------------------------------------------------------------- the trainer and the command line
+
+VERSE = (
+    "Shall I compare thee to a summer's day?\n"
+    "Thou art more lovely and more temperate:\n"
+    "Rough winds do shake the darling buds of May,\n"
+    "And summer's lease hath all too short a date.\n"
+)
+TINY_RUN = [
+    "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16", "--batch-size", "4",
+    "--max-iters", "4", "--warmup-iters", "1", "--eval-interval", "2", "--eval-iters", "2",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def bpe_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bpe-run")
+    (root / "corpus.txt").write_text(VERSE * 30, encoding="utf-8")
+    argv = ["train", "--data", root / "corpus.txt", "--out", root / "run", "--tokenizer", "bpe", "--vocab-size", 300]
+    assert main([str(a) for a in [*argv, *TINY_RUN]]) == 0
+    return root
+
+
+def read_log(run: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(open(run / ckpt.LOG_FILE, encoding="utf-8")))
+
+
+def test_a_bpe_run_trains_on_tokens_learned_from_the_training_split(bpe_run):
+    run = bpe_run / "run"
+    tokenizer = load_tokenizer(run / ckpt.VOCAB_FILE)
+    train_text, _ = split_train_val((bpe_run / "corpus.txt").read_text(encoding="utf-8"))
+    assert tokenizer == BPETokenizer.train(train_text, 300)
+    saved = json.loads((run / ckpt.CONFIG_FILE).read_text())
+    assert saved["model"]["vocab_size"] == 300
+    assert saved["train"]["tokenizer"] == "bpe" and saved["train"]["vocab_size"] == 300
+    rows = read_log(run)
+    assert [r["iter"] for r in rows] == ["0", "2", "4"]
+    # bits per character: the loss per token in bits over the characters a token holds, about two
+    _, val_text = split_train_val((bpe_run / "corpus.txt").read_text(encoding="utf-8"))
+    tokens_per_char = len(tokenizer.encode(val_text)) / len(val_text)
+    assert 0.4 < tokens_per_char < 0.6
+    for row in rows:
+        bits_per_token = float(row["val_loss"]) / np.log(2)
+        assert 0.25 * bits_per_token < float(row["val_bpc"]) < 0.75 * bits_per_token
+
+
+def test_a_bpe_run_samples_text(bpe_run, capsys):
+    assert main(["sample", "--out", str(bpe_run / "run"), "--start", "Le cœur ☕", "--max-new-tokens", "12"]) == 0
+    out, _ = capsys.readouterr()
+    assert out.startswith("Le cœur ☕") and len(out) > len("Le cœur ☕\n")
+
+
+def test_a_resumed_bpe_run_reuses_its_tokenizer(bpe_run, tmp_path, monkeypatch, capsys):
+    shutil.copytree(bpe_run / "run", tmp_path / "run")
+    before = (tmp_path / "run" / ckpt.VOCAB_FILE).read_bytes()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a resumed run must not learn its merges again")
+
+    monkeypatch.setattr(BPETokenizer, "train", no_training)
+    argv = ["train", "--data", bpe_run / "corpus.txt", "--out", tmp_path / "run", "--resume", "--max-iters", 6]
+    assert main([str(a) for a in argv]) == 0
+    assert (tmp_path / "run" / ckpt.VOCAB_FILE).read_bytes() == before
+    assert [r["iter"] for r in read_log(tmp_path / "run")] == ["0", "2", "4", "6"]
+
+
+def test_bits_per_character_of_a_char_run_are_its_loss_over_ln_2(tmp_path):
+    (tmp_path / "corpus.txt").write_text(MULTILINGUAL * 4, encoding="utf-8")
+    assert main(["train", "--data", str(tmp_path / "corpus.txt"), "--out", str(tmp_path / "run"), *TINY_RUN]) == 0
+    rows = read_log(tmp_path / "run")
+    assert len(rows) == 3
+    for row in rows:
+        assert float(row["val_bpc"]) == pytest.approx(float(row["val_loss"]) / np.log(2), rel=1e-6)
+
+
+def test_streamed_bpe_text_is_the_decoded_sequence_even_when_tokens_split_characters():
+    from transformer.gpt import GPT, GPTConfig
+    from transformer.sample import stream_text
+
+    tokenizer = BPETokenizer([])  # bytes: random ones split and break characters
+    model = GPT(GPTConfig(vocab_size=256, block_size=8, n_layer=1, n_head=1, n_embd=8), rng=np.random.default_rng(0))
+    generated = model.generate(tokenizer.encode("é")[None, :], 40, rng=np.random.default_rng(3))[0]
+    text = stream_text(model, tokenizer, "é", 40, rng=np.random.default_rng(3), file=io.StringIO())
+    assert text == tokenizer.decode(generated)
+
+
+def fails_cleanly(argv, capsys, *fragments) -> None:
+    """main(argv) ends with exit status 2 and one stderr line holding every fragment."""
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    _, err = capsys.readouterr()
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--tokenizer", "bpe", "--vocab-size", "255"], "--vocab-size must be an integer >= 256"),
+        (["--tokenizer", "bpe", "--vocab-size", "100000"], "--vocab-size 100000 is too large for this corpus"),
+        (["--vocab-size", "300"], "--vocab-size applies to --tokenizer bpe"),
+        (["--tokenizer", "wordpiece"], "invalid choice: 'wordpiece'"),
+    ],
+    ids=["below-256", "above-the-text", "char-with-vocab-size", "unknown-tokenizer"],
+)
+def test_bad_tokenizer_flags(bpe_run, tmp_path, capsys, flags, message):
+    fails_cleanly(
+        ["train", "--data", bpe_run / "corpus.txt", "--out", tmp_path / "new", *TINY_RUN, *flags], capsys, message
+    )
+    assert not (tmp_path / "new").exists() or not any((tmp_path / "new").iterdir())
+
+
+def test_a_corrupt_tokenizer_file_is_one_line(bpe_run, tmp_path, capsys):
+    shutil.copytree(bpe_run / "run", tmp_path / "run")
+    (tmp_path / "run" / ckpt.VOCAB_FILE).write_text('{"type": "bpe", "pattern": "gpt4", "merges": [[1, 999]]}')
+    fails_cleanly(["sample", "--out", tmp_path / "run"], capsys, "is not a tokenizer file", "only ids below 256")
+    (tmp_path / "run" / ckpt.VOCAB_FILE).write_bytes(b"\xff\xfe garbage")
+    fails_cleanly(["sample", "--out", tmp_path / "run"], capsys, "is not a tokenizer file")
+    argv = ["train", "--data", bpe_run / "corpus.txt", "--out", tmp_path / "run", "--resume", "--max-iters", 6]
+    fails_cleanly(argv, capsys, "is not a tokenizer file")
+    (tmp_path / "run" / ckpt.VOCAB_FILE).unlink()
+    fails_cleanly(["sample", "--out", tmp_path / "run"], capsys, "does not exist")
+
+
+def test_resuming_with_another_tokenizer_is_refused(bpe_run, capsys):
+    argv = ["train", "--data", bpe_run / "corpus.txt", "--out", bpe_run / "run", "--resume", "--tokenizer", "char"]
+    fails_cleanly(argv, capsys, "--tokenizer char does not match the run", "tokenizer = bpe")
+    argv[-2:] = ["--vocab-size", "400"]
+    fails_cleanly(argv, capsys, "--vocab-size 400 does not match the run")
+
+
+def test_a_start_text_utf8_cannot_encode_is_one_line(bpe_run, capsys):
+    # a command-line argument holding bytes that are not UTF-8 reaches Python as lone surrogates
+    fails_cleanly(["sample", "--out", bpe_run / "run", "--start", "ab\udcff"], capsys, "--start", "lone surrogate")
+
+
+def test_the_example_lists_tokens_and_draws_the_compression_curve(tmp_path):
+    (tmp_path / "corpus.txt").write_text(MULTILINGUAL * 4, encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "bpe_vocabulary.py"), "--data", "corpus.txt",
+         "--max-vocab-size", "400", "--out", "figs"],
+        cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(REPO), MPLBACKEND="Agg"),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "144 merges learned" in result.stdout and "vocab   400:" in result.stdout
+    assert (tmp_path / "figs" / "bpe_compression.png").stat().st_size > 1000

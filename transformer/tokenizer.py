@@ -82,6 +82,10 @@ class CharTokenizer:
             raise ValueError(f"token ids must lie in [0, {self.vocab_size}), got {ids.min()}..{ids.max()}")
         return "".join(self.chars[i] for i in ids.tolist())
 
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        """ids (N,) -> the UTF-8 bytes of their text (the interface `BPETokenizer` has)."""
+        return self.decode(ids).encode("utf-8")
+
     def chars_per_token(self) -> np.ndarray:
         """(vocab_size,) int64 ones: every token is one character."""
         return np.ones(self.vocab_size, dtype=np.int64)
@@ -401,10 +405,11 @@ def _json_object(text: str) -> dict:
     return obj
 
 
+Tokenizer = CharTokenizer | BPETokenizer
 TOKENIZERS = {"char": CharTokenizer, "bpe": BPETokenizer}
 
 
-def load_tokenizer(path: str | os.PathLike) -> CharTokenizer | BPETokenizer:
+def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     """The tokenizer saved in `path`, of whichever kind its "type" names.
 
     FileNotFoundError (or another OSError) if it cannot be read; ValueError if it is not a tokenizer file.
