@@ -30,6 +30,7 @@ from transformer.tokenizer import (
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 from reference import minbpe  # noqa: E402
+from test_cli_bad_input import fails_cleanly  # noqa: E402
 
 # Many scripts, precomposed and combining accents, emoji with skin tones and joiners, digits,
 # tabs, CRLF and runs of spaces: every branch of both split patterns, and multi-byte characters
@@ -373,18 +374,6 @@ def test_streamed_bpe_text_is_the_decoded_sequence_even_when_tokens_split_charac
     generated = model.generate(tokenizer.encode("é")[None, :], 40, rng=np.random.default_rng(3))[0]
     text = stream_text(model, tokenizer, "é", 40, rng=np.random.default_rng(3), file=io.StringIO())
     assert text == tokenizer.decode(generated)
-
-
-def fails_cleanly(argv, capsys, *fragments) -> None:
-    """main(argv) ends with exit status 2 and one stderr line holding every fragment."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as e:  # argparse's own errors
-        code = e.code
-    _, err = capsys.readouterr()
-    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
-    for fragment in fragments:
-        assert fragment in err, err
 
 
 @pytest.mark.parametrize(
