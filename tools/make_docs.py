@@ -154,6 +154,12 @@ def sampling(figures: Path) -> None:
     run_example("sampling_distributions.py", "--out", str(figures))
 
 
+def bpe_vocabulary(figures: Path) -> None:
+    """bpe_compression.png: tokens per character of Tiny Shakespeare as the BPE vocabulary grows."""
+    data = ["--data", str(SHARED_CORPUS)] if SHARED_CORPUS.exists() else []
+    run_example("bpe_vocabulary.py", "--out", str(figures), *data)
+
+
 def vision(figures: Path) -> None:
     """The pictures of docs/vision.md: ViT, Swin and co-attention, each from its full training run."""
     for name in ("vit_digits.py", "swin_digits.py", "coattention_digits.py"):
@@ -168,6 +174,7 @@ STEPS = {
     "explorer (screenshots in headless chromium)": explorer,
     "sampling": sampling,
     "curvature": curvature,
+    "bpe vocabulary": bpe_vocabulary,
     "vision (vit, swin, coattention)": vision,
 }
 

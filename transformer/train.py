@@ -1,4 +1,4 @@
-"""Train a character-level GPT, as nanoGPT's train.py does, on minigrad.
+"""Train a GPT on characters or BPE tokens, as nanoGPT's train.py does, on minigrad.
 
 The loop, top to bottom, at every iteration `it`:
 
@@ -47,14 +47,16 @@ from transformer.data import Corpus, check_long_enough, get_batch, resolve_corpu
 from transformer.gpt import GPT, GPTConfig
 from transformer.rundir import locked_run_dir
 from transformer.sample import load_vocab, stream_text
-from transformer.tokenizer import CharTokenizer
+from transformer.tokenizer import BPETokenizer, CharTokenizer, Tokenizer, VocabularyTooLargeError
 
 BETA1 = 0.9  # nanoGPT's; only beta2 is a flag
 # independent random streams drawn from one seed: initial weights and dropout, batches, evaluation
 MODEL_STREAM, BATCH_STREAM, EVAL_STREAM = 0, 1, 2
 TRACE_FILE = "trace.json"  # --profile-steps: Chrome trace-event JSON of the first steps
 # the model's shape: a resumed run must keep it
-ARCHITECTURE_FLAGS = ("n_layer", "n_head", "n_embd", "block_size", "bias")
+ARCHITECTURE_FLAGS = ("n_layer", "n_head", "n_embd", "block_size", "bias", "tokenizer", "vocab_size")
+TOKENIZERS = ("char", "bpe")
+BPE_VOCAB_SIZE = 512  # --vocab-size when --tokenizer bpe is given without it
 
 
 class ConfigError(ValueError):
@@ -97,10 +99,14 @@ class TrainConfig:
     eval_iters: int = 20
     seed: int = 1337
     bias: bool = True
+    tokenizer: str = "char"  # "char": one token per character; "bpe": byte-level BPE learned from the training split
+    vocab_size: int | None = None  # bpe only: 256 byte tokens plus the merges (None: BPE_VOCAB_SIZE)
 
     def __post_init__(self):
         if self.lr_decay_iters is None:
             self.lr_decay_iters = self.max_iters
+        if self.tokenizer == "bpe" and self.vocab_size is None:
+            self.vocab_size = BPE_VOCAB_SIZE
 
     def validate(self) -> None:
         """ConfigError naming the first flag whose value is out of range."""
@@ -122,6 +128,12 @@ class TrainConfig:
                 raise ConfigError(f"{flag(name)} must lie in [0, 1), got {value!r}")
         if not isinstance(self.bias, bool):
             raise ConfigError(f"--bias must be true or false, got {self.bias!r}")
+        if self.tokenizer not in TOKENIZERS:
+            raise ConfigError(f"--tokenizer must be one of {', '.join(TOKENIZERS)}, got {self.tokenizer!r}")
+        if self.tokenizer == "char" and self.vocab_size is not None:
+            raise ConfigError("--vocab-size applies to --tokenizer bpe only (characters need no vocabulary size)")
+        if self.tokenizer == "bpe" and (type(self.vocab_size) is not int or self.vocab_size < 256):
+            raise ConfigError(f"--vocab-size must be an integer >= 256 (the byte tokens), got {self.vocab_size!r}")
         if self.n_embd % self.n_head:
             raise ConfigError(f"--n-embd ({self.n_embd}) must be a multiple of --n-head ({self.n_head})")
 
@@ -146,8 +158,8 @@ def resume_config(run_dir: str | Path, overrides: dict[str, Any]) -> TrainConfig
     """The saved run's flags with `overrides` (flags given again) on top.
 
     The architecture cannot change under a trained model: a different --n-layer, --n-head,
-    --n-embd, --block-size or --bias is a CheckpointError. Anything else (e.g. a larger --max-iters)
-    may change.
+    --n-embd, --block-size, --bias, --tokenizer or --vocab-size is a CheckpointError. Anything
+    else (e.g. a larger --max-iters) may change.
     """
     saved = ckpt.read_json(Path(run_dir) / ckpt.CONFIG_FILE)
     try:
@@ -168,26 +180,33 @@ def resume_config(run_dir: str | Path, overrides: dict[str, Any]) -> TrainConfig
 
 
 def estimate_loss(
-    model: GPT, splits: dict[str, np.ndarray], config: TrainConfig, rng: np.random.Generator
+    model: GPT,
+    splits: dict[str, np.ndarray],
+    config: TrainConfig,
+    rng: np.random.Generator,
+    chars_per_token: np.ndarray,
 ) -> dict[str, float]:
-    """The mean loss over eval_iters random batches of each split, in eval mode and without a graph."""
+    """The mean loss over eval_iters random batches of each split, in eval mode and without a graph,
+    and each split's bits per character: the batches' total loss in nats over the characters their
+    targets cover (`chars_per_token` (vocab_size,)), in bits. Keys: "train", "val", "train_bpc", "val_bpc".
+    """
     was_training = model.training
     model.eval()
+    estimates = {}
     try:
         with no_grad():
-            return {
-                name: float(
-                    np.mean(
-                        [
-                            model(*get_batch(data, config.batch_size, config.block_size, rng))[1].item()
-                            for _ in range(config.eval_iters)
-                        ]
-                    )
-                )
-                for name, data in splits.items()
-            }
+            for name, data in splits.items():
+                losses, nats, chars = [], 0.0, 0
+                for _ in range(config.eval_iters):
+                    x, y = get_batch(data, config.batch_size, config.block_size, rng)  # (B, T) each
+                    losses.append(model(x, y)[1].item())  # the mean over the B * T targets
+                    nats += losses[-1] * y.size
+                    chars += int(chars_per_token[y].sum())
+                estimates[name] = float(np.mean(losses))
+                estimates[f"{name}_bpc"] = nats / max(chars, 1) / math.log(2)
     finally:
         model.train(was_training)
+    return estimates
 
 
 def eval_rng(seed: int, it: int) -> np.random.Generator:
@@ -196,16 +215,16 @@ def eval_rng(seed: int, it: int) -> np.random.Generator:
 
 
 def write_log(path: Path, history: list[dict[str, float]]) -> None:
-    """log.csv: a header, then one row per evaluation."""
+    """log.csv: a header, then one row per evaluation (val_bpc is empty in rows logged before it existed)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["iter", "train_loss", "val_loss", "lr"], lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=["iter", "train_loss", "val_loss", "lr", "val_bpc"], lineterminator="\n")
     writer.writeheader()
     writer.writerows(history)
     ckpt.atomic_write_text(path, buffer.getvalue())
 
 
 def plot_losses(path: Path, history: list[dict[str, float]]) -> None:
-    """loss.png: train and validation loss against iteration."""
+    """loss.png: train and validation loss against iteration, and validation bits per character."""
     # the object API with an Agg canvas draws off-screen and leaves pyplot's global state alone
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -217,9 +236,13 @@ def plot_losses(path: Path, history: list[dict[str, float]]) -> None:
     ax.plot(iters, [row["train_loss"] for row in history], marker=".", label="train")
     ax.plot(iters, [row["val_loss"] for row in history], marker=".", label="validation")
     ax.set_xlabel("iteration")
-    ax.set_ylabel("cross-entropy loss (nats per character)")
+    ax.set_ylabel("cross-entropy loss (nats per token)")
     ax.grid(alpha=0.3)
-    ax.legend()
+    # bits per character compare runs whatever their tokens; for characters it is the loss / ln 2
+    bpc = ax.twinx()
+    bpc.plot(iters, [row.get("val_bpc", math.nan) for row in history], "k--", marker=".", label="validation bits/char")
+    bpc.set_ylabel("bits per character")
+    ax.legend(handles=ax.get_lines() + bpc.get_lines())
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
@@ -297,7 +320,7 @@ class Run:
     config: TrainConfig
     run_dir: Path
     corpus: Corpus
-    tokenizer: CharTokenizer
+    tokenizer: Tokenizer
     splits: dict[str, np.ndarray]  # "train" and "val" token ids (N,)
     model: GPT
     optimizer: Any
@@ -315,8 +338,27 @@ def setup_process() -> None:
     keep_freed_memory()
 
 
-def prepare_run(config: TrainConfig, resume: bool, corpus: Corpus | None, warn: Callable[[str], None]) -> Run:
-    """Read the corpus (and, resuming, the saved run), build model and optimizer; write nothing.
+def make_tokenizer(config: TrainConfig, text: str, train_text: str, echo: Callable[[str], None]) -> Tokenizer:
+    """The tokenizer of a new run: the corpus's characters, or BPE merges learned from the training split alone."""
+    if config.tokenizer == "char":
+        return CharTokenizer.from_text(text)
+    started = time.perf_counter()
+    try:
+        tokenizer = BPETokenizer.train(train_text, config.vocab_size)
+    except VocabularyTooLargeError as e:
+        raise ConfigError(f"--vocab-size {config.vocab_size} is too large for this corpus: {e}") from None
+    echo(f"learned {len(tokenizer.merges)} BPE merges from the training split in {time.perf_counter() - started:.1f} s")
+    return tokenizer
+
+
+def prepare_run(
+    config: TrainConfig,
+    resume: bool,
+    corpus: Corpus | None,
+    warn: Callable[[str], None],
+    echo: Callable[[str], None],
+) -> Run:
+    """Read the corpus (and, resuming, the saved run and its tokenizer), build model and optimizer; write nothing.
 
     Every check on the input happens here, so bad input ends the run before a file is touched.
     """
@@ -332,10 +374,11 @@ def prepare_run(config: TrainConfig, resume: bool, corpus: Corpus | None, warn: 
                 f"the corpus ({corpus.source}) is not the text the run in {run_dir} was trained on; "
                 "pass the same --data to resume"
             )
-    else:
-        tokenizer = CharTokenizer.from_text(corpus.text)
-    ids = tokenizer.encode(corpus.text).astype(np.int32)
-    train_ids, val_ids = split_train_val(ids)
+    train_text, val_text = split_train_val(corpus.text)
+    if not resume:
+        tokenizer = make_tokenizer(config, corpus.text, train_text, echo)
+    train_ids = tokenizer.encode(train_text).astype(np.int32)
+    val_ids = tokenizer.encode(val_text).astype(np.int32)
     check_long_enough(train_ids, val_ids, config.block_size)
 
     model_rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(MODEL_STREAM,)))
@@ -388,7 +431,8 @@ def open_run_dir(run: Run, resume: bool, echo: Callable[[str], None]) -> None:
         write_log(run.run_dir / ckpt.LOG_FILE, run.history)
         plot_losses(run.run_dir / ckpt.PLOT_FILE, run.history)
     echo(
-        f"corpus: {run.corpus.source}, {len(run.corpus.text):,} characters, {run.tokenizer.vocab_size} distinct; "
+        f"corpus: {run.corpus.source}, {len(run.corpus.text):,} characters; {run.tokenizer!r}, "
+        f"{sum(map(len, run.splits.values())):,} tokens; "
         f"model: {run.model.num_parameters():,} parameters"
     )
 
@@ -415,15 +459,21 @@ def due_for_evaluation(run: Run, it: int) -> bool:
 
 def evaluate_and_save(run: Run, it: int, lr: float) -> None:
     """Estimate both losses; log them, keep the weights if validation improved, save the state."""
-    losses = estimate_loss(run.model, run.splits, run.config, eval_rng(run.config.seed, it))
+    chars_per_token = run.tokenizer.chars_per_token()  # (vocab_size,)
+    losses = estimate_loss(run.model, run.splits, run.config, eval_rng(run.config.seed, it), chars_per_token)
     run.last_eval = it
-    run.history.append({"iter": it, "train_loss": losses["train"], "val_loss": losses["val"], "lr": lr})
+    run.history.append(
+        {"iter": it, "train_loss": losses["train"], "val_loss": losses["val"], "lr": lr, "val_bpc": losses["val_bpc"]}
+    )
     note = ""
     if losses["val"] < run.best_val:
         run.best_val = losses["val"]
         ckpt.save_model(run.run_dir / ckpt.CKPT_FILE, run.model.state_dict(), iter=it, val_loss=run.best_val)
         note = " (best so far, saved)"
-    tqdm.write(f"iter {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}{note}")
+    tqdm.write(
+        f"iter {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}, "
+        f"val {losses['val_bpc']:.3f} bits/char{note}"
+    )
     write_log(run.run_dir / ckpt.LOG_FILE, run.history)
     plot_losses(run.run_dir / ckpt.PLOT_FILE, run.history)
     save_state(run, it)
@@ -473,7 +523,7 @@ def finish(run: Run, timer: StepTimer, wall: float, start_iter: int, sample_char
     )
     if sample_chars > 0:
         echo("sample:")
-        start = "\n" if "\n" in run.tokenizer.stoi else run.corpus.text[0]  # nanoGPT starts its samples at a newline
+        start = "\n" if "\n" in run.corpus.text else run.corpus.text[0]  # nanoGPT starts its samples at a newline
         rng = np.random.default_rng(run.config.seed)
         stream_text(run.model, run.tokenizer, start, sample_chars, temperature=0.8, rng=rng)
     return {
@@ -524,7 +574,7 @@ def _train(config, resume, corpus, progress, sample_chars, echo, warn, profile_s
     echo = echo or (lambda line: print(line, flush=True))  # flushed: lines arrive in time through a pipe
     warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
     setup_process()
-    run = prepare_run(config, resume, corpus, warn)
+    run = prepare_run(config, resume, corpus, warn, echo)
     open_run_dir(run, resume, echo)  # from here on the run writes: everything above has been checked
     model, optimizer, schedule = run.model, run.optimizer, run.schedule
     train_ids = run.splits["train"]
