@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from transformer import checkpoint as ckpt
-from transformer.data import CorpusError
+from transformer.distributed import DistributedError, launched_rank, world
 from transformer.sample import load_run, stream_text
 from transformer.tokenizer import UnknownCharacterError
-from transformer.train import ConfigError, TrainConfig, TrainingInterrupted, flag, resume_config, train
+from transformer.train import BAD_INPUT, TrainConfig, TrainingInterrupted, flag, resume_config, train
 
 PROG = "minigrad-gpt"
 EXIT_BAD_INPUT = 2
@@ -39,7 +39,8 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr (exit status 2), not usage + message."""
 
     def error(self, message: str):
-        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
+        said_once = launched_rank() == 0  # under mpiexec every rank parses the same flags
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n" if said_once else None)
 
 
 def _number(kind, low=None, high=None, low_open=False, high_open=False, optional=False):
@@ -129,12 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
 def run_train(args: argparse.Namespace) -> int:
     given = {k: v for k, v in vars(args).items() if k not in ("command", "resume")}
     if args.resume:
-        config = resume_config(given.get("out", TrainConfig.out), given)
+        config = world().agree(lambda: resume_config(given.get("out", TrainConfig.out), given), BAD_INPUT)
     else:
         config = TrainConfig(**given)
     try:
         train(config, resume=args.resume)
     except TrainingInterrupted as stop:
+        if launched_rank() != 0:
+            return EXIT_INTERRUPTED
         print(
             f"{PROG}: interrupted at iteration {stop.iter}; the state is saved. Continue with: "
             f"{PROG} train --out {stop.run_dir} --resume",
@@ -194,12 +197,15 @@ COMMANDS = {"train": run_train, "sample": run_sample, "graph": run_graph}
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status (0, 2 for bad input, 130 after Ctrl-C)."""
     args = build_parser().parse_args(argv)
+    said_once = launched_rank() == 0  # under mpiexec every rank ends the same way; rank 0 says why
     try:
         return COMMANDS[args.command](args)
-    except (UsageError, ConfigError, CorpusError, ckpt.CheckpointError, UnknownCharacterError) as e:
+    except (UsageError, DistributedError, *BAD_INPUT) as e:
         message = " ".join(str(e).split())  # one line, whatever the message held
-        print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
+        if said_once:
+            print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
+        if said_once:
+            print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -25,6 +25,7 @@ import csv
 import dataclasses
 import io
 import math
+import os
 import signal
 import sys
 import threading
@@ -36,16 +37,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from minigrad import no_grad
 from minigrad.memory import keep_freed_memory
 from minigrad.optim import CosineWithWarmup, clip_grad_norm_
 from transformer import checkpoint as ckpt
-from transformer.data import Corpus, check_long_enough, get_batch, resolve_corpus, split_train_val
+from transformer.data import Corpus, CorpusError, check_long_enough, get_batch, resolve_corpus, split_train_val
+from transformer.distributed import World, world
 from transformer.gpt import GPT, GPTConfig
 from transformer.sample import load_vocab, stream_text
-from transformer.tokenizer import CharTokenizer
+from transformer.tokenizer import CharTokenizer, UnknownCharacterError
 
 BETA1 = 0.9  # nanoGPT's; only beta2 is a flag
 # independent random streams drawn from one seed: initial weights and dropout, batches, evaluation
@@ -56,6 +59,10 @@ ARCHITECTURE_FLAGS = ("n_layer", "n_head", "n_embd", "block_size", "bias")
 
 class ConfigError(ValueError):
     """A training flag has a value that makes no sense."""
+
+
+# what bad input raises: the command line prints it as one line
+BAD_INPUT = (ConfigError, CorpusError, ckpt.CheckpointError, UnknownCharacterError)
 
 
 class TrainingInterrupted(Exception):
@@ -165,26 +172,32 @@ def resume_config(run_dir: str | Path, overrides: dict[str, Any]) -> TrainConfig
 
 
 def estimate_loss(
-    model: GPT, splits: dict[str, np.ndarray], config: TrainConfig, rng: np.random.Generator
+    model: GPT,
+    splits: dict[str, np.ndarray],
+    config: TrainConfig,
+    rng: np.random.Generator,
+    ranks: World | None = None,
 ) -> dict[str, float]:
-    """The mean loss over eval_iters random batches of each split, in eval mode and without a graph."""
+    """The mean loss over eval_iters random batches of each split, in eval mode and without a graph.
+
+    Every rank draws the same batches; batch i is evaluated by rank i mod N, and one all-reduce
+    adds the ranks' sums, so each rank returns the same means.
+    """
+    ranks = ranks or World()
+    sums = np.zeros(len(splits))  # float64: (number of splits,)
     was_training = model.training
     model.eval()
     try:
         with no_grad():
-            return {
-                name: float(
-                    np.mean(
-                        [
-                            model(*get_batch(data, config.batch_size, config.block_size, rng))[1].item()
-                            for _ in range(config.eval_iters)
-                        ]
-                    )
-                )
-                for name, data in splits.items()
-            }
+            for j, data in enumerate(splits.values()):
+                for i in range(config.eval_iters):
+                    x, y = get_batch(data, config.batch_size, config.block_size, rng)  # (B, T) each
+                    if i % ranks.size == ranks.rank:
+                        sums[j] += model(x, y)[1].item()
     finally:
         model.train(was_training)
+    ranks.sum_in_place(sums)
+    return {name: float(total / config.eval_iters) for name, total in zip(splits, sums)}
 
 
 def eval_rng(seed: int, it: int) -> np.random.Generator:
@@ -224,7 +237,7 @@ def plot_losses(path: Path, history: list[dict[str, float]]) -> None:
 
 
 @contextmanager
-def stop_on_ctrl_c():
+def stop_on_ctrl_c(say: Callable[[str], None]):
     """Turn Ctrl-C into a request the loop reads at the start of the next iteration.
 
     Stopping there, never in the middle of an optimizer step, leaves weights, moments and
@@ -240,7 +253,7 @@ def stop_on_ctrl_c():
         if requested.is_set():
             raise KeyboardInterrupt
         requested.set()
-        tqdm.write("stopping after this iteration (Ctrl-C again to stop at once)", file=sys.stderr)
+        say("stopping after this iteration (Ctrl-C again to stop at once)")
 
     previous = signal.signal(signal.SIGINT, handler)
     try:
@@ -307,16 +320,30 @@ class Run:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def setup_process() -> None:
-    """Process-wide settings that make training fast; the trainer's business, never an import's."""
+def setup_process(ranks: World) -> None:
+    """Process-wide settings that make training fast; the trainer's business, never an import's.
+
+    The ranks on one machine share its cores: each runs its BLAS on cores / ranks threads, so
+    N processes never start more threads than there are cores.
+    """
     keep_freed_memory()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threadpool_limits(limits=max(1, cores // ranks.ranks_on_this_machine()), user_api="blas")
 
 
-def prepare_run(config: TrainConfig, resume: bool, corpus: Corpus | None, warn: Callable[[str], None]) -> Run:
+def prepare_run(
+    config: TrainConfig, resume: bool, corpus: Corpus | None, warn: Callable[[str], None], ranks: World
+) -> Run:
     """Read the corpus (and, resuming, the saved run), build model and optimizer; write nothing.
 
     Every check on the input happens here, so bad input ends the run before a file is touched.
     """
+    config.validate()
+    if config.batch_size < ranks.size:
+        raise ConfigError(
+            f"--batch-size {config.batch_size} cannot be shared by {ranks.size} ranks: "
+            "each needs at least one row; use fewer ranks or a larger batch"
+        )
     run_dir = Path(config.out)
     if resume:
         saved_arrays, saved = ckpt.load_train_state(run_dir)
@@ -348,6 +375,9 @@ def prepare_run(config: TrainConfig, resume: bool, corpus: Corpus | None, warn: 
     )  # fmt: skip
     if resume:
         restore_run(run, saved_arrays, saved)
+    # each rank draws its own dropout masks: rank r's stream is rank 0's jumped r times ahead
+    if ranks.rank:
+        model_rng.bit_generator.state = model_rng.bit_generator.jumped(ranks.rank).state
     return run
 
 
@@ -407,14 +437,20 @@ def due_for_evaluation(run: Run, it: int) -> bool:
     return (it % run.config.eval_interval == 0 or it == run.config.max_iters) and it != run.last_eval
 
 
-def evaluate_and_save(run: Run, it: int, lr: float) -> None:
-    """Estimate both losses; log them, keep the weights if validation improved, save the state."""
-    losses = estimate_loss(run.model, run.splits, run.config, eval_rng(run.config.seed, it))
+def evaluate_and_save(run: Run, it: int, lr: float, ranks: World) -> None:
+    """Estimate both losses; log them, keep the weights if validation improved, save the state.
+
+    Every rank evaluates its part and keeps the same bookkeeping; rank 0 alone writes and prints.
+    """
+    losses = estimate_loss(run.model, run.splits, run.config, eval_rng(run.config.seed, it), ranks)
     run.last_eval = it
     run.history.append({"iter": it, "train_loss": losses["train"], "val_loss": losses["val"], "lr": lr})
+    improved = losses["val"] < run.best_val
+    run.best_val = min(run.best_val, losses["val"])
+    if not ranks.is_main:
+        return
     note = ""
-    if losses["val"] < run.best_val:
-        run.best_val = losses["val"]
+    if improved:
         ckpt.save_model(run.run_dir / ckpt.CKPT_FILE, run.model.state_dict(), iter=it, val_loss=run.best_val)
         note = " (best so far, saved)"
     tqdm.write(f"iter {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}{note}")
@@ -488,42 +524,54 @@ def train(
     CorpusError or CheckpointError (before writing anything) for bad input, and
     TrainingInterrupted after saving when Ctrl-C stopped the run.
     """
-    config.validate()
+    ranks = world()  # one process, or every rank of `mpiexec -n N`
     echo = echo or (lambda line: print(line, flush=True))  # flushed: lines arrive in time through a pipe
     warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
-    setup_process()
-    run = prepare_run(config, resume, corpus, warn)
-    open_run_dir(run, resume, echo)  # from here on the run writes: everything above has been checked
+    if not ranks.is_main:
+        echo = warn = progress = lambda line: None
+    setup_process(ranks)
+    run = ranks.agree(lambda: prepare_run(config, resume, corpus, warn, ranks), BAD_INPUT)
+    if ranks.is_main:
+        open_run_dir(run, resume, echo)  # from here on the run writes: everything above has been checked
     model, optimizer, schedule = run.model, run.optimizer, run.schedule
-    train_ids = run.splits["train"]
+    params, train_ids = list(model.parameters()), run.splits["train"]
+    rows = ranks.shard(config.batch_size)  # this rank's rows of each batch: all of them on one process
+    share = (rows.stop - rows.start) / config.batch_size  # its weight in the batch's mean loss
 
     start_iter, timer, started = run.iter, StepTimer(), time.perf_counter()
     bar = tqdm(
         total=config.max_iters, initial=start_iter, disable=None if progress is None else not progress,
         unit="it", dynamic_ncols=True, file=sys.stderr,
     )  # fmt: skip
+    stopping = False
     model.train()
-    with bar, stop_on_ctrl_c() as stop_requested:
+    with bar, stop_on_ctrl_c(say=warn) as stop_requested:
         for it in range(start_iter, config.max_iters + 1):
-            if stop_requested.is_set():
-                save_state(run, it)
+            if stopping:
+                if ranks.is_main:
+                    save_state(run, it)
                 raise TrainingInterrupted(it, run.run_dir)
             lr = schedule.step(it)
             if due_for_evaluation(run, it):
-                evaluate_and_save(run, it, lr)
+                evaluate_and_save(run, it, lr, ranks)
             if it == config.max_iters:
                 break
 
             timer.start()
             x, y = get_batch(train_ids, config.batch_size, config.block_size, run.batch_rng)  # (B, T) each
-            _, loss = model(x, y)
+            _, loss = model(x[rows], y[rows])
             optimizer.zero_grad()
             loss.backward()
+            # the whole batch's gradient, on every rank; a Ctrl-C on any rank stops them all after this step
+            batch_loss, stop_votes = ranks.sum_gradients(
+                params, share, [share * loss.item(), float(stop_requested.is_set())]
+            )
+            stopping = stop_votes > 0
             if config.grad_clip > 0:
-                clip_grad_norm_(model.parameters(), config.grad_clip)
+                clip_grad_norm_(params, config.grad_clip)
             optimizer.step()
             ms_per_iter = timer.stop()
-            bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}", ms_per_iter=f"{ms_per_iter:.0f}", refresh=False)
+            bar.set_postfix(loss=f"{batch_loss:.4f}", lr=f"{lr:.2e}", ms_per_iter=f"{ms_per_iter:.0f}", refresh=False)
             bar.update()
 
-    return finish(run, timer, time.perf_counter() - started, start_iter, sample_chars, echo)
+    return finish(run, timer, time.perf_counter() - started, start_iter, sample_chars if ranks.is_main else 0, echo)
