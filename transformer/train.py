@@ -17,6 +17,10 @@ training generators and a resumed run takes the very same steps as an uninterrup
 `ckpt.safetensors` holds the weights with the best validation loss seen so far (as nanoGPT
 keeps them); the training state holds the latest weights, so `--resume` continues from
 where the run stopped, not from the best point.
+
+Under `mpiexec -n N` the same loop runs on N ranks, each on its share of every batch, with
+the gradients summed across them before clipping (see transformer/distributed.py); the
+model, the losses and the saved state are those of one process.
 """
 
 from __future__ import annotations
@@ -507,6 +511,10 @@ def finish(run: Run, timer: StepTimer, wall: float, start_iter: int, sample_char
 # ---------------------------------------------------------------- the loop
 
 
+def say_nothing(line: str) -> None:
+    """The echo of the ranks other than 0: one voice per job."""
+
+
 def train(
     config: TrainConfig,
     resume: bool = False,
@@ -523,12 +531,17 @@ def train(
     `sample_chars` characters of generated text are printed at the end. Raises ConfigError,
     CorpusError or CheckpointError (before writing anything) for bad input, and
     TrainingInterrupted after saving when Ctrl-C stopped the run.
+
+    Under `mpiexec -n N` every rank calls this: each takes its rows of every batch, the
+    gradients are summed across ranks each step (transformer/distributed.py), and rank 0
+    alone writes the run directory and prints.
     """
     ranks = world()  # one process, or every rank of `mpiexec -n N`
     echo = echo or (lambda line: print(line, flush=True))  # flushed: lines arrive in time through a pipe
     warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
-    if not ranks.is_main:
-        echo = warn = progress = lambda line: None
+    if not ranks.is_main:  # the other ranks work quietly
+        echo = warn = say_nothing
+        progress, sample_chars = False, 0
     setup_process(ranks)
     run = ranks.agree(lambda: prepare_run(config, resume, corpus, warn, ranks), BAD_INPUT)
     if ranks.is_main:
@@ -574,4 +587,4 @@ def train(
             bar.set_postfix(loss=f"{batch_loss:.4f}", lr=f"{lr:.2e}", ms_per_iter=f"{ms_per_iter:.0f}", refresh=False)
             bar.update()
 
-    return finish(run, timer, time.perf_counter() - started, start_iter, sample_chars if ranks.is_main else 0, echo)
+    return finish(run, timer, time.perf_counter() - started, start_iter, sample_chars, echo)
