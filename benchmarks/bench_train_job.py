@@ -12,8 +12,10 @@ machine's speed drifts. The sides:
     nanoGPT            benchmarks/nanogpt_train.py, nanoGPT's train.py loop on PyTorch, its
                        CPU recipe, PyTorch's default threads
 
-Printed: the processor and BLAS kernel, each run's wall time and final validation loss,
-then the median wall time of each side and its ratio to nanoGPT's. Both trainers run the
+Printed: the processor and BLAS kernel, each run's wall time, the CPU time of all its
+processes and its final validation loss, then the medians of each side and the ratio of its
+wall time to nanoGPT's. On a machine busy with other work the wall times say little: the
+scheduler shares the cores among processes, so a job of N processes gets up to N shares. Both trainers run the
 same recipe on the same corpus (Tiny Shakespeare, split 90/10), each with its own defaults
 otherwise (nanoGPT's bias=False; minigrad's GPT-2 biases) and its own random batches.
 """
@@ -24,6 +26,7 @@ import argparse
 import csv
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -65,13 +68,18 @@ def nanogpt_command(data_dir: Path, out: Path, vocab_size: int, args) -> list[st
     return [sys.executable, script, *flags]
 
 
-def run_job(command: list[str], out: Path) -> tuple[float, float, str]:
-    """(wall seconds, final validation loss, stdout) of one job started afresh."""
+def cpu_seconds_of_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_job(command: list[str], out: Path) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds of all its processes, final validation loss) of one job started afresh."""
     shutil.rmtree(out, ignore_errors=True)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), cpu_seconds_of_children()
     done = subprocess.run(command, capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, cpu_seconds_of_children() - cpu_before
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
     if (out / "log.csv").exists():
@@ -79,7 +87,7 @@ def run_job(command: list[str], out: Path) -> tuple[float, float, str]:
             val = float(list(csv.DictReader(f))[-1]["val_loss"])
     else:
         val = float(re.findall(r"val loss ([0-9.]+)", done.stdout)[-1])
-    return wall, val, done.stdout
+    return wall, cpu, val
 
 
 def main(argv=None) -> None:
@@ -109,23 +117,25 @@ def main(argv=None) -> None:
         }
         chosen = dict(zip(["mpi", "one", "nanogpt"], jobs))
         sides = [chosen[name] for name in args.sides.split(",")]
-        results: dict[str, list[tuple[float, float]]] = {side: [] for side in sides}
+        results: dict[str, list[tuple[float, float, float]]] = {side: [] for side in sides}
         for r in range(args.rounds):
             for side in sides if r % 2 == 0 else sides[::-1]:
-                wall, val, _ = run_job(*jobs[side])
-                results[side].append((wall, val))
-                print(f"  round {r + 1}  {side:20s} {wall:7.1f} s   val loss {val:.4f}", flush=True)
+                wall, cpu, val = run_job(*jobs[side])
+                results[side].append((wall, cpu, val))
+                print(f"  round {r + 1}  {side:20s} {wall:7.1f} s  ({cpu:6.1f} CPU s)  val loss {val:.4f}", flush=True)
 
-    rival = statistics.median(w for w, _ in results["nanoGPT (PyTorch)"]) if "nanoGPT (PyTorch)" in results else None
+    rival = "nanoGPT (PyTorch)"
+    rival_wall = statistics.median(run[0] for run in results[rival]) if rival in results else None
     print()
-    print(f"| job, {args.max_iters} iterations | wall s (median) | range | / nanoGPT | final val loss |")
-    print("|---|---:|---:|---:|---:|")
+    print(f"| job, {args.max_iters} iterations | wall s (median) | range | / nanoGPT | CPU s | final val loss |")
+    print("|---|---:|---:|---:|---:|---:|")
     for side, runs in results.items():
-        walls = [w for w, _ in runs]
+        walls = [wall for wall, _, _ in runs]
         median = statistics.median(walls)
-        ratio = f"{median / rival:.2f}x" if rival else "-"
-        vals = ", ".join(f"{v:.3f}" for _, v in runs)
-        print(f"| {side} | {median:.1f} | {min(walls):.1f}-{max(walls):.1f} | {ratio} | {vals} |")
+        ratio = f"{median / rival_wall:.2f}x" if rival_wall else "-"
+        cpu = statistics.median(cpu for _, cpu, _ in runs)
+        vals = ", ".join(f"{val:.3f}" for _, _, val in runs)
+        print(f"| {side} | {median:.1f} | {min(walls):.1f}-{max(walls):.1f} | {ratio} | {cpu:.1f} | {vals} |")
     print(f"\nmeasured on: {machine()}")
 
 
