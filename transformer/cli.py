@@ -4,11 +4,13 @@
     minigrad-gpt train --out runs/shakespeare-char --resume   # continue an interrupted run
     minigrad-gpt sample --out runs/shakespeare-char --start "ROMEO:" --temperature 0.8
     minigrad-gpt graph --out gpt.svg                           # the computation graph of a small GPT
+    mpiexec -n 4 minigrad-gpt train --out runs/shakespeare-char  # 4 ranks share every batch (data parallel)
 
 Bad input (a missing, empty or non-UTF-8 corpus, one shorter than a block, a corrupt or
 mismatched checkpoint, characters the vocabulary lacks, a directory that cannot be written,
 flag values out of range) ends with one line on stderr and exit status 2, before anything in
-the run directory is written.
+the run directory is written. Under mpiexec every rank ends the same way, and rank 0 alone
+prints the line.
 """
 
 from __future__ import annotations
