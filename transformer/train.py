@@ -44,7 +44,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from minigrad import no_grad
+from minigrad import no_grad, profile
 from minigrad.memory import keep_freed_memory
 from minigrad.optim import CosineWithWarmup, clip_grad_norm_
 from transformer import checkpoint as ckpt
@@ -57,6 +57,7 @@ from transformer.tokenizer import CharTokenizer, UnknownCharacterError
 BETA1 = 0.9  # nanoGPT's; only beta2 is a flag
 # independent random streams drawn from one seed: initial weights and dropout, batches, evaluation
 MODEL_STREAM, BATCH_STREAM, EVAL_STREAM = 0, 1, 2
+TRACE_FILE = "trace.json"  # --profile-steps: Chrome trace-event JSON of the first steps
 # the model's shape: a resumed run must keep it
 ARCHITECTURE_FLAGS = ("n_layer", "n_head", "n_embd", "block_size", "bias")
 
@@ -464,18 +465,30 @@ def evaluate_and_save(run: Run, it: int, lr: float, ranks: World) -> None:
 
 
 class StepTimer:
-    """The wall time of each training step, and a smoothed figure for the progress bar."""
+    """The wall time of each training step, and a smoothed figure for the progress bar.
 
-    def __init__(self):
+    With `profile_steps` > 0, the first that many steps are also recorded op by op
+    (minigrad.profile) and written, after each of them, to `trace_path`.
+    """
+
+    def __init__(self, profile_steps: int = 0, trace_path: Path | None = None):
         self.seconds: list[float] = []
         self.smoothed_ms = math.nan
+        self.profile_steps, self.trace_path, self.profiler = profile_steps, trace_path, profile()
 
     def start(self) -> None:
+        if len(self.seconds) < self.profile_steps:
+            self.profiler.__enter__()
         self.t0 = time.perf_counter()
 
     def stop(self) -> float:
         """The step's milliseconds, folded into the smoothed figure."""
         self.seconds.append(time.perf_counter() - self.t0)
+        if len(self.seconds) <= self.profile_steps:
+            self.profiler.__exit__(None, None, None)
+            self.profiler.save(self.trace_path)  # complete so far, should the run end sooner
+            if len(self.seconds) == self.profile_steps:
+                tqdm.write(f"wrote {self.trace_path}: every op of the first {self.profile_steps} steps (for Perfetto)")
         ms = 1000 * self.seconds[-1]
         self.smoothed_ms = ms if math.isnan(self.smoothed_ms) else 0.9 * self.smoothed_ms + 0.1 * ms
         return self.smoothed_ms
@@ -523,12 +536,15 @@ def train(
     sample_chars: int = 300,
     echo: Callable[[str], None] | None = None,
     warn: Callable[[str], None] | None = None,
+    profile_steps: int = 0,
 ) -> dict[str, Any]:
     """Train (or, with resume=True, continue) the run in config.out; return a summary.
 
     `corpus` defaults to the one `resolve_corpus(config.data)` finds. `progress` shows the tqdm
     bar (None: only on a terminal). `echo` and `warn` take the lines for stdout and stderr.
-    `sample_chars` characters of generated text are printed at the end. Raises ConfigError,
+    `sample_chars` characters of generated text are printed at the end. `profile_steps` > 0
+    records the first that many training steps with `minigrad.profile` into trace.json in the
+    run directory (Chrome trace-event JSON: open it in Perfetto). Raises ConfigError,
     CorpusError or CheckpointError (before writing anything) for bad input, and
     TrainingInterrupted after saving when Ctrl-C stopped the run.
 
@@ -541,7 +557,7 @@ def train(
     warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
     if not ranks.is_main:  # the other ranks work quietly
         echo = warn = say_nothing
-        progress, sample_chars = False, 0
+        progress, sample_chars, profile_steps = False, 0, 0
     setup_process(ranks)
     run = ranks.agree(lambda: prepare_run(config, resume, corpus, warn, ranks), BAD_INPUT)
     if ranks.is_main:
@@ -551,7 +567,7 @@ def train(
     rows = ranks.shard(config.batch_size)  # this rank's rows of each batch: all of them on one process
     share = (rows.stop - rows.start) / config.batch_size  # its weight in the batch's mean loss
 
-    start_iter, timer, started = run.iter, StepTimer(), time.perf_counter()
+    start_iter, timer, started = run.iter, StepTimer(profile_steps, run.run_dir / TRACE_FILE), time.perf_counter()
     bar = tqdm(
         total=config.max_iters, initial=start_iter, disable=None if progress is None else not progress,
         unit="it", dynamic_ncols=True, file=sys.stderr,
