@@ -41,6 +41,7 @@ from bench_gpt import machine
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
 BIN = Path(sys.executable).parent
+WARMUP_ITERS = 100  # the recipe's, both trainers' default
 
 
 def prepare_nanogpt_data(corpus: Path, data_dir: Path) -> int:
@@ -101,6 +102,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if not args.data.is_file():
         raise SystemExit(f"no corpus at {args.data}; pass --data PATH")
+    if args.max_iters <= WARMUP_ITERS:  # nanoGPT's cosine would divide by zero at the end of the warm-up
+        raise SystemExit(f"--max-iters must exceed the recipe's {WARMUP_ITERS} warm-up iterations")
     if args.max_iters % args.eval_interval:
         raise SystemExit("--max-iters must be a multiple of --eval-interval: both trainers then evaluate at the end")
 
