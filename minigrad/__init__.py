@@ -4,11 +4,14 @@ from minigrad.autograd import (
     Function,
     detect_anomaly,
     enable_grad,
+    grad,
+    hessian,
+    hvp,
     is_grad_enabled,
     no_grad,
     set_grad_enabled,
 )
-from minigrad.gradcheck import GradcheckError, gradcheck
+from minigrad.gradcheck import GradcheckError, gradcheck, gradgradcheck
 from minigrad.memory import _on_import as _keep_freed_memory
 from minigrad.parallel import num_threads, set_num_threads
 from minigrad.profile import profile
@@ -60,7 +63,11 @@ __all__ = [
     "eye",
     "full",
     "full_like",
+    "grad",
     "gradcheck",
+    "gradgradcheck",
+    "hessian",
+    "hvp",
     "isclose",
     "is_grad_enabled",
     "linspace",

@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from minigrad import parallel
+from minigrad import ops, parallel
 from minigrad.autograd import Function
 from minigrad.ops import unbroadcast
 from minigrad.tensor import Tensor, _constant
@@ -212,13 +212,15 @@ class GELU(Function):
 
 
 class Erf(Function):
+    tensor_backward = True
+
     def forward(self, x):
         self.x = x
         return erf(x)
 
     def backward(self, g):
         # d erf(x)/dx = 2/√π · e^(-x²)
-        return g * (2.0 / math.sqrt(math.pi)) * np.exp(-self.x * self.x)
+        return g * (2.0 / math.sqrt(math.pi)) * ops.exp(-self.x * self.x)
 
 
 def gelu(x: Tensor, approximate: str = "none") -> Tensor:
@@ -744,6 +746,33 @@ def scaled_dot_product_attention_composed(q, k, v, mask=None, is_causal=False, r
     weights = scores.softmax(axis=-1)
     out = weights @ v
     return (out, weights) if return_weights else out
+
+
+# ---------------------------------------------------------------- second derivatives of the fused ops
+# A fused backward is written for arrays only. Under mg.grad(..., create_graph=True) each fused
+# op is differentiated through its readable definition instead, called with the op's arguments
+# (the adapters below take them in the kernel's order and drop what the definition lacks).
+
+
+def _attention_definition(q, k, v, bias=None, dropout_p=0.0, rng=None):
+    return scaled_dot_product_attention_composed(q, k, v, mask=bias)
+
+
+def _packed_attention_definition(qkv, n_head, dropout_p=0.0, rng=None):
+    return causal_self_attention_packed_composed(qkv, n_head)
+
+
+def _embedding_definition(weight, ids):
+    return embedding_composed(ids, weight)
+
+
+GELU.definition = gelu_composed
+Linear.definition = linear_composed
+LayerNorm.definition = layer_norm_composed
+CrossEntropy.definition = cross_entropy_composed
+Embedding.definition = _embedding_definition
+ScaledDotProductAttention.definition = _attention_definition
+CausalSelfAttentionPacked.definition = _packed_attention_definition
 
 
 __all__ = [
