@@ -6,6 +6,7 @@
     minigrad-gpt sample --out runs/shakespeare-char --start "ROMEO:" --temperature 0.8
     minigrad-gpt graph --out gpt.svg                           # the computation graph of a small GPT
     minigrad-gpt graph --html step.html                        # ... and its backward, step by step
+    mpiexec -n 4 minigrad-gpt train --out runs/shakespeare-char  # 4 ranks share every batch (data parallel)
 
 Bad input (a missing, empty or non-UTF-8 corpus, one shorter than a block, a corrupt or
 mismatched checkpoint or tokenizer file, characters the vocabulary lacks, a directory that
@@ -13,7 +14,8 @@ cannot be written, flag values out of range, a BPE vocabulary larger than the te
 a run directory another trainer is writing) ends with one line on stderr and exit status 2,
 before anything in the run directory is written. So does a write that fails during training
 (disk full, file too large, permission or file system lost): the run stops, and the files it
-had written before stay whole.
+had written before stay whole. Under mpiexec every rank ends
+the same way, and rank 0 alone prints the line.
 """
 
 from __future__ import annotations
@@ -26,13 +28,13 @@ from pathlib import Path
 import numpy as np
 
 from transformer import checkpoint as ckpt
-from transformer.data import CorpusError
+from transformer.distributed import DistributedError, launched_rank, launched_size, world
 from transformer.sample import load_run, stream_text
 from transformer.tokenizer import UnknownCharacterError
 from transformer.train import (
+    BAD_INPUT,
     BPE_VOCAB_SIZE,
     TOKENIZERS,
-    ConfigError,
     TrainConfig,
     TrainingInterrupted,
     flag,
@@ -53,7 +55,8 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr (exit status 2), not usage + message."""
 
     def error(self, message: str):
-        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
+        said_once = launched_rank() == 0  # under mpiexec every rank parses the same flags
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n" if said_once else None)
 
 
 def _number(kind, low=None, high=None, low_open=False, high_open=False, optional=False):
@@ -162,12 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
 def run_train(args: argparse.Namespace) -> int:
     given = {k: v for k, v in vars(args).items() if k not in ("command", "resume", "profile_steps")}
     if args.resume:
-        config = resume_config(given.get("out", TrainConfig.out), given)
+        config = world().agree(lambda: resume_config(given.get("out", TrainConfig.out), given), BAD_INPUT)
     else:
         config = TrainConfig(**given)
     try:
         train(config, resume=args.resume, profile_steps=args.profile_steps)
     except TrainingInterrupted as stop:
+        if launched_rank() != 0:
+            return EXIT_INTERRUPTED
         print(
             f"{PROG}: interrupted at iteration {stop.iter}; the state is saved. Continue with: "
             f"{PROG} train --out {stop.run_dir} --resume",
@@ -243,15 +248,20 @@ COMMANDS = {"train": run_train, "sample": run_sample, "graph": run_graph}
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status (0, 2 for bad input, 130 after Ctrl-C)."""
     args = build_parser().parse_args(argv)
+    said_once = launched_rank() == 0  # under mpiexec every rank ends the same way; rank 0 says why
     try:
         return COMMANDS[args.command](args)
-    except (UsageError, ConfigError, CorpusError, ckpt.CheckpointError, UnknownCharacterError) as e:
+    except (UsageError, DistributedError, *BAD_INPUT) as e:
         message = " ".join(str(e).split())  # one line, whatever the message held
-        print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
+        if said_once:
+            print(f"{PROG} {args.command}: error: {message}", file=sys.stderr, flush=True)
+        if isinstance(e, ckpt.RunWriteError) and launched_size() > 1:
+            world().abort(EXIT_BAD_INPUT)  # rank 0 alone writes: the other ranks wait for it in the next all-reduce
         return EXIT_BAD_INPUT
     except MemoryError as e:  # a model too large for this machine, asked for by flags
         print(f"{PROG} {args.command}: error: not enough memory" + (f" ({e})" if str(e) else ""), file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
+        if said_once:
+            print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

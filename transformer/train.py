@@ -17,15 +17,21 @@ training generators and a resumed run takes the very same steps as an uninterrup
 `ckpt.safetensors` holds the weights with the best validation loss seen so far (as nanoGPT
 keeps them); the training state holds the latest weights, so `--resume` continues from
 where the run stopped, not from the best point.
+
+Under `mpiexec -n N` the same loop runs on N ranks, each on its share of every batch, with
+the gradients summed across them before clipping (see transformer/distributed.py); the
+model, the losses and the saved state are those of one process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
 import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -37,17 +43,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from minigrad import no_grad, profile
 from minigrad.memory import keep_freed_memory
 from minigrad.optim import CosineWithWarmup, clip_grad_norm_
 from transformer import checkpoint as ckpt
-from transformer.data import Corpus, check_long_enough, get_batch, resolve_corpus, split_train_val
+from transformer.data import Corpus, CorpusError, check_long_enough, get_batch, resolve_corpus, split_train_val
+from transformer.distributed import World, world
 from transformer.gpt import GPT, GPTConfig
 from transformer.rundir import locked_run_dir
 from transformer.sample import load_vocab, stream_text
-from transformer.tokenizer import BPETokenizer, CharTokenizer, Tokenizer, VocabularyTooLargeError
+from transformer.tokenizer import BPETokenizer, CharTokenizer, Tokenizer, UnknownCharacterError, VocabularyTooLargeError
 
 BETA1 = 0.9  # nanoGPT's; only beta2 is a flag
 # independent random streams drawn from one seed: initial weights and dropout, batches, evaluation
@@ -61,6 +69,10 @@ BPE_VOCAB_SIZE = 512  # --vocab-size when --tokenizer bpe is given without it
 
 class ConfigError(ValueError):
     """A training flag has a value that makes no sense."""
+
+
+# what bad input raises: the command line prints it as one line
+BAD_INPUT = (ConfigError, CorpusError, ckpt.CheckpointError, UnknownCharacterError)
 
 
 class TrainingInterrupted(Exception):
@@ -185,27 +197,34 @@ def estimate_loss(
     config: TrainConfig,
     rng: np.random.Generator,
     chars_per_token: np.ndarray,
+    ranks: World | None = None,
 ) -> dict[str, float]:
     """The mean loss over eval_iters random batches of each split, in eval mode and without a graph,
     and each split's bits per character: the batches' total loss in nats over the characters their
     targets cover (`chars_per_token` (vocab_size,)), in bits. Keys: "train", "val", "train_bpc", "val_bpc".
+
+    Every rank draws the same batches; batch i is evaluated by rank i mod N, and one all-reduce
+    adds the ranks' sums, so each rank returns the same numbers.
     """
+    ranks = ranks or World()
+    sums = np.zeros((len(splits), 3))  # float64: per split, the sum of the batches' mean losses, nats, characters
     was_training = model.training
     model.eval()
     estimates = {}
     try:
         with no_grad():
-            for name, data in splits.items():
-                losses, nats, chars = [], 0.0, 0
-                for _ in range(config.eval_iters):
+            for j, data in enumerate(splits.values()):
+                for i in range(config.eval_iters):
                     x, y = get_batch(data, config.batch_size, config.block_size, rng)  # (B, T) each
-                    losses.append(model(x, y)[1].item())  # the mean over the B * T targets
-                    nats += losses[-1] * y.size
-                    chars += int(chars_per_token[y].sum())
-                estimates[name] = float(np.mean(losses))
-                estimates[f"{name}_bpc"] = nats / max(chars, 1) / math.log(2)
+                    if i % ranks.size == ranks.rank:
+                        loss = model(x, y)[1].item()  # the mean over the B * T targets
+                        sums[j] += (loss, loss * y.size, chars_per_token[y].sum())
     finally:
         model.train(was_training)
+    ranks.sum_in_place(sums)
+    for name, (losses, nats, chars) in zip(splits, sums):
+        estimates[name] = float(losses / config.eval_iters)
+        estimates[f"{name}_bpc"] = float(nats / max(chars, 1) / math.log(2))
     return estimates
 
 
@@ -250,7 +269,7 @@ def plot_losses(path: Path, history: list[dict[str, float]]) -> None:
 
 
 @contextmanager
-def stop_on_ctrl_c():
+def stop_on_ctrl_c(say: Callable[[str], None]):
     """Turn Ctrl-C into a request the loop reads at the start of the next iteration.
 
     Stopping there, never in the middle of an optimizer step, leaves weights, moments and
@@ -266,7 +285,7 @@ def stop_on_ctrl_c():
         if requested.is_set():
             raise KeyboardInterrupt
         requested.set()
-        tqdm.write("stopping after this iteration (Ctrl-C again to stop at once)", file=sys.stderr)
+        say("stopping after this iteration (Ctrl-C again to stop at once)")
 
     previous = signal.signal(signal.SIGINT, handler)
     try:
@@ -333,9 +352,15 @@ class Run:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def setup_process() -> None:
-    """Process-wide settings that make training fast; the trainer's business, never an import's."""
+def setup_process(ranks: World) -> None:
+    """Process-wide settings that make training fast; the trainer's business, never an import's.
+
+    The ranks on one machine share its cores: each runs its BLAS on cores / ranks threads, so
+    N processes never start more threads than there are cores.
+    """
     keep_freed_memory()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threadpool_limits(limits=max(1, cores // ranks.ranks_on_this_machine()), user_api="blas")
 
 
 def make_tokenizer(config: TrainConfig, text: str, train_text: str, echo: Callable[[str], None]) -> Tokenizer:
@@ -357,11 +382,17 @@ def prepare_run(
     corpus: Corpus | None,
     warn: Callable[[str], None],
     echo: Callable[[str], None],
+    ranks: World,
 ) -> Run:
     """Read the corpus (and, resuming, the saved run and its tokenizer), build model and optimizer; write nothing.
 
     Every check on the input happens here, so bad input ends the run before a file is touched.
     """
+    if config.batch_size < ranks.size:
+        raise ConfigError(
+            f"--batch-size {config.batch_size} cannot be shared by {ranks.size} ranks: "
+            "each needs at least one row; use fewer ranks or a larger batch"
+        )
     run_dir = Path(config.out)
     if resume:
         saved_arrays, saved = ckpt.load_train_state(run_dir)
@@ -394,6 +425,9 @@ def prepare_run(
     )  # fmt: skip
     if resume:
         restore_run(run, saved_arrays, saved)
+    # each rank draws its own dropout masks: rank r's stream is rank 0's jumped r times ahead
+    if ranks.rank:
+        model_rng.bit_generator.state = model_rng.bit_generator.jumped(ranks.rank).state
     return run
 
 
@@ -457,17 +491,23 @@ def due_for_evaluation(run: Run, it: int) -> bool:
     return (it % run.config.eval_interval == 0 or it == run.config.max_iters) and it != run.last_eval
 
 
-def evaluate_and_save(run: Run, it: int, lr: float) -> None:
-    """Estimate both losses; log them, keep the weights if validation improved, save the state."""
+def evaluate_and_save(run: Run, it: int, lr: float, ranks: World) -> None:
+    """Estimate both losses; log them, keep the weights if validation improved, save the state.
+
+    Every rank evaluates its part and keeps the same bookkeeping; rank 0 alone writes and prints.
+    """
     chars_per_token = run.tokenizer.chars_per_token()  # (vocab_size,)
-    losses = estimate_loss(run.model, run.splits, run.config, eval_rng(run.config.seed, it), chars_per_token)
+    losses = estimate_loss(run.model, run.splits, run.config, eval_rng(run.config.seed, it), chars_per_token, ranks)
     run.last_eval = it
     run.history.append(
         {"iter": it, "train_loss": losses["train"], "val_loss": losses["val"], "lr": lr, "val_bpc": losses["val_bpc"]}
     )
+    improved = losses["val"] < run.best_val
+    run.best_val = min(run.best_val, losses["val"])
+    if not ranks.is_main:
+        return
     note = ""
-    if losses["val"] < run.best_val:
-        run.best_val = losses["val"]
+    if improved:
         ckpt.save_model(run.run_dir / ckpt.CKPT_FILE, run.model.state_dict(), iter=it, val_loss=run.best_val)
         note = " (best so far, saved)"
     tqdm.write(
@@ -537,7 +577,35 @@ def finish(run: Run, timer: StepTimer, wall: float, start_iter: int, sample_char
     }
 
 
+@contextmanager
+def opened_run(config: TrainConfig, resume: bool, corpus: Corpus | None, warn, echo, ranks: World):
+    """Check the input, lock the run directory, build the run and write its config; unlock at the end.
+
+    Bad input on any rank ends every rank the same way, before a file is written. Rank 0, the
+    one that writes, holds the directory's lock (a second trainer on it gets a CheckpointError
+    naming this one's pid) until the block ends, however it ends.
+    """
+    with contextlib.ExitStack() as lock:
+
+        def check_lock_and_prepare() -> Run:
+            config.validate()
+            if resume and not Path(config.out).is_dir():  # checked before the lock would create it
+                raise ckpt.CheckpointError(f"no run in {config.out} to resume")
+            if ranks.is_main:
+                lock.enter_context(locked_run_dir(ckpt.check_writable_dir(config.out)))
+            return prepare_run(config, resume, corpus, warn, echo, ranks)
+
+        run = ranks.agree(check_lock_and_prepare, BAD_INPUT)
+        if ranks.is_main:
+            open_run_dir(run, resume, echo)  # from here on the run writes: everything above has been checked
+        yield run
+
+
 # ---------------------------------------------------------------- the loop
+
+
+def say_nothing(line: str) -> None:
+    """The echo of the ranks other than 0: one voice per job."""
 
 
 def train(
@@ -559,53 +627,62 @@ def train(
     run directory (Chrome trace-event JSON: open it in Perfetto). Raises ConfigError,
     CorpusError or CheckpointError (before writing anything) for bad input, and
     TrainingInterrupted after saving when Ctrl-C stopped the run. The run directory is locked
-    for the whole run (a second trainer on it gets a CheckpointError naming this one's pid); a
-    file that cannot be written stops the run with a RunWriteError, the previous files whole.
+    for the whole run; a file that cannot be written stops the run with a RunWriteError, the
+    previous files whole.
+
+    Under `mpiexec -n N` every rank calls this: each takes its rows of every batch, the
+    gradients are summed across ranks each step (transformer/distributed.py), and rank 0
+    alone locks and writes the run directory and prints.
     """
-    config.validate()
-    if resume and not Path(config.out).is_dir():  # checked before the lock would create it
-        raise ckpt.CheckpointError(f"no run in {config.out} to resume")
-    with locked_run_dir(ckpt.check_writable_dir(config.out)):
-        return _train(config, resume, corpus, progress, sample_chars, echo, warn, profile_steps)
-
-
-def _train(config, resume, corpus, progress, sample_chars, echo, warn, profile_steps) -> dict[str, Any]:
-    """`train` in its locked run directory."""
+    ranks = world()  # one process, or every rank of `mpiexec -n N`
     echo = echo or (lambda line: print(line, flush=True))  # flushed: lines arrive in time through a pipe
     warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
-    setup_process()
-    run = prepare_run(config, resume, corpus, warn, echo)
-    open_run_dir(run, resume, echo)  # from here on the run writes: everything above has been checked
-    model, optimizer, schedule = run.model, run.optimizer, run.schedule
-    train_ids = run.splits["train"]
+    if not ranks.is_main:  # the other ranks work quietly
+        echo = warn = say_nothing
+        progress, sample_chars, profile_steps = False, 0, 0
+    setup_process(ranks)
+    with opened_run(config, resume, corpus, warn, echo, ranks) as run:
+        model, optimizer, schedule = run.model, run.optimizer, run.schedule
+        params, train_ids = list(model.parameters()), run.splits["train"]
+        rows = ranks.shard(config.batch_size)  # this rank's rows of each batch: all of them on one process
+        share = (rows.stop - rows.start) / config.batch_size  # its weight in the batch's mean loss
 
-    start_iter, timer, started = run.iter, StepTimer(profile_steps, run.run_dir / TRACE_FILE), time.perf_counter()
-    bar = tqdm(
-        total=config.max_iters, initial=start_iter, disable=None if progress is None else not progress,
-        unit="it", dynamic_ncols=True, file=sys.stderr,
-    )  # fmt: skip
-    model.train()
-    with bar, stop_on_ctrl_c() as stop_requested:
-        for it in range(start_iter, config.max_iters + 1):
-            if stop_requested.is_set():
-                save_state(run, it)
-                raise TrainingInterrupted(it, run.run_dir)
-            lr = schedule.step(it)
-            if due_for_evaluation(run, it):
-                evaluate_and_save(run, it, lr)
-            if it == config.max_iters:
-                break
+        start_iter, timer, started = run.iter, StepTimer(profile_steps, run.run_dir / TRACE_FILE), time.perf_counter()
+        bar = tqdm(
+            total=config.max_iters, initial=start_iter, disable=None if progress is None else not progress,
+            unit="it", dynamic_ncols=True, file=sys.stderr,
+        )  # fmt: skip
+        stopping = False
+        model.train()
+        with bar, stop_on_ctrl_c(say=warn) as stop_requested:
+            for it in range(start_iter, config.max_iters + 1):
+                if stopping:
+                    if ranks.is_main:
+                        save_state(run, it)
+                    raise TrainingInterrupted(it, run.run_dir)
+                lr = schedule.step(it)
+                if due_for_evaluation(run, it):
+                    evaluate_and_save(run, it, lr, ranks)
+                if it == config.max_iters:
+                    break
 
-            timer.start()
-            x, y = get_batch(train_ids, config.batch_size, config.block_size, run.batch_rng)  # (B, T) each
-            _, loss = model(x, y)
-            optimizer.zero_grad()
-            loss.backward()
-            if config.grad_clip > 0:
-                clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            ms_per_iter = timer.stop()
-            bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}", ms_per_iter=f"{ms_per_iter:.0f}", refresh=False)
-            bar.update()
+                timer.start()
+                x, y = get_batch(train_ids, config.batch_size, config.block_size, run.batch_rng)  # (B, T) each
+                _, loss = model(x[rows], y[rows])
+                optimizer.zero_grad()
+                loss.backward()
+                # the whole batch's gradient, on every rank; a Ctrl-C on any rank stops them all after this step
+                batch_loss, stop_votes = ranks.sum_gradients(
+                    params, share, [share * loss.item(), float(stop_requested.is_set())]
+                )
+                stopping = stop_votes > 0
+                if config.grad_clip > 0:
+                    clip_grad_norm_(params, config.grad_clip)
+                optimizer.step()
+                ms_per_iter = timer.stop()
+                bar.set_postfix(
+                    loss=f"{batch_loss:.4f}", lr=f"{lr:.2e}", ms_per_iter=f"{ms_per_iter:.0f}", refresh=False
+                )
+                bar.update()
 
-    return finish(run, timer, time.perf_counter() - started, start_iter, sample_chars, echo)
+        return finish(run, timer, time.perf_counter() - started, start_iter, sample_chars, echo)
