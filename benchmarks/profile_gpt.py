@@ -35,16 +35,14 @@ from bench_gpt import (  # noqa: E402
 )
 
 import minigrad.functional  # noqa: E402
+import minigrad.kernels  # noqa: E402
 import minigrad.ops  # noqa: E402
 from minigrad import Function  # noqa: E402
 from transformer import GPT, GPTConfig  # noqa: E402
 
 
 def time_ops(totals: dict) -> None:
-    """Wrap forward and backward of every Function in minigrad.ops and minigrad.functional with a timer.
-
-    An op that calls another's forward (the packed attention calls its parent's) counts both.
-    """
+    """Wrap forward and backward of every Function in minigrad.ops, functional and kernels with a timer."""
 
     def timed(cls, name):
         method = getattr(cls, name)
@@ -58,7 +56,7 @@ def time_ops(totals: dict) -> None:
 
         setattr(cls, name, wrapper)
 
-    for module in (minigrad.ops, minigrad.functional):
+    for module in (minigrad.ops, minigrad.functional, minigrad.kernels):
         for cls in vars(module).values():
             if isinstance(cls, type) and issubclass(cls, Function) and cls.__module__ == module.__name__:
                 for name in ("forward", "backward"):

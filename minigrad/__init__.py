@@ -1,5 +1,7 @@
 """minigrad: a small tensor autograd engine on NumPy."""
 
+# the subpackages, as torch's: `mg.nn.Linear`, `mg.optim.AdamW`, `mg.functional.gelu`
+from minigrad import functional, kernels, memory, nn, optim  # noqa: E402  (they import the above)
 from minigrad.autograd import (
     Function,
     detect_anomaly,
@@ -9,8 +11,6 @@ from minigrad.autograd import (
     set_grad_enabled,
 )
 from minigrad.gradcheck import GradcheckError, gradcheck
-from minigrad.memory import _on_import as _keep_freed_memory
-from minigrad.parallel import num_threads, set_num_threads
 from minigrad.tensor import (
     Tensor,
     concatenate,
@@ -23,8 +23,6 @@ from minigrad.tensor import (
     zeros,
 )
 
-_keep_freed_memory()
-
 __all__ = [
     "Function",
     "GradcheckError",
@@ -33,15 +31,18 @@ __all__ = [
     "default_rng",
     "detect_anomaly",
     "enable_grad",
+    "functional",
     "gradcheck",
     "is_grad_enabled",
+    "kernels",
     "manual_seed",
+    "memory",
+    "nn",
     "no_grad",
-    "num_threads",
     "ones",
+    "optim",
     "randn",
     "set_grad_enabled",
-    "set_num_threads",
     "stack",
     "where",
     "zeros",

@@ -16,7 +16,7 @@ from test_ops_gradcheck import function_classes
 
 import minigrad as mg
 import minigrad.functional as F
-from minigrad import Tensor
+from minigrad import Tensor, kernels
 
 torch = pytest.importorskip("torch")
 TF = torch.nn.functional
@@ -24,7 +24,7 @@ TF = torch.nn.functional
 TOLERANCES = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-12)}
 # NumPy's float32 tanh can be 1 ulp short of -1 where torch's is exactly -1; 1 - tanh² then
 # leaves ~1e-7 instead of 0, and GELU's slope there picks up an absolute error of ~1.5e-6.
-FLOAT32_ATOL = {"gelu_tanh": 2e-6}
+FLOAT32_ATOL = {"gelu_tanh": 2e-6, "gelu_tanh_definition": 2e-6}
 TORCH_DTYPES = {np.float32: torch.float32, np.float64: torch.float64}
 
 
@@ -49,8 +49,8 @@ def cases() -> dict:
     mask = rng.random((3, 4)) > 0.5
     repeated = np.array([0, 2, 0, 0, 1])
     targets = np.array([1, 4, -100, 0, 2, -100])
-    attn_mask = rng.random((3, 3)) < 0.3
-    attn_mask[:, 0] = False  # every query sees at least one key
+    attn_mask = rng.random((3, 3)) >= 0.3  # True: may attend, as torch.nn.functional
+    attn_mask[:, 0] = True  # every query sees at least one key
     float_mask = normal(3, 3)
     ids = np.array([[0, 3, 3], [1, 0, 4]])
     big = np.array([[1e4, -1e4, 0.0, 1.0], [-1e4, -1e4, -1e4, 1e4], [0.5, 0.0, -0.5, 3.0]])
@@ -147,69 +147,89 @@ def cases() -> dict:
         "matmul_vector_matrix": (lambda a, b: a @ b, lambda a, b: a @ b, [normal(4), normal(2, 4, 3)]),
         "matmul_matrix_vector": (lambda a, b: a @ b, lambda a, b: a @ b, [normal(2, 3, 4), normal(4)]),
         "matmul_batched_broadcast": (lambda a, b: a @ b, lambda a, b: a @ b, [normal(2, 1, 3, 4), normal(5, 4, 2)]),
-        # functional
-        "gelu": (F.gelu, torch.nn.GELU(), [np.linspace(-6, 6, 49)]),
-        "gelu_tanh": (lambda a: F.gelu(a, "tanh"), torch.nn.GELU("tanh"), [np.linspace(-6, 6, 49)]),
-        "erf": (F.Erf.apply, torch.erf, [np.linspace(-4, 4, 33)]),
-        "linear": (F.linear, TF.linear, [normal(2, 3, 4), normal(5, 4), normal(5)]),
-        "linear_no_bias": (F.linear, TF.linear, [normal(3, 4), normal(5, 4)]),
+        "erf": (F.erf, torch.erf, [np.linspace(-4, 4, 33)]),
+        "rms_norm": (F.rms_norm, lambda x, w: TF.rms_norm(x, (4,), w, eps=1e-6), [normal(2, 3, 4), normal(4)]),
+    } | {
+        name + suffix: case
+        for M, suffix in ((kernels, ""), (F, "_definition"))
+        for name, case in network_cases(M, normal, targets, big, ids, attn_mask, float_mask).items()
+    }
+
+
+def network_cases(M, normal, targets, big, ids, attn_mask, float_mask) -> dict:
+    """The network functions of module M: minigrad.kernels (the fused ops) or minigrad.functional."""
+    return {
+        "gelu": (M.gelu, torch.nn.GELU(), [np.linspace(-6, 6, 49)]),
+        "gelu_tanh": (lambda a: M.gelu(a, "tanh"), torch.nn.GELU("tanh"), [np.linspace(-6, 6, 49)]),
+        "linear": (M.linear, TF.linear, [normal(2, 3, 4), normal(5, 4), normal(5)]),
+        "linear_no_bias": (M.linear, TF.linear, [normal(3, 4), normal(5, 4)]),
         "layer_norm": (
-            F.layer_norm,
+            M.layer_norm,
             lambda x, w, b: TF.layer_norm(x, (4,), w, b, eps=1e-5),
             [normal(2, 3, 4) * 3 + 1, normal(4), normal(4)],
         ),
-        "layer_norm_plain": (F.layer_norm, lambda x: TF.layer_norm(x, (4,)), [normal(3, 4)]),
-        "rms_norm": (F.rms_norm, lambda x, w: TF.rms_norm(x, (4,), w, eps=1e-6), [normal(2, 3, 4), normal(4)]),
+        "layer_norm_plain": (M.layer_norm, lambda x: TF.layer_norm(x, (4,)), [normal(3, 4)]),
         "cross_entropy_ignore_index": (
-            lambda z: F.cross_entropy(z, targets, ignore_index=-100),
+            lambda z: M.cross_entropy(z, targets, ignore_index=-100),
             lambda z: TF.cross_entropy(z, as_torch(targets), ignore_index=-100),
             [normal(6, 5)],
         ),
         "cross_entropy_large_logits": (
-            lambda z: F.cross_entropy(z, targets[:3] % 4),
+            lambda z: M.cross_entropy(z, targets[:3] % 4),
             lambda z: TF.cross_entropy(z, as_torch(targets[:3] % 4)),
             [big],
         ),
         "embedding": (
-            lambda w: F.embedding(ids, w),
+            lambda w: M.embedding(ids, w),
             lambda w: TF.embedding(as_torch(ids), w),
             [normal(5, 3)],
         ),
         "attention": (
-            F.scaled_dot_product_attention,
+            M.scaled_dot_product_attention,
             TF.scaled_dot_product_attention,
             [normal(2, 2, 3, 4), normal(2, 2, 5, 4), normal(2, 2, 5, 3)],
         ),
         "attention_bool_mask": (
-            lambda q, k, v: F.scaled_dot_product_attention(q, k, v, mask=attn_mask),
-            # torch's boolean attn_mask is True where attention IS allowed: the opposite convention
-            lambda q, k, v: TF.scaled_dot_product_attention(q, k, v, attn_mask=~as_torch(attn_mask)),
+            lambda q, k, v: M.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask),
+            lambda q, k, v: TF.scaled_dot_product_attention(q, k, v, attn_mask=as_torch(attn_mask)),
             [normal(2, 3, 4), normal(2, 3, 4), normal(2, 3, 2)],
         ),
         "attention_float_mask": (
-            lambda q, k, v: F.scaled_dot_product_attention(q, k, v, mask=float_mask),
-            lambda q, k, v: TF.scaled_dot_product_attention(q, k, v, attn_mask=as_torch(float_mask).to(q.dtype)),
-            [normal(2, 3, 4), normal(2, 3, 4), normal(2, 3, 2)],
+            lambda q, k, v, m: M.scaled_dot_product_attention(q, k, v, attn_mask=m, scale=0.4),
+            lambda q, k, v, m: TF.scaled_dot_product_attention(q, k, v, attn_mask=m, scale=0.4),
+            [normal(2, 3, 4), normal(2, 3, 4), normal(2, 3, 2), float_mask],
         ),
         "attention_causal": (
-            lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+            lambda q, k, v: M.scaled_dot_product_attention(q, k, v, is_causal=True),
             lambda q, k, v: TF.scaled_dot_product_attention(q, k, v, is_causal=True),
             [normal(2, 4, 3), normal(2, 4, 3), normal(2, 4, 3)],
         ),
-        "attention_packed_causal": (
-            lambda qkv: F.causal_self_attention_packed(qkv, n_head=2),
-            torch_packed_causal_attention,
-            [normal(2, 5, 12)],
+        "attention_causal_dropout_off": (
+            lambda q, k, v: M.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=0.0),
+            lambda q, k, v: TF.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=0.0),
+            [normal(2, 3, 4, 3), normal(2, 3, 4, 3), normal(2, 3, 4, 3)],
+        ),
+        "cross_entropy_mean_label_smoothing": (
+            lambda z: M.cross_entropy(z, targets, ignore_index=-100, reduction="mean", label_smoothing=0.1),
+            lambda z: TF.cross_entropy(z, as_torch(targets), ignore_index=-100, reduction="mean", label_smoothing=0.1),
+            [normal(6, 5)],
+        ),
+        "cross_entropy_sum_label_smoothing": (
+            lambda z: M.cross_entropy(z, targets, ignore_index=-100, reduction="sum", label_smoothing=0.1),
+            lambda z: TF.cross_entropy(z, as_torch(targets), ignore_index=-100, reduction="sum", label_smoothing=0.1),
+            [normal(6, 5)],
+        ),
+        "cross_entropy_none_label_smoothing": (
+            lambda z: M.cross_entropy(z, targets, ignore_index=-100, reduction="none", label_smoothing=0.1),
+            lambda z: TF.cross_entropy(z, as_torch(targets), ignore_index=-100, reduction="none", label_smoothing=0.1),
+            [normal(6, 5)],
+        ),
+        "layer_norm_two_axes": (
+            lambda x, w, b: M.layer_norm(x, w, b),
+            lambda x, w, b: TF.layer_norm(x, (3, 4), w, b, eps=1e-5),
+            [normal(2, 3, 4), normal(3, 4), normal(3, 4)],
         ),
     }
-
-
-def torch_packed_causal_attention(qkv, n_head=2):
-    """nanoGPT's CausalSelfAttention after c_attn: split q, k, v, heads out, attend, heads back."""
-    B, T, C3 = qkv.shape
-    q, k, v = (t.view(B, T, n_head, C3 // (3 * n_head)).transpose(1, 2) for t in qkv.split(C3 // 3, dim=2))
-    y = TF.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
-    return y.transpose(1, 2).reshape(B, T, C3 // 3)
 
 
 CASES = cases()

@@ -39,6 +39,7 @@ import numpy as np
 from tqdm import tqdm
 
 from minigrad import no_grad
+from minigrad.memory import keep_freed_memory
 from minigrad.optim import CosineWithWarmup, clip_grad_norm_
 from transformer import checkpoint as ckpt
 from transformer.data import Corpus, check_long_enough, get_batch, resolve_corpus, split_train_val
@@ -303,6 +304,7 @@ def train(
     CorpusError or CheckpointError (before writing anything) for bad input, and
     TrainingInterrupted after saving when Ctrl-C stopped the run.
     """
+    keep_freed_memory()  # a process-wide malloc setting: the trainer's choice, never an import's
     config.validate()
     run_dir = Path(config.out)
     echo = echo or (lambda line: print(line, flush=True))  # flushed: lines arrive in time through a pipe
