@@ -6,15 +6,13 @@
 
 Runs the same model, batches and AdamW as bench_gpt.py, a few warm-up steps first. Times are
 CPU seconds of this process as well as wall-clock, so a busy machine disturbs them less.
-cProfile sees only the main thread: time the fused kernels spend on worker threads
-(minigrad.parallel) shows up as waiting on a lock. `--by-op` times every Function's forward and
-backward by the wall clock instead, so that time lands on the op that spent it.
+`--by-op` times every op's forward and backward by the wall clock instead (mg.profile), so
+that time lands on the op that spent it.
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
 import cProfile
 import pstats
 import sys
@@ -34,34 +32,8 @@ from bench_gpt import (  # noqa: E402
     model_config,
 )
 
-import minigrad.functional  # noqa: E402
-import minigrad.kernels  # noqa: E402
-import minigrad.ops  # noqa: E402
-from minigrad import Function  # noqa: E402
+import minigrad as mg  # noqa: E402
 from transformer import GPT, GPTConfig  # noqa: E402
-
-
-def time_ops(totals: dict) -> None:
-    """Wrap forward and backward of every Function in minigrad.ops, functional and kernels with a timer."""
-
-    def timed(cls, name):
-        method = getattr(cls, name)
-
-        def wrapper(self, *args, **kwargs):
-            start = time.perf_counter()
-            try:
-                return method(self, *args, **kwargs)
-            finally:
-                totals[f"{cls.__name__}.{name}"] += time.perf_counter() - start
-
-        setattr(cls, name, wrapper)
-
-    for module in (minigrad.ops, minigrad.functional, minigrad.kernels):
-        for cls in vars(module).values():
-            if isinstance(cls, type) and issubclass(cls, Function) and cls.__module__ == module.__name__:
-                for name in ("forward", "backward"):
-                    if name in vars(cls):
-                        timed(cls, name)
 
 
 def main(argv=None) -> None:
@@ -87,16 +59,13 @@ def main(argv=None) -> None:
     for x, y in data[:WARMUP_STEPS]:
         step(x, y)
     if args.by_op:
-        totals = collections.defaultdict(float)
-        time_ops(totals)
         wall = time.perf_counter()
-        for x, y in data[WARMUP_STEPS:]:
-            step(x, y)
+        with mg.profile() as prof:
+            for x, y in data[WARMUP_STEPS:]:
+                step(x, y)
         wall = (time.perf_counter() - wall) / args.steps
         print(f"{args.steps} steps: {1000 * wall:.1f} ms/step wall")
-        for name, seconds in sorted(totals.items(), key=lambda item: -item[1])[: args.top]:
-            share = seconds / args.steps / wall
-            print(f"  {name:40s} {1000 * seconds / args.steps:9.1f} ms/step {100 * share:5.1f} %")
+        prof.table(top=args.top)
         return
     wall, cpu = time.perf_counter(), time.process_time()
     profiler = cProfile.Profile()

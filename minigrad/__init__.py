@@ -1,7 +1,5 @@
 """minigrad: a small tensor autograd engine on NumPy."""
 
-# the subpackages, as torch's: `mg.nn.Linear`, `mg.optim.AdamW`, `mg.functional.gelu`
-from minigrad import functional, kernels, memory, nn, optim  # noqa: E402  (they import the above)
 from minigrad.autograd import (
     Function,
     detect_anomaly,
@@ -11,39 +9,80 @@ from minigrad.autograd import (
     set_grad_enabled,
 )
 from minigrad.gradcheck import GradcheckError, gradcheck
+from minigrad.profile import profile
 from minigrad.tensor import (
+    METHODS_AS_FUNCTIONS,
     Tensor,
+    ValuesIndices,
+    arange,
+    cat,
     concatenate,
     default_rng,
+    einsum,
+    eye,
+    full,
+    full_like,
+    isclose,
+    linspace,
     manual_seed,
+    maximum,
+    minimum,
     ones,
+    ones_like,
+    rand,
+    randint,
     randn,
     stack,
+    tensordot,
     where,
     zeros,
+    zeros_like,
 )
+
+globals().update(METHODS_AS_FUNCTIONS)  # mg.sum(x, dim=1), mg.sin(x), ... as torch.sum, torch.sin
+
+# the subpackages, as torch's: `mg.nn.Linear`, `mg.optim.AdamW`, `mg.functional.gelu`
+from minigrad import functional, kernels, memory, nn, optim  # noqa: E402  (they import the above)
 
 __all__ = [
     "Function",
     "GradcheckError",
     "Tensor",
+    "ValuesIndices",
+    "arange",
+    "cat",
     "concatenate",
     "default_rng",
     "detect_anomaly",
+    "einsum",
     "enable_grad",
     "functional",
+    "eye",
+    "full",
+    "full_like",
     "gradcheck",
+    "isclose",
     "is_grad_enabled",
     "kernels",
+    "linspace",
     "manual_seed",
     "memory",
     "nn",
+    "maximum",
+    "minimum",
     "no_grad",
     "ones",
+    "ones_like",
     "optim",
+    "profile",
+    "rand",
+    "randint",
     "randn",
     "set_grad_enabled",
     "stack",
+    "tensordot",
     "where",
     "zeros",
+    "zeros_like",
+    *METHODS_AS_FUNCTIONS,
 ]

@@ -23,6 +23,9 @@ class _State:
     detect_anomaly = False
     # The `Module` calls currently running, outermost first (read by `minigrad.viz`).
     scope: tuple = ()
+    # Who watches ops run (`minigrad.profile`, `minigrad.viz.explore`), or None: an object
+    # with apply(cls, args, kwargs) -> Tensor and backward(fn, grad) -> input gradients.
+    tracer: Any = None
 
 
 _state = _State()
@@ -140,6 +143,8 @@ class Function:
 
     @classmethod
     def apply(cls, *args, **kwargs):
+        if _state.tracer is not None:
+            return _state.tracer.apply(cls, args, kwargs)
         Tensor = _tensor.Tensor
         fn = cls()
         arrays = [a.data if isinstance(a, Tensor) else a for a in args]
@@ -193,7 +198,7 @@ def backward(root, grad: np.ndarray, retain_graph: bool = False) -> None:
                 f"backward through the graph a second time: the buffers of {fn.name} were "
                 "already freed; pass retain_graph=True to the first backward() to keep them"
             )
-        input_grads = fn.backward(g)
+        input_grads = fn.backward(g) if _state.tracer is None else _state.tracer.backward(fn, g)
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
         for parent, needs, parent_grad in zip(fn.parents, fn.needs_input_grad, input_grads):

@@ -160,12 +160,20 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, rng: np.random.Gen
     return x * Tensor._wrap(dropout_mask(x.shape, p, x.dtype, rng))
 
 
-def embedding(ids, weight: Tensor) -> Tensor:
-    """Rows of weight (V, C) picked by integer ids (...) -> (..., C)."""
+def embedding_ids(ids, num_embeddings: int) -> np.ndarray:
+    """ids as an integer array, each in [0, num_embeddings); TypeError or IndexError if not."""
     ids = _constant(ids)
     if ids.dtype.kind not in "iu":
         raise TypeError(f"embedding ids must be integers, not {ids.dtype}")
-    return weight[ids]
+    if ids.size and (ids.min() < 0 or ids.max() >= num_embeddings):
+        # as torch: -1 is not the last row, it is an error (a padding id of -1 would read a real row)
+        raise IndexError(f"embedding ids must lie in [0, {num_embeddings}), got {ids.min()}..{ids.max()}")
+    return ids
+
+
+def embedding(ids, weight: Tensor) -> Tensor:
+    """Rows of weight (V, C) picked by integer ids (...) -> (..., C)."""
+    return weight[embedding_ids(ids, weight.shape[0])]
 
 
 def causal_mask(q_len: int, k_len: int, offset: int = 0) -> np.ndarray:
@@ -235,3 +243,208 @@ __all__ = [
     "rms_norm",
     "scaled_dot_product_attention",
 ]
+
+
+# ---------------------------------------------------------------- activations, losses and padding
+# from PyTorch's vocabulary, each composed from primitives (so each gradient follows by the chain
+# rule), with torch.nn.functional's names, arguments and defaults.
+
+
+def _safe_where(condition: np.ndarray, x: Tensor, replacement: float) -> Tensor:
+    """x where `condition` is False, `replacement` where True: the input of a branch that
+    `where` will drop anyway, kept finite so its gradient (0) does not turn into 0 · inf = NaN."""
+    return where(condition, replacement, x)
+
+
+def silu(input: Tensor) -> Tensor:
+    """x · σ(x) (also called swish)."""
+    return input * input.sigmoid()
+
+
+def leaky_relu(input: Tensor, negative_slope: float = 0.01) -> Tensor:
+    """x where x > 0, negative_slope · x elsewhere."""
+    return where(input.data > 0, input, input * negative_slope)
+
+
+def elu(input: Tensor, alpha: float = 1.0) -> Tensor:
+    """x where x > 0, alpha · (eˣ − 1) elsewhere."""
+    positive = input.data > 0
+    return where(positive, input, (_safe_where(positive, input, 0.0).exp() - 1) * alpha)
+
+
+def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    """log(1 + e^(βx)) / β, and x itself where βx > threshold (as torch, where the two agree)."""
+    z = input * beta
+    linear = z.data > threshold
+    # log(1 + eᶻ) = −log σ(−z), with the stable sigmoid
+    soft = -(-_safe_where(linear, z, 0.0)).sigmoid().log() * (1 / beta)
+    return where(linear, input, soft)
+
+
+def mish(input: Tensor) -> Tensor:
+    """x · tanh(softplus(x))."""
+    return input * softplus(input).tanh()
+
+
+def relu(input: Tensor) -> Tensor:
+    return input.relu()
+
+
+def softmax(input: Tensor, dim: int = -1) -> Tensor:
+    """e^x / Σ e^x along `dim` (torch's F.softmax wants dim; -1 when none is given)."""
+    return input.softmax(dim=dim)
+
+
+def log_softmax(input: Tensor, dim: int = -1) -> Tensor:
+    return input.log_softmax(dim=dim)
+
+
+def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
+    """(input − target)², averaged (or summed, or each) over every element."""
+    return _reduce((input - target).square(), reduction)
+
+
+def l1_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
+    """|input − target|, averaged (or summed, or each) over every element."""
+    return _reduce((input - target).abs(), reduction)
+
+
+def _reduce(losses: Tensor, reduction: str, mean_divisor=None) -> Tensor:
+    if reduction == "none":
+        return losses
+    if reduction == "sum":
+        return losses.sum()
+    if reduction == "mean":
+        return losses.mean() if mean_divisor is None else losses.sum() / mean_divisor
+    raise ValueError(f'reduction must be "mean", "sum" or "none", got {reduction!r}')
+
+
+def nll_loss(input: Tensor, target, weight=None, ignore_index: int = -100, reduction: str = "mean") -> Tensor:
+    """−input[n, target[n]] (times weight[target[n]]), averaged over the kept targets by their weights.
+
+    input (N, C) log-probabilities, or (C,), or (N, C, d1, ...); target (N,), (), or (N, d1, ...)
+    of class ids; rows whose target is `ignore_index` count for nothing.
+    """
+    target = _constant(target)
+    if target.dtype.kind not in "iu":
+        raise TypeError(f"nll_loss targets must be integers, not {target.dtype}")
+    if input.ndim == 1:
+        return nll_loss(input[None], target[None], weight, ignore_index, reduction).reshape(())
+    expected = input.shape[:1] + input.shape[2:]
+    if input.ndim < 2 or target.shape != expected:
+        raise ValueError(f"nll_loss: input of shape {input.shape} needs target of shape {expected}, got {target.shape}")
+    if isinstance(weight, Tensor) and weight.requires_grad:
+        raise ValueError("nll_loss: the class weights get no gradient (as in torch); pass weight.detach()")
+    classes = input.shape[1]
+    kept = target != ignore_index
+    safe = np.where(kept, target, 0)  # (N, d...)
+    if safe.size and (safe.min() < 0 or safe.max() >= classes):
+        raise IndexError(
+            f"nll_loss targets must lie in [0, {classes}) or be ignore_index, got {target.min()}..{target.max()}"
+        )
+    picked = input.gather(1, safe[:, None]).squeeze(1)  # (N, d...)
+    weights = (np.ones(classes) if weight is None else _constant(weight))[safe] * kept
+    weights = weights.astype(input.dtype)
+    return _reduce(-picked * weights, reduction, mean_divisor=weights.sum())
+
+
+def binary_cross_entropy(input: Tensor, target, weight=None, reduction: str = "mean") -> Tensor:
+    """−(t log p + (1 − t) log(1 − p)) for probabilities p in [0, 1]; each log clamped at −100, as torch."""
+    if input.data.size and (input.data.min() < 0 or input.data.max() > 1):
+        raise ValueError(
+            "binary_cross_entropy: every input must lie in [0, 1] (pass logits to binary_cross_entropy_with_logits)"
+        )
+    t = target if isinstance(target, Tensor) else Tensor(target, dtype=input.dtype)
+    with np.errstate(divide="ignore"):
+        losses = -(t * input.log().clamp(min=-100) + (1 - t) * (1 - input).log().clamp(min=-100))
+    return _reduce(losses if weight is None else losses * weight, reduction)
+
+
+def binary_cross_entropy_with_logits(
+    input: Tensor, target, weight=None, reduction: str = "mean", pos_weight=None
+) -> Tensor:
+    """binary_cross_entropy(σ(x), t) without forming σ(x): −(pos_weight · t log σ(x) + (1 − t) log σ(−x))."""
+    t = target if isinstance(target, Tensor) else Tensor(target, dtype=input.dtype)
+    log_sigmoid, log_sigmoid_negative = -softplus(-input), -softplus(input)  # log σ(x) = −softplus(−x)
+    positive = t * log_sigmoid if pos_weight is None else t * log_sigmoid * pos_weight
+    losses = -(positive + (1 - t) * log_sigmoid_negative)
+    return _reduce(losses if weight is None else losses * weight, reduction)
+
+
+def one_hot(tensor, num_classes: int = -1) -> Tensor:
+    """int64 (..., num_classes): 1 at each id's class; num_classes=-1 takes the largest id + 1."""
+    ids = _constant(tensor)
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"one_hot needs integer ids, not {ids.dtype}")
+    if num_classes == -1:
+        num_classes = int(ids.max()) + 1 if ids.size else 0
+    if ids.size and (ids.min() < 0 or ids.max() >= num_classes):
+        raise ValueError(f"one_hot: ids must lie in [0, {num_classes}), got {ids.min()}..{ids.max()}")
+    return Tensor._wrap((ids[..., None] == np.arange(num_classes)).astype(np.int64))
+
+
+def pad(input: Tensor, pad, mode: str = "constant", value: float | None = None) -> Tensor:
+    """Pad (or, with negative sizes, crop) the last len(pad) / 2 dimensions, as torch's F.pad.
+
+    pad = (left of the last axis, right of the last axis, left of the one before, ...).
+    mode "constant" fills with `value` (0 by default); "reflect" mirrors without repeating the
+    edge, "replicate" repeats the edge, "circular" wraps around.
+    """
+    if len(pad) % 2 or len(pad) // 2 > input.ndim:
+        raise ValueError(f"pad: {len(pad)} sizes for a tensor of shape {input.shape}; give two per padded dimension")
+    if mode not in ("constant", "reflect", "replicate", "circular"):
+        raise ValueError(f'pad mode must be "constant", "reflect", "replicate" or "circular", got {mode!r}')
+    if value is not None and mode != "constant":
+        raise ValueError(f"pad: value= only goes with mode='constant', not {mode!r}")
+    out = input
+    for i in range(len(pad) // 2):
+        axis = input.ndim - 1 - i
+        out = _pad_axis(out, axis, int(pad[2 * i]), int(pad[2 * i + 1]), mode, 0.0 if value is None else value)
+    return out
+
+
+def _pad_axis(x: Tensor, axis: int, before: int, after: int, mode: str, value: float) -> Tensor:
+    n = x.shape[axis]
+    lead = (slice(None),) * axis
+    x = x[lead + (slice(max(-before, 0), n - max(-after, 0)),)]  # negative sizes crop
+    n, before, after = x.shape[axis], max(before, 0), max(after, 0)
+    if mode == "constant":
+        edges = [
+            Tensor(np.full(x.shape[:axis] + (size,) + x.shape[axis + 1 :], value), dtype=x.dtype)
+            for size in (before, after)
+        ]
+        return concatenate([edges[0], x, edges[1]], axis=axis)
+    position = np.arange(-before, n + after)
+    if mode == "reflect":
+        if before >= n or after >= n:
+            raise ValueError(
+                f"pad: reflect padding of {max(before, after)} needs a dimension longer than that, got {n}"
+            )
+        period = 2 * (n - 1)
+        position = (n - 1) - np.abs((n - 1) - position % period) if n > 1 else np.zeros_like(position)
+    elif mode == "replicate":
+        position = np.clip(position, 0, n - 1)
+    else:
+        position = position % n
+    return x[lead + (position,)]
+
+
+__all__ += [
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "elu",
+    "l1_loss",
+    "leaky_relu",
+    "log_softmax",
+    "mish",
+    "mse_loss",
+    "nll_loss",
+    "one_hot",
+    "pad",
+    "relu",
+    "silu",
+    "softmax",
+    "softplus",
+]
+
+from minigrad.tensor import concatenate, where  # noqa: E402  (this section's own imports)

@@ -387,8 +387,8 @@ class Embedding(Function):
     definition = staticmethod(F.embedding)
 
     def forward(self, ids, weight):
-        out = weight[ids]  # (..., C); NumPy rejects ids out of range
-        self.ids, self.weight_shape = ids.reshape(-1) % weight.shape[0], weight.shape  # -1 is V - 1
+        out = weight[ids]  # (..., C)
+        self.ids, self.weight_shape = ids.reshape(-1), weight.shape
         return out
 
     def backward(self, g):
@@ -405,10 +405,7 @@ class Embedding(Function):
 
 def embedding(ids, weight: Tensor) -> Tensor:
     """`functional.embedding` in one fused node."""
-    ids = _constant(ids)
-    if ids.dtype.kind not in "iu":
-        raise TypeError(f"embedding ids must be integers, not {ids.dtype}")
-    return Embedding.apply(ids, weight)
+    return Embedding.apply(F.embedding_ids(ids, weight.shape[0]), weight)
 
 
 # ---------------------------------------------------------------- attention

@@ -327,6 +327,9 @@ class Where(Function):
     """condition ? a : b, elementwise with broadcasting; `condition` is not differentiable."""
 
     def forward(self, condition, a, b):
+        if np.asarray(condition).dtype.kind not in "biu":
+            # a float mask (an additive −inf/0 bias, say) read as booleans would flip its meaning
+            raise TypeError(f"where: the condition must be boolean, not {np.asarray(condition).dtype}")
         self.condition = np.asarray(condition, dtype=bool)
         self.a_shape, self.b_shape = _shape_of(a), _shape_of(b)
         return np.where(self.condition, a, b)
@@ -389,7 +392,7 @@ class MatMul(Function):
 class Softmax(Function):
     def forward(self, a, axis=-1):
         self.axis = axis
-        e = np.exp(a - a.max(axis=axis, keepdims=True))  # shifting by the max keeps exp finite
+        e = np.exp(a - a.max(axis=axis, keepdims=True, initial=-np.inf))  # shifting by the max keeps exp finite
         self.out = e / e.sum(axis=axis, keepdims=True)
         return self.out
 
@@ -402,7 +405,7 @@ class Softmax(Function):
 class LogSoftmax(Function):
     def forward(self, a, axis=-1):
         self.axis = axis
-        shifted = a - a.max(axis=axis, keepdims=True)
+        shifted = a - a.max(axis=axis, keepdims=True, initial=-np.inf)  # initial: an empty axis has no max
         out = shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
         self.out = out
         return out
@@ -410,3 +413,198 @@ class LogSoftmax(Function):
     def backward(self, g):
         # d log softmax(x)_i / dx_j = δ_ij - softmax(x)_j  =>  dx = g - softmax(x) Σ g
         return g - np.exp(self.out) * g.sum(axis=self.axis, keepdims=True)
+
+
+# ---------------------------------------------------------------- more elementwise
+
+
+class Sin(Function):
+    def forward(self, a):
+        self.a = a
+        return np.sin(a)
+
+    def backward(self, g):
+        # d(sin a)/da = cos a
+        return g * np.cos(self.a)
+
+
+class Cos(Function):
+    def forward(self, a):
+        self.a = a
+        return np.cos(a)
+
+    def backward(self, g):
+        # d(cos a)/da = −sin a
+        return -g * np.sin(self.a)
+
+
+class Step(Function):
+    """A function that is flat between its jumps: floor, ceil, round, sign, trunc, a // b.
+
+    Wherever it has a derivative, that derivative is 0 (PyTorch's choice for floor, ceil, round
+    and sign too), so every input gets a zero gradient.
+    """
+
+    def forward(self, *arrays, fn):
+        self.shapes = [_shape_of(a) for a in arrays]
+        return fn(*arrays)
+
+    def backward(self, g):
+        return tuple(np.zeros(shape, dtype=g.dtype) for shape in self.shapes)
+
+
+class Remainder(Function):
+    """a % b with the sign of b (Python's, NumPy's and torch.remainder's convention)."""
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return np.remainder(a, b)
+
+    def backward(self, g):
+        # a % b = a − b · floor(a / b), and floor is flat:  ga = g,  gb = −g · floor(a / b)
+        a, b = self.a, self.b
+        gb = unbroadcast(-g * np.floor_divide(a, b), _shape_of(b)) if self.needs_input_grad[1] else None
+        return unbroadcast(g, _shape_of(a)), gb
+
+
+class Cast(Function):
+    """a converted to the dtype of `like` (an empty array: it carries the dtype, no values)."""
+
+    def forward(self, a, like):
+        self.in_dtype = a.dtype
+        return a.astype(like.dtype)
+
+    def backward(self, g):
+        # the identity, back in the input's dtype
+        return g.astype(self.in_dtype), None
+
+
+# ---------------------------------------------------------------- scans
+
+
+def _reverse_cumsum(a: np.ndarray, axis: int) -> np.ndarray:
+    """out_i = Σ_{k≥i} a_k along `axis`."""
+    return np.flip(np.cumsum(np.flip(a, axis), axis=axis), axis)
+
+
+class Cumsum(Function):
+    def forward(self, a, axis):
+        self.axis = axis
+        return np.cumsum(a, axis=axis)
+
+    def backward(self, g):
+        # y_k = Σ_{j≤k} a_j, so a_i reaches every y_k with k ≥ i:  ga_i = Σ_{k≥i} g_k
+        return _reverse_cumsum(g, self.axis)
+
+
+class Cumprod(Function):
+    def forward(self, a, axis):
+        self.a, self.axis = a, axis
+        self.out = np.cumprod(a, axis=axis)
+        return self.out
+
+    def backward(self, g):
+        # y_k = Π_{j≤k} a_j, so ga_i = Σ_{k≥i} g_k Π_{j≤k, j≠i} a_j. Dividing y_k by a_i gives
+        # that product only where a_i ≠ 0, so each lane has three parts:
+        #   before its first zero:  ga_i = Σ_{k≥i} g_k y_k / a_i
+        #   at its first zero z:    ga_z = Σ_{k≥z} g_k y'_k, y' the cumprod with a_z taken as 1
+        #   after it:               ga_i = 0, every product holds a_z = 0
+        a, axis = self.a, self.axis
+        is_zero = a == 0
+        zeros_so_far = np.cumsum(is_zero, axis=axis)
+        before = zeros_so_far == 0
+        first_zero = is_zero & (zeros_so_far == 1)
+        skipping_first_zero = np.cumprod(np.where(first_zero, 1, a), axis=axis)
+        grad_before = _reverse_cumsum(g * self.out, axis) / np.where(before, a, 1)
+        grad_first_zero = _reverse_cumsum(g * skipping_first_zero, axis)
+        return np.where(before, grad_before, np.where(first_zero, grad_first_zero, 0))
+
+
+# ---------------------------------------------------------------- gather and scatter
+
+
+def along(index: np.ndarray, axis: int) -> tuple:
+    """The NumPy index that picks, at each position p of `index`, the element of an array at p
+    with p[axis] replaced by index[p] (torch.gather's addressing)."""
+    grid = list(np.indices(index.shape, sparse=True))
+    grid[axis] = index
+    return tuple(grid)
+
+
+def scatter_add(base: np.ndarray, index: np.ndarray, src: np.ndarray, axis: int) -> np.ndarray:
+    """A copy of `base` with src[p] added at along(index, axis)[p]; repeated targets add up."""
+    out = base.astype(np.result_type(base, src), copy=True)
+    np.add.at(out, along(index, axis), src)
+    return out
+
+
+class Gather(Function):
+    """out[p] = a[p with p[axis] = index[p]], as torch.gather(a, axis, index)."""
+
+    def forward(self, a, index, axis):
+        self.in_shape, self.index, self.axis = a.shape, index, axis
+        return a[along(index, axis)]
+
+    def backward(self, g):
+        # each picked element receives its g; an element picked k times receives k of them
+        return scatter_add(np.zeros(self.in_shape, dtype=g.dtype), self.index, g, self.axis), None
+
+
+class ScatterAdd(Function):
+    """a copy of a with src[p] added at p with p[axis] = index[p], as torch.scatter_add."""
+
+    def forward(self, a, index, src, axis):
+        self.index, self.axis = index, axis
+        return scatter_add(a, index, src, axis)
+
+    def backward(self, g):
+        # a passes straight through; src[p] landed at along(index)[p], so it gets g from there: gather
+        return g, None, g[along(self.index, self.axis)]
+
+
+# ---------------------------------------------------------------- einsum
+
+
+class Einsum(Function):
+    """np.einsum on explicit subscripts (`subscripts` one string per operand, `output` one).
+
+    Its derivative is another einsum: for operand i, contract g with every other operand and
+    ask for operand i's subscripts.
+    """
+
+    def forward(self, *operands, subscripts, output):
+        self.operands, self.subscripts, self.output = operands, subscripts, output
+        equation = ",".join(subscripts) + "->" + output
+        return np.einsum(equation, *operands, optimize=len(operands) > 2)
+
+    def backward(self, g):
+        return tuple(self._grad(g, i) if self.needs_input_grad[i] else None for i in range(len(self.operands)))
+
+    def _grad(self, g, i):
+        target = self.subscripts[i]
+        others = [(s, op) for j, (s, op) in enumerate(zip(self.subscripts, self.operands)) if j != i]
+        available = set(self.output).union(*(s for s, _ in others))
+        sizes: dict = {}
+        for s, op in zip(self.subscripts, self.operands):
+            for letter, n in zip(s, op.shape):
+                sizes[letter] = max(sizes.get(letter, 1), n)
+        unused = (c for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in sizes)
+        # A letter only operand i has was summed away: it comes back as a row of ones. A letter
+        # operand i repeats ('ii', a diagonal) is asked for once and put back on the diagonal
+        # by an identity matrix.
+        extra_subscripts, extra_operands, result = [], [], ""
+        for letter in target:
+            if letter in result:
+                fresh = next(unused)
+                extra_subscripts.append(letter + fresh)
+                extra_operands.append(np.eye(sizes[letter], dtype=g.dtype))
+                result += fresh
+            else:
+                if letter not in available:
+                    extra_subscripts.append(letter)
+                    extra_operands.append(np.ones(sizes[letter], dtype=g.dtype))
+                result += letter
+        equation = ",".join([self.output] + [s for s, _ in others] + extra_subscripts) + "->" + result
+        grad = np.einsum(equation, g, *(op for _, op in others), *extra_operands, optimize=True)
+        # an axis of size 1 that broadcast against a longer one receives the sum over it
+        return unbroadcast(grad, self.operands[i].shape)

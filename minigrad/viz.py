@@ -19,6 +19,8 @@ gradient norms on the leaves.
 from __future__ import annotations
 
 import html
+import json
+import re
 import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -27,13 +29,17 @@ from pathlib import Path
 import graphviz
 import numpy as np
 
+from minigrad import autograd
 from minigrad.nn import Module, Parameter
 from minigrad.tensor import Tensor
 
+INSTALL_GRAPHVIZ = (
+    "Install it (Debian/Ubuntu: sudo apt-get install graphviz; macOS: brew install graphviz; conda: "
+    "conda install graphviz)"
+)
 INSTALL_HINT = (
-    "Graphviz's `dot` program is needed to render graphs, but it is not on PATH. Install it "
-    "(Debian/Ubuntu: sudo apt-get install graphviz; macOS: brew install graphviz; conda: "
-    "conda install graphviz), or use graph.source, the DOT text, which needs no program."
+    f"Graphviz's `dot` program is needed to render graphs, but it is not on PATH. {INSTALL_GRAPHVIZ}, "
+    "or use graph.source, the DOT text, which needs no program."
 )
 
 # Colours: ops blue, parameters green, other inputs yellow, constants white, folded modules violet.
@@ -98,6 +104,11 @@ def draw_graph(
     """
     if max_depth is not None and max_depth < 0:
         raise ValueError(f"draw_graph: max_depth must be None or >= 0, got {max_depth}")
+    return _draw(tensor, model, params, max_depth, rankdir)[0]
+
+
+def _draw(tensor: Tensor, model, params, max_depth, rankdir) -> tuple[graphviz.Digraph, _Drawing, list, list]:
+    """The Digraph, the placement that made it (which DOT node each tensor is), ops and leaves."""
     ops, leaves, edges = _walk(tensor)
     drawing = _Drawing(tensor, model, params, max_depth)
     for t in ops:
@@ -113,7 +124,7 @@ def draw_graph(
     )
     drawing.add_edges(dot, edges)
     drawing.emit(dot)
-    return dot
+    return dot, drawing, ops, leaves
 
 
 class _Drawing:
@@ -247,6 +258,197 @@ def render(graph: graphviz.Digraph, path: str | Path, format: str | None = None)
     return path
 
 
+# ---------------------------------------------------------------- the backward explorer
+
+# What the page keeps of an array: a grid of at most this many rows and columns of its values
+# (every k-th, so the numbers shown are real ones), and a histogram of all of them.
+SAMPLE_ROWS, SAMPLE_COLUMNS, HISTOGRAM_BINS = 8, 16, 16
+PAGE = Path(__file__).with_name("explorer.html")
+
+
+class Explorer:
+    """A recorded backward pass, as one self-contained HTML page (see `explore`).
+
+    `data` is what the page embeds: {"nodes": [...], "backward_order": [...], "steps": [...]}.
+    """
+
+    def __init__(self, data: dict, svg: str, title: str = "minigrad backward explorer"):
+        self.data, self.svg, self.title = data, svg, title
+
+    def html(self) -> str:
+        """The page: the drawing, its data and the script that steps through backward, all inline."""
+        # no "<" at all inside the script element: nothing in a name can end it or open a comment
+        graph = json.dumps(self.data, separators=(",", ":"), allow_nan=False).replace("<", "\\u003c")
+        parts = {"title": html.escape(self.title), "svg": self.svg, "graph": graph}
+        return re.sub(r"\{\{(title|svg|graph)\}\}", lambda m: parts[m[1]], PAGE.read_text(encoding="utf-8"))  # one pass
+
+    def save(self, path: str | Path) -> Path:
+        """Write the page to `path` (one file: it opens offline in any browser). Returns the path."""
+        path = Path(path)
+        path.write_text(self.html(), encoding="utf-8")
+        return path
+
+    def _repr_html_(self) -> str:
+        """Shown inline in a notebook, in a frame of its own so that several explorers coexist."""
+        frame = "width:100%;height:720px;border:1px solid #ccc"
+        return f'<iframe srcdoc="{html.escape(self.html())}" style="{frame}"></iframe>'
+
+
+def explore(tensor: Tensor, model: Module | None = None) -> Explorer:
+    """Run backward from the scalar `tensor`, recording each op's vector-Jacobian product.
+
+    Call it in place of `loss.backward()`: the leaves get their `.grad` as backward gives it,
+    and the returned Explorer holds the graph (drawn by Graphviz with draw_graph's module
+    clusters), statistics and small samples of every value and gradient, and, for each step of
+    the backward walk, the gradient the op received and each gradient it sent to an input.
+    `model` names the parameters and the clusters, as in draw_graph.
+    """
+    if not tensor.requires_grad or tensor._ctx is None:
+        raise ValueError(
+            "explore: the tensor was not computed from anything that requires a gradient; nothing to explore"
+        )
+    if tensor._ctx.released:
+        raise ValueError("explore: backward() already freed this graph; call explore(loss) instead of loss.backward()")
+    if tensor.size != 1:
+        raise ValueError(
+            f"explore: runs backward from a scalar (a loss), got shape {_shape(tensor.shape)}; reduce it first"
+        )
+    if shutil.which("dot") is None:
+        raise GraphvizNotFoundError(
+            f"Graphviz's `dot` program lays out the explorer's graph, but it is not on PATH. {INSTALL_GRAPHVIZ}."
+        )
+    dot, drawing, ops, leaves = _draw(tensor, model, None, None, "TB")
+    svg = _tag_nodes(dot.pipe(format="svg").decode("utf-8"))
+    node_of = drawing.node_of
+    nodes = {}
+    for t in ops:
+        _, names = drawing.named_scope(t._ctx.scope)
+        parents = [p for p in t._ctx.parents if p is not None]
+        nodes[node_of[id(t)]] = dict(
+            op=t._ctx.name, inputs=[node_of[id(p)] for p in parents], module=names[-1] if names else ""
+        )
+    for t in leaves:
+        known = drawing.leaf_names.get(id(t))
+        name = known[0] if known else t.name
+        owner = name.rpartition(".")[0] if known else ""
+        nodes[node_of[id(t)]] = dict(op="leaf", name=name, inputs=[], module=owner)
+    for t in [*ops, *leaves]:
+        nodes[node_of[id(t)]].update(
+            id=node_of[id(t)], shape=list(t.shape), dtype=str(t.dtype), value=_summary(t.data), grad=None
+        )
+    recorder = _BackwardRecorder(node_of, ops, leaves)
+    previous, autograd._state.tracer = autograd._state.tracer, recorder
+    try:
+        tensor.backward()
+    finally:
+        autograd._state.tracer = previous
+    for step in recorder.steps:
+        nodes[step["op"]]["grad"] = step["grad"]
+    for t in leaves:
+        if t.grad is not None:
+            nodes[node_of[id(t)]]["grad"] = _summary(t.grad)
+    data = dict(
+        nodes=list(nodes.values()), backward_order=[step["op"] for step in recorder.steps], steps=recorder.steps
+    )
+    return Explorer(data, svg)
+
+
+class _BackwardRecorder:
+    """Listens to the engine's backward (autograd's tracer slot) and keeps, per op it runs, the
+    gradient received and the gradients sent, with each input's running sum of what it got."""
+
+    def __init__(self, node_of: dict[int, str], ops: list[Tensor], leaves: list[Tensor]):
+        self.node_of = node_of
+        self.output_of = {id(t._ctx): t for t in ops}  # id(Function) -> the tensor it made
+        self.steps: list[dict] = []
+        # what each tensor has received so far, summed as the engine sums it; a leaf that
+        # already held a gradient starts from it, as backward() adds to it
+        self.received = {id(t): t.grad for t in leaves if t.grad is not None}
+        self.count: dict[int, int] = {}
+        self.leaves = {id(t) for t in leaves}
+
+    def apply(self, cls, args, kwargs):
+        previous, autograd._state.tracer = autograd._state.tracer, None
+        try:
+            return cls.apply(*args, **kwargs)
+        finally:
+            autograd._state.tracer = previous
+
+    def backward(self, fn, grad: np.ndarray):
+        input_grads = fn.backward(grad)
+        grads = input_grads if isinstance(input_grads, tuple) else (input_grads,)
+        sent = []
+        for position, (parent, needs, parent_grad) in enumerate(zip(fn.parents, fn.needs_input_grad, grads)):
+            if not needs or parent_grad is None:
+                continue
+            contribution = np.asarray(parent_grad).astype(parent.data.dtype, copy=False)
+            key = id(parent)
+            self.received[key] = self.received[key] + contribution if key in self.received else contribution
+            self.count[key] = self.count.get(key, 0) + 1
+            total = self.received[key]
+            sent.append(
+                {
+                    "to": self.node_of[key],
+                    "input": position,
+                    "grad": _stats(contribution),
+                    "total": _summary(total) if key in self.leaves else _stats(total),
+                    "count": self.count[key],
+                }
+            )
+        output = self.output_of[id(fn)]
+        self.received.pop(id(output), None)  # all of it has arrived: this is `grad`
+        self.steps.append({"op": self.node_of[id(output)], "grad": _summary(grad), "sent": sent})
+        return input_grads
+
+
+def _tag_nodes(svg: str) -> str:
+    """Graphviz's SVG without its XML prologue, each node's group given a `data-node-id` (its DOT
+    name, the page's node id)."""
+    svg = svg[svg.index("<svg") :]
+    return re.sub(
+        r'<g id="(node\d+)" class="node">\s*<title>([^<]+)</title>',
+        lambda m: f'<g id="{m[1]}" class="node" data-node-id="{m[2]}">\n<title>{m[2]}</title>',
+        svg,
+    )
+
+
+def _stats(array: np.ndarray) -> dict:
+    """mean, std, min, max of the finite values (a masked score is -inf), and how many were not."""
+    a = np.asarray(array, dtype=np.float64)
+    finite = a[np.isfinite(a)] if not np.isfinite(a).all() else a
+    if finite.size == 0:
+        stats = dict(mean=None, std=None, min=None, max=None)
+    else:
+        stats = dict(
+            mean=float(finite.mean()), std=float(finite.std()), min=float(finite.min()), max=float(finite.max())
+        )
+    if finite.size < a.size:
+        stats["nonfinite"] = int(a.size - finite.size)
+    return stats
+
+
+def _summary(array: np.ndarray) -> dict:
+    """Statistics, a grid of every k-th value (at most SAMPLE_ROWS × SAMPLE_COLUMNS) and a histogram."""
+    a = np.asarray(array, dtype=np.float64)
+    grid = a.reshape(-1, a.shape[-1]) if a.ndim > 1 and a.size else a.reshape(1, -1)  # (rows, columns)
+    rows = np.unique(np.linspace(0, grid.shape[0] - 1, min(SAMPLE_ROWS, grid.shape[0])).round().astype(int))
+    columns = np.unique(np.linspace(0, grid.shape[1] - 1, min(SAMPLE_COLUMNS, grid.shape[1])).round().astype(int))
+    sample = grid[np.ix_(rows, columns)] if grid.size else grid
+    finite = a[np.isfinite(a)]
+    counts, edges = np.histogram(finite, bins=HISTOGRAM_BINS) if finite.size else (np.zeros(0), np.zeros(2))
+    return dict(
+        _stats(a),
+        sample=dict(
+            rows=len(rows), columns=len(columns), of=list(grid.shape), values=[_round(v) for v in sample.ravel()]
+        ),
+        histogram=dict(low=float(edges[0]), high=float(edges[-1]), counts=[int(c) for c in counts]),
+    )
+
+
+def _round(value: float) -> float | None:
+    return float(f"{value:.3g}") if np.isfinite(value) else None
+
+
 # ---------------------------------------------------------------- walking the graph
 
 
@@ -329,4 +531,4 @@ def _shape(shape: tuple) -> str:
     return str(tuple(int(n) for n in shape))
 
 
-__all__ = ["GraphvizNotFoundError", "draw_graph", "render"]
+__all__ = ["Explorer", "GraphvizNotFoundError", "draw_graph", "explore", "render"]

@@ -122,7 +122,7 @@ def test_bad_training_flags(run_dir, capsys, flags, message):
         (["sample", "--top-k", "0"], "argument --top-k: must lie in [1, inf], got 0"),
         (["sample", "--num-samples", "0"], "argument --num-samples: must lie in [1, inf], got 0"),
         (["sample", "--max-new-tokens", "1.5"], "argument --max-new-tokens: expected an integer, got '1.5'"),
-        (["graph"], "the following arguments are required: --out"),
+        (["graph"], "give --out FILE.svg (the graph), --html FILE.html"),
     ],
 )
 def test_bad_commands_and_sampling_flags(capsys, argv, message):

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import test_ops_gradcheck
-from test_ops_gradcheck import GRADIENT_TESTS, function_classes
+from test_ops_gradcheck import GRADIENT_TESTS, function_classes, public_ops
 
 REPO = Path(__file__).resolve().parent.parent
 TABLE = REPO / "docs" / "ops.md"
@@ -71,7 +71,22 @@ def test_each_row_names_its_file_and_a_test_that_checks_it():
 
 
 def test_composed_rows_name_existing_tests():
-    for cells in table_rows(TABLE.read_text(encoding="utf-8")):
+    op_tables = TABLE.read_text(encoding="utf-8").split("## PyTorch names")[0]  # that table maps names
+    for cells in table_rows(op_tables):
         test = TEST.match(cells[-1])
         assert test, f"row {cells[0]}: last cell {cells[-1]} is not a test"
         assert callable(getattr(test_ops_gradcheck, test.group(1), None)), f"no test named {test.group(1)}"
+
+
+def test_every_public_op_has_a_row():
+    """Each public op is named, called, in some row: `x.cumsum(`, `mg.einsum(`, `F.silu(`."""
+    rows = "\n".join(" | ".join(cells) for cells in table_rows(TABLE.read_text(encoding="utf-8")))
+    spelled = {"Tensor": ".", "mg": "mg.", "F": "F."}
+    missing = []
+    for name in public_ops():
+        owner, attribute = name.split(".")
+        if attribute == "__getitem__":
+            continue  # the GetItem row: `a[index]`
+        if f"{spelled[owner]}{attribute}(" not in rows:
+            missing.append(name)
+    assert not missing, f"docs/ops.md has no row calling {sorted(missing)}"

@@ -28,11 +28,12 @@ from minigrad import Tensor, kernels, ops
 # Strict: float64 central differences with eps 1e-6 are good to ~1e-9 on these smooth ops.
 ATOL, RTOL = 1e-6, 1e-5
 
-GRADIENT_TESTS: dict[type, list[str]] = {}
+GRADIENT_TESTS: dict[type | str, list[str]] = {}
 
 
-def checks(*functions: type):
-    """Record that the decorated test gradient-checks these Function classes."""
+def checks(*functions: type | str):
+    """Record that the decorated test gradient-checks these Function classes or composed ops
+    (named "Tensor.method", "mg.function" or "F.function")."""
 
     def register(test):
         for function in functions:
@@ -103,7 +104,7 @@ BINARY = {
 }
 
 
-@checks(ops.Add, ops.Sub, ops.Mul, ops.Div, ops.Maximum)
+@checks(ops.Add, ops.Sub, ops.Mul, ops.Div, ops.Maximum, "Tensor.maximum")
 @pytest.mark.parametrize("name", BINARY)
 @given(pair=broadcast_pairs, seed=seeds)
 def test_binary_ops_broadcast(name, pair, seed):
@@ -168,7 +169,9 @@ UNARY = {
 }
 
 
-@checks(ops.Neg, ops.Exp, ops.Log, ops.Sqrt, ops.Tanh, ops.Sigmoid, ops.ReLU, ops.Abs)
+@checks(
+    ops.Neg, ops.Exp, ops.Log, ops.Sqrt, ops.Tanh, ops.Sigmoid, ops.ReLU, ops.Abs, *(f"Tensor.{name}" for name in UNARY)
+)
 @pytest.mark.parametrize("name", UNARY)
 @given(shape=shapes_or_scalar, seed=seeds)
 def test_unary_ops(name, shape, seed):
@@ -179,19 +182,19 @@ def test_unary_ops(name, shape, seed):
 # ---------------------------------------------------------------- reductions
 
 
-@checks(ops.Sum)
+@checks(ops.Sum, "Tensor.sum")
 @given(shape_axis=shape_and_axis(min_dims=0), keepdims=st.booleans(), seed=seeds)
 def test_sum(shape_axis, keepdims, seed):
     shape, axis = shape_axis
     check(lambda x: x.sum(axis=axis, keepdims=keepdims), leaf(seed, shape))
 
 
-@checks(ops.Max, ops.Min)
-@pytest.mark.parametrize("name", ["max", "min"])
+@checks(ops.Max, ops.Min, "Tensor.max", "Tensor.min", "Tensor.amax", "Tensor.amin")
+@pytest.mark.parametrize("name", ["max", "min", "amax", "amin"])
 @given(shape_axis=shape_and_axis(), keepdims=st.booleans(), seed=seeds)
 def test_max_min_without_ties(name, shape_axis, keepdims, seed):
     shape, axis = shape_axis
-    check(lambda x: getattr(x, name)(axis=axis, keepdims=keepdims), leaf(seed, shape, "distinct"))
+    check(lambda x: getattr(x, name)(axis, keepdims), leaf(seed, shape, "distinct"))
 
 
 @checks(ops.Max, ops.Min)
@@ -205,14 +208,14 @@ def test_max_min_split_ties_equally():
     np.testing.assert_array_equal(x.grad, [[1, 0, 0], [0, 0, 0]])
 
 
-@checks(ops.Sum, ops.Mul)
+@checks(ops.Sum, ops.Mul, "Tensor.mean")
 @given(shape_axis=shape_and_axis(min_dims=0), keepdims=st.booleans(), seed=seeds)
 def test_mean(shape_axis, keepdims, seed):
     shape, axis = shape_axis
     check(lambda x: x.mean(axis=axis, keepdims=keepdims), leaf(seed, shape))
 
 
-@checks(ops.Sum, ops.Sub, ops.Mul, ops.Div)
+@checks(ops.Sum, ops.Sub, ops.Mul, ops.Div, "Tensor.var")
 @given(shape_axis=shape_and_axis(), keepdims=st.booleans(), ddof=st.sampled_from([0, 1]), seed=seeds)
 def test_var(shape_axis, keepdims, ddof, seed):
     shape, axis = shape_axis
@@ -222,7 +225,7 @@ def test_var(shape_axis, keepdims, ddof, seed):
     check(lambda x: x.var(axis=axis, ddof=ddof, keepdims=keepdims), leaf(seed, shape))
 
 
-@checks(ops.Softmax, ops.LogSoftmax)
+@checks(ops.Softmax, ops.LogSoftmax, "Tensor.softmax", "Tensor.log_softmax")
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])
 @given(shape=shapes, seed=seeds, data=st.data())
 def test_softmax_family(name, shape, seed, data):
@@ -233,7 +236,7 @@ def test_softmax_family(name, shape, seed, data):
 # ---------------------------------------------------------------- movement and shape
 
 
-@checks(ops.Reshape)
+@checks(ops.Reshape, "Tensor.reshape")
 @given(shape=shapes_or_scalar, seed=seeds, data=st.data())
 def test_reshape(shape, seed, data):
     size = int(np.prod(shape))
@@ -245,7 +248,7 @@ def test_reshape(shape, seed, data):
     check(lambda t: t.reshape(shape[::-1]).reshape(-1), x)
 
 
-@checks(ops.Transpose)
+@checks(ops.Transpose, "Tensor.transpose")
 @given(shape=shapes, seed=seeds, data=st.data())
 def test_transpose(shape, seed, data):
     ndim = len(shape)
@@ -257,7 +260,7 @@ def test_transpose(shape, seed, data):
     check(lambda t: t.T, x)
 
 
-@checks(ops.BroadcastTo)
+@checks(ops.BroadcastTo, "Tensor.broadcast_to")
 @given(pair=hnp.mutually_broadcastable_shapes(num_shapes=1, min_dims=0, max_dims=4, max_side=3), seed=seeds)
 def test_broadcast_to(pair, seed):
     check(lambda x: x.broadcast_to(pair.result_shape), leaf(seed, pair.input_shapes[0]))
@@ -296,7 +299,7 @@ def test_getitem_random_integer_arrays(shape, seed, data):
     check(lambda t: t[np.array(picks)], leaf(seed, shape))
 
 
-@checks(ops.Concatenate, ops.Reshape)
+@checks(ops.Concatenate, ops.Reshape, "mg.concatenate", "mg.stack")
 @given(shape=shapes, seed=seeds, data=st.data(), count=st.integers(1, 3))
 def test_concatenate_and_stack(shape, seed, data, count):
     ndim = len(shape)
@@ -313,7 +316,7 @@ def test_concatenate_and_stack(shape, seed, data, count):
     check(lambda *ts: mg.stack(ts, axis=stack_axis), *same)
 
 
-@checks(ops.Where)
+@checks(ops.Where, "mg.where", "Tensor.masked_fill")
 @given(shapes3=hnp.mutually_broadcastable_shapes(num_shapes=3, min_dims=0, max_dims=4, max_side=3), seed=seeds)
 def test_where_and_masked_fill(shapes3, seed):
     condition_shape, a_shape, b_shape = shapes3.input_shapes
@@ -371,7 +374,7 @@ def test_zero_dimensional_tensors():
 # Each test checks the readable definition (functional.py) and its fused kernel (kernels.py).
 
 
-@checks(kernels.GELU, F.Erf)
+@checks(kernels.GELU, F.Erf, "F.gelu")
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
 @given(shape=shapes_or_scalar, seed=seeds)
 def test_gelu(approximate, shape, seed):
@@ -379,13 +382,13 @@ def test_gelu(approximate, shape, seed):
     check(lambda x: F.gelu(x, approximate=approximate), leaf(seed, shape))
 
 
-@checks(F.Erf)
+@checks(F.Erf, "F.erf")
 @given(shape=shapes_or_scalar, seed=seeds)
 def test_erf(shape, seed):
     check(F.erf, leaf(seed, shape))
 
 
-@checks(kernels.Linear)
+@checks(kernels.Linear, "F.linear")
 @given(batch=hnp.array_shapes(min_dims=0, max_dims=2, max_side=3), n_in=st.integers(1, 3), n_out=st.integers(1, 3))
 @pytest.mark.parametrize("with_bias", [True, False])
 def test_linear(batch, n_in, n_out, with_bias):
@@ -395,7 +398,7 @@ def test_linear(batch, n_in, n_out, with_bias):
     check(F.linear, *inputs)
 
 
-@checks(kernels.LayerNorm)
+@checks(kernels.LayerNorm, "F.layer_norm")
 @pytest.mark.parametrize("affine", ["weight_and_bias", "weight", "bias", "none"])
 @pytest.mark.parametrize("layer_norm", [kernels.layer_norm, F.layer_norm], ids=["kernel", "definition"])
 @given(
@@ -424,7 +427,7 @@ def test_layer_norm_gradient_of_each_input_alone():
     check(lambda x: kernels.layer_norm(x, Tensor(w.data, dtype=np.float64), Tensor(b.data, dtype=np.float64)), x)
 
 
-@checks(kernels.CrossEntropy)
+@checks(kernels.CrossEntropy, "F.cross_entropy")
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @given(
     batch=hnp.array_shapes(min_dims=1, max_dims=2, max_side=4),
@@ -452,7 +455,7 @@ def attention_shapes(draw):
     return batch, q_len, k_len, d, dv
 
 
-@checks(kernels.ScaledDotProductAttention)
+@checks(kernels.ScaledDotProductAttention, "F.scaled_dot_product_attention", "F.attention_weights")
 @pytest.mark.parametrize("mask_kind", ["none", "bool", "float", "causal", "causal_and_bool"])
 @given(dims=attention_shapes(), seed=seeds)
 def test_scaled_dot_product_attention(mask_kind, dims, seed):
@@ -470,6 +473,7 @@ def test_scaled_dot_product_attention(mask_kind, dims, seed):
     q, k, v = leaf(seed, batch + (q_len, d)), leaf(seed + 1, batch + (k_len, d)), leaf(seed + 2, batch + (k_len, dv))
     for attention in (kernels.scaled_dot_product_attention, F.scaled_dot_product_attention):
         check(lambda q, k, v, attention=attention: attention(q, k, v, attn_mask=mask, is_causal=causal), q, k, v)
+    check(lambda q, k: F.attention_weights(q, k, mask, causal), q, k)
 
 
 @checks(kernels.ScaledDotProductAttention)
@@ -501,22 +505,349 @@ def test_attention_dropout_with_a_fixed_mask():
         )
 
 
-@checks(kernels.Embedding, ops.GetItem)
+@checks(kernels.Embedding, ops.GetItem, "F.embedding")
 @given(shape=shapes_or_scalar, seed=seeds)
 def test_embedding(shape, seed):
     """Ids repeat (few rows, many ids), so rows must add up the gradients of all their uses."""
-    ids = np.random.default_rng(seed).integers(-4, 4, shape)  # -1 is the last row, as NumPy
+    ids = np.random.default_rng(seed).integers(0, 4, shape)
     check(lambda w: kernels.embedding(ids, w), leaf(seed, (4, 3)))
     check(lambda w: F.embedding(ids, w), leaf(seed, (4, 3)))
     check(lambda w: kernels.embedding(Tensor(ids), w), leaf(seed, (4, 3)))
 
 
-@checks(ops.Mul, ops.Sqrt)
+@checks(ops.Mul, ops.Sqrt, "F.rms_norm", "F.dropout")
 @given(shape=shapes, seed=seeds)
 def test_rms_norm_and_dropout(shape, seed):
     """rms_norm and dropout are compositions of primitives."""
     check(lambda x, w: F.rms_norm(x, w), leaf(seed, shape), leaf(seed + 1, shape[-1:]))
     check(lambda x: F.dropout(x, 0.3, training=True, rng=np.random.default_rng(seed)), leaf(seed, shape))
+
+
+# ---------------------------------------------------------------- the PyTorch vocabulary
+# Primitives are registered by class, composed ops by their public name ("Tensor.cumsum",
+# "mg.einsum", "F.silu"): test_every_public_op_is_checked below finds every public op.
+
+VOCABULARY_UNARY = {
+    "sin": (lambda x: x.sin(), "any", [ops.Sin, "Tensor.sin"]),
+    "cos": (lambda x: x.cos(), "any", [ops.Cos, "Tensor.cos"]),
+    "log2": (lambda x: x.log2(), "positive", ["Tensor.log2"]),
+    "exp2": (lambda x: x.exp2(), "any", ["Tensor.exp2"]),
+    "square": (lambda x: x.square(), "any", ["Tensor.square"]),
+    "rsqrt": (lambda x: x.rsqrt(), "positive", ["Tensor.rsqrt"]),
+    "clamp": (lambda x: x.clamp(-0.55, 0.65), "any", ["Tensor.clamp"]),
+    "clamp_min": (lambda x: x.clamp(min=0.3), "any", ["Tensor.clamp"]),
+    "clip_max": (lambda x: x.clip(max=-0.2), "any", ["Tensor.clamp"]),
+    # flat between jumps: zero gradient (multiplied by x so that something is left to check)
+    "sign": (lambda x: x.sign() * x, "nonzero", [ops.Step, "Tensor.sign"]),
+    "floor": (lambda x: x.floor() + x, "any", [ops.Step, "Tensor.floor"]),
+    "ceil": (lambda x: x.ceil() * x, "any", [ops.Step, "Tensor.ceil"]),
+    "round": (lambda x: x.round() * x, "any", [ops.Step, "Tensor.round"]),
+    "round_decimals": (lambda x: x.round(decimals=1) + x, "any", [ops.Step, "Tensor.round"]),
+    "trunc": (lambda x: x.trunc() * x, "any", [ops.Step, "Tensor.trunc"]),
+    # (a round trip through float32 would defeat the finite differences: see the torch parity test)
+    "astype": (lambda x: x.astype(np.float64) * x.double(), "any", [ops.Cast, "Tensor.astype", "Tensor.double"]),
+    "clone": (lambda x: x.clone() * 2, "any", [ops.Cast, "Tensor.clone"]),
+    "silu": (F.silu, "any", ["F.silu"]),
+    "leaky_relu": (lambda x: F.leaky_relu(x, 0.2), "nonzero", ["F.leaky_relu"]),
+    "elu": (lambda x: F.elu(x, alpha=1.5), "nonzero", ["F.elu"]),
+    "softplus": (F.softplus, "any", ["F.softplus"]),
+    "softplus_beta": (lambda x: F.softplus(x * 8, beta=2, threshold=5), "any", ["F.softplus"]),
+    "mish": (F.mish, "any", ["F.mish"]),
+    "F_wrappers": (
+        lambda x: F.relu(x) + F.softmax(x, dim=-1) + F.log_softmax(x),
+        "nonzero",
+        ["F.relu", "F.softmax", "F.log_softmax"],
+    ),
+    "to": (lambda x: x.to(np.float64).to("cpu"), "any", [ops.Cast, "Tensor.to"]),
+}
+
+
+@checks(*{f for _, _, fs in VOCABULARY_UNARY.values() for f in fs})
+@pytest.mark.parametrize("name", VOCABULARY_UNARY)
+@given(shape=shapes_or_scalar, seed=seeds)
+def test_vocabulary_elementwise(name, shape, seed):
+    fn, kind, _ = VOCABULARY_UNARY[name]
+    check(fn, leaf(seed, shape, kind))
+
+
+@checks(ops.Remainder, ops.Step, "Tensor.minimum", "mg.minimum", "mg.maximum", "Tensor.clamp")
+@given(pair=broadcast_pairs, seed=seeds)
+def test_vocabulary_binary(pair, seed):
+    a_shape, b_shape = pair.input_shapes
+    a = leaf(seed, a_shape, "distinct")
+    b = Tensor(values(seed + 1, b_shape, "distinct") + 0.1, dtype=np.float64, requires_grad=True)
+    check(lambda a, b: a.minimum(b), a, b)
+    check(lambda a, b: mg.minimum(a, b) + mg.maximum(a, b) * 2, a, b)
+    # % and //: b away from zero, a / b away from the integers where a % b jumps
+    divisor = Tensor(
+        values(seed + 1, b_shape, "positive") * np.sign(values(seed + 2, b_shape, "nonzero")),
+        dtype=np.float64,
+        requires_grad=True,
+    )
+    quotient = np.broadcast_to(
+        values(seed + 3, np.broadcast_shapes(a_shape, b_shape)) * 3, np.broadcast_shapes(a_shape, b_shape)
+    )
+    dividend = Tensor(np.round(quotient) + 0.5 + 0.3 * np.tanh(quotient), dtype=np.float64) * divisor.data
+    dividend = Tensor(dividend.data, dtype=np.float64, requires_grad=True)
+    check(lambda a, b: a % b, dividend, divisor)
+    check(lambda a, b: a // b * a, dividend, divisor)
+    check(lambda a: 7.5 % a + 7.5 // a, divisor)
+    low, high = leaf(seed + 4, b_shape), leaf(seed + 5, b_shape)
+    if np.all(np.abs(a.data - low.data) > 1e-3) and np.all(np.abs(a.data - high.data) > 1e-3):
+        check(lambda a, low, high: a.clamp(low, high), a, low, high)
+
+
+@checks("Tensor.std", "Tensor.prod", "Tensor.logsumexp", ops.Cumprod)
+@given(shape_axis=shape_and_axis(min_dims=0), keepdims=st.booleans(), seed=seeds, torch_names=st.booleans())
+def test_vocabulary_reductions(shape_axis, keepdims, seed, torch_names):
+    shape, axis = shape_axis
+    kwargs = dict(dim=axis, keepdim=keepdims) if torch_names else dict(axis=axis, keepdims=keepdims)
+    check(lambda x: x.logsumexp(**kwargs), leaf(seed, shape))
+    check(lambda x: x.prod(**kwargs), leaf(seed, shape))
+    if _count_of(shape, axis) > 1:
+        check(lambda x: x.std(**kwargs, correction=1), leaf(seed, shape))
+
+
+def _count_of(shape, axis) -> int:
+    return int(np.prod([shape[a] for a in ops.normalize_axes(axis, len(shape))]))
+
+
+@checks(ops.Cumprod, "Tensor.prod")
+@pytest.mark.parametrize("zeros_at", [(2,), (0,), (1, 3), (0, 4), (4,)])
+def test_prod_and_cumprod_with_zeros(zeros_at):
+    """The product of the others, even where an input is 0 (a division by it would give NaN)."""
+    data = values(3, (2, 5))
+    data[:, list(zeros_at)] = 0.0
+    x = Tensor(data, dtype=np.float64, requires_grad=True)
+    check(lambda x: x.cumprod(dim=1), x)
+    check(lambda x: x.prod(dim=1), x)
+    check(lambda x: x.prod(), x)
+
+
+@checks(ops.Cumsum, ops.Cumprod, "Tensor.cumsum", "Tensor.cumprod")
+@given(shape=shapes_or_scalar, seed=seeds, data=st.data())
+def test_cumsum_cumprod(shape, seed, data):
+    axis = data.draw(st.sampled_from([None] + list(range(-max(len(shape), 1), max(len(shape), 1)))))
+    check(lambda x: x.cumsum(axis), leaf(seed, shape))
+    check(lambda x: x.cumprod(dim=axis) if axis is not None else x.cumprod(), leaf(seed, shape))
+
+
+@checks(ops.Gather, ops.ScatterAdd, "Tensor.gather", "Tensor.scatter_add")
+@given(shape=shapes, seed=seeds, data=st.data())
+def test_gather_and_scatter_add(shape, seed, data):
+    dim = data.draw(st.integers(-len(shape), len(shape) - 1))
+    rng = np.random.default_rng(seed)
+    index_shape = tuple(
+        data.draw(st.integers(1, n)) if d != dim % len(shape) else data.draw(st.integers(1, 4))
+        for d, n in enumerate(shape)
+    )
+    index = rng.integers(0, shape[dim], index_shape)  # repeats: scatter_add must add them up
+    check(lambda x: x.gather(dim, index), leaf(seed, shape))
+    src_shape = tuple(n + data.draw(st.integers(0, 1)) for n in index_shape)  # src may be larger
+    check(lambda x, src: x.scatter_add(dim, index, src), leaf(seed, shape), leaf(seed + 1, src_shape))
+
+
+@checks(ops.Gather, "Tensor.sort", "Tensor.topk", "Tensor.max", "Tensor.min")
+@given(shape=shapes, seed=seeds, data=st.data())
+def test_sort_topk_and_max_with_dim(shape, seed, data):
+    dim = data.draw(st.integers(-len(shape), len(shape) - 1))
+    descending, keepdim = data.draw(st.booleans()), data.draw(st.booleans())
+    k = data.draw(st.integers(0, shape[dim]))
+    x = leaf(seed, shape, "distinct")
+    check(lambda x: x.sort(dim, descending=descending).values, x)
+    check(lambda x: x.topk(k, dim, largest=descending).values, x)
+    check(lambda x: x.max(dim=dim, keepdim=keepdim).values + x.min(dim=dim, keepdim=keepdim)[0], x)
+
+
+@checks(ops.Einsum, "mg.einsum", "mg.tensordot")
+@pytest.mark.parametrize(
+    "equation, shapes_in",
+    [
+        ("ij,jk->ik", [(2, 3), (3, 4)]),
+        ("ij,jk", [(2, 3), (3, 4)]),
+        ("bij,bjk->bik", [(2, 2, 3), (2, 3, 2)]),
+        ("...ij,...jk->...ik", [(2, 1, 2, 3), (3, 3, 2)]),
+        ("i,i->", [(3,), (3,)]),
+        ("i,j->ij", [(3,), (2,)]),
+        ("ii->i", [(3, 3)]),
+        ("ii", [(3, 3)]),
+        ("iij->ji", [(2, 2, 3)]),
+        ("ij->", [(2, 3)]),
+        ("ij->j", [(2, 3)]),
+        ("ij,ij->ij", [(1, 3), (4, 3)]),
+        ("ij,jk,kl->il", [(2, 3), (3, 2), (2, 4)]),
+        ("bhqd,bhkd->bhqk", [(1, 2, 3, 4), (1, 2, 2, 4)]),
+        ("i,ii->i", [(3,), (3, 3)]),
+    ],
+)
+def test_einsum(equation, shapes_in):
+    """Every operand's gradient is an einsum of g with the others: sums, diagonals, broadcasting."""
+    inputs = [leaf(i, shape) for i, shape in enumerate(shapes_in)]
+    check(lambda *ts: mg.einsum(equation, *ts), *inputs)
+    np.testing.assert_allclose(
+        mg.einsum(equation, *inputs).data, np.einsum(equation, *[t.data for t in inputs]), rtol=1e-12
+    )
+
+
+@st.composite
+def einsum_equations(draw):
+    """A random equation over up to four letters: 1-3 operands, repeated letters (diagonals),
+    letters only one operand has (summed away), and any subset of letters as the output."""
+    letters = "ijkl"[: draw(st.integers(1, 4))]
+    sizes = {c: draw(st.integers(1, 3)) for c in letters}
+    terms = [
+        "".join(draw(st.lists(st.sampled_from(letters), min_size=0, max_size=3)))
+        for _ in range(draw(st.integers(1, 3)))
+    ]
+    used = sorted(set("".join(terms)))
+    output = "".join(draw(st.permutations(used))[: draw(st.integers(0, len(used)))])
+    shapes = [tuple(sizes[c] for c in term) for term in terms]
+    return ",".join(terms) + "->" + output, shapes
+
+
+@checks(ops.Einsum, "mg.einsum")
+@given(equation_shapes=einsum_equations(), seed=seeds)
+def test_einsum_random_equations(equation_shapes, seed):
+    equation, shapes_in = equation_shapes
+    inputs = [leaf(seed + i, shape) for i, shape in enumerate(shapes_in)]
+    check(lambda *ts: mg.einsum(equation, *ts), *inputs)
+
+
+small_shapes = hnp.array_shapes(min_dims=0, max_dims=2, max_side=3)
+
+
+@checks("mg.tensordot")
+@given(a_free=small_shapes, contracted=small_shapes, b_free=small_shapes, seed=seeds)
+def test_tensordot_random_shapes(a_free, contracted, b_free, seed):
+    a, b = leaf(seed, a_free + contracted), leaf(seed + 1, contracted + b_free)
+    check(lambda a, b: mg.tensordot(a, b, dims=len(contracted)), a, b)
+
+
+@checks("mg.tensordot")
+@pytest.mark.parametrize(
+    "dims, b_shape", [(0, (2,)), (1, (4, 2)), (2, (3, 4, 2)), (([1, 0], [0, 1]), (3, 2)), (([2], [1]), (2, 4))]
+)
+def test_tensordot(dims, b_shape):
+    a, b = leaf(0, (2, 3, 4)), leaf(1, b_shape)
+    check(lambda a, b: mg.tensordot(a, b, dims=dims), a, b)
+
+
+@checks("Tensor.tril", "Tensor.triu", "Tensor.diag", "Tensor.trace")
+@given(shape=hnp.array_shapes(min_dims=2, max_dims=4, max_side=4), seed=seeds, diagonal=st.integers(-4, 4))
+def test_triangles_and_diagonals(shape, seed, diagonal):
+    check(lambda x: x.tril(diagonal) + x.triu(diagonal) * 2, leaf(seed, shape))
+    check(lambda x: x.diag(diagonal), leaf(seed, shape[-2:]))
+    check(lambda x: x.diag(diagonal), leaf(seed, shape[-1:]))
+    check(lambda x: x.trace(), leaf(seed, shape[-2:]))
+
+
+@checks(
+    "Tensor.flip", "Tensor.roll", "Tensor.repeat", "Tensor.tile", "Tensor.permute", "Tensor.swapaxes",
+    "Tensor.expand", "Tensor.t", "Tensor.squeeze", "Tensor.unsqueeze", "Tensor.flatten", "Tensor.unflatten",
+)  # fmt: skip
+@given(shape=shapes, seed=seeds, data=st.data())
+def test_movement(shape, seed, data):
+    ndim = len(shape)
+    dims = tuple(
+        data.draw(st.lists(st.integers(-ndim, ndim - 1), min_size=1, max_size=ndim, unique_by=lambda a: a % ndim))
+    )
+    shifts = tuple(data.draw(st.integers(-5, 5)) for _ in dims)
+    reps = tuple(data.draw(st.integers(1, 3)) for _ in range(ndim + data.draw(st.integers(0, 1))))
+    order = data.draw(st.permutations(range(ndim)))
+    x = leaf(seed, shape)
+    check(lambda t: t.flip(dims), x)
+    check(lambda t: t.roll(shifts, dims), x)
+    check(lambda t: t.roll(shifts[0]), x)
+    check(lambda t: t.repeat(*reps), x)
+    check(lambda t: t.tile(reps[1:]), x)
+    check(lambda t: t.permute(*order), x)
+    check(lambda t: t.swapaxes(dims[0], -1), x)
+    check(lambda t: t.expand(2, *[-1] * ndim), x)
+    check(lambda t: t.t() if t.ndim <= 2 else t.view(-1), x)
+    check(lambda t: t.unsqueeze(dims[0]).squeeze(dims[0]).unsqueeze(-1).squeeze(), x)
+    start = dims[0] % ndim
+    check(lambda t: t.flatten(start).unflatten(start, shape[start:]), x)
+
+
+@checks("Tensor.split", "Tensor.chunk", "mg.cat", "mg.stack")
+@given(shape=shapes, seed=seeds, data=st.data())
+def test_split_and_chunk(shape, seed, data):
+    dim = data.draw(st.integers(-len(shape), len(shape) - 1))
+    size, chunks = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4))
+    check(lambda t: mg.cat([p * (i + 1) for i, p in enumerate(t.split(size, dim))], dim=dim), leaf(seed, shape))
+    check(
+        lambda t: mg.stack([p.sum() * (i + 1) for i, p in enumerate(t.chunk(chunks, dim=dim))], dim=0),
+        leaf(seed, shape),
+    )
+
+
+@checks("F.nll_loss", "F.binary_cross_entropy", "F.binary_cross_entropy_with_logits", "F.mse_loss", "F.l1_loss")
+@given(batch=hnp.array_shapes(min_dims=1, max_dims=3, max_side=3), classes=st.integers(2, 4), seed=seeds)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_losses(reduction, batch, classes, seed):
+    rng = np.random.default_rng(seed)
+    targets = rng.integers(0, classes, batch[:1] + batch[2:] if len(batch) > 1 else batch)
+    targets.reshape(-1)[1::3] = -100
+    weight = rng.uniform(0.5, 2.0, classes)
+    shape = (batch[0], classes) + batch[2:] if len(batch) > 1 else batch[:1] + (classes,)
+    log_probs = lambda z: z.log_softmax(axis=1)  # noqa: E731
+    check(lambda z: F.nll_loss(log_probs(z), targets, reduction=reduction), leaf(seed, shape))
+    check(lambda z: F.nll_loss(log_probs(z), targets, weight=weight, reduction=reduction), leaf(seed, shape))
+    check(
+        lambda z: F.nll_loss(z.log_softmax(axis=0), targets.reshape(-1)[0], reduction=reduction), leaf(seed, (classes,))
+    )
+    probabilities = rng.uniform(0.05, 0.95, batch)
+    t = rng.uniform(0, 1, batch)
+    check(
+        lambda p, t: F.binary_cross_entropy(p, t, reduction=reduction),
+        Tensor(probabilities, dtype=np.float64, requires_grad=True),
+        Tensor(t, dtype=np.float64, requires_grad=True),
+    )
+    check(
+        lambda x: F.binary_cross_entropy_with_logits(x, t, weight=t[..., :1], reduction=reduction, pos_weight=2.0),
+        leaf(seed, batch),
+    )
+    check(
+        lambda x, t: F.binary_cross_entropy_with_logits(x, t, reduction=reduction),
+        leaf(seed, batch),
+        Tensor(t, dtype=np.float64, requires_grad=True),
+    )
+
+
+@checks("F.pad")
+@pytest.mark.parametrize("mode", ["constant", "reflect", "replicate", "circular"])
+@given(shape=hnp.array_shapes(min_dims=1, max_dims=3, min_side=3, max_side=4), seed=seeds, data=st.data())
+def test_pad(mode, shape, seed, data):
+    lo = -1 if mode == "constant" else 0
+    sizes = [data.draw(st.integers(lo, 2)) for _ in range(2 * data.draw(st.integers(1, len(shape))))]
+    value = 0.5 if mode == "constant" else None
+    check(lambda x: F.pad(x, sizes, mode=mode, value=value), leaf(seed, shape))
+
+
+@checks("Tensor.__getitem__", ops.GetItem)
+@pytest.mark.parametrize(
+    "index",
+    [
+        ((0,), np.array([1, 2])),
+        ([0, 2], slice(1, None)),
+        ([0, 2], (1, 3)),
+        ((0, 0), Ellipsis, [1]),
+        [(0, 1), (2, 0)],
+        ([],),
+    ],
+    ids=["tuple_and_array", "list_and_slice", "list_and_tuple", "tuple_ellipsis_list", "nested", "empty_list"],
+)
+def test_getitem_with_sequences_inside(index):
+    """Tuples and lists inside an index are integer arrays, as NumPy and torch read them."""
+    x = leaf(0, (3, 4, 2))
+    np.testing.assert_array_equal(x[index].data, x.data[_numpy_index(index)])
+    check(lambda t: t[index], x)
+
+
+def _numpy_index(index):
+    items = index if isinstance(index, tuple) else (index,)
+    converted = tuple(np.asarray(i, dtype=np.intp) if isinstance(i, (list, tuple)) else i for i in items)
+    return converted if isinstance(index, tuple) else converted[0]
 
 
 # ---------------------------------------------------------------- every kernel equals its definition
@@ -656,3 +987,62 @@ def test_meta_test_notices_a_new_function():
         assert Untested in function_classes() and Untested not in GRADIENT_TESTS
     finally:
         Untested.__module__ = __name__  # out of the package again, for the test above
+
+
+# ---------------------------------------------------------------- every public op is checked too
+
+# Public callables that are not operations on tensors.
+NOT_OPS = {
+    "Tensor.backward", "Tensor.detach", "Tensor.item", "Tensor.numpy", "Tensor.requires_grad_", "Tensor.zero_grad",
+    "Tensor.numel", "Tensor.dim", "Tensor.tolist", "mg.default_rng", "mg.manual_seed", "mg.gradcheck",
+    "mg.is_grad_enabled",
+}  # fmt: skip
+# Ops whose results carry no gradient (indices, booleans, new tensors): each needs a row in
+# docs/ops.md and a torch case, but has no derivative to check.
+NOT_DIFFERENTIABLE = {
+    "Tensor.argmax", "Tensor.argmin", "Tensor.all", "Tensor.any", "Tensor.isclose", "Tensor.long",
+    "mg.isclose", "mg.arange", "mg.eye", "mg.full", "mg.linspace", "mg.zeros", "mg.ones", "mg.zeros_like",
+    "mg.ones_like", "mg.full_like", "mg.rand", "mg.randint", "mg.randn", "F.one_hot",
+}  # fmt: skip
+# Differentiable, but only in float32: the float64 finite differences cannot see them; the
+# torch parity test compares their values and gradients.
+FLOAT32_ONLY = {"Tensor.float"}
+
+
+def public_ops() -> dict[str, object]:
+    """Every public op by name: Tensor methods, minigrad's functions, minigrad.functional's.
+
+    An alias (x.view is x.reshape, mg.cat is mg.concatenate, mg.sum(x) is x.sum()) is listed
+    once, under the name it was defined with.
+    """
+    import inspect
+
+    found: dict[str, object] = {}
+    for name, member in vars(Tensor).items():
+        if inspect.isfunction(member) and (not name.startswith("_") or name == "__getitem__"):
+            found.setdefault(f"Tensor.{member.__name__}", member)
+    for name in mg.__all__:
+        member = getattr(mg, name)
+        if inspect.isfunction(member) and name not in mg.tensor.METHODS_AS_FUNCTIONS:
+            found.setdefault(f"mg.{member.__name__}", member)
+    for name in F.__all__:
+        member = getattr(F, name)
+        returns = inspect.signature(member).return_annotation
+        if returns is inspect.Signature.empty or "Tensor" in str(returns):  # not the array helpers
+            found.setdefault(f"F.{name}", member)
+    return {name: member for name, member in found.items() if name not in NOT_OPS}
+
+
+def test_every_public_op_has_a_gradient_test():
+    differentiable = set(public_ops()) - NOT_DIFFERENTIABLE - FLOAT32_ONLY
+    missing = sorted(name for name in differentiable if name not in GRADIENT_TESTS)
+    assert not missing, f'public ops without a gradient test (register them with @checks("Tensor.name")): {missing}'
+
+
+def test_public_op_discovery_sees_a_new_method():
+    Tensor.unchecked_op = lambda self: self  # noqa: B010
+    Tensor.unchecked_op.__name__ = "unchecked_op"
+    try:
+        assert "Tensor.unchecked_op" in public_ops() and "Tensor.unchecked_op" not in GRADIENT_TESTS
+    finally:
+        del Tensor.unchecked_op

@@ -256,3 +256,175 @@ def test_gradcheck_names_input_index_and_both_values():
 def test_gradcheck_needs_an_input_that_requires_grad():
     with pytest.raises(ValueError, match="requires_grad"):
         mg.gradcheck(lambda t: t * 2, Tensor([1.0]))
+
+
+# ---------------------------------------------------------------- no silent wrong answers
+
+
+def test_eq_and_ne_are_elementwise():
+    x = Tensor([0.0, 1.0, 2.0])
+    np.testing.assert_array_equal((x == 0).data, [True, False, False])
+    np.testing.assert_array_equal((x != 0).data, [False, True, True])
+    np.testing.assert_array_equal((x == Tensor([0.0, 5.0, 2.0])).data, [True, False, True])
+    np.testing.assert_array_equal((0 == x).data, [True, False, False])  # reflected: Tensor.__eq__ runs
+    assert (x == 1).dtype == np.bool_ and not (x == 1).requires_grad
+
+
+def test_tensors_hash_by_identity():
+    a, b = Tensor([1.0]), Tensor([1.0])
+    table = {a: "a", b: "b"}
+    assert table[a] == "a" and table[b] == "b" and len({a, b, a}) == 2
+
+
+def test_optimizers_and_modules_keep_equal_tensors_apart():
+    """Two parameters with equal values (elementwise == would call them equal) stay two."""
+    from minigrad import nn, optim
+
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
+    for p in model.parameters():
+        p.data[...] = 0.5
+    params = list(model.parameters())
+    assert len(params) == 4
+    opt = optim.Adam(params, lr=0.1)
+    with pytest.raises(ValueError):
+        opt.add_param_group({"params": [params[0]]})  # the same tensor twice is refused
+    opt.add_param_group({"params": [Tensor(np.full((2, 2), 0.5), requires_grad=True)]})  # an equal one is not
+    model[1].weight = model[0].weight  # tied: listed once
+    assert len(list(model.parameters())) == 3
+
+
+def test_mean_and_var_over_an_empty_axis_are_nan():
+    x = Tensor(np.ones((3, 0)))
+    assert np.isnan(x.mean().item()) and np.isnan(x.var().item())
+    np.testing.assert_array_equal(np.isnan(x.mean(axis=1).data), [True] * 3)
+    assert x.mean(axis=0).shape == (0,)
+
+
+def test_var_divisor_is_clamped_at_zero():
+    x = Tensor([1.0, 2.0])
+    assert x.var(ddof=3).item() == np.inf  # torch: inf; never (Σ (x − μ)²) / (2 − 3) = −0.5
+    assert np.isnan(Tensor([1.0, 1.0]).var(ddof=2).item())
+    assert x.var(ddof=1).item() == 0.5 and x.var(correction=1).item() == 0.5
+
+
+def test_stack_rejects_an_axis_out_of_range():
+    a = Tensor(np.ones((2, 3)))
+    assert mg.stack([a, a], axis=2).shape == (2, 3, 2) and mg.stack([a, a], axis=-3).shape == (2, 2, 3)
+    for axis in (3, 5, -4):
+        with pytest.raises(ValueError, match="out of range"):
+            mg.stack([a, a], axis=axis)
+    with pytest.raises(ValueError, match="out of range"):
+        mg.concatenate([a, a], axis=2)
+    with pytest.raises(ValueError, match=r"\(2, 3\), \(3,\)"):
+        mg.concatenate([a, a[0]])  # NumPy's message would not say which
+
+
+def test_concatenate_and_stack_keep_float64_arrays_float64():
+    t = Tensor([1.0], dtype=np.float64)
+    exact = np.array([0.1])
+    assert mg.concatenate([t, exact]).data[1] == 0.1  # not 0.1 rounded to float32
+    assert mg.stack([t, exact]).data[1, 0] == 0.1
+    assert (t + exact).data[0] == 1.1  # as the operators do
+    assert mg.concatenate([Tensor([1.0]), exact]).dtype == np.float32  # a float32 tensor sets float32
+
+
+def test_embedding_rejects_ids_out_of_range():
+    from minigrad import nn
+
+    table = nn.Embedding(4, 2)
+    for ids in ([0, -1], [4], [[1, 7]]):
+        with pytest.raises(IndexError, match=r"\[0, 4\)"):
+            table(np.array(ids))
+        with pytest.raises(IndexError):
+            F.embedding(np.array(ids), table.weight)
+
+
+def test_embedding_padding_idx_minus_one_is_the_last_row_and_gets_no_gradient():
+    from minigrad import nn
+
+    table = nn.Embedding(4, 2, padding_idx=-1)
+    assert table.padding_idx == 3
+    np.testing.assert_array_equal(table.weight.data[3], 0)
+    out = table(np.array([3, 0, 3]))
+    np.testing.assert_array_equal(out.data[0], 0)
+    out.sum().backward()
+    np.testing.assert_array_equal(table.weight.grad[3], 0)
+    np.testing.assert_array_equal(table.weight.grad[0], 1)
+
+
+def test_torch_spellings():
+    x = Tensor(np.arange(24.0).reshape(2, 3, 4))
+    np.testing.assert_array_equal(x.sum(dim=1, keepdim=True).data, x.data.sum(axis=1, keepdims=True))
+    np.testing.assert_array_equal(mg.sum(x, dim=-1).data, x.data.sum(-1))
+    np.testing.assert_array_equal(x.permute(2, 0, 1).data, x.data.transpose(2, 0, 1))
+    assert x.view(6, 4).shape == (6, 4) and x.view(-1).shape == (24,)
+    assert x[:, :1].expand(2, 3, 4).shape == (2, 3, 4) and x[:, :1].expand(5, -1, 3, -1).shape == (5, 2, 3, 4)
+    assert x.size() == (2, 3, 4) and x.size(1) == 3 and x.size(-1) == 4 and x.size == 24
+    assert x.numel() == 24 and x.dim() == 3
+    assert mg.cat([x, x], dim=2).shape == (2, 3, 8)
+    values, indices = x.max(dim=1)
+    np.testing.assert_array_equal(values.data, x.data.max(1))
+    np.testing.assert_array_equal(indices.data, x.data.argmax(1))
+    assert x.max(axis=1).shape == (2, 4)  # NumPy's spelling: the values alone
+    assert x.min(dim=1, keepdims=True).values.shape == x.min(dim=1, keepdim=True).indices.shape == (2, 1, 4)
+    with pytest.raises(TypeError, match="both"):
+        x.max(axis=0, dim=1)
+    other = Tensor(np.full((2, 3, 4), 11.5))
+    np.testing.assert_array_equal(mg.max(x, other).data, np.maximum(x.data, 11.5))  # torch.max(a, b)
+    np.testing.assert_array_equal(mg.min(x, other).data, np.minimum(x.data, 11.5))
+    with pytest.raises(TypeError, match="both"):
+        x.sum(axis=0, dim=1)
+    with pytest.raises(ValueError, match="swapaxes"):
+        x.t()
+    with pytest.raises(ValueError, match=r"swapaxes\(1, 2\)"):
+        x.transpose(1, 2)  # torch would exchange two axes; NumPy's transpose wants all three
+    np.testing.assert_array_equal(x.swapaxes(1, 2).data, np.swapaxes(x.data, 1, 2))
+
+
+def test_reductions_reject_axes_out_of_range():
+    x = Tensor(np.ones((2, 3)))
+    for call in (
+        lambda: x.sum(dim=2),
+        lambda: x.cumsum(dim=-3),
+        lambda: x.softmax(dim=2),
+        lambda: x.argmax(dim=5),
+        lambda: x.unsqueeze(4),
+        lambda: x.flip(2),
+        lambda: x.gather(2, np.zeros((2, 3), dtype=int)),
+    ):
+        with pytest.raises(ValueError, match="out of range"):
+            call()
+
+
+def test_gather_rejects_indices_torch_rejects():
+    x = Tensor(np.ones((2, 3)))
+    with pytest.raises(IndexError, match=r"\[0, 3\)"):
+        x.gather(1, np.array([[0, -1], [1, 2]]))
+    with pytest.raises(TypeError):
+        x.gather(1, np.array([[0.5]]))
+
+
+def test_masks_are_boolean_and_keep_the_shape():
+    x = Tensor(np.zeros((3, 4)))
+    with pytest.raises(TypeError, match="boolean"):
+        x.masked_fill(np.array([0.0, -np.inf, 0.0, 0.0]), 1.0)  # an additive mask is not a boolean one
+    with pytest.raises(TypeError, match="boolean"):
+        mg.where(np.ones(4), x, 1.0)
+    with pytest.raises(ValueError, match=r"\(2, 3, 4\)"):
+        x.masked_fill(np.ones((2, 3, 4), dtype=bool), 1.0)  # would silently grow the tensor
+
+
+def test_python_protocols():
+    x = Tensor([[1.0, -2.0], [3.0, 4.0]])
+    assert 3.0 in x and 5.0 not in x
+    np.testing.assert_array_equal(np.asarray(x), x.data)
+    np.testing.assert_array_equal(abs(x).data, np.abs(x.data))
+    assert (+x) is x and int(Tensor(3.7)) == 3
+    assert [row.shape for row in x] == [(2,), (2,)]
+
+
+def test_nll_loss_refuses_to_drop_a_weight_gradient():
+    logp = Tensor(np.log(np.full((2, 3), 1 / 3)))
+    with pytest.raises(ValueError, match="detach"):
+        F.nll_loss(logp, np.array([0, 2]), weight=Tensor(np.ones(3), requires_grad=True))
+    assert np.isclose(F.nll_loss(logp, np.array([0, 2]), weight=Tensor(np.ones(3))).item(), np.log(3))

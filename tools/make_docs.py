@@ -25,6 +25,7 @@ DOCS_RUN = REPO / "runs" / "docs-gpt"  # runs/ is not committed
 # As `make train`: the corpus copy beside the checkout when there is one, else the trainer finds it.
 SHARED_CORPUS = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
 sys.path.insert(0, str(REPO))  # the checkout's packages, installed or not
+sys.path.insert(0, str(REPO / "tools"))
 
 
 def run_example(name: str, *args: str) -> None:
@@ -91,6 +92,50 @@ def positional_encodings(figures: Path) -> None:
     run_example("positional_encodings.py", "--out", str(figures), *extra)
 
 
+def explorer(figures: Path) -> None:
+    """Screenshots of the backward explorer, taken by headless Chromium: explorer_gpt.png (one
+    training step of a two-block GPT, half-way through backward) and explorer_3op_0.png,
+    explorer_3op_2.png, explorer_3op_3.png (sum(x·x + x) before backward, after two ops, after all three)."""
+    import tempfile
+
+    import numpy as np
+    from headless_browser import open_file, start_chromium
+
+    from minigrad import Tensor
+    from minigrad.viz import explore
+    from transformer.gpt import GPT, GPTConfig
+
+    pages = Path(tempfile.mkdtemp(prefix="minigrad-explorer-"))
+    config = GPTConfig(vocab_size=65, block_size=8, n_layer=2, n_head=2, n_embd=16)  # as `minigrad-gpt graph`
+    rng = np.random.default_rng(0)
+    model = GPT(config, rng=rng)
+    idx = rng.integers(0, config.vocab_size, size=(2, config.block_size))  # (B, T)
+    _, loss = model(idx, np.roll(idx, -1, axis=1))
+    gpt = explore(loss, model=model)
+    gpt.save(pages / "gpt.html")
+    x = Tensor([1.0, -2.0, 3.0], requires_grad=True, name="x")
+    three_ops = explore((x * x + x).sum())  # the example of docs/autograd.md
+    three_ops.save(pages / "three_ops.html")
+    leaf = next(node["id"] for node in three_ops.data["nodes"] if node["op"] == "leaf")  # x
+
+    browser = start_chromium(1400, 820)
+    try:
+        open_file(browser, pages / "gpt.html")
+        order = gpt.data["backward_order"]
+        browser.execute_script(f"for (let i = 0; i < {len(order) // 2}; i++) window.minigradExplorer.step()")
+        browser.execute_script("window.minigradExplorer.select(arguments[0])", order[len(order) // 2 - 1])
+        browser.save_screenshot(str(figures / "explorer_gpt.png"))
+        browser.set_window_size(1100, 900)
+        for steps in (0, 2, 3):
+            open_file(browser, pages / "three_ops.html")
+            browser.execute_script(f"for (let i = 0; i < {steps}; i++) window.minigradExplorer.step()")
+            browser.execute_script("window.minigradExplorer.select(arguments[0])", leaf)
+            browser.save_screenshot(str(figures / f"explorer_3op_{steps}.png"))
+    finally:
+        browser.quit()
+    shutil.rmtree(pages)
+
+
 def sampling(figures: Path) -> None:
     """sampling.png: temperature, top-k and top-p on one distribution."""
     run_example("sampling_distributions.py", "--out", str(figures))
@@ -106,6 +151,7 @@ STEPS = {
     "graphs": graphs,
     "trained GPT (attention, loss)": trained_gpt,
     "positional encodings (pe)": positional_encodings,
+    "explorer (screenshots in headless chromium)": explorer,
     "sampling": sampling,
     "vision (vit, swin, coattention)": vision,
 }

@@ -31,14 +31,14 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from minigrad import no_grad
+from minigrad import no_grad, profile
 from minigrad.memory import keep_freed_memory
 from minigrad.optim import CosineWithWarmup, clip_grad_norm_
 from transformer import checkpoint as ckpt
@@ -50,6 +50,7 @@ from transformer.tokenizer import CharTokenizer
 BETA1 = 0.9  # nanoGPT's; only beta2 is a flag
 # independent random streams drawn from one seed: initial weights and dropout, batches, evaluation
 MODEL_STREAM, BATCH_STREAM, EVAL_STREAM = 0, 1, 2
+TRACE_FILE = "trace.json"  # --profile-steps: Chrome trace-event JSON of the first steps
 # the model's shape: a resumed run must keep it
 ARCHITECTURE_FLAGS = ("n_layer", "n_head", "n_embd", "block_size", "bias")
 
@@ -284,32 +285,40 @@ def _restore_state(model: GPT, optimizer, arrays: dict[str, np.ndarray], optimiz
     model.load_state_dict(weights, strict=True)
 
 
-# ---------------------------------------------------------------- the loop
+# ---------------------------------------------------------------- the run
 
 
-def train(
-    config: TrainConfig,
-    resume: bool = False,
-    corpus: Corpus | None = None,
-    progress: bool | None = None,
-    sample_chars: int = 300,
-    echo: Callable[[str], None] | None = None,
-    warn: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """Train (or, with resume=True, continue) the run in config.out; return a summary.
+@dataclass
+class Run:
+    """One training run: its data, model and optimizer, and the bookkeeping that resuming restores."""
 
-    `corpus` defaults to the one `resolve_corpus(config.data)` finds. `progress` shows the tqdm
-    bar (None: only on a terminal). `echo` and `warn` take the lines for stdout and stderr.
-    `sample_chars` characters of generated text are printed at the end. Raises ConfigError,
-    CorpusError or CheckpointError (before writing anything) for bad input, and
-    TrainingInterrupted after saving when Ctrl-C stopped the run.
+    config: TrainConfig
+    run_dir: Path
+    corpus: Corpus
+    tokenizer: CharTokenizer
+    splits: dict[str, np.ndarray]  # "train" and "val" token ids (N,)
+    model: GPT
+    optimizer: Any
+    schedule: CosineWithWarmup
+    model_rng: np.random.Generator  # initial weights, then dropout masks
+    batch_rng: np.random.Generator  # training batches
+    iter: int = 0  # the next iteration to run
+    last_eval: int = -1
+    best_val: float = math.inf
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def setup_process() -> None:
+    """Process-wide settings that make training fast; the trainer's business, never an import's."""
+    keep_freed_memory()
+
+
+def prepare_run(config: TrainConfig, resume: bool, corpus: Corpus | None, warn: Callable[[str], None]) -> Run:
+    """Read the corpus (and, resuming, the saved run), build model and optimizer; write nothing.
+
+    Every check on the input happens here, so bad input ends the run before a file is touched.
     """
-    keep_freed_memory()  # a process-wide malloc setting: the trainer's choice, never an import's
-    config.validate()
     run_dir = Path(config.out)
-    echo = echo or (lambda line: print(line, flush=True))  # flushed: lines arrive in time through a pipe
-    warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
-
     if resume:
         saved_arrays, saved = ckpt.load_train_state(run_dir)
         tokenizer = load_vocab(run_dir / ckpt.VOCAB_FILE)
@@ -326,121 +335,211 @@ def train(
     ids = tokenizer.encode(corpus.text).astype(np.int32)
     train_ids, val_ids = split_train_val(ids)
     check_long_enough(train_ids, val_ids, config.block_size)
-    splits = {"train": train_ids, "val": val_ids}
 
     model_rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(MODEL_STREAM,)))
     batch_rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(BATCH_STREAM,)))
-    model_config = config.model_config(tokenizer.vocab_size)
-    model = GPT(model_config, rng=model_rng)
+    model = GPT(config.model_config(tokenizer.vocab_size), rng=model_rng)
     optimizer = model.configure_optimizers(config.weight_decay, config.learning_rate, (BETA1, config.beta2))
     schedule = CosineWithWarmup(
         optimizer, config.learning_rate, config.min_lr, config.warmup_iters, config.lr_decay_iters
     )
-
-    start_iter, best_val, last_eval, history = 0, math.inf, -1, []
+    run = Run(
+        config, run_dir, corpus, tokenizer, {"train": train_ids, "val": val_ids},
+        model, optimizer, schedule, model_rng, batch_rng,
+    )  # fmt: skip
     if resume:
-        try:
-            _restore_state(model, optimizer, saved_arrays, saved["optimizer"], str(run_dir / ckpt.STATE_ARRAYS_FILE))
-            model_rng.bit_generator.state = saved["rng"]["model"]
-            batch_rng.bit_generator.state = saved["rng"]["batches"]
-            start_iter, last_eval, history = int(saved["iter"]), int(saved["last_eval_iter"]), saved["history"]
-            best_val = math.inf if saved["best_val_loss"] is None else float(saved["best_val_loss"])
-        except ckpt.CheckpointError:
-            raise
-        except (KeyError, TypeError, ValueError) as e:
-            bad = run_dir / ckpt.STATE_JSON_FILE
-            raise ckpt.CheckpointError(f"{bad} is not a usable training state ({e})") from None
-        if start_iter > config.max_iters:
-            raise ConfigError(f"--max-iters {config.max_iters} is below the iteration the run reached, {start_iter}")
-        echo(f"resuming {run_dir} at iteration {start_iter} of {config.max_iters}")
-    elif (run_dir / ckpt.CKPT_FILE).exists():
-        echo(f"starting a new run in {run_dir}: its checkpoint will be replaced (--resume continues it instead)")
+        restore_run(run, saved_arrays, saved)
+    return run
 
-    # from here on the run writes: everything above has been checked
+
+def restore_run(run: Run, saved_arrays: dict[str, np.ndarray], saved: dict[str, Any]) -> None:
+    """Put the saved training state into `run`: weights, moments, generators, iteration, history."""
+    try:
+        _restore_state(
+            run.model, run.optimizer, saved_arrays, saved["optimizer"], str(run.run_dir / ckpt.STATE_ARRAYS_FILE)
+        )
+        run.model_rng.bit_generator.state = saved["rng"]["model"]
+        run.batch_rng.bit_generator.state = saved["rng"]["batches"]
+        run.iter, run.last_eval, run.history = int(saved["iter"]), int(saved["last_eval_iter"]), saved["history"]
+        run.best_val = math.inf if saved["best_val_loss"] is None else float(saved["best_val_loss"])
+    except ckpt.CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError) as e:
+        bad = run.run_dir / ckpt.STATE_JSON_FILE
+        raise ckpt.CheckpointError(f"{bad} is not a usable training state ({e})") from None
+    if run.iter > run.config.max_iters:
+        raise ConfigError(f"--max-iters {run.config.max_iters} is below the iteration the run reached, {run.iter}")
+
+
+def open_run_dir(run: Run, resume: bool, echo: Callable[[str], None]) -> None:
+    """Write config.json and the vocabulary; say what is being trained on what."""
+    if resume:
+        echo(f"resuming {run.run_dir} at iteration {run.iter} of {run.config.max_iters}")
+    elif (run.run_dir / ckpt.CKPT_FILE).exists():
+        echo(f"starting a new run in {run.run_dir}: its checkpoint will be replaced (--resume continues it instead)")
     ckpt.atomic_write_json(
-        run_dir / ckpt.CONFIG_FILE, {"model": dataclasses.asdict(model_config), "train": dataclasses.asdict(config)}
+        run.run_dir / ckpt.CONFIG_FILE,
+        {"model": dataclasses.asdict(run.model.config), "train": dataclasses.asdict(run.config)},
     )
-    tokenizer.save(run_dir / ckpt.VOCAB_FILE)
+    run.tokenizer.save(run.run_dir / ckpt.VOCAB_FILE)
     echo(
-        f"corpus: {corpus.source}, {len(corpus.text):,} characters, {tokenizer.vocab_size} distinct; "
-        f"model: {model.num_parameters():,} parameters"
+        f"corpus: {run.corpus.source}, {len(run.corpus.text):,} characters, {run.tokenizer.vocab_size} distinct; "
+        f"model: {run.model.num_parameters():,} parameters"
     )
 
-    def save_state(it: int) -> None:
-        arrays, optimizer_numbers = _state_arrays(model, optimizer)
-        info = {
-            "iter": it,
-            "last_eval_iter": last_eval,
-            "best_val_loss": None if math.isinf(best_val) else best_val,
-            "history": history,
-            "corpus_sha256": corpus.sha256,
-            "rng": {"model": model_rng.bit_generator.state, "batches": batch_rng.bit_generator.state},
-            "optimizer": optimizer_numbers,
-        }
-        ckpt.save_train_state(run_dir, arrays, info)
 
+def save_state(run: Run, it: int) -> None:
+    """The training state at the start of iteration `it`, for --resume."""
+    arrays, optimizer_numbers = _state_arrays(run.model, run.optimizer)
+    info = {
+        "iter": it,
+        "last_eval_iter": run.last_eval,
+        "best_val_loss": None if math.isinf(run.best_val) else run.best_val,
+        "history": run.history,
+        "corpus_sha256": run.corpus.sha256,
+        "rng": {"model": run.model_rng.bit_generator.state, "batches": run.batch_rng.bit_generator.state},
+        "optimizer": optimizer_numbers,
+    }
+    ckpt.save_train_state(run.run_dir, arrays, info)
+
+
+def due_for_evaluation(run: Run, it: int) -> bool:
+    """Every eval_interval iterations and at the last, once (a resumed run has done its own)."""
+    return (it % run.config.eval_interval == 0 or it == run.config.max_iters) and it != run.last_eval
+
+
+def evaluate_and_save(run: Run, it: int, lr: float) -> None:
+    """Estimate both losses; log them, keep the weights if validation improved, save the state."""
+    losses = estimate_loss(run.model, run.splits, run.config, eval_rng(run.config.seed, it))
+    run.last_eval = it
+    run.history.append({"iter": it, "train_loss": losses["train"], "val_loss": losses["val"], "lr": lr})
+    note = ""
+    if losses["val"] < run.best_val:
+        run.best_val = losses["val"]
+        ckpt.save_model(run.run_dir / ckpt.CKPT_FILE, run.model.state_dict(), iter=it, val_loss=run.best_val)
+        note = " (best so far, saved)"
+    tqdm.write(f"iter {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}{note}")
+    write_log(run.run_dir / ckpt.LOG_FILE, run.history)
+    plot_losses(run.run_dir / ckpt.PLOT_FILE, run.history)
+    save_state(run, it)
+
+
+class StepTimer:
+    """The wall time of each training step, and a smoothed figure for the progress bar.
+
+    With `profile_steps` > 0, the first that many steps are also recorded op by op
+    (minigrad.profile) and written, after each of them, to `trace_path`.
+    """
+
+    def __init__(self, profile_steps: int = 0, trace_path: Path | None = None):
+        self.seconds: list[float] = []
+        self.smoothed_ms = math.nan
+        self.profile_steps, self.trace_path, self.profiler = profile_steps, trace_path, profile()
+
+    def start(self) -> None:
+        if len(self.seconds) < self.profile_steps:
+            self.profiler.__enter__()
+        self.t0 = time.perf_counter()
+
+    def stop(self) -> float:
+        """The step's milliseconds, folded into the smoothed figure."""
+        self.seconds.append(time.perf_counter() - self.t0)
+        if len(self.seconds) <= self.profile_steps:
+            self.profiler.__exit__(None, None, None)
+            self.profiler.save(self.trace_path)  # complete so far, should the run end sooner
+            if len(self.seconds) == self.profile_steps:
+                tqdm.write(f"wrote {self.trace_path}: every op of the first {self.profile_steps} steps (for Perfetto)")
+        ms = 1000 * self.seconds[-1]
+        self.smoothed_ms = ms if math.isnan(self.smoothed_ms) else 0.9 * self.smoothed_ms + 0.1 * ms
+        return self.smoothed_ms
+
+    def mean_ms(self) -> float:
+        return 1000 * float(np.mean(self.seconds)) if self.seconds else math.nan
+
+
+def finish(run: Run, timer: StepTimer, wall: float, start_iter: int, sample_chars: int, echo) -> dict[str, Any]:
+    """Say how the run went, print a sample, and return the summary train() returns."""
+    final = run.history[-1] if run.history else {}
+    echo(
+        f"done: {run.config.max_iters - start_iter} iterations in {wall:.1f} s "
+        f"({timer.mean_ms():.1f} ms per training step); "
+        f"val loss {final.get('val_loss', math.nan):.4f}, best {run.best_val:.4f}"
+    )
+    if sample_chars > 0:
+        echo("sample:")
+        start = "\n" if "\n" in run.tokenizer.stoi else run.corpus.text[0]  # nanoGPT starts its samples at a newline
+        rng = np.random.default_rng(run.config.seed)
+        stream_text(run.model, run.tokenizer, start, sample_chars, temperature=0.8, rng=rng)
+    return {
+        "iter": run.config.max_iters,
+        "train_loss": final.get("train_loss"),
+        "val_loss": final.get("val_loss"),
+        "best_val_loss": run.best_val,
+        "wall_seconds": wall,
+        "ms_per_iter": timer.mean_ms(),
+        "history": run.history,
+    }
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def train(
+    config: TrainConfig,
+    resume: bool = False,
+    corpus: Corpus | None = None,
+    progress: bool | None = None,
+    sample_chars: int = 300,
+    echo: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] | None = None,
+    profile_steps: int = 0,
+) -> dict[str, Any]:
+    """Train (or, with resume=True, continue) the run in config.out; return a summary.
+
+    `corpus` defaults to the one `resolve_corpus(config.data)` finds. `progress` shows the tqdm
+    bar (None: only on a terminal). `echo` and `warn` take the lines for stdout and stderr.
+    `sample_chars` characters of generated text are printed at the end. `profile_steps` > 0
+    records the first that many training steps with `minigrad.profile` into trace.json in the
+    run directory (Chrome trace-event JSON: open it in Perfetto). Raises ConfigError,
+    CorpusError or CheckpointError (before writing anything) for bad input, and
+    TrainingInterrupted after saving when Ctrl-C stopped the run.
+    """
+    config.validate()
+    echo = echo or (lambda line: print(line, flush=True))  # flushed: lines arrive in time through a pipe
+    warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
+    setup_process()
+    run = prepare_run(config, resume, corpus, warn)
+    open_run_dir(run, resume, echo)  # from here on the run writes: everything above has been checked
+    model, optimizer, schedule = run.model, run.optimizer, run.schedule
+    train_ids = run.splits["train"]
+
+    start_iter, timer, started = run.iter, StepTimer(profile_steps, run.run_dir / TRACE_FILE), time.perf_counter()
     bar = tqdm(
         total=config.max_iters, initial=start_iter, disable=None if progress is None else not progress,
         unit="it", dynamic_ncols=True, file=sys.stderr,
     )  # fmt: skip
-    step_times: list[float] = []
-    ms_per_iter = math.nan  # smoothed, for the bar
-    started = time.perf_counter()
     model.train()
     with bar, stop_on_ctrl_c() as stop_requested:
         for it in range(start_iter, config.max_iters + 1):
             if stop_requested.is_set():
-                save_state(it)
-                raise TrainingInterrupted(it, run_dir)
+                save_state(run, it)
+                raise TrainingInterrupted(it, run.run_dir)
             lr = schedule.step(it)
-
-            if (it % config.eval_interval == 0 or it == config.max_iters) and it != last_eval:
-                losses = estimate_loss(model, splits, config, eval_rng(config.seed, it))
-                last_eval = it
-                history.append({"iter": it, "train_loss": losses["train"], "val_loss": losses["val"], "lr": lr})
-                note = ""
-                if losses["val"] < best_val:
-                    best_val = losses["val"]
-                    ckpt.save_model(run_dir / ckpt.CKPT_FILE, model.state_dict(), iter=it, val_loss=best_val)
-                    note = " (best so far, saved)"
-                tqdm.write(f"iter {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}{note}")
-                write_log(run_dir / ckpt.LOG_FILE, history)
-                plot_losses(run_dir / ckpt.PLOT_FILE, history)
-                save_state(it)
+            if due_for_evaluation(run, it):
+                evaluate_and_save(run, it, lr)
             if it == config.max_iters:
                 break
 
-            t0 = time.perf_counter()
-            x, y = get_batch(train_ids, config.batch_size, config.block_size, batch_rng)  # (B, T) each
+            timer.start()
+            x, y = get_batch(train_ids, config.batch_size, config.block_size, run.batch_rng)  # (B, T) each
             _, loss = model(x, y)
             optimizer.zero_grad()
             loss.backward()
             if config.grad_clip > 0:
                 clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
-            step_times.append(time.perf_counter() - t0)
-            ms = 1000 * step_times[-1]
-            ms_per_iter = ms if math.isnan(ms_per_iter) else 0.9 * ms_per_iter + 0.1 * ms
+            ms_per_iter = timer.stop()
             bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}", ms_per_iter=f"{ms_per_iter:.0f}", refresh=False)
             bar.update()
 
-    wall = time.perf_counter() - started
-    mean_ms = 1000 * float(np.mean(step_times)) if step_times else math.nan
-    final = history[-1] if history else {}
-    echo(
-        f"done: {config.max_iters - start_iter} iterations in {wall:.1f} s ({mean_ms:.1f} ms per training step); "
-        f"val loss {final.get('val_loss', math.nan):.4f}, best {best_val:.4f}"
-    )
-    if sample_chars > 0:
-        echo("sample:")
-        start = "\n" if "\n" in tokenizer.stoi else corpus.text[0]  # nanoGPT starts its samples at a newline
-        stream_text(model, tokenizer, start, sample_chars, temperature=0.8, rng=np.random.default_rng(config.seed))
-    return {
-        "iter": config.max_iters,
-        "train_loss": final.get("train_loss"),
-        "val_loss": final.get("val_loss"),
-        "best_val_loss": best_val,
-        "wall_seconds": wall,
-        "ms_per_iter": mean_ms,
-        "history": history,
-    }
+    return finish(run, timer, time.perf_counter() - started, start_iter, sample_chars, echo)

@@ -1,4 +1,4 @@
-"""Layers: Linear, Embedding, LayerNorm, RMSNorm, Dropout, GELU, ReLU — PyTorch's names and layouts.
+"""Layers: Linear, Embedding, LayerNorm, RMSNorm, Dropout and the activations — PyTorch's names and layouts.
 
 A layer with a fast kernel takes `fused`: True (the default) runs minigrad/kernels.py's fused
 op, False the readable definition of minigrad/functional.py; the numbers are the same.
@@ -13,7 +13,7 @@ import numpy as np
 import minigrad.functional as F
 from minigrad import kernels
 from minigrad.nn.module import Module, Parameter
-from minigrad.tensor import Tensor, default_rng
+from minigrad.tensor import Tensor, default_rng, where
 
 
 class Linear(Module):
@@ -42,21 +42,45 @@ class Linear(Module):
 
 
 class Embedding(Module):
-    """A lookup table: ids (...) -> rows of weight (num_embeddings, embedding_dim), N(0, 1) init."""
+    """A lookup table: ids (...) -> rows of weight (num_embeddings, embedding_dim), N(0, 1) init.
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, rng=None, dtype=np.float32, fused: bool = True):
+    Ids must lie in [0, num_embeddings), as in torch (-1 is an error, not the last row).
+    `padding_idx` (negative counts from the end, as torch) names a row that starts at zero and
+    never receives a gradient, so padding positions stay what they are.
+    """
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        padding_idx: int | None = None,
+        rng=None,
+        dtype=np.float32,
+        fused: bool = True,
+    ):
         super().__init__()
         self.fused = fused
         rng = default_rng() if rng is None else rng
-        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        if padding_idx is not None:
+            if not -num_embeddings <= padding_idx < num_embeddings:
+                raise ValueError(f"padding_idx {padding_idx} is out of range for {num_embeddings} embeddings")
+            padding_idx %= num_embeddings
+        self.num_embeddings, self.embedding_dim, self.padding_idx = num_embeddings, embedding_dim, padding_idx
         self.weight = Parameter(rng.standard_normal((num_embeddings, embedding_dim)), dtype=dtype)
+        if padding_idx is not None:
+            self.weight.data[padding_idx] = 0
 
     def forward(self, ids) -> Tensor:
         embedding = kernels.embedding if self.fused else F.embedding
-        return embedding(ids, self.weight)
+        out = embedding(ids, self.weight)  # (..., C)
+        if self.padding_idx is None:
+            return out
+        padding = (np.asarray(ids.data if isinstance(ids, Tensor) else ids) == self.padding_idx)[..., None]
+        return where(padding, self.weight.detach()[self.padding_idx], out)  # no gradient into the padding row
 
     def extra_repr(self) -> str:
-        return f"{self.num_embeddings}, {self.embedding_dim}"
+        padding = f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""
+        return f"{self.num_embeddings}, {self.embedding_dim}{padding}"
 
 
 class LayerNorm(Module):
@@ -140,3 +164,69 @@ class ReLU(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x.relu()
+
+
+class SiLU(Module):
+    """x · σ(x), elementwise."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.silu(x)
+
+
+class LeakyReLU(Module):
+    """x where x > 0, negative_slope · x elsewhere."""
+
+    def __init__(self, negative_slope: float = 0.01):
+        super().__init__()
+        self.negative_slope = negative_slope
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.leaky_relu(x, self.negative_slope)
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}"
+
+
+class ELU(Module):
+    """x where x > 0, alpha · (eˣ − 1) elsewhere."""
+
+    def __init__(self, alpha: float = 1.0):
+        super().__init__()
+        self.alpha = alpha
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.elu(x, self.alpha)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}"
+
+
+class Softplus(Module):
+    """log(1 + e^(βx)) / β (x itself where βx > threshold)."""
+
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0):
+        super().__init__()
+        self.beta, self.threshold = beta, threshold
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.softplus(x, self.beta, self.threshold)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, threshold={self.threshold}"
+
+
+class Mish(Module):
+    """x · tanh(softplus(x))."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.mish(x)
+
+
+class Tanh(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x.tanh()
+
+
+class Sigmoid(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x.sigmoid()
