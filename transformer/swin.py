@@ -137,7 +137,7 @@ class WindowAttention(Module):
         q, k, v = qkv[0], qkv[1], qkv[2]  # (B, nW, h, N, d) each
         bias = self.relative_position_bias()  # (h, N, N) the same in every window
         if mask is not None:
-            bias = bias.masked_fill(mask[:, None], -np.inf)  # (nW, h, N, N) with mask (nW, 1, N, N)
+            bias = mg.where(mask[:, None], -np.inf, bias)  # (nW, h, N, N) with mask (nW, 1, N, N)
         out = kernels.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, nW, h, N, d)
         out = out.transpose(0, 1, 3, 2, 4).reshape(B, nW, N, C)  # (B, nW, N, C) heads side by side
         return self.proj(out)  # (B, nW, N, C)
