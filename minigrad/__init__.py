@@ -4,11 +4,14 @@ from minigrad.autograd import (
     Function,
     detect_anomaly,
     enable_grad,
+    grad,
+    hessian,
+    hvp,
     is_grad_enabled,
     no_grad,
     set_grad_enabled,
 )
-from minigrad.gradcheck import GradcheckError, gradcheck
+from minigrad.gradcheck import GradcheckError, gradcheck, gradgradcheck
 from minigrad.profile import profile
 from minigrad.tensor import (
     METHODS_AS_FUNCTIONS,
@@ -60,7 +63,11 @@ __all__ = [
     "eye",
     "full",
     "full_like",
+    "grad",
     "gradcheck",
+    "gradgradcheck",
+    "hessian",
+    "hvp",
     "isclose",
     "is_grad_enabled",
     "kernels",

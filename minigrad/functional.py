@@ -17,6 +17,7 @@ import math
 
 import numpy as np
 
+from minigrad import ops
 from minigrad.autograd import Function
 from minigrad.tensor import Tensor, _constant, default_rng
 
@@ -27,13 +28,15 @@ _vector_erf = np.frompyfunc(math.erf, 1, 1)
 class Erf(Function):
     """erf(x) = 2/√π ∫₀ˣ e^(−t²) dt, elementwise, with the C library's erf (no SciPy)."""
 
+    tensor_backward = True  # backward is written with ops that run on arrays and on Tensors
+
     def forward(self, x):
         self.x = x
         return np.asarray(_vector_erf(x), dtype=x.dtype)
 
     def backward(self, g):
         # d erf(x)/dx = 2/√π · e^(−x²)
-        return g * (2.0 / math.sqrt(math.pi)) * np.exp(-self.x * self.x)
+        return g * (2.0 / math.sqrt(math.pi)) * ops.exp(-self.x * self.x)
 
 
 def erf(x: Tensor) -> Tensor:

@@ -4,6 +4,13 @@ Notation in the comments: `g` is dL/d(out), the gradient arriving from above; ea
 returns dL/d(input) for every input. Broadcasting in forward becomes a sum in backward
 (`unbroadcast`): an input that was stretched along an axis receives the sum of the gradients
 of all the copies it was stretched into.
+
+Every backward runs two ways from the same lines. In `backward()` it gets NumPy arrays; under
+`mg.grad(..., create_graph=True)` it gets Tensors: `g`, and in place of `self.a`, `self.b`,
+`self.out` the tensors whose arrays forward saved there. So the rules use only what arrays
+and Tensors share — arithmetic, `@`, `sum`, `reshape`, `transpose`, indexing — plus the few
+helpers below (`exp`, `log`, `sin`, `where`, `cumsum`, `add_at`, `constant`, ...), and record a
+graph of the gradient when handed Tensors. Each such op says `tensor_backward = True`.
 """
 
 from __future__ import annotations
@@ -43,10 +50,82 @@ def _shape_of(x) -> tuple:
     return np.shape(x)
 
 
+# ---------------------------------------------------------------- helpers for rules that run both ways
+
+
+def _is_tensor(x) -> bool:
+    return isinstance(x, _tensor.Tensor)
+
+
+def constant(x):
+    """The values of x, outside any graph: for masks and conditions, whose derivative is zero."""
+    return x.data if _is_tensor(x) else x
+
+
+def exp(x):
+    return x.exp() if _is_tensor(x) else np.exp(x)
+
+
+def log(x):
+    return x.log() if _is_tensor(x) else np.log(x)
+
+
+def sin(x):
+    return x.sin() if _is_tensor(x) else np.sin(x)
+
+
+def cos(x):
+    return x.cos() if _is_tensor(x) else np.cos(x)
+
+
+def astype(x, dtype):
+    return Cast.apply(x, np.empty(0, dtype=dtype)) if _is_tensor(x) else x.astype(dtype)
+
+
+def cumsum(x, axis: int):
+    return Cumsum.apply(x, axis=axis) if _is_tensor(x) else np.cumsum(x, axis=axis)
+
+
+def flip(x, axis: int):
+    return x[(slice(None),) * (axis % x.ndim) + (slice(None, None, -1),)]
+
+
+def where(condition, a, b):
+    """a where `condition` (an array), else b; recorded when a or b is a Tensor."""
+    if _is_tensor(a) or _is_tensor(b):
+        return _tensor.where(condition, a, b)
+    return np.where(condition, a, b)
+
+
+def broadcast_to(x, shape: tuple):
+    return x.broadcast_to(shape) if _is_tensor(x) else np.broadcast_to(x, shape)
+
+
+def add_at(g, index, shape: tuple):
+    """Zeros of `shape` with g added at `index`: the transpose of `a[index]`."""
+    return AddAt.apply(g, index=index, shape=shape) if _is_tensor(g) else AddAt().forward(g, index, shape)
+
+
+def fold_batch_matmul(a, b):
+    """a (..., k) @ b (k, m) -> (..., m) as one 2-D product.
+
+    NumPy's batched matmul runs a slow loop instead of BLAS when b is a transposed view
+    (as `W.T` is), tens of times slower; folding the batch axes into rows avoids it.
+    """
+    return (a.reshape(-1, a.shape[-1]) @ b).reshape(a.shape[:-1] + (b.shape[-1],))
+
+
+def swap_last_axes(x):
+    """x with its last two axes exchanged (a batch of matrices transposed)."""
+    return x.transpose(*range(x.ndim - 2), x.ndim - 1, x.ndim - 2)
+
+
 # ---------------------------------------------------------------- elementwise binary
 
 
 class Add(Function):
+    tensor_backward = True
+
     def forward(self, a, b):
         self.a_shape, self.b_shape = _shape_of(a), _shape_of(b)
         return a + b
@@ -57,6 +136,8 @@ class Add(Function):
 
 
 class Sub(Function):
+    tensor_backward = True
+
     def forward(self, a, b):
         self.a_shape, self.b_shape = _shape_of(a), _shape_of(b)
         return a - b
@@ -68,6 +149,8 @@ class Sub(Function):
 
 
 class Mul(Function):
+    tensor_backward = True
+
     def forward(self, a, b):
         self.a, self.b = a, b
         return a * b
@@ -81,6 +164,8 @@ class Mul(Function):
 
 
 class Div(Function):
+    tensor_backward = True
+
     def forward(self, a, b):
         self.a, self.b = a, b
         return a / b
@@ -96,6 +181,8 @@ class Div(Function):
 class Pow(Function):
     """a ** b, where either side may be a tensor or a constant."""
 
+    tensor_backward = True
+
     def forward(self, a, b):
         self.a, self.b = a, b
         self.out = a**b
@@ -108,23 +195,26 @@ class Pow(Function):
         with np.errstate(divide="ignore", invalid="ignore"):
             if self.needs_input_grad[0]:
                 # a^0 = 1 is flat in a, even at a = 0 where 0 · 0^(-1) would give NaN (as PyTorch)
-                ga = unbroadcast(np.where(b == 0, 0, g * b * a ** (b - 1)), _shape_of(a))
+                ga = unbroadcast(where(constant(b) == 0, 0, g * b * a ** (b - 1)), _shape_of(a))
             if self.needs_input_grad[1]:
                 # 0^b = 0 for b > 0 (and 1 at b = 0) is flat in b: take 0 · ln 0 as 0 (as PyTorch)
-                gb = unbroadcast(np.where((a == 0) & (b >= 0), 0, g * self.out * np.log(a)), _shape_of(b))
+                at_zero = (constant(a) == 0) & (constant(b) >= 0)
+                gb = unbroadcast(where(at_zero, 0, g * self.out * log(a)), _shape_of(b))
         return ga, gb
 
 
 class Maximum(Function):
     """Elementwise max(a, b); where a == b the gradient is split equally, as PyTorch does."""
 
+    tensor_backward = True
+
     def forward(self, a, b):
         self.a, self.b = a, b
         return np.maximum(a, b)
 
     def backward(self, g):
-        a, b = self.a, self.b
-        share_a = (a > b) + 0.5 * (a == b)
+        a, b = constant(self.a), constant(self.b)
+        share_a = (a > b) + 0.5 * (a == b)  # a constant: the second derivative is 0 away from ties
         ga = unbroadcast(g * share_a, _shape_of(a)) if self.needs_input_grad[0] else None
         gb = unbroadcast(g * (1 - share_a), _shape_of(b)) if self.needs_input_grad[1] else None
         return ga, gb
@@ -134,6 +224,8 @@ class Maximum(Function):
 
 
 class Neg(Function):
+    tensor_backward = True
+
     def forward(self, a):
         return -a
 
@@ -142,6 +234,8 @@ class Neg(Function):
 
 
 class Exp(Function):
+    tensor_backward = True
+
     def forward(self, a):
         self.out = np.exp(a)
         return self.out
@@ -152,6 +246,8 @@ class Exp(Function):
 
 
 class Log(Function):
+    tensor_backward = True
+
     def forward(self, a):
         self.a = a
         return np.log(a)
@@ -162,6 +258,8 @@ class Log(Function):
 
 
 class Sqrt(Function):
+    tensor_backward = True
+
     def forward(self, a):
         self.out = np.sqrt(a)
         return self.out
@@ -172,6 +270,8 @@ class Sqrt(Function):
 
 
 class Tanh(Function):
+    tensor_backward = True
+
     def forward(self, a):
         self.out = np.tanh(a)
         return self.out
@@ -182,6 +282,8 @@ class Tanh(Function):
 
 
 class Sigmoid(Function):
+    tensor_backward = True
+
     def forward(self, a):
         # σ(a) = 1 / (1 + e^-a) = e^a / (1 + e^a). With z = e^-|a| ≤ 1 nothing overflows,
         # and for a ≪ 0 the tiny σ(a) = z / (1 + z) keeps its relative precision.
@@ -195,6 +297,8 @@ class Sigmoid(Function):
 
 
 class ReLU(Function):
+    tensor_backward = True
+
     def forward(self, a):
         self.positive = a > 0
         return np.maximum(a, 0)
@@ -205,6 +309,8 @@ class ReLU(Function):
 
 
 class Abs(Function):
+    tensor_backward = True
+
     def forward(self, a):
         self.sign = np.sign(a)
         return np.abs(a)
@@ -218,36 +324,35 @@ class Abs(Function):
 
 
 class Sum(Function):
+    tensor_backward = True
+
     def forward(self, a, axis=None, keepdims=False):
         self.in_shape = a.shape
         self.axes = normalize_axes(axis, a.ndim)
-        self.keepdims = keepdims
         return np.asarray(a.sum(axis=self.axes, keepdims=keepdims))
 
     def backward(self, g):
         # every summed element gets the gradient of the sum: copy g back along the summed axes
-        if not self.keepdims:
-            g = np.expand_dims(g, self.axes)
-        return np.broadcast_to(g, self.in_shape)
+        return broadcast_to(g.reshape(_kept_shape(self.in_shape, self.axes)), self.in_shape)
 
 
 class Max(Function):
     """Largest element along `axis`; tied maxima share the gradient equally (like torch.amax)."""
 
+    tensor_backward = True
     reduce = staticmethod(np.max)
 
     def forward(self, a, axis=None, keepdims=False):
+        self.in_shape = a.shape
         self.axes = normalize_axes(axis, a.ndim)
-        self.keepdims = keepdims
         out = self.reduce(a, axis=self.axes, keepdims=True)
         winners = a == out
         self.share = winners / winners.sum(axis=self.axes, keepdims=True).astype(a.dtype)
         return out if keepdims else np.squeeze(out, axis=self.axes)
 
     def backward(self, g):
-        if not self.keepdims:
-            g = np.expand_dims(g, self.axes)
-        return g * self.share
+        # `share` is constant: the second derivative is 0 away from ties
+        return g.reshape(_kept_shape(self.in_shape, self.axes)) * self.share
 
 
 class Min(Max):
@@ -256,10 +361,17 @@ class Min(Max):
     reduce = staticmethod(np.min)
 
 
+def _kept_shape(shape: tuple, axes: tuple) -> tuple:
+    """`shape` with the reduced `axes` kept as size 1 (the shape of a keepdims reduction)."""
+    return tuple(1 if i in axes else n for i, n in enumerate(shape))
+
+
 # ---------------------------------------------------------------- movement and shape
 
 
 class Reshape(Function):
+    tensor_backward = True
+
     def forward(self, a, shape):
         self.in_shape = a.shape
         return a.reshape(shape)
@@ -269,6 +381,8 @@ class Reshape(Function):
 
 
 class Transpose(Function):
+    tensor_backward = True
+
     def forward(self, a, axes=None):
         if axes is None:
             axes = tuple(range(a.ndim))[::-1]
@@ -279,10 +393,12 @@ class Transpose(Function):
 
     def backward(self, g):
         # undo the permutation: axis axes[i] of the input became axis i of the output
-        return np.transpose(g, np.argsort(self.axes))
+        return g.transpose(*(int(i) for i in np.argsort(self.axes)))
 
 
 class BroadcastTo(Function):
+    tensor_backward = True
+
     def forward(self, a, shape):
         self.in_shape = a.shape
         return np.broadcast_to(a, shape)
@@ -298,33 +414,55 @@ def _is_basic_index(index: tuple) -> bool:
 class GetItem(Function):
     """a[index] with NumPy semantics. Repeated integer indices accumulate their gradients."""
 
+    tensor_backward = True
+
     def forward(self, a, index):
-        self.in_shape, self.dtype, self.index = a.shape, a.dtype, index
+        self.in_shape, self.index = a.shape, index
         return np.asarray(a[index])
 
     def backward(self, g):
-        grad = np.zeros(self.in_shape, dtype=self.dtype)
-        index = self.index if isinstance(self.index, tuple) else (self.index,)
-        if _is_basic_index(index):
-            grad[self.index] = g  # basic indexing picks each element at most once
+        return add_at(g, self.index, self.in_shape)
+
+
+class AddAt(Function):
+    """Zeros of `shape` with g added at `index`: the backward of `a[index]`, as an op of its own
+    so that a gradient of indexing can be differentiated again."""
+
+    tensor_backward = True
+
+    def forward(self, g, index, shape):
+        self.index = index
+        grad = np.zeros(shape, dtype=g.dtype)
+        if _is_basic_index(index if isinstance(index, tuple) else (index,)):
+            grad[index] = g  # basic indexing picks each element at most once
         else:
-            np.add.at(grad, self.index, g)  # an element picked k times receives k gradients
+            np.add.at(grad, index, g)  # an element picked k times receives k gradients
         return grad
+
+    def backward(self, g):
+        # the derivative of a scatter is the gather at the same index
+        return g[self.index]
 
 
 class Concatenate(Function):
+    tensor_backward = True
+
     def forward(self, *arrays, axis=0):
-        self.axis = axis
-        self.splits = np.cumsum([a.shape[axis] for a in arrays])[:-1]
-        return np.concatenate(arrays, axis=axis)
+        joined = np.concatenate(arrays, axis=axis)
+        self.axis = axis % joined.ndim
+        self.bounds = np.cumsum([0] + [a.shape[axis] for a in arrays])
+        return joined
 
     def backward(self, g):
         # each input gets back its own slab of the gradient
-        return tuple(np.split(g, self.splits, axis=self.axis))
+        before = (slice(None),) * self.axis
+        return tuple(g[before + (slice(start, end),)] for start, end in zip(self.bounds[:-1], self.bounds[1:]))
 
 
 class Where(Function):
     """condition ? a : b, elementwise with broadcasting; `condition` is not differentiable."""
+
+    tensor_backward = True
 
     def forward(self, condition, a, b):
         if np.asarray(condition).dtype.kind not in "biu":
@@ -335,9 +473,8 @@ class Where(Function):
         return np.where(self.condition, a, b)
 
     def backward(self, g):
-        zero = np.zeros((), dtype=g.dtype)
-        ga = unbroadcast(np.where(self.condition, g, zero), self.a_shape) if self.needs_input_grad[1] else None
-        gb = unbroadcast(np.where(self.condition, zero, g), self.b_shape) if self.needs_input_grad[2] else None
+        ga = unbroadcast(where(self.condition, g, 0), self.a_shape) if self.needs_input_grad[1] else None
+        gb = unbroadcast(where(self.condition, 0, g), self.b_shape) if self.needs_input_grad[2] else None
         return None, ga, gb
 
 
@@ -346,6 +483,8 @@ class Where(Function):
 
 class MatMul(Function):
     """a @ b with NumPy's rules: 1-D operands, batch dimensions that broadcast."""
+
+    tensor_backward = True
 
     def forward(self, a, b):
         if a.ndim == 0 or b.ndim == 0:
@@ -357,7 +496,7 @@ class MatMul(Function):
                 f"({b.shape[-2 if b.ndim > 1 else 0]})"
             )
         self.a, self.b = a, b
-        return np.matmul(a, b)
+        return fold_batch_matmul(a, b) if b.ndim == 2 and a.ndim > 2 else np.matmul(a, b)
 
     def backward(self, g):
         # C = A B  =>  dA = dC Bᵀ,  dB = Aᵀ dC   (on the last two axes; batch axes are summed back)
@@ -372,16 +511,16 @@ class MatMul(Function):
         ga = gb = None
         if self.needs_input_grad[0]:
             if b2.ndim == 2 and a2.ndim > 2:
-                ga = g @ b2.T
+                ga = fold_batch_matmul(g, b2.T)
             else:
-                ga = unbroadcast(g @ np.swapaxes(b2, -1, -2), a2.shape)
+                ga = unbroadcast(g @ swap_last_axes(b2), a2.shape)
             ga = ga.reshape(a.shape)
         if self.needs_input_grad[1]:
             if b2.ndim == 2 and a2.ndim > 2:
                 # one big product instead of a batch of small ones that are then summed
                 gb = a2.reshape(-1, a2.shape[-1]).T @ g.reshape(-1, g.shape[-1])
             else:
-                gb = unbroadcast(np.swapaxes(a2, -1, -2) @ g, b2.shape)
+                gb = unbroadcast(swap_last_axes(a2) @ g, b2.shape)
             gb = gb.reshape(b.shape)
         return ga, gb
 
@@ -390,6 +529,8 @@ class MatMul(Function):
 
 
 class Softmax(Function):
+    tensor_backward = True
+
     def forward(self, a, axis=-1):
         self.axis = axis
         e = np.exp(a - a.max(axis=axis, keepdims=True, initial=-np.inf))  # shifting by the max keeps exp finite
@@ -403,6 +544,8 @@ class Softmax(Function):
 
 
 class LogSoftmax(Function):
+    tensor_backward = True
+
     def forward(self, a, axis=-1):
         self.axis = axis
         shifted = a - a.max(axis=axis, keepdims=True, initial=-np.inf)  # initial: an empty axis has no max
@@ -412,30 +555,34 @@ class LogSoftmax(Function):
 
     def backward(self, g):
         # d log softmax(x)_i / dx_j = δ_ij - softmax(x)_j  =>  dx = g - softmax(x) Σ g
-        return g - np.exp(self.out) * g.sum(axis=self.axis, keepdims=True)
+        return g - exp(self.out) * g.sum(axis=self.axis, keepdims=True)
 
 
 # ---------------------------------------------------------------- more elementwise
 
 
 class Sin(Function):
+    tensor_backward = True
+
     def forward(self, a):
         self.a = a
         return np.sin(a)
 
     def backward(self, g):
         # d(sin a)/da = cos a
-        return g * np.cos(self.a)
+        return g * cos(self.a)
 
 
 class Cos(Function):
+    tensor_backward = True
+
     def forward(self, a):
         self.a = a
         return np.cos(a)
 
     def backward(self, g):
         # d(cos a)/da = −sin a
-        return -g * np.sin(self.a)
+        return -g * sin(self.a)
 
 
 class Step(Function):
@@ -444,6 +591,8 @@ class Step(Function):
     Wherever it has a derivative, that derivative is 0 (PyTorch's choice for floor, ceil, round
     and sign too), so every input gets a zero gradient.
     """
+
+    tensor_backward = True
 
     def forward(self, *arrays, fn):
         self.shapes = [_shape_of(a) for a in arrays]
@@ -456,6 +605,8 @@ class Step(Function):
 class Remainder(Function):
     """a % b with the sign of b (Python's, NumPy's and torch.remainder's convention)."""
 
+    tensor_backward = True
+
     def forward(self, a, b):
         self.a, self.b = a, b
         return np.remainder(a, b)
@@ -463,12 +614,15 @@ class Remainder(Function):
     def backward(self, g):
         # a % b = a − b · floor(a / b), and floor is flat:  ga = g,  gb = −g · floor(a / b)
         a, b = self.a, self.b
-        gb = unbroadcast(-g * np.floor_divide(a, b), _shape_of(b)) if self.needs_input_grad[1] else None
+        quotient = np.floor_divide(constant(a), constant(b))  # flat in a and b: a constant
+        gb = unbroadcast(-g * quotient, _shape_of(b)) if self.needs_input_grad[1] else None
         return unbroadcast(g, _shape_of(a)), gb
 
 
 class Cast(Function):
     """a converted to the dtype of `like` (an empty array: it carries the dtype, no values)."""
+
+    tensor_backward = True
 
     def forward(self, a, like):
         self.in_dtype = a.dtype
@@ -476,18 +630,20 @@ class Cast(Function):
 
     def backward(self, g):
         # the identity, back in the input's dtype
-        return g.astype(self.in_dtype), None
+        return astype(g, self.in_dtype), None
 
 
 # ---------------------------------------------------------------- scans
 
 
-def _reverse_cumsum(a: np.ndarray, axis: int) -> np.ndarray:
+def _reverse_cumsum(a, axis: int):
     """out_i = Σ_{k≥i} a_k along `axis`."""
-    return np.flip(np.cumsum(np.flip(a, axis), axis=axis), axis)
+    return flip(cumsum(flip(a, axis), axis), axis)
 
 
 class Cumsum(Function):
+    tensor_backward = True
+
     def forward(self, a, axis):
         self.axis = axis
         return np.cumsum(a, axis=axis)
@@ -497,7 +653,22 @@ class Cumsum(Function):
         return _reverse_cumsum(g, self.axis)
 
 
+def cumprod_by_steps(a, axis: int):
+    """y_k = y_(k-1) · a_k along `axis`, one recorded multiplication per step: Cumprod's definition."""
+    before = (slice(None),) * axis
+    products = [a[before + (0,)]]
+    for k in range(1, a.shape[axis]):
+        products.append(products[-1] * a[before + (k,)])
+    return _tensor.stack(products, axis=axis)
+
+
 class Cumprod(Function):
+    """Running products. The backward below divides by the entries and treats zeros apart:
+    exact, but at a zero not a formula that holds around it, so not one to differentiate
+    again. Under create_graph the product is differentiated through its definition instead."""
+
+    definition = staticmethod(cumprod_by_steps)
+
     def forward(self, a, axis):
         self.a, self.axis = a, axis
         self.out = np.cumprod(a, axis=axis)
@@ -531,8 +702,11 @@ def along(index: np.ndarray, axis: int) -> tuple:
     return tuple(grid)
 
 
-def scatter_add(base: np.ndarray, index: np.ndarray, src: np.ndarray, axis: int) -> np.ndarray:
-    """A copy of `base` with src[p] added at along(index, axis)[p]; repeated targets add up."""
+def scatter_add(base: np.ndarray, index: np.ndarray, src, axis: int):
+    """A copy of `base` with src[p] added at along(index, axis)[p]; repeated targets add up.
+    Recorded as the op `ScatterAdd` when src is a Tensor."""
+    if _is_tensor(src):
+        return ScatterAdd.apply(base, index, src, axis=axis)
     out = base.astype(np.result_type(base, src), copy=True)
     np.add.at(out, along(index, axis), src)
     return out
@@ -540,6 +714,8 @@ def scatter_add(base: np.ndarray, index: np.ndarray, src: np.ndarray, axis: int)
 
 class Gather(Function):
     """out[p] = a[p with p[axis] = index[p]], as torch.gather(a, axis, index)."""
+
+    tensor_backward = True
 
     def forward(self, a, index, axis):
         self.in_shape, self.index, self.axis = a.shape, index, axis
@@ -553,6 +729,8 @@ class Gather(Function):
 class ScatterAdd(Function):
     """a copy of a with src[p] added at p with p[axis] = index[p], as torch.scatter_add."""
 
+    tensor_backward = True
+
     def forward(self, a, index, src, axis):
         self.index, self.axis = index, axis
         return scatter_add(a, index, src, axis)
@@ -565,12 +743,21 @@ class ScatterAdd(Function):
 # ---------------------------------------------------------------- einsum
 
 
+def einsum(subscripts: list, output: str, *operands):
+    """np.einsum of the operands; recorded as the op `Einsum` when one of them is a Tensor."""
+    if any(_is_tensor(op) for op in operands):
+        return Einsum.apply(*operands, subscripts=subscripts, output=output)
+    return np.einsum(",".join(subscripts) + "->" + output, *operands, optimize=True)
+
+
 class Einsum(Function):
     """np.einsum on explicit subscripts (`subscripts` one string per operand, `output` one).
 
     Its derivative is another einsum: for operand i, contract g with every other operand and
     ask for operand i's subscripts.
     """
+
+    tensor_backward = True
 
     def forward(self, *operands, subscripts, output):
         self.operands, self.subscripts, self.output = operands, subscripts, output
@@ -604,7 +791,10 @@ class Einsum(Function):
                     extra_subscripts.append(letter)
                     extra_operands.append(np.ones(sizes[letter], dtype=g.dtype))
                 result += letter
-        equation = ",".join([self.output] + [s for s, _ in others] + extra_subscripts) + "->" + result
-        grad = np.einsum(equation, g, *(op for _, op in others), *extra_operands, optimize=True)
+        subscripts = [self.output] + [s for s, _ in others] + extra_subscripts
+        grad = einsum(subscripts, result, g, *(op for _, op in others), *extra_operands)
         # an axis of size 1 that broadcast against a longer one receives the sum over it
         return unbroadcast(grad, self.operands[i].shape)
+
+
+from minigrad import tensor as _tensor  # noqa: E402  (the helpers above test for Tensors)

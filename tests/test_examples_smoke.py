@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -99,3 +101,19 @@ def test_attention_maps_trains_briefly_and_draws_every_head(tmp_path):
     # the text is cropped to the block size; one line per layer, one number per head
     assert "layer 1: mean distance attended, per head: [" in out
     assert out.count("mean distance attended") == 2
+
+
+def test_newton_takes_fewer_steps_than_gradient_descent(tmp_path):
+    out = run_example("newton.py", "--samples", "50", "--features", "3", cwd=tmp_path)
+    gd = int(out.split("gradient descent: ")[1].split()[0])
+    newton = int(out.split("Newton's method: ")[1].split()[0])
+    assert newton < 10 < 100 < gd  # quadratic convergence against a crawl along the flat direction
+    assert float(out.split("max |w_gd - w_newton| = ")[1].split()[0]) < 1e-5
+
+
+def test_curvature_measures_sharpness_and_draws_it(tmp_path, shakespeare_path):
+    args = ["--out", "figs", "--data", str(shakespeare_path), "--iters", "4", "--every", "2", "--power-steps", "3"]
+    out = run_example("curvature.py", *args, "--n-embd", "8", "--block-size", "8", "--batch-size", "2", cwd=tmp_path)
+    sharpness = [float(line.split()[-1]) for line in out.splitlines() if "top Hessian eigenvalue" in line]
+    assert len(sharpness) == 3 and all(np.isfinite(sharpness))
+    assert (tmp_path / "figs" / "curvature.png").stat().st_size > 1000

@@ -60,9 +60,10 @@ def test_a_deleted_row_is_noticed():
 
 def test_each_row_names_its_file_and_a_test_that_checks_it():
     for cls, cells in op_rows(TABLE.read_text(encoding="utf-8")).items():
-        assert len(cells) == 6, f"the row of {cls.__name__} needs 6 cells, has {len(cells)}"
-        op, _, forward, derivative, file_cell, test_cell = cells
+        assert len(cells) == 7, f"the row of {cls.__name__} needs 7 cells, has {len(cells)}"
+        op, _, forward, derivative, second_derivative, file_cell, test_cell = cells
         assert forward and derivative, f"{op}: forward and derivative must be written out"
+        assert second_derivative, f"{op}: the second derivative must be written out"
         link = LINK.match(file_cell)
         assert link and link.group(1) == cls.__module__.replace(".", "/") + ".py", f"{op}: file {file_cell}"
         test = TEST.match(test_cell)

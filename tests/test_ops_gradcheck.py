@@ -44,7 +44,9 @@ def checks(*functions: type | str):
 
 
 def check(fn, *inputs) -> None:
+    """First derivatives, then second derivatives (double backward), against central differences."""
     assert mg.gradcheck(fn, *inputs, atol=ATOL, rtol=RTOL)
+    assert mg.gradgradcheck(fn, *inputs, atol=ATOL, rtol=RTOL)
 
 
 def values(seed: int, shape: tuple, kind: str = "any") -> np.ndarray:
@@ -291,6 +293,17 @@ def test_getitem(name, seed):
     check(lambda t: t[INDICES[name]], leaf(seed, (3, 4, 2)))
 
 
+@checks(ops.AddAt)
+@pytest.mark.parametrize("name", INDICES)
+@given(seed=seeds)
+def test_add_at(name, seed):
+    """Indexing's backward as an op (used when a gradient is differentiated again)."""
+    index = INDICES[name]
+    index = np.asarray(index) if isinstance(index, list) else index
+    picked_shape = np.zeros((3, 4, 2))[index].shape
+    check(lambda g: ops.AddAt.apply(g, index=index, shape=(3, 4, 2)), leaf(seed, picked_shape))
+
+
 @checks(ops.GetItem)
 @given(shape=shapes, seed=seeds, data=st.data())
 def test_getitem_random_integer_arrays(shape, seed, data):
@@ -496,13 +509,15 @@ def test_attention_broadcasts_keys_and_values_over_heads():
 def test_attention_dropout_with_a_fixed_mask():
     """The same seed gives the same dropout mask, so the function is deterministic and checkable."""
     q, k, v = leaf(0, (2, 3, 4)), leaf(1, (2, 3, 4)), leaf(2, (2, 3, 2))
-    for attention in (kernels.scaled_dot_product_attention, F.scaled_dot_product_attention):
-        check(
-            lambda q, k, v, attention=attention: attention(q, k, v, dropout_p=0.4, rng=np.random.default_rng(7)),
-            q,
-            k,
-            v,
-        )
+
+    def attend(q, k, v, attention=kernels.scaled_dot_product_attention):
+        return attention(q, k, v, dropout_p=0.4, rng=np.random.default_rng(7))
+
+    check(lambda q, k, v: attend(q, k, v, F.scaled_dot_product_attention), q, k, v)  # the definition, twice
+    assert mg.gradcheck(attend, q, k, v, atol=ATOL, rtol=RTOL)
+    # the kernel's definition run again would draw another mask: no second derivative, loudly
+    with pytest.raises(RuntimeError, match="definition of ScaledDotProductAttention run again"):
+        mg.gradgradcheck(attend, q, k, v)
 
 
 @checks(kernels.Embedding, ops.GetItem, "F.embedding")
@@ -996,6 +1011,7 @@ NOT_OPS = {
     "Tensor.backward", "Tensor.detach", "Tensor.item", "Tensor.numpy", "Tensor.requires_grad_", "Tensor.zero_grad",
     "Tensor.numel", "Tensor.dim", "Tensor.tolist", "mg.default_rng", "mg.manual_seed", "mg.gradcheck",
     "mg.is_grad_enabled",
+    "mg.grad", "mg.gradgradcheck", "mg.hessian", "mg.hvp",  # derivatives of ops, not ops
 }  # fmt: skip
 # Ops whose results carry no gradient (indices, booleans, new tensors): each needs a row in
 # docs/ops.md and a torch case, but has no derivative to check.

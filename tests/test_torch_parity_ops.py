@@ -16,7 +16,7 @@ from test_ops_gradcheck import einsum_equations, function_classes, public_ops
 
 import minigrad as mg
 import minigrad.functional as F
-from minigrad import Tensor, kernels, nn
+from minigrad import Tensor, kernels, nn, ops
 
 torch = pytest.importorskip("torch")
 TF = torch.nn.functional
@@ -126,6 +126,11 @@ def cases() -> dict:
                 [normal(3, 2, 4)],
             ),
             "getitem_bool_mask": (lambda a: a[mask], lambda a: a[as_torch(mask)], [normal(3, 4)]),
+            "add_at": (
+                lambda g: ops.AddAt.apply(g, index=repeated, shape=(3, 4)),
+                lambda g: torch.zeros(3, 4, dtype=g.dtype).index_put((as_torch(repeated),), g, accumulate=True),
+                [normal(5, 4)],
+            ),
             "concatenate": (
                 lambda a, b: mg.concatenate([a, b, a], axis=-1),
                 lambda a, b: torch.cat([a, b, a], dim=-1),

@@ -13,6 +13,7 @@ from transformer import GPT, GPTConfig
 from transformer import checkpoint as ckpt
 from transformer import train as train_module
 from transformer.data import Corpus
+from transformer.rundir import LOCK_FILE
 from transformer.sample import load_run
 from transformer.train import ConfigError, TrainConfig, TrainingInterrupted, resume_config, train
 
@@ -64,8 +65,9 @@ def test_a_short_run_writes_every_run_file(tmp_path):
     run_dir = tmp_path / "run"
     assert sorted(p.name for p in run_dir.iterdir()) == sorted(
         [ckpt.CKPT_FILE, ckpt.STATE_ARRAYS_FILE, ckpt.STATE_JSON_FILE, ckpt.CONFIG_FILE, ckpt.VOCAB_FILE]
-        + [ckpt.LOG_FILE, ckpt.PLOT_FILE]
+        + [ckpt.LOG_FILE, ckpt.PLOT_FILE, LOCK_FILE]
     )  # and no temporary files
+    assert (run_dir / LOCK_FILE).read_bytes() == b""  # released, naming nobody
 
     rows = read_log(run_dir / ckpt.LOG_FILE)
     assert list(rows[0]) == ["iter", "train_loss", "val_loss", "lr"]

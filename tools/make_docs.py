@@ -71,6 +71,25 @@ def graphs(figures: Path) -> None:
     render(draw_graph(loss, model=model, max_depth=1), figures / "gpt_graph.svg")
 
 
+def double_backward_graph(figures: Path) -> None:
+    """double_backward_graph.svg: the graph that mg.grad(..., create_graph=True) records for the
+    gradient of a neuron tanh(x · w) with respect to w."""
+    import minigrad as mg
+    from minigrad import Tensor
+    from minigrad.viz import draw_graph, render
+
+    x = Tensor([0.5, -1.0, 2.0], name="x")
+    w = Tensor([0.3, 0.2, -0.4], requires_grad=True, name="w")
+    (dy_dw,) = mg.grad((x @ w).tanh(), w, create_graph=True)  # (1 - tanh²(x · w)) x, as a graph
+    render(draw_graph(dy_dw), figures / "double_backward_graph.svg")
+
+
+def curvature(figures: Path) -> None:
+    """curvature.png: the top Hessian eigenvalue of a small GPT's loss while it trains."""
+    data = ["--data", str(SHARED_CORPUS)] if SHARED_CORPUS.exists() else []
+    run_example("curvature.py", "--out", str(figures), *data)
+
+
 def trained_gpt(figures: Path) -> None:
     """attention_maps.png and loss.png from a small GPT trained briefly on Tiny Shakespeare.
 
@@ -149,10 +168,12 @@ def vision(figures: Path) -> None:
 
 STEPS = {
     "graphs": graphs,
+    "graphs of a gradient (double backward)": double_backward_graph,
     "trained GPT (attention, loss)": trained_gpt,
     "positional encodings (pe)": positional_encodings,
     "explorer (screenshots in headless chromium)": explorer,
     "sampling": sampling,
+    "curvature": curvature,
     "vision (vit, swin, coattention)": vision,
 }
 

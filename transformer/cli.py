@@ -8,8 +8,10 @@
 
 Bad input (a missing, empty or non-UTF-8 corpus, one shorter than a block, a corrupt or
 mismatched checkpoint, characters the vocabulary lacks, a directory that cannot be written,
-flag values out of range) ends with one line on stderr and exit status 2, before anything in
-the run directory is written.
+flag values out of range, a run directory another trainer is writing) ends with one line on
+stderr and exit status 2, before anything in the run directory is written. So does a write
+that fails during training (disk full, file too large, permission or file system lost): the
+run stops, and the files it had written before stay whole.
 """
 
 from __future__ import annotations
@@ -149,6 +151,11 @@ def run_train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
+    except ckpt.RunWriteError as e:
+        then = ""
+        if (Path(config.out) / ckpt.STATE_JSON_FILE).exists():  # a saved state to go on from
+            then = f" Once the file can be written, continue with: {PROG} train --out {config.out} --resume"
+        raise ckpt.RunWriteError(f"{e}; training stopped.{then}") from None
     return 0
 
 
@@ -218,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ConfigError, CorpusError, ckpt.CheckpointError, UnknownCharacterError) as e:
         message = " ".join(str(e).split())  # one line, whatever the message held
         print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except MemoryError as e:  # a model too large for this machine, asked for by flags
+        print(f"{PROG} {args.command}: error: not enough memory" + (f" ({e})" if str(e) else ""), file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"{PROG} {args.command}: interrupted", file=sys.stderr)

@@ -21,7 +21,7 @@ import minigrad.functional as F
 from minigrad import concatenate, default_rng, no_grad
 from minigrad.tensor import Tensor
 from transformer import checkpoint as ckpt
-from transformer.gpt import GPT, GPTConfig, sample, token_ids
+from transformer.gpt import GPT, sample, token_ids
 from transformer.tokenizer import CharTokenizer
 
 
@@ -31,6 +31,8 @@ def load_vocab(path: str | Path) -> CharTokenizer:
         return CharTokenizer.load(path)
     except FileNotFoundError:
         raise ckpt.CheckpointError(f"{path} does not exist") from None
+    except OSError as e:
+        raise ckpt.CheckpointError(f"cannot read {path}: {e.strerror or e}") from None
     except (ValueError, UnicodeDecodeError) as e:
         raise ckpt.CheckpointError(f"{path} is not a vocabulary file ({e})") from None
 
@@ -43,19 +45,18 @@ def load_run(run_dir: str | Path) -> tuple[GPT, CharTokenizer]:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ckpt.CheckpointError(f"no run in {run_dir}; train one with: minigrad-gpt train --out {run_dir}")
-    saved = ckpt.read_json(run_dir / ckpt.CONFIG_FILE)
-    try:
-        config = GPTConfig(**saved["model"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise ckpt.CheckpointError(f"{run_dir / ckpt.CONFIG_FILE} holds no usable model config ({e})") from None
+    config = ckpt.read_model_config(run_dir / ckpt.CONFIG_FILE)
     tokenizer = load_vocab(run_dir / ckpt.VOCAB_FILE)
     if tokenizer.vocab_size != config.vocab_size:
         raise ckpt.CheckpointError(
             f"{run_dir / ckpt.VOCAB_FILE} has {tokenizer.vocab_size} characters, "
             f"but the model in {run_dir / ckpt.CONFIG_FILE} has vocab_size {config.vocab_size}"
         )
+    # the checkpoint's header must have the config's shapes before the model is built
+    expected = ckpt.gpt_state_shapes(config)
+    arrays, _ = ckpt.load_arrays(run_dir / ckpt.CKPT_FILE, expected, f"the model in {run_dir / ckpt.CONFIG_FILE}")
     model = GPT(config, rng=np.random.default_rng(0))  # the weights are replaced by the checkpoint's
-    ckpt.load_model(run_dir / ckpt.CKPT_FILE, model)
+    model.load_state_dict(arrays, strict=True)
     return model.eval(), tokenizer
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 import math
 import signal
 import sys
@@ -44,6 +45,7 @@ from minigrad.optim import CosineWithWarmup, clip_grad_norm_
 from transformer import checkpoint as ckpt
 from transformer.data import Corpus, check_long_enough, get_batch, resolve_corpus, split_train_val
 from transformer.gpt import GPT, GPTConfig
+from transformer.rundir import locked_run_dir
 from transformer.sample import load_vocab, stream_text
 from transformer.tokenizer import CharTokenizer
 
@@ -150,14 +152,14 @@ def resume_config(run_dir: str | Path, overrides: dict[str, Any]) -> TrainConfig
     saved = ckpt.read_json(Path(run_dir) / ckpt.CONFIG_FILE)
     try:
         saved_flags = dict(saved["train"])
-        TrainConfig(**saved_flags)
-    except (KeyError, TypeError) as e:
+        saved_config = TrainConfig(**saved_flags)
+    except (KeyError, TypeError, ValueError) as e:
         raise ckpt.CheckpointError(f"{Path(run_dir) / ckpt.CONFIG_FILE} is not a training config ({e})") from None
     for name in ARCHITECTURE_FLAGS:
-        if name in overrides and overrides[name] != saved_flags[name]:
+        if name in overrides and overrides[name] != getattr(saved_config, name):
             raise ckpt.CheckpointError(
                 f"{flag(name)} {overrides[name]} does not match the run in {run_dir}, "
-                f"which has {name} = {saved_flags[name]}; leave it out to resume"
+                f"which has {name} = {getattr(saved_config, name)}; leave it out to resume"
             )
     return TrainConfig(**{**saved_flags, **overrides})
 
@@ -322,7 +324,7 @@ def prepare_run(config: TrainConfig, resume: bool, corpus: Corpus | None, warn: 
     if resume:
         saved_arrays, saved = ckpt.load_train_state(run_dir)
         tokenizer = load_vocab(run_dir / ckpt.VOCAB_FILE)
-    ckpt.check_writable_dir(run_dir)
+        ckpt.check_resume_fits(run_dir, config.model_config(tokenizer.vocab_size), saved_arrays)
     corpus = corpus or resolve_corpus(config.data, warn=warn)
     if resume:
         if saved.get("corpus_sha256") != corpus.sha256:
@@ -372,7 +374,7 @@ def restore_run(run: Run, saved_arrays: dict[str, np.ndarray], saved: dict[str, 
 
 
 def open_run_dir(run: Run, resume: bool, echo: Callable[[str], None]) -> None:
-    """Write config.json and the vocabulary; say what is being trained on what."""
+    """Write config.json and the vocabulary (resuming, the log and plot too); say what is trained on what."""
     if resume:
         echo(f"resuming {run.run_dir} at iteration {run.iter} of {run.config.max_iters}")
     elif (run.run_dir / ckpt.CKPT_FILE).exists():
@@ -382,6 +384,9 @@ def open_run_dir(run: Run, resume: bool, echo: Callable[[str], None]) -> None:
         {"model": dataclasses.asdict(run.model.config), "train": dataclasses.asdict(run.config)},
     )
     run.tokenizer.save(run.run_dir / ckpt.VOCAB_FILE)
+    if resume:  # nothing reads the log and the plot: draw them again from the saved history
+        write_log(run.run_dir / ckpt.LOG_FILE, run.history)
+        plot_losses(run.run_dir / ckpt.PLOT_FILE, run.history)
     echo(
         f"corpus: {run.corpus.source}, {len(run.corpus.text):,} characters, {run.tokenizer.vocab_size} distinct; "
         f"model: {run.model.num_parameters():,} parameters"
@@ -446,7 +451,8 @@ class StepTimer:
         self.seconds.append(time.perf_counter() - self.t0)
         if len(self.seconds) <= self.profile_steps:
             self.profiler.__exit__(None, None, None)
-            self.profiler.save(self.trace_path)  # complete so far, should the run end sooner
+            # complete so far, should the run end sooner; written whole or not at all, as every run file
+            ckpt.atomic_write_text(self.trace_path, json.dumps(self.profiler.trace()))
             if len(self.seconds) == self.profile_steps:
                 tqdm.write(f"wrote {self.trace_path}: every op of the first {self.profile_steps} steps (for Perfetto)")
         ms = 1000 * self.seconds[-1]
@@ -502,9 +508,19 @@ def train(
     records the first that many training steps with `minigrad.profile` into trace.json in the
     run directory (Chrome trace-event JSON: open it in Perfetto). Raises ConfigError,
     CorpusError or CheckpointError (before writing anything) for bad input, and
-    TrainingInterrupted after saving when Ctrl-C stopped the run.
+    TrainingInterrupted after saving when Ctrl-C stopped the run. The run directory is locked
+    for the whole run (a second trainer on it gets a CheckpointError naming this one's pid); a
+    file that cannot be written stops the run with a RunWriteError, the previous files whole.
     """
     config.validate()
+    if resume and not Path(config.out).is_dir():  # checked before the lock would create it
+        raise ckpt.CheckpointError(f"no run in {config.out} to resume")
+    with locked_run_dir(ckpt.check_writable_dir(config.out)):
+        return _train(config, resume, corpus, progress, sample_chars, echo, warn, profile_steps)
+
+
+def _train(config, resume, corpus, progress, sample_chars, echo, warn, profile_steps) -> dict[str, Any]:
+    """`train` in its locked run directory."""
     echo = echo or (lambda line: print(line, flush=True))  # flushed: lines arrive in time through a pipe
     warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
     setup_process()
