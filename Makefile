@@ -1,5 +1,5 @@
 # `make train` and `make test` set everything up themselves: a virtual environment in .venv
-# with the project installed (editable) and its test tools.
+# with the project installed (editable), its test tools and MPI (mpi4py with MPICH's mpiexec).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,vision]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,vision,mpi]'
 	touch $(STAMP)
 
 # The corpus copy beside the checkout (CI, offline machines) when there is one; otherwise the
@@ -18,8 +18,13 @@ $(STAMP): pyproject.toml
 # or, offline, a text that ships with Python).
 SHARED_CORPUS := $(wildcard ../shared/data/tinyshakespeare.txt)
 
+# One rank per core (`make train RANKS=1` for one process); one process when MPI is missing.
+RANKS ?= $(shell nproc 2>/dev/null || echo 1)
+
 train: $(STAMP)
-	$(BIN)/minigrad-gpt train --out runs/shakespeare-char $(if $(SHARED_CORPUS),--data $(SHARED_CORPUS))
+	if test "$(RANKS)" -gt 1 && test -x $(BIN)/mpiexec && $(BIN)/python -c 'import mpi4py' 2>/dev/null; \
+	then launch="$(BIN)/mpiexec -n $(RANKS)"; else launch=""; fi; \
+	$$launch $(BIN)/minigrad-gpt train --out runs/shakespeare-char $(if $(SHARED_CORPUS),--data $(SHARED_CORPUS))
 	$(BIN)/minigrad-gpt sample --out runs/shakespeare-char --num-samples 2 --max-new-tokens 500
 
 test: $(STAMP)

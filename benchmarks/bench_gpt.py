@@ -16,7 +16,10 @@ during training, and tokens per second when sampling: minigrad's KV-cached `gene
 `generate` in PyTorch. Sampling is timed twice: for `--sample-tokens` tokens (past the block
 size the context window slides, every token changes position, and any exact sampler
 recomputes the window, cache or not), and for block_size - 1 tokens, the KV cache's range.
-PyTorch is optional: without it only minigrad's numbers appear.
+PyTorch is optional: without it only minigrad's numbers appear. With mpi4py installed a third
+side, minigrad-mpi, trains as `--ranks` MPI ranks (2 by default) that share the same threads:
+each takes its rows of every batch and one all-reduce sums the gradients, as the trainer does
+under mpiexec.
 
 minigrad's side keeps freed memory in the process for reuse (minigrad/memory.py), as the
 trainer does, instead of letting glibc return every large array to the kernel and fault its
@@ -31,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -87,6 +91,31 @@ def batches(size: dict, count: int, seed: int) -> list[tuple[np.ndarray, np.ndar
     return out
 
 
+def processor() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def blas_kernel() -> str:
+    """NumPy's BLAS library, version and the kernel it picked for this processor (threadpoolctl)."""
+    from threadpoolctl import threadpool_info
+
+    for info in threadpool_info():
+        if info["user_api"] == "blas":
+            return f"{info['internal_api']} {info['version']} {info.get('architecture') or ''}".strip()
+    return "unknown"
+
+
+def machine() -> str:
+    """One line naming the machine a figure was measured on."""
+    return f"{processor()}, {os.cpu_count()} cores; NumPy {np.__version__} with {blas_kernel()}"
+
+
 def memory_mb() -> tuple[float, float]:
     """(current, peak) resident memory of this process in MB, from /proc (Linux) or getrusage."""
     try:
@@ -112,19 +141,25 @@ def run_minigrad(size: dict, weights: str, steps: int, seed: int, sample_tokens:
 
     from minigrad.memory import keep_freed_memory
     from transformer import GPT, GPTConfig
+    from transformer.distributed import world
 
     keep_freed_memory()  # as the trainer does: freed arrays' memory is reused, not faulted in again
     model = GPT(GPTConfig(**model_config(size)))
     model.load_state_dict(load_file(weights))
     optimizer = model.configure_optimizers(WEIGHT_DECAY, LEARNING_RATE, BETAS)
     data = batches(size, WARMUP_STEPS + steps, seed)
+    # under mpiexec each rank takes its rows of every batch, and one all-reduce sums the gradients
+    ranks, params = world(), list(model.parameters())
+    rows = ranks.shard(size["batch_size"])
+    share = (rows.stop - rows.start) / size["batch_size"]
 
     def step(x, y) -> float:
-        _, loss = model(x, y)
+        _, loss = model(x[rows], y[rows])
         optimizer.zero_grad()
         loss.backward()
+        (batch_loss,) = ranks.sum_gradients(params, share, [share * loss.item()])
         optimizer.step()
-        return loss.item()
+        return batch_loss
 
     in_block = size["block_size"] - 1  # from one token to a full context: the KV cache's range
     samplers = {
@@ -133,7 +168,7 @@ def run_minigrad(size: dict, weights: str, steps: int, seed: int, sample_tokens:
         "in_block_tokens_per_s": lambda: sample_minigrad(model, in_block, seed, use_cache=True),
         "in_block_tokens_per_s_no_cache": lambda: sample_minigrad(model, in_block, seed, use_cache=False),
     }
-    return measure(step, data, samplers)
+    return measure(step, data, samplers if ranks.size == 1 else {})
 
 
 def sample_minigrad(model, n_tokens: int, seed: int, use_cache: bool) -> float:
@@ -200,9 +235,14 @@ def measure(step, data: list, samplers: dict) -> dict:
 
 
 def spawn(side: str, args, weights: str) -> dict:
-    command = [sys.executable, __file__, "--worker", side, "--weights", weights, "--size", args.size]
+    worker = "torch" if side == "torch" else "minigrad"
+    command = [sys.executable, __file__, "--worker", worker, "--weights", weights, "--size", args.size]
     command += ["--steps", str(args.steps), "--seed", str(args.seed), "--sample-tokens", str(args.sample_tokens)]
-    env = dict(os.environ, **dict.fromkeys(THREAD_VARIABLES, str(args.threads)))
+    threads = args.threads
+    if side == RANKS_SIDE:  # the same cores, shared by the ranks
+        command = [str(Path(sys.executable).parent / "mpiexec"), "-n", str(args.ranks), *command]
+        threads = max(1, args.threads // args.ranks)
+    env = dict(os.environ, **dict.fromkeys(THREAD_VARIABLES, str(threads)))
     if side == "torch" and args.torch_malloc == "minigrad":
         env.update(KEEP_FREED_MEMORY)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
@@ -222,10 +262,19 @@ def write_weights(size: dict, seed: int, path: str) -> None:
     save_file({name: np.ascontiguousarray(array) for name, array in model.state_dict().items()}, path)
 
 
+RANKS_SIDE = "minigrad-mpi"
+
+
 def torch_available() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("torch") is not None
+
+
+def mpi_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("mpi4py") is not None and (Path(sys.executable).parent / "mpiexec").exists()
 
 
 def main(argv=None) -> None:
@@ -237,6 +286,9 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="BLAS / intra-op threads of each side")
     parser.add_argument("--no-torch", action="store_true", help="time minigrad only")
+    parser.add_argument(
+        "--ranks", type=int, default=2, help="also time minigrad as this many MPI ranks sharing the threads (1: not)"
+    )
     parser.add_argument(
         "--torch-malloc",
         choices=["minigrad", "default"],
@@ -250,13 +302,21 @@ def main(argv=None) -> None:
     args.steps = args.steps or size["steps"]
 
     if args.worker:
+        from transformer.distributed import launched_rank
+
         run = run_minigrad if args.worker == "minigrad" else run_torch
-        print(json.dumps(run(size, args.weights, args.steps, args.seed, args.sample_tokens)))
+        result = run(size, args.weights, args.steps, args.seed, args.sample_tokens)
+        if launched_rank() == 0:
+            print(json.dumps(result))
         return
 
-    sides = ["minigrad"] + (["torch"] if torch_available() and not args.no_torch else [])
+    sides = ["minigrad"] + ([RANKS_SIDE] if args.ranks > 1 and mpi_available() else [])
+    sides += ["torch"] if torch_available() and not args.no_torch else []
+    print(f"machine: {machine()}", flush=True)
     shape = ", ".join(f"{k} {v}" for k, v in size.items() if k != "steps")
     print(f"GPT {args.size}: {shape}; {args.steps} steps x {args.rounds} rounds, {args.threads} threads", flush=True)
+    if RANKS_SIDE in sides:
+        print(f"{RANKS_SIDE}: {args.ranks} ranks under mpiexec, {max(1, args.threads // args.ranks)} threads each")
     print(f"PyTorch's malloc settings: {args.torch_malloc}", flush=True)
     results = {side: [] for side in sides}
     with tempfile.TemporaryDirectory() as tmp:

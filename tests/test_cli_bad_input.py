@@ -193,7 +193,7 @@ def test_sample_without_a_run(tmp_path, capsys):
         (lambda d: (d / ckpt.CKPT_FILE).write_bytes(b"not safetensors"), "not a readable safetensors file"),
         (lambda d: (d / ckpt.CKPT_FILE).unlink(), "ckpt.safetensors does not exist"),
         (lambda d: (d / ckpt.CONFIG_FILE).write_text("{"), "config.json is not valid JSON"),
-        (lambda d: (d / ckpt.VOCAB_FILE).write_text('{"type": "char", "chars": ["a"]}'), "has 1 characters"),
+        (lambda d: (d / ckpt.VOCAB_FILE).write_text('{"type": "char", "chars": ["a"]}'), "has 1 tokens"),
         (
             lambda d: ckpt.atomic_write_json(d / ckpt.CONFIG_FILE, _with_model(d, n_embd=32)),
             "has shape",

@@ -70,7 +70,7 @@ def test_a_short_run_writes_every_run_file(tmp_path):
     assert (run_dir / LOCK_FILE).read_bytes() == b""  # released, naming nobody
 
     rows = read_log(run_dir / ckpt.LOG_FILE)
-    assert list(rows[0]) == ["iter", "train_loss", "val_loss", "lr"]
+    assert list(rows[0]) == ["iter", "train_loss", "val_loss", "lr", "val_bpc"]
     assert [int(r["iter"]) for r in rows] == [0, 10, 20, 30]
     val = [float(r["val_loss"]) for r in rows]
     vocab_size = len(set(generated_corpus().text))
@@ -199,6 +199,8 @@ def test_estimate_loss_leaves_no_graph_and_restores_training_mode():
     corpus_ids = np.arange(200) % 7
     model = GPT(GPTConfig(vocab_size=7, block_size=4, n_layer=1, n_head=1, n_embd=8), rng=np.random.default_rng(0))
     config = TrainConfig(block_size=4, batch_size=3, eval_iters=2)
-    losses = train_module.estimate_loss(model, {"val": corpus_ids}, config, np.random.default_rng(0))
-    assert model.training and set(losses) == {"val"} and np.isfinite(losses["val"])
+    chars_per_token = np.ones(7, dtype=np.int64)  # characters: bits per character are the loss / ln 2
+    losses = train_module.estimate_loss(model, {"val": corpus_ids}, config, np.random.default_rng(0), chars_per_token)
+    assert model.training and set(losses) == {"val", "val_bpc"} and np.isfinite(losses["val"])
+    assert losses["val_bpc"] == pytest.approx(losses["val"] / np.log(2), rel=1e-6)
     assert all(p.grad is None for p in model.parameters())

@@ -160,10 +160,65 @@ def sampling(figures: Path) -> None:
     run_example("sampling_distributions.py", "--out", str(figures))
 
 
+def bpe_vocabulary(figures: Path) -> None:
+    """bpe_compression.png: tokens per character of Tiny Shakespeare as the BPE vocabulary grows."""
+    data = ["--data", str(SHARED_CORPUS)] if SHARED_CORPUS.exists() else []
+    run_example("bpe_vocabulary.py", "--out", str(figures), *data)
+
+
 def vision(figures: Path) -> None:
     """The pictures of docs/vision.md: ViT, Swin and co-attention, each from its full training run."""
     for name in ("vit_digits.py", "swin_digits.py", "coattention_digits.py"):
         run_example(name, "--out", str(figures))
+
+
+def data_parallel(figures: Path) -> None:
+    """docs/training.md's picture of one data-parallel step: shards, all-reduce, the same update."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import FancyBboxPatch
+
+    from transformer.distributed import shard_rows
+
+    batch, ranks = 12, 3
+    colours = ["#4c72b0", "#dd8452", "#55a868"]
+    fig = Figure(figsize=(9, 5.4), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes([0, 0, 1, 1])
+    ax.set_xlim(0, 18)
+    ax.set_ylim(0, 11)
+    ax.axis("off")
+
+    def box(x, y, w, h, text, colour="#f2f2f2", edge="#444444", size=9):
+        ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.08", fc=colour, ec=edge, lw=1))
+        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=size)
+
+    def arrow(x0, y0, x1, y1):
+        ax.annotate("", (x1, y1), (x0, y0), arrowprops=dict(arrowstyle="->", color="#444444", lw=1.2))
+
+    ax.text(9, 10.5, f"the global batch: {batch} windows, drawn alike on every rank from one seed", ha="center")
+    cell, left = 1.1, 9 - batch * 1.1 / 2
+    for rank in range(ranks):
+        rows = shard_rows(batch, rank, ranks)
+        for row in range(rows.start, rows.stop):
+            ax.add_patch(FancyBboxPatch((left + row * cell, 9.4), cell * 0.86, 0.6, boxstyle="square,pad=0",
+                                        fc=colours[rank], ec="white"))  # fmt: skip
+    for rank in range(ranks):
+        rows = shard_rows(batch, rank, ranks)
+        x = 0.6 + rank * 6
+        arrow(left + (rows.start + rows.stop) / 2 * cell, 9.3, x + 2.4, 8.3)
+        box(x, 5.9, 4.8, 2.3, f"rank {rank}: rows {rows.start}-{rows.stop - 1}\nits own copy of the model\n"
+            f"forward, loss, backward\ngradient g{rank} of its shard's loss", colour=colours[rank] + "33")  # fmt: skip
+        arrow(x + 2.4, 5.8, 9, 4.7)
+    box(2.2, 3.4, 13.6, 1.2, "one all-reduce of one flat buffer:  g = sum over ranks of (rows of rank r / batch) g_r\n"
+        "= the gradient of the whole batch's mean loss, on every rank", colour="#fff5cc")  # fmt: skip
+    for rank in range(ranks):
+        x = 0.6 + rank * 6
+        arrow(9, 3.3, x + 2.4, 2.2)
+        note = "\nwrites the run directory, prints" if rank == 0 else ""
+        box(x, 0.5, 4.8, 1.6, f"clip the norm of g, AdamW step:\nthe same weights everywhere{note}",
+            colour=colours[rank] + "33")  # fmt: skip
+    fig.savefig(figures / "data_parallel.png")
 
 
 STEPS = {
@@ -174,7 +229,9 @@ STEPS = {
     "explorer (screenshots in headless chromium)": explorer,
     "sampling": sampling,
     "curvature": curvature,
+    "bpe vocabulary": bpe_vocabulary,
     "vision (vit, swin, coattention)": vision,
+    "data parallel": data_parallel,
 }
 
 

@@ -135,7 +135,7 @@ def resolve_corpus(
 
 
 def split_train_val(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The first 90% of the token ids (N,) for training, the last 10% for validation."""
+    """The first 90% of a sequence (token ids (N,), or a text) for training, the last 10% for validation."""
     n = int(len(ids) * TRAIN_FRACTION)
     return ids[:n], ids[n:]
 

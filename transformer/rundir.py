@@ -16,6 +16,7 @@ is rank 0 alone. On systems without `fcntl` (Windows) the directory is not locke
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +29,9 @@ except ImportError:  # Windows
     fcntl = None
 
 LOCK_FILE = "train.lock"
+# A trainer that was just stopped (Ctrl-C, an MPI abort ending its job) may still be exiting,
+# its lock not yet dropped, when the next command starts: give it this long.
+EXIT_GRACE_SECONDS = 2.0
 
 
 @contextmanager
@@ -47,14 +51,12 @@ def locked_run_dir(run_dir: str | os.PathLike) -> Iterator[Path]:
     except OSError as e:
         raise cannot_write(path, e) from None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _lock_within(fd, EXIT_GRACE_SECONDS):
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
             raise CheckpointError(
                 f"{run_dir} is being written by another trainer "
                 f"({f'pid {holder}' if holder else 'starting up'}); wait for it to finish or stop it"
-            ) from None
+            )
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
@@ -70,6 +72,19 @@ def locked_run_dir(run_dir: str | os.PathLike) -> Iterator[Path]:
                 pass  # the lock goes with the file descriptor all the same
     finally:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+def _lock_within(fd: int, seconds: float) -> bool:
+    """Take the exclusive lock on `fd`, trying again for up to `seconds`; whether it was taken."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
 
 
 def cannot_write(path: Path, error: OSError) -> RunWriteError:

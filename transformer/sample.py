@@ -1,15 +1,16 @@
-"""Sampling from a trained GPT, fast: a KV cache, and each character printed as it is drawn.
+"""Sampling from a trained GPT, fast: a KV cache, and the text printed as it is drawn.
 
 `GPT.generate` is nanoGPT's loop: every new token runs the model over the whole context again.
 Here `generate_tokens` draws the same tokens (the same cropping and sampling, so the same
 tokens for the same generator — a test holds it to that), but keeps every layer's keys and
 values: as long as the context fits the block, a step feeds only the new token. Past the
 block size the window slides, every token moves to a new position, and the whole window is
-recomputed, as in nanoGPT. `stream_text` prints each character the moment it exists.
+recomputed, as in nanoGPT. `stream_text` prints the text the moment it exists.
 """
 
 from __future__ import annotations
 
+import codecs
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,22 +23,22 @@ from minigrad import concatenate, default_rng, no_grad
 from minigrad.tensor import Tensor
 from transformer import checkpoint as ckpt
 from transformer.gpt import GPT, sample, token_ids
-from transformer.tokenizer import CharTokenizer
+from transformer.tokenizer import Tokenizer, load_tokenizer
 
 
-def load_vocab(path: str | Path) -> CharTokenizer:
-    """The run's tokenizer; CheckpointError if the file is missing or not a vocabulary."""
+def load_vocab(path: str | Path) -> Tokenizer:
+    """The run's tokenizer, of either kind; CheckpointError if the file is missing or not a tokenizer."""
     try:
-        return CharTokenizer.load(path)
+        return load_tokenizer(path)
     except FileNotFoundError:
         raise ckpt.CheckpointError(f"{path} does not exist") from None
     except OSError as e:
         raise ckpt.CheckpointError(f"cannot read {path}: {e.strerror or e}") from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ckpt.CheckpointError(f"{path} is not a vocabulary file ({e})") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise ckpt.CheckpointError(f"{path} is not a tokenizer file ({e})") from None
 
 
-def load_run(run_dir: str | Path) -> tuple[GPT, CharTokenizer]:
+def load_run(run_dir: str | Path) -> tuple[GPT, Tokenizer]:
     """The model in `run_dir` (config.json + ckpt.safetensors), in eval mode, and its tokenizer.
 
     Every mismatch between the files (shapes, names, vocabulary size) is a CheckpointError.
@@ -49,7 +50,7 @@ def load_run(run_dir: str | Path) -> tuple[GPT, CharTokenizer]:
     tokenizer = load_vocab(run_dir / ckpt.VOCAB_FILE)
     if tokenizer.vocab_size != config.vocab_size:
         raise ckpt.CheckpointError(
-            f"{run_dir / ckpt.VOCAB_FILE} has {tokenizer.vocab_size} characters, "
+            f"{run_dir / ckpt.VOCAB_FILE} has {tokenizer.vocab_size} tokens, "
             f"but the model in {run_dir / ckpt.CONFIG_FILE} has vocab_size {config.vocab_size}"
         )
     # the checkpoint's header must have the config's shapes before the model is built
@@ -167,7 +168,7 @@ def generate(
 
 def stream_text(
     model: GPT,
-    tokenizer: CharTokenizer,
+    tokenizer: Tokenizer,
     start: str,
     max_new_tokens: int,
     temperature: float = 1.0,
@@ -176,13 +177,19 @@ def stream_text(
     rng: np.random.Generator | None = None,
     file: TextIO | None = None,
 ) -> str:
-    """Print `start`, then each generated character as soon as it is drawn; return the whole text."""
+    """Print `start`, then the text of each generated token as soon as it is drawn; return the whole text.
+
+    A BPE token may end inside a multi-byte character: its bytes wait for the next token's, so
+    what is printed is what `tokenizer.decode` gives for the whole sequence.
+    """
     file = sys.stdout if file is None else file
     idx = tokenizer.encode(start)[None, :]  # (1, T)
     pieces = [start]
     print(start, end="", file=file, flush=True)
+    utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
     for next_id in generate_tokens(model, idx, max_new_tokens, temperature, top_k, top_p, rng):
-        pieces.append(tokenizer.decode(next_id))
+        pieces.append(utf8.decode(tokenizer.decode_bytes(next_id)))
         print(pieces[-1], end="", file=file, flush=True)
-    print(file=file, flush=True)
+    pieces.append(utf8.decode(b"", final=True))
+    print(pieces[-1], file=file, flush=True)
     return "".join(pieces)

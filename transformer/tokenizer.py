@@ -1,19 +1,31 @@
-"""A character-level tokenizer: every distinct character of the corpus is one token.
+"""Tokenizers: text to integer ids and back, and the vocabulary file saved beside a run.
 
-The vocabulary is the corpus's characters in sorted order, so token ids do not depend on where
-a character first appears, and the same corpus always gives the same ids (as nanoGPT's
-shakespeare_char/prepare.py). It is saved beside a run as JSON: a list of characters, readable
-and safe to load (loading runs no code).
+`CharTokenizer` gives every distinct character of the corpus one id. The vocabulary is the
+corpus's characters in sorted order, so token ids do not depend on where a character first
+appears, and the same corpus always gives the same ids (as nanoGPT's
+shakespeare_char/prepare.py).
+
+`BPETokenizer` is byte-level byte-pair encoding, as GPT-2 and GPT-4 tokenize: it starts from
+the 256 byte values and learns merges of frequent adjacent pairs from a corpus, so common
+words become single tokens and a context of `block_size` tokens covers several times as many
+characters. Its merges follow minbpe's RegexTokenizer (the same split patterns, the same
+merges in the same order, ties included).
+
+Both are saved as JSON (`load_tokenizer` reads either), readable and safe to load: loading
+runs no code.
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 import os
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+import regex
 
 from transformer.checkpoint import atomic_write_text
 
@@ -70,17 +82,22 @@ class CharTokenizer:
             raise ValueError(f"token ids must lie in [0, {self.vocab_size}), got {ids.min()}..{ids.max()}")
         return "".join(self.chars[i] for i in ids.tolist())
 
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        """ids (N,) -> the UTF-8 bytes of their text (the interface `BPETokenizer` has)."""
+        return self.decode(ids).encode("utf-8")
+
+    def chars_per_token(self) -> np.ndarray:
+        """(vocab_size,) int64 ones: every token is one character."""
+        return np.ones(self.vocab_size, dtype=np.int64)
+
     def to_json(self) -> str:
         return json.dumps({"type": "char", "chars": self.chars}, ensure_ascii=False, indent=1) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> CharTokenizer:
         """The tokenizer `to_json` wrote; a ValueError says what is wrong with anything else."""
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"not valid JSON ({e.msg} at line {e.lineno})") from None
-        if not isinstance(obj, dict) or obj.get("type") != "char" or not isinstance(obj.get("chars"), list):
+        obj = _json_object(text)
+        if obj.get("type") != "char" or not isinstance(obj.get("chars"), list):
             raise ValueError('expected {"type": "char", "chars": [...]}')
         return cls(obj["chars"])
 
@@ -97,3 +114,308 @@ class CharTokenizer:
 
     def __repr__(self) -> str:
         return f"CharTokenizer(vocab_size={self.vocab_size})"
+
+
+# ---------------------------------------------------------------- byte-level BPE
+
+# The split patterns of OpenAI's tokenizers (tiktoken's openai_public.py): contractions, letter
+# runs with one leading non-letter, numbers of up to three digits (GPT-4; GPT-2 any length),
+# punctuation runs, newlines, and whitespace that leaves its last space to the next word.
+GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+GPT4_SPLIT_PATTERN = (
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+"""
+)
+SPLIT_PATTERNS = {"gpt2": GPT2_SPLIT_PATTERN, "gpt4": GPT4_SPLIT_PATTERN}
+
+Pair = tuple[int, int]
+
+
+class VocabularyTooLargeError(ValueError):
+    """The text runs out of pairs to merge before the vocabulary reaches the size asked for."""
+
+
+def merge_pair(ids: list[int], pair: Pair, new_id: int) -> list[int]:
+    """`ids` with every occurrence of `pair`, left to right, replaced by `new_id`.
+
+    [1, 2, 3, 1, 2], (1, 2), 9 -> [9, 3, 9]; [1, 1, 1], (1, 1), 9 -> [9, 1].
+    """
+    merged, i = [], 0
+    while i < len(ids):
+        if i + 1 < len(ids) and ids[i] == pair[0] and ids[i + 1] == pair[1]:
+            merged.append(new_id)
+            i += 2
+        else:
+            merged.append(ids[i])
+            i += 1
+    return merged
+
+
+def learn_merges(chunks: Iterable[bytes], num_merges: int) -> list[Pair]:
+    """The first `num_merges` BPE merges of `chunks` (the text's pieces, in text order).
+
+    Each merge takes the most frequent pair of adjacent tokens and mints the next id for it;
+    pairs never cross a chunk boundary. Among equally frequent pairs the one that occurs first
+    in the text wins, so the merges do not depend on hashing or heap order.
+
+    Instead of recounting the whole text for every merge, the pairs are counted once over the
+    distinct chunks (a chunk that occurs f times counts f times), and each merge recounts only
+    the chunks that hold its pair (`where[pair]`, kept exact), adjusting the totals by the
+    difference. The largest count comes from a heap of (-count, pair) entries that is never
+    searched: an entry whose count is no longer the pair's count is dropped when it surfaces.
+    """
+    counted = Counter(chunks)  # insertion order: the distinct chunks in order of first appearance
+    words = [list(chunk) for chunk in counted]  # words[w]: the current token ids of distinct chunk w
+    freq = list(counted.values())
+    count: dict[Pair, int] = defaultdict(int)  # pair -> occurrences in the whole text
+    where: dict[Pair, set[int]] = defaultdict(set)  # pair -> the distinct chunks it occurs in now
+    for w, ids in enumerate(words):
+        for pair, n in Counter(zip(ids, ids[1:])).items():
+            count[pair] += n * freq[w]
+            where[pair].add(w)
+    heap = [(-n, pair) for pair, n in count.items()]
+    heapq.heapify(heap)
+
+    def first_occurrence(pair: Pair) -> tuple[int, int]:
+        # Distinct chunks are numbered in order of first appearance, so the pair's first
+        # occurrence in the text is in its lowest-numbered chunk, at its first position there.
+        w = min(where[pair])
+        ids = words[w]
+        return w, next(i for i in range(len(ids) - 1) if (ids[i], ids[i + 1]) == pair)
+
+    merges: list[Pair] = []
+    while len(merges) < num_merges:
+        while heap and count.get(heap[0][1], 0) != -heap[0][0]:
+            heapq.heappop(heap)  # stale: the pair's count changed since this entry was pushed
+        if not heap:
+            raise VocabularyTooLargeError(
+                f"the text supports at most {256 + len(merges)} tokens: after {len(merges)} merges "
+                f"every chunk is a single token; ask for a vocabulary of at most {256 + len(merges)}"
+            )
+        top = -heap[0][0]
+        tied = set()
+        while heap and -heap[0][0] == top:
+            _, pair = heapq.heappop(heap)
+            if count.get(pair, 0) == top:
+                tied.add(pair)
+        pair = min(tied, key=first_occurrence) if len(tied) > 1 else tied.pop()
+        for other in tied - {pair}:
+            heapq.heappush(heap, (-top, other))
+
+        new_id = 256 + len(merges)
+        merges.append(pair)
+        changed = {}
+        for w in where[pair].copy():
+            before = Counter(zip(words[w], words[w][1:]))
+            words[w] = merge_pair(words[w], pair, new_id)
+            after = Counter(zip(words[w], words[w][1:]))
+            for p in before.keys() | after.keys():
+                delta = after[p] - before[p]
+                if delta:
+                    count[p] += delta * freq[w]
+                    changed[p] = count[p]
+                if p not in after:
+                    where[p].discard(w)
+                elif p not in before:
+                    where[p].add(w)
+        for p, n in changed.items():
+            if n:
+                heapq.heappush(heap, (-n, p))
+            else:
+                del count[p], where[p]
+    return merges
+
+
+class BPETokenizer:
+    """Byte-level byte-pair encoding, as GPT-2 and GPT-4 tokenize: 256 byte tokens plus learned merges.
+
+    Text is cut into chunks by a split pattern (words with their leading space, numbers,
+    punctuation runs, whitespace); each chunk's UTF-8 bytes start as tokens 0..255, and merge i
+    replaces the pair `merges[i]` by token 256 + i. Any string encodes (there is no unknown
+    character, only unknown pairs), and `decode` gives it back exactly.
+
+    >>> tok = BPETokenizer.train("low lower lowest", 258)
+    >>> [tok.vocab[t] for t in range(256, tok.vocab_size)]
+    [b'lo', b'low']
+    >>> tok.encode("lowly").tolist(), tok.decode(tok.encode("lowly"))
+    ([257, 108, 121], 'lowly')
+    """
+
+    def __init__(self, merges: Iterable[Pair], pattern: str | None = None, special_tokens: Iterable[str] = ()):
+        """`merges`: the pairs in order, merge i minting 256 + i. `pattern`: "gpt4" (None), "gpt2",
+        or a regular expression (`regex` syntax). `special_tokens`: strings that always encode as
+        one token each, numbered after the merges."""
+        self.merges: list[Pair] = []
+        self.vocab: list[bytes] = [bytes([b]) for b in range(256)]  # token id -> its bytes
+        for i, pair in enumerate(merges):
+            if not (isinstance(pair, tuple | list) and len(pair) == 2 and all(type(t) is int for t in pair)):
+                raise ValueError(f"merge {i} must be a pair of token ids, got {pair!r}")
+            if not all(0 <= t < 256 + i for t in pair):
+                raise ValueError(f"merge {i} joins {tuple(pair)}, but only ids below {256 + i} exist before it")
+            self.merges.append(tuple(pair))
+            self.vocab.append(self.vocab[pair[0]] + self.vocab[pair[1]])
+        self.ranks = {pair: i for i, pair in enumerate(self.merges)}
+        if len(self.ranks) != len(self.merges):
+            raise ValueError("the same pair is merged twice")
+
+        self.pattern = SPLIT_PATTERNS.get("gpt4" if pattern is None else pattern, pattern)
+        if not isinstance(self.pattern, str) or not self.pattern:
+            raise ValueError(f"pattern must be 'gpt2', 'gpt4' or a regular expression, got {pattern!r}")
+        try:
+            self.compiled_pattern = regex.compile(self.pattern)
+        except regex.error as e:
+            raise ValueError(f"the split pattern is not a regular expression ({e})") from None
+
+        self.special_tokens = list(special_tokens)
+        if any(not isinstance(s, str) or not s for s in self.special_tokens):
+            raise ValueError("special tokens must be non-empty strings")
+        if len(set(self.special_tokens)) != len(self.special_tokens):
+            raise ValueError("a special token is listed twice")
+        self.special_ids = {s: len(self.vocab) + i for i, s in enumerate(self.special_tokens)}
+        self.vocab += [s.encode("utf-8") for s in self.special_tokens]
+        # longest first, so a special token that contains another wins
+        longest_first = sorted(self.special_tokens, key=len, reverse=True)
+        self.special_pattern = regex.compile("|".join(map(regex.escape, longest_first))) if longest_first else None
+
+    @classmethod
+    def train(cls, text: str, vocab_size: int, pattern: str | None = None) -> BPETokenizer:
+        """Learn vocab_size - 256 merges from `text` (see `learn_merges`).
+
+        ValueError if vocab_size is below 256, and VocabularyTooLargeError if the text runs out of
+        pairs first.
+        """
+        if type(vocab_size) is not int or vocab_size < 256:
+            raise ValueError(f"vocab_size must be an integer >= 256 (the byte tokens), got {vocab_size!r}")
+        tokenizer = cls([], pattern)
+        chunks = (chunk.encode("utf-8") for chunk in tokenizer.split(text))
+        return cls(learn_merges(chunks, vocab_size - 256), tokenizer.pattern)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    def split(self, text: str) -> list[str]:
+        """The chunks of `text`, in order; merges never cross from one chunk into the next.
+
+        UnknownCharacterError if `text` holds something UTF-8 cannot encode (a lone surrogate), and
+        ValueError if the pattern skips part of the text (a custom pattern can).
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"expected a str, got {type(text).__name__}")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise UnknownCharacterError(
+                f"{text[e.start]!r} (position {e.start}) is a lone surrogate, which UTF-8 cannot encode; "
+                "pass text decoded from valid UTF-8"
+            ) from None
+        chunks = self.compiled_pattern.findall(text)
+        if sum(map(len, chunks)) != len(text):
+            raise ValueError("the split pattern skips characters of the text, so encoding would lose them")
+        return chunks
+
+    def encode_chunk(self, chunk: bytes) -> list[int]:
+        """One chunk's bytes -> its tokens: apply the lowest-ranked merge present, again and again."""
+        ids = list(chunk)
+        while len(ids) >= 2:
+            pair = min(zip(ids, ids[1:]), key=lambda p: self.ranks.get(p, len(self.ranks)))
+            if pair not in self.ranks:
+                break
+            ids = merge_pair(ids, pair, 256 + self.ranks[pair])
+        return ids
+
+    def encode(self, text: str) -> np.ndarray:
+        """text -> token ids (N,) int64. Special tokens in the text become their own ids."""
+        pieces = self.special_pattern.split(text) if self.special_pattern else [text]
+        specials = self.special_pattern.findall(text) if self.special_pattern else []
+        ids: list[int] = []
+        known: dict[str, list[int]] = {}  # a text repeats its words: encode each distinct chunk once
+        for i, piece in enumerate(pieces):
+            for chunk in self.split(piece):
+                if chunk not in known:
+                    known[chunk] = self.encode_chunk(chunk.encode("utf-8"))
+                ids += known[chunk]
+            if i < len(specials):
+                ids.append(self.special_ids[specials[i]])
+        return np.array(ids, dtype=np.int64)
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        """ids (N,) -> the bytes they stand for (a piece may end inside a character)."""
+        ids = np.asarray(ids).reshape(-1)
+        if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
+            raise ValueError(f"token ids must lie in [0, {self.vocab_size}), got {ids.min()}..{ids.max()}")
+        return b"".join(self.vocab[i] for i in ids.tolist())
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """ids (N,) -> text. Bytes that are not valid UTF-8 (ids that split a character) become U+FFFD,
+        as bytes.decode(errors="replace") does."""
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    def chars_per_token(self) -> np.ndarray:
+        """(vocab_size,) int64: how many characters each token begins. A character is counted in
+        the token that holds its first byte, so a text's tokens sum to its length."""
+        return np.array([sum((b & 0xC0) != 0x80 for b in token) for token in self.vocab], dtype=np.int64)
+
+    def to_json(self) -> str:
+        obj = {
+            "type": "bpe",
+            "pattern": self.pattern,
+            "merges": [list(pair) for pair in self.merges],
+            "special_tokens": self.special_tokens,
+        }
+        return json.dumps(obj, ensure_ascii=False, indent=None) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> BPETokenizer:
+        """The tokenizer `to_json` wrote; a ValueError says what is wrong with anything else."""
+        obj = _json_object(text)
+        well_formed = isinstance(obj.get("merges"), list) and isinstance(obj.get("pattern"), str)
+        if obj.get("type") != "bpe" or not well_formed:
+            raise ValueError('expected {"type": "bpe", "pattern": "...", "merges": [[a, b], ...]}')
+        return cls(obj["merges"], obj["pattern"], obj.get("special_tokens", []))
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the merges, pattern and special tokens as JSON, atomically."""
+        atomic_write_text(path, self.to_json())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> BPETokenizer:
+        return cls.from_json(Path(path).read_text(encoding="utf-8"))
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, BPETokenizer) and (self.merges, self.pattern, self.special_tokens) == (
+            other.merges,
+            other.pattern,
+            other.special_tokens,
+        )
+
+    def __repr__(self) -> str:
+        return f"BPETokenizer(vocab_size={self.vocab_size})"
+
+
+# ---------------------------------------------------------------- files
+
+
+def _json_object(text: str) -> dict:
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+Tokenizer = CharTokenizer | BPETokenizer
+TOKENIZERS = {"char": CharTokenizer, "bpe": BPETokenizer}
+
+
+def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
+    """The tokenizer saved in `path`, of whichever kind its "type" names.
+
+    FileNotFoundError (or another OSError) if it cannot be read; ValueError if it is not a tokenizer file.
+    """
+    text = Path(path).read_text(encoding="utf-8")
+    kind = _json_object(text).get("type")
+    if kind not in TOKENIZERS:
+        raise ValueError(f'expected "type" to be one of {sorted(TOKENIZERS)}, got {kind!r}')
+    return TOKENIZERS[kind].from_json(text)

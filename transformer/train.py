@@ -1,4 +1,4 @@
-"""Train a character-level GPT, as nanoGPT's train.py does, on minigrad.
+"""Train a GPT on characters or BPE tokens, as nanoGPT's train.py does, on minigrad.
 
 The loop, top to bottom, at every iteration `it`:
 
@@ -17,15 +17,21 @@ training generators and a resumed run takes the very same steps as an uninterrup
 `ckpt.safetensors` holds the weights with the best validation loss seen so far (as nanoGPT
 keeps them); the training state holds the latest weights, so `--resume` continues from
 where the run stopped, not from the best point.
+
+Under `mpiexec -n N` the same loop runs on N ranks, each on its share of every batch, with
+the gradients summed across them before clipping (see transformer/distributed.py); the
+model, the losses and the saved state are those of one process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
 import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -37,28 +43,36 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from minigrad import no_grad, profile
 from minigrad.memory import keep_freed_memory
 from minigrad.optim import CosineWithWarmup, clip_grad_norm_
 from transformer import checkpoint as ckpt
-from transformer.data import Corpus, check_long_enough, get_batch, resolve_corpus, split_train_val
+from transformer.data import Corpus, CorpusError, check_long_enough, get_batch, resolve_corpus, split_train_val
+from transformer.distributed import World, world
 from transformer.gpt import GPT, GPTConfig
 from transformer.rundir import locked_run_dir
 from transformer.sample import load_vocab, stream_text
-from transformer.tokenizer import CharTokenizer
+from transformer.tokenizer import BPETokenizer, CharTokenizer, Tokenizer, UnknownCharacterError, VocabularyTooLargeError
 
 BETA1 = 0.9  # nanoGPT's; only beta2 is a flag
 # independent random streams drawn from one seed: initial weights and dropout, batches, evaluation
 MODEL_STREAM, BATCH_STREAM, EVAL_STREAM = 0, 1, 2
 TRACE_FILE = "trace.json"  # --profile-steps: Chrome trace-event JSON of the first steps
 # the model's shape: a resumed run must keep it
-ARCHITECTURE_FLAGS = ("n_layer", "n_head", "n_embd", "block_size", "bias")
+ARCHITECTURE_FLAGS = ("n_layer", "n_head", "n_embd", "block_size", "bias", "tokenizer", "vocab_size")
+TOKENIZERS = ("char", "bpe")
+BPE_VOCAB_SIZE = 512  # --vocab-size when --tokenizer bpe is given without it
 
 
 class ConfigError(ValueError):
     """A training flag has a value that makes no sense."""
+
+
+# what bad input raises: the command line prints it as one line
+BAD_INPUT = (ConfigError, CorpusError, ckpt.CheckpointError, UnknownCharacterError)
 
 
 class TrainingInterrupted(Exception):
@@ -97,10 +111,14 @@ class TrainConfig:
     eval_iters: int = 20
     seed: int = 1337
     bias: bool = True
+    tokenizer: str = "char"  # "char": one token per character; "bpe": byte-level BPE learned from the training split
+    vocab_size: int | None = None  # bpe only: 256 byte tokens plus the merges (None: BPE_VOCAB_SIZE)
 
     def __post_init__(self):
         if self.lr_decay_iters is None:
             self.lr_decay_iters = self.max_iters
+        if self.tokenizer == "bpe" and self.vocab_size is None:
+            self.vocab_size = BPE_VOCAB_SIZE
 
     def validate(self) -> None:
         """ConfigError naming the first flag whose value is out of range."""
@@ -122,6 +140,12 @@ class TrainConfig:
                 raise ConfigError(f"{flag(name)} must lie in [0, 1), got {value!r}")
         if not isinstance(self.bias, bool):
             raise ConfigError(f"--bias must be true or false, got {self.bias!r}")
+        if self.tokenizer not in TOKENIZERS:
+            raise ConfigError(f"--tokenizer must be one of {', '.join(TOKENIZERS)}, got {self.tokenizer!r}")
+        if self.tokenizer == "char" and self.vocab_size is not None:
+            raise ConfigError("--vocab-size applies to --tokenizer bpe only (characters need no vocabulary size)")
+        if self.tokenizer == "bpe" and (type(self.vocab_size) is not int or self.vocab_size < 256):
+            raise ConfigError(f"--vocab-size must be an integer >= 256 (the byte tokens), got {self.vocab_size!r}")
         if self.n_embd % self.n_head:
             raise ConfigError(f"--n-embd ({self.n_embd}) must be a multiple of --n-head ({self.n_head})")
 
@@ -146,8 +170,8 @@ def resume_config(run_dir: str | Path, overrides: dict[str, Any]) -> TrainConfig
     """The saved run's flags with `overrides` (flags given again) on top.
 
     The architecture cannot change under a trained model: a different --n-layer, --n-head,
-    --n-embd, --block-size or --bias is a CheckpointError. Anything else (e.g. a larger --max-iters)
-    may change.
+    --n-embd, --block-size, --bias, --tokenizer or --vocab-size is a CheckpointError. Anything
+    else (e.g. a larger --max-iters) may change.
     """
     saved = ckpt.read_json(Path(run_dir) / ckpt.CONFIG_FILE)
     try:
@@ -168,26 +192,40 @@ def resume_config(run_dir: str | Path, overrides: dict[str, Any]) -> TrainConfig
 
 
 def estimate_loss(
-    model: GPT, splits: dict[str, np.ndarray], config: TrainConfig, rng: np.random.Generator
+    model: GPT,
+    splits: dict[str, np.ndarray],
+    config: TrainConfig,
+    rng: np.random.Generator,
+    chars_per_token: np.ndarray,
+    ranks: World | None = None,
 ) -> dict[str, float]:
-    """The mean loss over eval_iters random batches of each split, in eval mode and without a graph."""
+    """The mean loss over eval_iters random batches of each split, in eval mode and without a graph,
+    and each split's bits per character: the batches' total loss in nats over the characters their
+    targets cover (`chars_per_token` (vocab_size,)), in bits. Keys: "train", "val", "train_bpc", "val_bpc".
+
+    Every rank draws the same batches; batch i is evaluated by rank i mod N, and one all-reduce
+    adds the ranks' sums, so each rank returns the same numbers.
+    """
+    ranks = ranks or World()
+    sums = np.zeros((len(splits), 3))  # float64: per split, the sum of the batches' mean losses, nats, characters
     was_training = model.training
     model.eval()
+    estimates = {}
     try:
         with no_grad():
-            return {
-                name: float(
-                    np.mean(
-                        [
-                            model(*get_batch(data, config.batch_size, config.block_size, rng))[1].item()
-                            for _ in range(config.eval_iters)
-                        ]
-                    )
-                )
-                for name, data in splits.items()
-            }
+            for j, data in enumerate(splits.values()):
+                for i in range(config.eval_iters):
+                    x, y = get_batch(data, config.batch_size, config.block_size, rng)  # (B, T) each
+                    if i % ranks.size == ranks.rank:
+                        loss = model(x, y)[1].item()  # the mean over the B * T targets
+                        sums[j] += (loss, loss * y.size, chars_per_token[y].sum())
     finally:
         model.train(was_training)
+    ranks.sum_in_place(sums)
+    for name, (losses, nats, chars) in zip(splits, sums):
+        estimates[name] = float(losses / config.eval_iters)
+        estimates[f"{name}_bpc"] = float(nats / max(chars, 1) / math.log(2))
+    return estimates
 
 
 def eval_rng(seed: int, it: int) -> np.random.Generator:
@@ -196,16 +234,16 @@ def eval_rng(seed: int, it: int) -> np.random.Generator:
 
 
 def write_log(path: Path, history: list[dict[str, float]]) -> None:
-    """log.csv: a header, then one row per evaluation."""
+    """log.csv: a header, then one row per evaluation (val_bpc is empty in rows logged before it existed)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["iter", "train_loss", "val_loss", "lr"], lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=["iter", "train_loss", "val_loss", "lr", "val_bpc"], lineterminator="\n")
     writer.writeheader()
     writer.writerows(history)
     ckpt.atomic_write_text(path, buffer.getvalue())
 
 
 def plot_losses(path: Path, history: list[dict[str, float]]) -> None:
-    """loss.png: train and validation loss against iteration."""
+    """loss.png: train and validation loss against iteration, and validation bits per character."""
     # the object API with an Agg canvas draws off-screen and leaves pyplot's global state alone
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -217,9 +255,13 @@ def plot_losses(path: Path, history: list[dict[str, float]]) -> None:
     ax.plot(iters, [row["train_loss"] for row in history], marker=".", label="train")
     ax.plot(iters, [row["val_loss"] for row in history], marker=".", label="validation")
     ax.set_xlabel("iteration")
-    ax.set_ylabel("cross-entropy loss (nats per character)")
+    ax.set_ylabel("cross-entropy loss (nats per token)")
     ax.grid(alpha=0.3)
-    ax.legend()
+    # bits per character compare runs whatever their tokens; for characters it is the loss / ln 2
+    bpc = ax.twinx()
+    bpc.plot(iters, [row.get("val_bpc", math.nan) for row in history], "k--", marker=".", label="validation bits/char")
+    bpc.set_ylabel("bits per character")
+    ax.legend(handles=ax.get_lines() + bpc.get_lines())
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
@@ -227,7 +269,7 @@ def plot_losses(path: Path, history: list[dict[str, float]]) -> None:
 
 
 @contextmanager
-def stop_on_ctrl_c():
+def stop_on_ctrl_c(say: Callable[[str], None]):
     """Turn Ctrl-C into a request the loop reads at the start of the next iteration.
 
     Stopping there, never in the middle of an optimizer step, leaves weights, moments and
@@ -243,7 +285,7 @@ def stop_on_ctrl_c():
         if requested.is_set():
             raise KeyboardInterrupt
         requested.set()
-        tqdm.write("stopping after this iteration (Ctrl-C again to stop at once)", file=sys.stderr)
+        say("stopping after this iteration (Ctrl-C again to stop at once)")
 
     previous = signal.signal(signal.SIGINT, handler)
     try:
@@ -297,7 +339,7 @@ class Run:
     config: TrainConfig
     run_dir: Path
     corpus: Corpus
-    tokenizer: CharTokenizer
+    tokenizer: Tokenizer
     splits: dict[str, np.ndarray]  # "train" and "val" token ids (N,)
     model: GPT
     optimizer: Any
@@ -310,16 +352,47 @@ class Run:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def setup_process() -> None:
-    """Process-wide settings that make training fast; the trainer's business, never an import's."""
+def setup_process(ranks: World) -> None:
+    """Process-wide settings that make training fast; the trainer's business, never an import's.
+
+    The ranks on one machine share its cores: each runs its BLAS on cores / ranks threads, so
+    N processes never start more threads than there are cores.
+    """
     keep_freed_memory()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threadpool_limits(limits=max(1, cores // ranks.ranks_on_this_machine()), user_api="blas")
 
 
-def prepare_run(config: TrainConfig, resume: bool, corpus: Corpus | None, warn: Callable[[str], None]) -> Run:
-    """Read the corpus (and, resuming, the saved run), build model and optimizer; write nothing.
+def make_tokenizer(config: TrainConfig, text: str, train_text: str, echo: Callable[[str], None]) -> Tokenizer:
+    """The tokenizer of a new run: the corpus's characters, or BPE merges learned from the training split alone."""
+    if config.tokenizer == "char":
+        return CharTokenizer.from_text(text)
+    started = time.perf_counter()
+    try:
+        tokenizer = BPETokenizer.train(train_text, config.vocab_size)
+    except VocabularyTooLargeError as e:
+        raise ConfigError(f"--vocab-size {config.vocab_size} is too large for this corpus: {e}") from None
+    echo(f"learned {len(tokenizer.merges)} BPE merges from the training split in {time.perf_counter() - started:.1f} s")
+    return tokenizer
+
+
+def prepare_run(
+    config: TrainConfig,
+    resume: bool,
+    corpus: Corpus | None,
+    warn: Callable[[str], None],
+    echo: Callable[[str], None],
+    ranks: World,
+) -> Run:
+    """Read the corpus (and, resuming, the saved run and its tokenizer), build model and optimizer; write nothing.
 
     Every check on the input happens here, so bad input ends the run before a file is touched.
     """
+    if config.batch_size < ranks.size:
+        raise ConfigError(
+            f"--batch-size {config.batch_size} cannot be shared by {ranks.size} ranks: "
+            "each needs at least one row; use fewer ranks or a larger batch"
+        )
     run_dir = Path(config.out)
     if resume:
         saved_arrays, saved = ckpt.load_train_state(run_dir)
@@ -332,10 +405,11 @@ def prepare_run(config: TrainConfig, resume: bool, corpus: Corpus | None, warn: 
                 f"the corpus ({corpus.source}) is not the text the run in {run_dir} was trained on; "
                 "pass the same --data to resume"
             )
-    else:
-        tokenizer = CharTokenizer.from_text(corpus.text)
-    ids = tokenizer.encode(corpus.text).astype(np.int32)
-    train_ids, val_ids = split_train_val(ids)
+    train_text, val_text = split_train_val(corpus.text)
+    if not resume:
+        tokenizer = make_tokenizer(config, corpus.text, train_text, echo)
+    train_ids = tokenizer.encode(train_text).astype(np.int32)
+    val_ids = tokenizer.encode(val_text).astype(np.int32)
     check_long_enough(train_ids, val_ids, config.block_size)
 
     model_rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(MODEL_STREAM,)))
@@ -351,6 +425,9 @@ def prepare_run(config: TrainConfig, resume: bool, corpus: Corpus | None, warn: 
     )  # fmt: skip
     if resume:
         restore_run(run, saved_arrays, saved)
+    # each rank draws its own dropout masks: rank r's stream is rank 0's jumped r times ahead
+    if ranks.rank:
+        model_rng.bit_generator.state = model_rng.bit_generator.jumped(ranks.rank).state
     return run
 
 
@@ -388,7 +465,8 @@ def open_run_dir(run: Run, resume: bool, echo: Callable[[str], None]) -> None:
         write_log(run.run_dir / ckpt.LOG_FILE, run.history)
         plot_losses(run.run_dir / ckpt.PLOT_FILE, run.history)
     echo(
-        f"corpus: {run.corpus.source}, {len(run.corpus.text):,} characters, {run.tokenizer.vocab_size} distinct; "
+        f"corpus: {run.corpus.source}, {len(run.corpus.text):,} characters; {run.tokenizer!r}, "
+        f"{sum(map(len, run.splits.values())):,} tokens; "
         f"model: {run.model.num_parameters():,} parameters"
     )
 
@@ -413,17 +491,29 @@ def due_for_evaluation(run: Run, it: int) -> bool:
     return (it % run.config.eval_interval == 0 or it == run.config.max_iters) and it != run.last_eval
 
 
-def evaluate_and_save(run: Run, it: int, lr: float) -> None:
-    """Estimate both losses; log them, keep the weights if validation improved, save the state."""
-    losses = estimate_loss(run.model, run.splits, run.config, eval_rng(run.config.seed, it))
+def evaluate_and_save(run: Run, it: int, lr: float, ranks: World) -> None:
+    """Estimate both losses; log them, keep the weights if validation improved, save the state.
+
+    Every rank evaluates its part and keeps the same bookkeeping; rank 0 alone writes and prints.
+    """
+    chars_per_token = run.tokenizer.chars_per_token()  # (vocab_size,)
+    losses = estimate_loss(run.model, run.splits, run.config, eval_rng(run.config.seed, it), chars_per_token, ranks)
     run.last_eval = it
-    run.history.append({"iter": it, "train_loss": losses["train"], "val_loss": losses["val"], "lr": lr})
+    run.history.append(
+        {"iter": it, "train_loss": losses["train"], "val_loss": losses["val"], "lr": lr, "val_bpc": losses["val_bpc"]}
+    )
+    improved = losses["val"] < run.best_val
+    run.best_val = min(run.best_val, losses["val"])
+    if not ranks.is_main:
+        return
     note = ""
-    if losses["val"] < run.best_val:
-        run.best_val = losses["val"]
+    if improved:
         ckpt.save_model(run.run_dir / ckpt.CKPT_FILE, run.model.state_dict(), iter=it, val_loss=run.best_val)
         note = " (best so far, saved)"
-    tqdm.write(f"iter {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}{note}")
+    tqdm.write(
+        f"iter {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}, "
+        f"val {losses['val_bpc']:.3f} bits/char{note}"
+    )
     write_log(run.run_dir / ckpt.LOG_FILE, run.history)
     plot_losses(run.run_dir / ckpt.PLOT_FILE, run.history)
     save_state(run, it)
@@ -473,7 +563,7 @@ def finish(run: Run, timer: StepTimer, wall: float, start_iter: int, sample_char
     )
     if sample_chars > 0:
         echo("sample:")
-        start = "\n" if "\n" in run.tokenizer.stoi else run.corpus.text[0]  # nanoGPT starts its samples at a newline
+        start = "\n" if "\n" in run.corpus.text else run.corpus.text[0]  # nanoGPT starts its samples at a newline
         rng = np.random.default_rng(run.config.seed)
         stream_text(run.model, run.tokenizer, start, sample_chars, temperature=0.8, rng=rng)
     return {
@@ -487,7 +577,35 @@ def finish(run: Run, timer: StepTimer, wall: float, start_iter: int, sample_char
     }
 
 
+@contextmanager
+def opened_run(config: TrainConfig, resume: bool, corpus: Corpus | None, warn, echo, ranks: World):
+    """Check the input, lock the run directory, build the run and write its config; unlock at the end.
+
+    Bad input on any rank ends every rank the same way, before a file is written. Rank 0, the
+    one that writes, holds the directory's lock (a second trainer on it gets a CheckpointError
+    naming this one's pid) until the block ends, however it ends.
+    """
+    with contextlib.ExitStack() as lock:
+
+        def check_lock_and_prepare() -> Run:
+            config.validate()
+            if resume and not Path(config.out).is_dir():  # checked before the lock would create it
+                raise ckpt.CheckpointError(f"no run in {config.out} to resume")
+            if ranks.is_main:
+                lock.enter_context(locked_run_dir(ckpt.check_writable_dir(config.out)))
+            return prepare_run(config, resume, corpus, warn, echo, ranks)
+
+        run = ranks.agree(check_lock_and_prepare, BAD_INPUT)
+        if ranks.is_main:
+            open_run_dir(run, resume, echo)  # from here on the run writes: everything above has been checked
+        yield run
+
+
 # ---------------------------------------------------------------- the loop
+
+
+def say_nothing(line: str) -> None:
+    """The echo of the ranks other than 0: one voice per job."""
 
 
 def train(
@@ -509,53 +627,62 @@ def train(
     run directory (Chrome trace-event JSON: open it in Perfetto). Raises ConfigError,
     CorpusError or CheckpointError (before writing anything) for bad input, and
     TrainingInterrupted after saving when Ctrl-C stopped the run. The run directory is locked
-    for the whole run (a second trainer on it gets a CheckpointError naming this one's pid); a
-    file that cannot be written stops the run with a RunWriteError, the previous files whole.
+    for the whole run; a file that cannot be written stops the run with a RunWriteError, the
+    previous files whole.
+
+    Under `mpiexec -n N` every rank calls this: each takes its rows of every batch, the
+    gradients are summed across ranks each step (transformer/distributed.py), and rank 0
+    alone locks and writes the run directory and prints.
     """
-    config.validate()
-    if resume and not Path(config.out).is_dir():  # checked before the lock would create it
-        raise ckpt.CheckpointError(f"no run in {config.out} to resume")
-    with locked_run_dir(ckpt.check_writable_dir(config.out)):
-        return _train(config, resume, corpus, progress, sample_chars, echo, warn, profile_steps)
-
-
-def _train(config, resume, corpus, progress, sample_chars, echo, warn, profile_steps) -> dict[str, Any]:
-    """`train` in its locked run directory."""
+    ranks = world()  # one process, or every rank of `mpiexec -n N`
     echo = echo or (lambda line: print(line, flush=True))  # flushed: lines arrive in time through a pipe
     warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
-    setup_process()
-    run = prepare_run(config, resume, corpus, warn)
-    open_run_dir(run, resume, echo)  # from here on the run writes: everything above has been checked
-    model, optimizer, schedule = run.model, run.optimizer, run.schedule
-    train_ids = run.splits["train"]
+    if not ranks.is_main:  # the other ranks work quietly
+        echo = warn = say_nothing
+        progress, sample_chars, profile_steps = False, 0, 0
+    setup_process(ranks)
+    with opened_run(config, resume, corpus, warn, echo, ranks) as run:
+        model, optimizer, schedule = run.model, run.optimizer, run.schedule
+        params, train_ids = list(model.parameters()), run.splits["train"]
+        rows = ranks.shard(config.batch_size)  # this rank's rows of each batch: all of them on one process
+        share = (rows.stop - rows.start) / config.batch_size  # its weight in the batch's mean loss
 
-    start_iter, timer, started = run.iter, StepTimer(profile_steps, run.run_dir / TRACE_FILE), time.perf_counter()
-    bar = tqdm(
-        total=config.max_iters, initial=start_iter, disable=None if progress is None else not progress,
-        unit="it", dynamic_ncols=True, file=sys.stderr,
-    )  # fmt: skip
-    model.train()
-    with bar, stop_on_ctrl_c() as stop_requested:
-        for it in range(start_iter, config.max_iters + 1):
-            if stop_requested.is_set():
-                save_state(run, it)
-                raise TrainingInterrupted(it, run.run_dir)
-            lr = schedule.step(it)
-            if due_for_evaluation(run, it):
-                evaluate_and_save(run, it, lr)
-            if it == config.max_iters:
-                break
+        start_iter, timer, started = run.iter, StepTimer(profile_steps, run.run_dir / TRACE_FILE), time.perf_counter()
+        bar = tqdm(
+            total=config.max_iters, initial=start_iter, disable=None if progress is None else not progress,
+            unit="it", dynamic_ncols=True, file=sys.stderr,
+        )  # fmt: skip
+        stopping = False
+        model.train()
+        with bar, stop_on_ctrl_c(say=warn) as stop_requested:
+            for it in range(start_iter, config.max_iters + 1):
+                if stopping:
+                    if ranks.is_main:
+                        save_state(run, it)
+                    raise TrainingInterrupted(it, run.run_dir)
+                lr = schedule.step(it)
+                if due_for_evaluation(run, it):
+                    evaluate_and_save(run, it, lr, ranks)
+                if it == config.max_iters:
+                    break
 
-            timer.start()
-            x, y = get_batch(train_ids, config.batch_size, config.block_size, run.batch_rng)  # (B, T) each
-            _, loss = model(x, y)
-            optimizer.zero_grad()
-            loss.backward()
-            if config.grad_clip > 0:
-                clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            ms_per_iter = timer.stop()
-            bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}", ms_per_iter=f"{ms_per_iter:.0f}", refresh=False)
-            bar.update()
+                timer.start()
+                x, y = get_batch(train_ids, config.batch_size, config.block_size, run.batch_rng)  # (B, T) each
+                _, loss = model(x[rows], y[rows])
+                optimizer.zero_grad()
+                loss.backward()
+                # the whole batch's gradient, on every rank; a Ctrl-C on any rank stops them all after this step
+                batch_loss, stop_votes = ranks.sum_gradients(
+                    params, share, [share * loss.item(), float(stop_requested.is_set())]
+                )
+                stopping = stop_votes > 0
+                if config.grad_clip > 0:
+                    clip_grad_norm_(params, config.grad_clip)
+                optimizer.step()
+                ms_per_iter = timer.stop()
+                bar.set_postfix(
+                    loss=f"{batch_loss:.4f}", lr=f"{lr:.2e}", ms_per_iter=f"{ms_per_iter:.0f}", refresh=False
+                )
+                bar.update()
 
-    return finish(run, timer, time.perf_counter() - started, start_iter, sample_chars, echo)
+        return finish(run, timer, time.perf_counter() - started, start_iter, sample_chars, echo)

@@ -1,0 +1,212 @@
+"""Data-parallel training under `mpiexec`: the same losses as one process, resuming across rank
+counts, and bad input and faults that end every rank cleanly.
+
+Each test starts a real MPI job of tiny models (a few seconds). They skip without mpi4py or
+an `mpiexec` (`pip install 'minigrad[mpi]'` gives both).
+"""
+
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from transformer import checkpoint as ckpt
+from transformer.distributed import World, shard_rows
+from transformer.train import TrainConfig, resume_config, train
+
+pytest.importorskip("mpi4py")
+MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
+pytestmark = pytest.mark.skipif(MPIEXEC is None, reason="needs an mpiexec (pip install 'minigrad[mpi]')")
+
+TINY = dict(
+    n_layer=1, n_head=2, n_embd=16, block_size=8, batch_size=6, max_iters=30, lr_decay_iters=30,
+    warmup_iters=5, eval_interval=10, eval_iters=3, learning_rate=1e-2, seed=3,
+)  # fmt: skip
+LOSS_TOLERANCE = 2e-4  # float32 rounding: shards sum their rows in another order than one batch
+
+
+def write_corpus(path: Path, n_words: int = 3000) -> Path:
+    words = "the king is dead long live the queen and all her court now sing".split()
+    rng = np.random.default_rng(0)
+    path.write_text("\n".join(" ".join(rng.choice(words, size=8)) for _ in range(n_words // 8)) + "\n")
+    return path
+
+
+def train_flags(corpus: Path, out: Path, **overrides) -> list[str]:
+    flags = ["--data", str(corpus), "--out", str(out)]
+    for name, value in {**TINY, **overrides}.items():
+        flags += ["--" + name.replace("_", "-"), str(value)]
+    return flags
+
+
+def mpi_command(ranks: int, *args: str) -> list[str]:
+    return [MPIEXEC, "-n", str(ranks), sys.executable, *args]
+
+
+def mpiexec(ranks: int, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(mpi_command(ranks, *args), capture_output=True, text=True, timeout=timeout)
+
+
+def one_process(corpus: Path, out: Path, resume: bool = False, **overrides) -> None:
+    if resume:
+        config = resume_config(out, overrides)
+    else:
+        config = TrainConfig(data=str(corpus), out=str(out), **{**TINY, **overrides})
+    train(config, resume=resume, progress=False, sample_chars=0, echo=lambda line: None)
+
+
+def read_log(run_dir: Path) -> list[dict[str, float]]:
+    with open(run_dir / ckpt.LOG_FILE, newline="") as f:
+        return [{name: float(value) for name, value in row.items()} for row in csv.DictReader(f)]
+
+
+def assert_same_losses(run_a: Path, run_b: Path) -> None:
+    log_a, log_b = read_log(run_a), read_log(run_b)
+    assert [row["iter"] for row in log_a] == [row["iter"] for row in log_b]
+    for row_a, row_b in zip(log_a, log_b):
+        assert row_a["lr"] == row_b["lr"]
+        for name in ("train_loss", "val_loss"):
+            assert abs(row_a[name] - row_b[name]) <= LOSS_TOLERANCE, (row_a, row_b)
+
+
+def test_shards_cover_the_batch_once_and_differ_by_at_most_one_row():
+    for batch_size in range(1, 14):
+        for size in range(1, batch_size + 1):
+            shards = [shard_rows(batch_size, rank, size) for rank in range(size)]
+            assert [r for s in shards for r in range(s.start, s.stop)] == list(range(batch_size))
+            assert max(s.stop - s.start for s in shards) - min(s.stop - s.start for s in shards) <= 1
+
+
+def test_a_single_process_world_leaves_gradients_and_values_alone():
+    grad = np.arange(6, dtype=np.float32).reshape(2, 3)
+
+    class Param:
+        pass
+
+    p = Param()
+    p.grad = grad.copy()
+    assert World().sum_gradients([p], 0.5, [1.5, 0.0]) == [1.5, 0.0]
+    np.testing.assert_array_equal(p.grad, grad)
+
+
+@pytest.mark.parametrize("ranks", [2, 4])  # batch 6 on 4 ranks: shards of 2, 2, 1, 1 rows
+def test_ranks_train_the_model_one_process_trains(tmp_path, ranks):
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    one_process(corpus, tmp_path / "one")
+    job = mpiexec(ranks, "-m", "transformer", "train", *train_flags(corpus, tmp_path / "many"))
+    assert job.returncode == 0, job.stderr
+    assert_same_losses(tmp_path / "one", tmp_path / "many")
+    assert job.stdout.count("corpus:") == 1 and job.stdout.count("done:") == 1  # rank 0 alone speaks
+    ours, _ = ckpt.load_arrays(tmp_path / "many" / ckpt.CKPT_FILE)
+    theirs, _ = ckpt.load_arrays(tmp_path / "one" / ckpt.CKPT_FILE)
+    for name in theirs:
+        np.testing.assert_allclose(ours[name], theirs[name], atol=1e-4, err_msg=name)
+
+
+def test_a_run_resumes_with_another_number_of_ranks(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    one_process(corpus, tmp_path / "straight")
+
+    job = mpiexec(2, "-m", "transformer", "train", *train_flags(corpus, tmp_path / "two_then_one", max_iters=20))
+    assert job.returncode == 0, job.stderr
+    one_process(corpus, tmp_path / "two_then_one", resume=True, max_iters=30)
+    assert_same_losses(tmp_path / "straight", tmp_path / "two_then_one")
+
+    one_process(corpus, tmp_path / "one_then_three", max_iters=20)
+    resumed = mpiexec(3, "-m", "transformer", "train", "--out", str(tmp_path / "one_then_three"), "--resume",
+                      "--max-iters", "30")  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stdout
+    assert_same_losses(tmp_path / "straight", tmp_path / "one_then_three")
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--data", "missing.txt"], "does not exist"),
+        (["--n-layer", "0"], "--n-layer must be an integer >= 1"),
+        (["--no-such-flag"], "unrecognized arguments"),
+        (["--batch-size", "1"], "cannot be shared by 2 ranks"),
+    ],
+)
+def test_bad_input_under_mpiexec_is_one_line_and_exit_2(tmp_path, flags, message):
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    job = subprocess.run(
+        mpi_command(2, "-m", "transformer", "train", *train_flags(corpus, tmp_path / "run"), *flags),
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert job.returncode == 2
+    assert len(job.stderr.splitlines()) == 1 and message in job.stderr, job.stderr
+    assert not (tmp_path / "run" / ckpt.CKPT_FILE).exists()
+
+
+RANK_1_FAILS = """
+import os, signal, sys
+from transformer import cli, train
+from transformer.distributed import world
+
+how, after = sys.argv[1], int(sys.argv[2])
+real_get_batch, calls = train.get_batch, []
+
+def get_batch_then_fail(*args):
+    calls.append(1)
+    if world().rank == 1 and len(calls) == after:
+        if how == "killed":
+            os.kill(os.getpid(), signal.SIGKILL)
+        raise RuntimeError("rank 1 fails")
+    return real_get_batch(*args)
+
+train.get_batch = get_batch_then_fail
+sys.exit(cli.main(sys.argv[3:]))
+"""
+
+
+@pytest.mark.parametrize("how", ["killed", "raises"])
+def test_one_rank_failing_ends_the_job_and_leaves_the_last_save(tmp_path, how):
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    driver = tmp_path / "driver.py"
+    driver.write_text(RANK_1_FAILS)
+    one_process(corpus, tmp_path / "straight")
+    # get_batch calls on a rank: 6 per evaluation (3 batches of 2 splits) and 1 per step; call 28
+    # is the 15th step, between the saves at iterations 10 and 20
+    started = time.monotonic()
+    job = mpiexec(2, str(driver), how, "28", "train", *train_flags(corpus, tmp_path / "run"), timeout=60)
+    assert job.returncode != 0 and time.monotonic() - started < 60
+    _, info = ckpt.load_train_state(tmp_path / "run")
+    assert info["iter"] == 10 and [row["iter"] for row in read_log(tmp_path / "run")] == [0, 10]
+    one_process(corpus, tmp_path / "run", resume=True)
+    assert_same_losses(tmp_path / "straight", tmp_path / "run")
+
+
+def test_ctrl_c_stops_every_rank_and_saves_once(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    run_dir = tmp_path / "run"
+    flags = train_flags(corpus, run_dir, max_iters=100000, lr_decay_iters=100000, eval_interval=50)
+    job = subprocess.Popen(
+        mpi_command(2, "-m", "transformer", "train", *flags),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as from a terminal
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while len(read_log(run_dir) if (run_dir / ckpt.LOG_FILE).exists() else []) < 2:
+            assert time.monotonic() < deadline and job.poll() is None
+            time.sleep(0.1)
+        job.send_signal(signal.SIGINT)
+        stdout, stderr = job.communicate(timeout=60)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode == 130, stderr
+    assert stderr.count("interrupted at iteration") == 1
+    stopped_at = int(stderr.split("interrupted at iteration ")[1].split(";")[0])
+    _, info = ckpt.load_train_state(run_dir)
+    assert info["iter"] == stopped_at > 50
+    assert not [p for p in os.listdir(run_dir) if p.endswith(".tmp")]
