@@ -11,8 +11,8 @@ the medians are reported, because a shared machine's speed drifts while a benchm
 
 Printed per side: milliseconds per training step (forward, backward, AdamW), the ratio
 minigrad / PyTorch, the peak resident memory of the training process and how much it grew
-during training, and tokens per second when sampling: minigrad's KV-cached `generate`,
-minigrad recomputing the whole context every token (`use_cache=False`), and nanoGPT's
+during training, and tokens per second when sampling: minigrad's KV-cached `generate`
+(transformer/sample.py), minigrad recomputing the whole context every token (`GPT.generate`), and nanoGPT's
 `generate` in PyTorch. Sampling is timed twice: for `--sample-tokens` tokens (past the block
 size the context window slides, every token changes position, and any exact sampler
 recomputes the window, cache or not), and for block_size - 1 tokens, the KV cache's range.
@@ -21,8 +21,9 @@ side, minigrad-mpi, trains as `--ranks` MPI ranks (2 by default) that share the 
 each takes its rows of every batch and one all-reduce sums the gradients, as the trainer does
 under mpiexec.
 
-minigrad keeps freed memory in the process for reuse (minigrad/memory.py) instead of letting
-glibc return every large array to the kernel and fault its pages in again the next step.
+minigrad's side keeps freed memory in the process for reuse (minigrad/memory.py), as the
+trainer does, instead of letting glibc return every large array to the kernel and fault its
+pages in again the next step.
 PyTorch's process gets the same malloc settings by default, through glibc's environment
 variables, so both sides allocate alike; `--torch-malloc default` runs PyTorch with glibc's
 defaults instead, as it runs out of the box.
@@ -138,9 +139,11 @@ def model_config(size: dict) -> dict:
 def run_minigrad(size: dict, weights: str, steps: int, seed: int, sample_tokens: int) -> dict:
     from safetensors.numpy import load_file
 
+    from minigrad.memory import keep_freed_memory
     from transformer import GPT, GPTConfig
     from transformer.distributed import world
 
+    keep_freed_memory()  # as the trainer does: freed arrays' memory is reused, not faulted in again
     model = GPT(GPTConfig(**model_config(size)))
     model.load_state_dict(load_file(weights))
     optimizer = model.configure_optimizers(WEIGHT_DECAY, LEARNING_RATE, BETAS)
@@ -171,7 +174,10 @@ def run_minigrad(size: dict, weights: str, steps: int, seed: int, sample_tokens:
 def sample_minigrad(model, n_tokens: int, seed: int, use_cache: bool) -> float:
     start = np.zeros((1, 1), dtype=np.int64)
     t0 = time.perf_counter()
-    model.generate(start, n_tokens, rng=np.random.default_rng(seed), use_cache=use_cache)
+    from transformer import sample
+
+    generate = sample.generate if use_cache else type(model).generate  # the KV cache, or nanoGPT's loop
+    generate(model, start, n_tokens, rng=np.random.default_rng(seed))
     return n_tokens / (time.perf_counter() - t0)
 
 

@@ -1,10 +1,11 @@
-"""Time each fused kernel against its composed twin, forward + backward, at the baby GPT's shapes.
+"""Time each fused kernel against its readable definition, forward + backward, at the baby GPT's shapes.
 
     python benchmarks/bench_kernels.py            # baby GPT shapes (batch 12, block 64, 128 wide)
     python benchmarks/bench_kernels.py --size gpu # nanoGPT's GPU-recipe shapes
 
-The composed twins build the same formula from primitive ops (one graph node, and one NumPy
-pass or more, per primitive); the fused kernels are single nodes with hand-derived backward.
+The definitions (minigrad/functional.py) build each formula from primitive ops (one graph
+node, and one NumPy pass or more, per primitive); the kernels (minigrad/kernels.py) are single
+nodes with hand-derived backward.
 Each time is the best of several repeats, in CPU milliseconds of this process (single-threaded
 NumPy work is counted exactly; a busy machine disturbs it less than wall-clock time).
 """
@@ -23,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import minigrad.functional as F  # noqa: E402
 from minigrad import Tensor  # noqa: E402
+from minigrad import kernels as K  # noqa: E402
 
 SHAPES = {
     "baby": dict(B=12, T=64, C=128, n_head=4, vocab=65),
@@ -68,22 +70,22 @@ def cases(s: dict) -> dict:
     targets = rng.integers(0, V, B * T)
     ids = rng.integers(0, V, (B, T))
     return {
-        f"gelu ({B}, {T}, {4 * C})": (F.gelu, F.gelu_composed, (hidden,)),
-        f"linear {C} -> {4 * C}": (F.linear, F.linear_composed, (x, rand(4 * C, C), rand(4 * C))),
-        f"layer_norm ({B}, {T}, {C})": (F.layer_norm, F.layer_norm_composed, (x, rand(C), rand(C))),
+        f"gelu ({B}, {T}, {4 * C})": (K.gelu, F.gelu, (hidden,)),
+        f"linear {C} -> {4 * C}": (K.linear, F.linear, (x, rand(4 * C, C), rand(4 * C))),
+        f"layer_norm ({B}, {T}, {C})": (K.layer_norm, F.layer_norm, (x, rand(C), rand(C))),
         f"attention ({B}, {nh}, {T}, {C // nh}) causal": (
+            lambda q, k, v: K.scaled_dot_product_attention(q, k, v, is_causal=True),
             lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
-            lambda q, k, v: F.scaled_dot_product_attention_composed(q, k, v, is_causal=True),
             (q, k, v),
         ),
         f"cross_entropy ({B * T}, {V})": (
+            lambda z: K.cross_entropy(z, targets),
             lambda z: F.cross_entropy(z, targets),
-            lambda z: F.cross_entropy_composed(z, targets),
             (rand(B * T, V),),
         ),
         f"embedding ({V}, {C})[({B}, {T})]": (
+            lambda w: K.embedding(ids, w),
             lambda w: F.embedding(ids, w),
-            lambda w: F.embedding_composed(ids, w),
             (rand(V, C),),
         ),
     }
@@ -95,7 +97,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     threads = os.environ.get("OPENBLAS_NUM_THREADS", "all")
     print(f"forward + backward, CPU ms (best of 5), OpenBLAS threads: {threads}")
-    print("| kernel | fused | composed | speed-up |")
+    print("| kernel | fused | definition | speed-up |")
     print("|---|---:|---:|---:|")
     for name, (fused, composed, arrays) in cases(SHAPES[args.size]).items():
         t_fused = best_ms(forward_backward(fused, *arrays))

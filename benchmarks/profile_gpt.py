@@ -6,9 +6,8 @@
 
 Runs the same model, batches and AdamW as bench_gpt.py, a few warm-up steps first. Times are
 CPU seconds of this process as well as wall-clock, so a busy machine disturbs them less.
-cProfile sees only the main thread: time the fused kernels spend on worker threads
-(minigrad.parallel) shows up as waiting on a lock. `--by-op` times every op's forward and
-backward by the wall clock instead (mg.profile), so that time lands on the op that spent it.
+`--by-op` times every op's forward and backward by the wall clock instead (mg.profile), so
+that time lands on the op that spent it.
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ import numpy as np
 from matplotlib.figure import Figure  # drawn off-screen, no window or backend needed
 
 import minigrad as mg
+import minigrad.functional as F
 from transformer import GPT
-from transformer.attention import scaled_dot_product_attention
 
 
 def attention_maps(model: GPT, idx: np.ndarray) -> np.ndarray:
@@ -32,13 +32,11 @@ def attention_maps(model: GPT, idx: np.ndarray) -> np.ndarray:
         for block in model.transformer.h:
             attn = block.attn
             h = block.ln_1(x)  # (1, T, C) the attention's input
-            B, T, C = h.shape
-            qkv = attn.c_attn(h).reshape(B, T, 3, attn.n_head, C // attn.n_head).transpose(2, 0, 3, 1, 4)
-            q, k, v = qkv[0], qkv[1], qkv[2]  # (1, nh, T, hs) each, as CausalSelfAttention splits them
-            y, weights = scaled_dot_product_attention(q, k, v, is_causal=True, return_weights=True)  # (1, nh, T, T)
-            y = attn.c_proj(y.transpose(0, 2, 1, 3).reshape(B, T, C))  # (1, T, C)
+            q, k, v = attn.heads(h)  # (1, nh, T, hs) each, as CausalSelfAttention splits them
+            weights = F.attention_weights(q, k, is_causal=True)  # (1, nh, T, T)
+            y = (weights @ v).transpose(0, 2, 1, 3).reshape(h.shape)  # (1, T, C) the heads side by side
             # the recomputation must be the model's own attention, or the picture would lie
-            assert np.allclose(y.data, attn(h).data, atol=1e-4), "recomputed attention differs from the model's"
+            assert np.allclose(attn.c_proj(y).data, attn(h).data, atol=1e-4), "recomputed attention differs"
             maps.append(weights.data[0])
             x = block(x)  # (1, T, C) on to the next layer
     return np.stack(maps)  # (n_layer, n_head, T, T)
@@ -50,7 +48,7 @@ def plot(maps: np.ndarray, text: str, path: Path) -> None:
     labels = ["␣" if c == " " else "\\n" if c == "\n" else c for c in text]
     fig = Figure(figsize=(2.6 * n_head, 2.6 * n_layer + 0.4), dpi=90, layout="constrained")
     axes = fig.subplots(n_layer, n_head, squeeze=False)
-    future = np.triu(np.ones((T, T), dtype=bool), k=1)
+    future = ~F.causal_mask(T, T)
     for layer in range(n_layer):
         for head in range(n_head):
             ax = axes[layer, head]

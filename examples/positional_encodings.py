@@ -22,6 +22,7 @@ import numpy as np
 from matplotlib.figure import Figure  # drawn off-screen, no window or backend needed
 
 import minigrad as mg
+import minigrad.functional as F
 from minigrad import Tensor
 from transformer.positional import ALiBi, LearnedPositionalEmbedding, RotaryEmbedding, sinusoidal_table
 
@@ -77,7 +78,7 @@ def rope(max_len: int, head_dim: int, out: Path) -> None:
 
 def alibi(max_len: int, num_heads: int, out: Path) -> None:
     bias = ALiBi(num_heads)(max_len, max_len)  # (H, T, T) -slope_h·|i - j|
-    future = np.triu(np.ones((max_len, max_len), dtype=bool), k=1)
+    future = ~F.causal_mask(max_len, max_len)
     fig = Figure(figsize=(8, 3.6), dpi=100)
     axes = fig.subplots(1, 2)
     for ax, head in zip(axes, (0, num_heads - 1)):

@@ -12,8 +12,6 @@ from minigrad.autograd import (
     set_grad_enabled,
 )
 from minigrad.gradcheck import GradcheckError, gradcheck, gradgradcheck
-from minigrad.memory import _on_import as _keep_freed_memory
-from minigrad.parallel import num_threads, set_num_threads
 from minigrad.profile import profile
 from minigrad.tensor import (
     METHODS_AS_FUNCTIONS,
@@ -46,7 +44,8 @@ from minigrad.tensor import (
 
 globals().update(METHODS_AS_FUNCTIONS)  # mg.sum(x, dim=1), mg.sin(x), ... as torch.sum, torch.sin
 
-_keep_freed_memory()
+# the subpackages, as torch's: `mg.nn.Linear`, `mg.optim.AdamW`, `mg.functional.gelu`
+from minigrad import functional, kernels, memory, nn, optim  # noqa: E402  (they import the above)
 
 __all__ = [
     "Function",
@@ -60,6 +59,7 @@ __all__ = [
     "detect_anomaly",
     "einsum",
     "enable_grad",
+    "functional",
     "eye",
     "full",
     "full_like",
@@ -70,20 +70,22 @@ __all__ = [
     "hvp",
     "isclose",
     "is_grad_enabled",
+    "kernels",
     "linspace",
     "manual_seed",
+    "memory",
+    "nn",
     "maximum",
     "minimum",
     "no_grad",
-    "num_threads",
     "ones",
     "ones_like",
+    "optim",
     "profile",
     "rand",
     "randint",
     "randn",
     "set_grad_enabled",
-    "set_num_threads",
     "stack",
     "tensordot",
     "where",

@@ -2,22 +2,21 @@
 
 A training step allocates the same large arrays every time: activations in forward,
 gradients in backward, tens to hundreds of megabytes each at nanoGPT's GPU-recipe size.
-glibc's malloc serves every block above 32 MB with a fresh `mmap` and returns it with
-`munmap` when the array is freed, so each step asks the kernel for new pages, and the
-kernel zeroes every page on its first touch. Measured there: 3.0 s of a 11.2 s step
-went to those page faults (system time); with freed memory kept, 0.09 s.
+glibc's malloc serves every large block with a fresh `mmap` and returns it with `munmap`
+when the array is freed, so each step asks the kernel for new pages, and the kernel zeroes
+every page on its first touch (docs/performance.md has the measurements).
 
 `keep_freed_memory()` tells glibc to take large blocks from its heap like small ones and
 never shrink the heap: freed arrays become free heap, and the next step's arrays reuse it
 without faulting. The process then holds its peak memory until it exits, as PyTorch's GPU
-caching allocator does. minigrad turns this on when it is imported, on Linux with glibc;
-set MINIGRAD_KEEP_FREED_MEMORY=0 to leave malloc as it was. Elsewhere it does nothing.
+caching allocator does. It changes the whole process, so `import minigrad` never calls it:
+the trainer and the benchmarks do, at their start. It works on Linux with glibc; elsewhere
+it does nothing.
 """
 
 from __future__ import annotations
 
 import ctypes
-import os
 import platform
 
 # mallopt's parameter numbers, from glibc's <malloc.h>
@@ -51,11 +50,6 @@ def keep_freed_memory(enabled: bool = True) -> bool:
 def keeps_freed_memory() -> bool:
     """Whether keep_freed_memory() is in effect."""
     return _state["kept"]
-
-
-def _on_import() -> None:
-    if os.environ.get("MINIGRAD_KEEP_FREED_MEMORY", "1").strip() != "0":
-        keep_freed_memory()
 
 
 __all__ = ["keep_freed_memory", "keeps_freed_memory"]

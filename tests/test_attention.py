@@ -1,8 +1,8 @@
 """Scaled dot-product attention and multi-head attention: values, masks, gradients.
 
-The composed attention (primitives only) is the definition; the fused kernel must agree with
-it in value and gradient, under every kind of mask and with dropout. Multi-head attention is
-gradient-checked in float64 with respect to every parameter and input.
+functional.scaled_dot_product_attention (primitives only) is the definition; the fused kernel
+of minigrad/kernels.py must agree with it in value and gradient, under every kind of mask and
+with dropout. Multi-head attention is gradient-checked in float64 with respect to every parameter and input.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 import minigrad as mg
 import minigrad.functional as F
-from minigrad import Tensor
-from transformer.attention import MultiHeadAttention, scaled_dot_product_attention
+from minigrad import Tensor, kernels
+from transformer.attention import MultiHeadAttention
 from transformer.positional import ALiBi, RotaryEmbedding
 
 
@@ -48,47 +48,47 @@ def randn(rng, *shape, requires_grad=True):
 
 # ---------------------------------------------------------------- scaled dot-product attention
 
-
-MASKS = {
+ATTENTIONS = [kernels.scaled_dot_product_attention, F.scaled_dot_product_attention]
+MASKS = {  # torch.nn.functional's convention: a boolean mask is True where attention MAY happen
     "none": lambda rng, T: None,
-    "bool": lambda rng, T: (rng.random((T, T)) < 0.3) & ~np.eye(T, dtype=bool),
+    "bool": lambda rng, T: (rng.random((T, T)) >= 0.3) | np.eye(T, dtype=bool),
     "float": lambda rng, T: rng.standard_normal((T, T)),
-    "batched-bool": lambda rng, T: (rng.random((2, 1, T, T)) < 0.3) & ~np.eye(T, dtype=bool),
+    "batched-bool": lambda rng, T: (rng.random((2, 1, T, T)) >= 0.3) | np.eye(T, dtype=bool),
 }
 
 
 @pytest.mark.parametrize("is_causal", [False, True])
 @pytest.mark.parametrize("mask_kind", sorted(MASKS))
-def test_fused_equals_composed_in_value_and_gradient(mask_kind, is_causal):
+def test_kernel_equals_definition_in_value_and_gradient(mask_kind, is_causal):
     rng = np.random.default_rng(0)
     T = 5
     mask = MASKS[mask_kind](rng, T)
     q, k, v = (rng.standard_normal((2, 3, T, 4)) for _ in range(3))
     weights = rng.standard_normal((2, 3, T, 4))
     results = []
-    for attention in (F.scaled_dot_product_attention, scaled_dot_product_attention):
+    for attention in ATTENTIONS:
         inputs = [Tensor(a, dtype=np.float64, requires_grad=True) for a in (q, k, v)]
-        out = attention(*inputs, mask, is_causal)
+        out = attention(*inputs, attn_mask=mask, is_causal=is_causal)
         out.backward(weights)
         results.append([out.data] + [x.grad for x in inputs])
-    for fused, composed in zip(*results):
-        np.testing.assert_allclose(fused, composed, rtol=1e-12, atol=1e-12)
+    for fused, defined in zip(*results):
+        np.testing.assert_allclose(fused, defined, rtol=1e-12, atol=1e-12)
 
 
-def test_fused_equals_composed_with_dropout_from_the_same_seed():
+def test_kernel_equals_definition_with_dropout_from_the_same_seed():
     rng = np.random.default_rng(1)
     q, k, v = (rng.standard_normal((2, 6, 4)) for _ in range(3))
     results = []
-    for attention in (F.scaled_dot_product_attention, scaled_dot_product_attention):
+    for attention in ATTENTIONS:
         inputs = [Tensor(a, dtype=np.float64, requires_grad=True) for a in (q, k, v)]
-        out = attention(*inputs, None, True, dropout_p=0.4, rng=np.random.default_rng(7))
+        out = attention(*inputs, dropout_p=0.4, is_causal=True, rng=np.random.default_rng(7))
         out.sum().backward()
         results.append([out.data] + [x.grad for x in inputs])
-    for fused, composed in zip(*results):
-        np.testing.assert_allclose(fused, composed, rtol=1e-12, atol=1e-12)
+    for fused, defined in zip(*results):
+        np.testing.assert_allclose(fused, defined, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("attention", [scaled_dot_product_attention, F.scaled_dot_product_attention])
+@pytest.mark.parametrize("attention", ATTENTIONS)
 def test_attention_gradcheck(attention):
     rng = np.random.default_rng(2)
     mask = rng.standard_normal((4, 5))
@@ -97,21 +97,35 @@ def test_attention_gradcheck(attention):
     assert mg.gradcheck(lambda q, k, v: attention(q, k[:, :4], v[:, :4], is_causal=True), q, k, v)
 
 
-def test_attention_is_the_formula():
-    """softmax(Q Kᵀ / √d_k) V, written out in NumPy, with the masked scores at -inf."""
+@pytest.mark.parametrize("attention", ATTENTIONS)
+def test_a_float_mask_that_requires_grad_receives_it(attention):
+    """A learned bias passed as the float mask (Swin's relative positions) is trained through it."""
+    rng = np.random.default_rng(12)
+    q, k, v = randn(rng, 2, 3, 4, 2), randn(rng, 2, 3, 5, 2), randn(rng, 2, 3, 5, 2)
+    bias = randn(rng, 3, 4, 5)  # one (Tq, Tk) bias per head
+    out = attention(q, k, v, attn_mask=bias)
+    out.backward(rng.standard_normal(out.shape))
+    assert bias.grad is not None and bias.grad.shape == (3, 4, 5) and np.abs(bias.grad).sum() > 0
+    assert mg.gradcheck(lambda bias: attention(q, k, v, attn_mask=bias, is_causal=True), bias)
+
+
+def test_attention_is_the_formula_with_torch_meaning_of_masks():
+    """softmax(Q Kᵀ / √d_k) V, written out in NumPy: a boolean mask is True where attention may happen."""
     rng = np.random.default_rng(3)
     q, k, v = rng.standard_normal((4, 8)), rng.standard_normal((6, 8)), rng.standard_normal((6, 3))
-    mask = rng.random((4, 6)) < 0.4
-    mask[:, 0] = False
-    scores = np.where(mask, -np.inf, q @ k.T / np.sqrt(8))
+    allowed = rng.random((4, 6)) >= 0.4
+    allowed[:, 0] = True
+    scores = np.where(allowed, q @ k.T / np.sqrt(8), -np.inf)
     weights = np.exp(scores - scores.max(axis=1, keepdims=True))
     weights /= weights.sum(axis=1, keepdims=True)
-    out, got_weights = scaled_dot_product_attention(
-        Tensor(q, dtype=np.float64), Tensor(k, dtype=np.float64), Tensor(v, dtype=np.float64), mask, return_weights=True
-    )
+    q, k, v = (Tensor(a, dtype=np.float64) for a in (q, k, v))
+    got_weights = F.attention_weights(q, k, allowed)
     np.testing.assert_allclose(got_weights.data, weights, rtol=1e-12)
-    np.testing.assert_allclose(out.data, weights @ v, rtol=1e-12)
-    assert (got_weights.data[mask] == 0).all()
+    assert (got_weights.data[~allowed] == 0).all()
+    for attention in ATTENTIONS:
+        np.testing.assert_allclose(attention(q, k, v, allowed).data, weights @ v.data, rtol=1e-12)
+        scaled = attention(q, k, v, allowed, scale=0.5).data  # scale replaces 1/√d_k
+        np.testing.assert_allclose(scaled, attention(q * (0.5 * np.sqrt(8)), k, v, allowed).data, rtol=1e-12)
 
 
 @given(
@@ -122,23 +136,29 @@ def test_attention_is_the_formula():
 )
 def test_weights_are_a_distribution_over_allowed_keys(q_len, k_len, d_k, seed):
     rng = np.random.default_rng(seed)
-    q, k, v = randn(rng, q_len, d_k), randn(rng, k_len, d_k), randn(rng, k_len, 2)
-    mask = rng.random((q_len, k_len)) < 0.5
-    mask[:, 0] = False  # every query may see at least one key
-    _, weights = scaled_dot_product_attention(q, k, v, mask, return_weights=True)
+    q, k = randn(rng, q_len, d_k), randn(rng, k_len, d_k)
+    allowed = rng.random((q_len, k_len)) >= 0.5
+    allowed[:, 0] = True  # every query may see at least one key
+    weights = F.attention_weights(q, k, allowed)
     np.testing.assert_allclose(weights.data.sum(axis=-1), 1.0, rtol=1e-12)
-    assert (weights.data[mask] == 0).all() and (weights.data >= 0).all()
+    assert (weights.data[~allowed] == 0).all() and (weights.data >= 0).all()
 
 
-def test_a_float_mask_of_minus_infinity_is_the_boolean_mask():
+def test_causal_mask_float_minus_infinity_and_is_causal_agree():
     rng = np.random.default_rng(4)
     q, k, v = randn(rng, 3, 4), randn(rng, 3, 4), randn(rng, 3, 4)
-    boolean = np.triu(np.ones((3, 3), dtype=bool), k=1)
-    additive = np.where(boolean, -np.inf, 0.0)
-    for attention in (scaled_dot_product_attention, F.scaled_dot_product_attention):
-        by_bool = attention(q, k, v, boolean).data
+    allowed = F.causal_mask(3, 3)
+    np.testing.assert_array_equal(allowed, ~np.triu(np.ones((3, 3), dtype=bool), k=1))
+    additive = np.where(allowed, 0.0, -np.inf)
+    for attention in ATTENTIONS:
+        by_bool = attention(q, k, v, allowed).data
         np.testing.assert_array_equal(by_bool, attention(q, k, v, additive).data)
         np.testing.assert_array_equal(by_bool, attention(q, k, v, is_causal=True).data)
+
+
+def test_causal_mask_with_an_offset_lets_new_queries_see_earlier_keys():
+    np.testing.assert_array_equal(F.causal_mask(2, 4, offset=2), [[1, 1, 1, 0], [1, 1, 1, 1]])
+    np.testing.assert_array_equal(F.causal_mask(2, 3), [[1, 0, 0], [1, 1, 0]])  # torch's is_causal: top left
 
 
 # ---------------------------------------------------------------- multi-head attention
@@ -231,7 +251,7 @@ def test_padded_keys_get_zero_gradient():
 
 
 def test_dropout_draws_the_same_mask_on_both_paths():
-    """With the same seed the fused path and the weights-returning composed path drop the same weights."""
+    """With the same seed the fused path and the weights-returning path drop the same weights."""
     rng = np.random.default_rng(11)
     mha = MultiHeadAttention(8, 2, dropout=0.5)
     x = randn(rng, 2, 4, 8, requires_grad=False)

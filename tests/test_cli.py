@@ -12,7 +12,7 @@ import pytest
 from transformer import GPT, GPTConfig
 from transformer import checkpoint as ckpt
 from transformer.cli import main
-from transformer.sample import load_run, stream_tokens
+from transformer.sample import generate_tokens, load_run
 from transformer.tokenizer import CharTokenizer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -112,7 +112,7 @@ def test_streamed_tokens_are_the_ones_generate_draws(start_len):
     model = GPT(config, rng=np.random.default_rng(0))
     idx = np.random.default_rng(1).integers(0, 9, size=(2, start_len))
     expected = model.generate(idx, 15, temperature=0.9, top_k=5, top_p=0.95, rng=np.random.default_rng(2))
-    streamed = list(stream_tokens(model, idx, 15, temperature=0.9, top_k=5, top_p=0.95, rng=np.random.default_rng(2)))
+    streamed = list(generate_tokens(model, idx, 15, temperature=0.9, top_k=5, top_p=0.95, rng=np.random.default_rng(2)))
     np.testing.assert_array_equal(np.stack(streamed, axis=1), expected[:, start_len:])
     assert model.training  # the mode it had before
 

@@ -1,9 +1,9 @@
-"""The fast paths inside the fused kernels compute what the plain formulas compute.
+"""The fast paths inside the fused kernels (minigrad/kernels.py) compute what the plain formulas compute.
 
 The fused ops run their elementwise chains in cache-sized chunks, sum rows with BLAS, reuse
 buffers in place and cache constant arrays. Each trick is a place where a bug could hide
 (a chunk boundary, a buffer shared between calls, a silent float64), so each gets a test
-here beside the gradient checks and fused-vs-composed tests of test_ops_gradcheck.py.
+here beside the gradient checks and kernel-vs-definition tests of test_ops_gradcheck.py.
 """
 
 import math
@@ -14,8 +14,9 @@ import pytest
 import minigrad as mg
 import minigrad.functional as F
 from minigrad import Tensor, autograd
+from minigrad import kernels as K
 
-CHUNK = F._CHUNK
+CHUNK = K._CHUNK
 # lengths around the chunk boundaries: one element, one short, exact, one over, several chunks
 LENGTHS = [1, 7, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK + 3]
 
@@ -27,7 +28,7 @@ def exact_erf(x: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("n", LENGTHS)
 def test_chunked_erf_matches_the_c_library_at_every_length(n):
     x = np.random.default_rng(n).standard_normal(n).astype(np.float32) * 3
-    y = F.erf(x)
+    y = K.erf(x)
     assert y.dtype == np.float32 and y.shape == x.shape
     # Abramowitz & Stegun 7.1.26 is good to 1.5e-7; in float32, 1 - poly·e^(-z²) near z = 0
     # subtracts two numbers close to 1 and adds a few units of float32's 6e-8 spacing there
@@ -37,7 +38,7 @@ def test_chunked_erf_matches_the_c_library_at_every_length(n):
 @pytest.mark.parametrize("n", LENGTHS)
 def test_chunked_gelu_and_its_derivative_match_float64(n):
     x = np.random.default_rng(n).standard_normal(n).astype(np.float32) * 3
-    fn = F.GELU()
+    fn = K.GELU()
     y = fn.forward(x)
     derivative = fn.backward(np.ones_like(x))
     x64 = x.astype(np.float64)
@@ -51,13 +52,13 @@ def test_chunked_gelu_and_its_derivative_match_float64(n):
 def test_erf_and_gelu_accept_non_contiguous_input():
     base = np.random.default_rng(0).standard_normal((300, 500)).astype(np.float32)
     view = base[::2, ::3].T  # strided in both axes
-    np.testing.assert_array_equal(F.erf(view), F.erf(np.ascontiguousarray(view)))
-    np.testing.assert_array_equal(F.gelu(Tensor(view)).data, F.gelu(Tensor(np.ascontiguousarray(view))).data)
+    np.testing.assert_array_equal(K.erf(view), K.erf(np.ascontiguousarray(view)))
+    np.testing.assert_array_equal(K.gelu(Tensor(view)).data, K.gelu(Tensor(np.ascontiguousarray(view))).data)
 
 
 def test_gelu_extremes_stay_finite_and_exact():
     x = np.array([-1e4, -40.0, -9.0, -1e-40, 0.0, 1e-40, 9.0, 40.0, 1e4], dtype=np.float32)  # ±1e-40 subnormal
-    fn = F.GELU()
+    fn = K.GELU()
     y = fn.forward(x)
     derivative = fn.backward(np.ones_like(x))
     assert np.isfinite(y).all() and np.isfinite(derivative).all()
@@ -68,17 +69,17 @@ def test_gelu_extremes_stay_finite_and_exact():
 
 def test_row_and_column_sums_by_blas_equal_numpy_sums():
     x = np.random.default_rng(1).standard_normal((3, 5, 7)).astype(np.float32)
-    np.testing.assert_allclose(F._row_sums(x), x.sum(axis=-1, keepdims=True), rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(F._column_sums(x), x.sum(axis=(0, 1)), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(K._row_sums(x), x.sum(axis=-1, keepdims=True), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(K._column_sums(x), x.sum(axis=(0, 1)), rtol=1e-6, atol=1e-6)
     with pytest.raises(ValueError):
-        F._ones(4, np.float32)[0] = 2.0  # the cached ones are read-only, so no caller can spoil them
+        K._ones(4, np.float32)[0] = 2.0  # the cached ones are read-only, so no caller can spoil them
 
 
 def test_embedding_scatter_add_equals_add_at_with_repeats():
     rng = np.random.default_rng(2)
     weight = Tensor(rng.standard_normal((6, 4)), requires_grad=True)
     ids = np.array([[0, 5, 5, 2], [2, 2, 0, 0]])
-    out = F.embedding(ids, weight)
+    out = K.embedding(ids, weight)
     g = rng.standard_normal(out.shape).astype(np.float32)
     out.backward(g)
     expected = np.zeros((6, 4), dtype=np.float32)
@@ -89,23 +90,23 @@ def test_embedding_scatter_add_equals_add_at_with_repeats():
 
 def test_embedding_of_no_ids_has_zero_gradient():
     weight = Tensor(np.ones((3, 2)), requires_grad=True)
-    out = F.embedding(np.zeros((0,), dtype=np.int64), weight)
+    out = K.embedding(np.zeros((0,), dtype=np.int64), weight)
     (out.sum() + (weight * 0).sum()).backward()
     np.testing.assert_array_equal(weight.grad, np.zeros((3, 2)))
 
 
 def test_embedding_rejects_ids_out_of_range():
     with pytest.raises(IndexError):
-        F.embedding(np.array([3]), Tensor(np.ones((3, 2)), requires_grad=True))
+        K.embedding(np.array([3]), Tensor(np.ones((3, 2)), requires_grad=True))
 
 
 def test_causal_bias_is_cached_read_only_and_left_intact_by_attention():
-    bias = F.attention_bias(None, True, 4, 4, np.float32)
-    assert bias is F.attention_bias(None, True, 4, 4, np.float32)
+    bias = K._causal_bias(4, 4, np.dtype(np.float32))
+    assert bias is K._causal_bias(4, 4, np.dtype(np.float32))
     assert not bias.flags.writeable
     before = bias.copy()
     q = Tensor(np.random.default_rng(3).standard_normal((2, 4, 3)), requires_grad=True)
-    F.scaled_dot_product_attention(q, q, q, is_causal=True).sum().backward()
+    K.scaled_dot_product_attention(q, q, q, is_causal=True).sum().backward()
     np.testing.assert_array_equal(bias, before)
 
 
@@ -114,21 +115,21 @@ def test_attention_with_a_mask_wider_than_the_scores():
     rng = np.random.default_rng(4)
     q, k, v = (Tensor(rng.standard_normal(s), dtype=np.float64, requires_grad=True) for s in [(4, 3), (5, 3), (5, 2)])
     mask = rng.standard_normal((2, 4, 5))
-    fused = F.scaled_dot_product_attention(q, k, v, mask=mask)
-    composed = F.scaled_dot_product_attention_composed(q, k, v, mask=mask)
+    fused = K.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    defined = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     assert fused.shape == (2, 4, 2)
-    np.testing.assert_allclose(fused.data, composed.data, rtol=1e-12, atol=1e-12)
-    assert mg.gradcheck(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, mask=mask), q, k, v)
+    np.testing.assert_allclose(fused.data, defined.data, rtol=1e-12, atol=1e-12)
+    assert mg.gradcheck(lambda q, k, v: K.scaled_dot_product_attention(q, k, v, attn_mask=mask), q, k, v)
 
 
 @pytest.mark.parametrize(
     "make",
     [
-        lambda x, w: F.cross_entropy(x.reshape(-1, 4), np.array([0, 3, 1, 2, 2, 1])),
-        lambda x, w: F.layer_norm(x, w, w).sum(),
-        lambda x, w: F.gelu(x).sum(),
-        lambda x, w: F.scaled_dot_product_attention(x, x, x, is_causal=True).sum(),
-        lambda x, w: F.linear(x, w.reshape(1, 4), w[:1]).sum(),
+        lambda x, w: K.cross_entropy(x.reshape(-1, 4), np.array([0, 3, 1, 2, 2, 1])),
+        lambda x, w: K.layer_norm(x, w, w).sum(),
+        lambda x, w: K.gelu(x).sum(),
+        lambda x, w: K.scaled_dot_product_attention(x, x, x, is_causal=True).sum(),
+        lambda x, w: K.linear(x, w.reshape(1, 4), w[:1]).sum(),
     ],
     ids=["cross_entropy", "layer_norm", "gelu", "attention", "linear"],
 )
@@ -148,7 +149,7 @@ def test_linear_with_non_contiguous_input():
     rng = np.random.default_rng(7)
     x = Tensor(rng.standard_normal((5, 4, 3)).transpose(1, 0, 2), requires_grad=True)  # (4, 5, 3) view
     w, b = Tensor(rng.standard_normal((2, 3)), requires_grad=True), Tensor(rng.standard_normal(2), requires_grad=True)
-    F.linear(x, w, b).sum().backward()
+    K.linear(x, w, b).sum().backward()
     np.testing.assert_allclose(x.grad, np.broadcast_to(w.data.sum(axis=0), (4, 5, 3)), rtol=1e-6)
     np.testing.assert_allclose(b.grad, [20.0, 20.0])
 
@@ -194,14 +195,15 @@ def _recording_backward(fn, seen):
 
 @pytest.mark.parametrize("block", [1, 40, 10**9], ids=["one-row-blocks", "uneven-blocks", "one-block"])
 @pytest.mark.parametrize("keep", [0, 10**9], ids=["recomputed", "kept"])
-def test_attention_in_batch_blocks_equals_the_composed_formula(monkeypatch, block, keep):
-    monkeypatch.setattr(F, "_ATTENTION_BLOCK", block)  # scores per block; 40 gives blocks of 2 and 1
-    monkeypatch.setattr(F, "_KEEP_WEIGHTS", keep)  # weights kept for backward up to this size
+def test_attention_in_batch_blocks_and_causal_tiles_equals_the_definition(monkeypatch, block, keep):
+    monkeypatch.setattr(K, "_ATTENTION_BLOCK", block)  # scores per block; 40 gives blocks of 2 and 1
+    monkeypatch.setattr(K, "_KEEP_WEIGHTS", keep)  # weights kept for backward up to this size
+    monkeypatch.setattr(K, "_CAUSAL_TILE", 3)  # 4 positions: tiles of 3 and 1 queries
     rng = np.random.default_rng(8)
     q, k, v = (Tensor(rng.standard_normal((5, 2, 4, 3)), dtype=np.float64, requires_grad=True) for _ in range(3))
     g = rng.standard_normal((5, 2, 4, 3))
     grads = []
-    for attention in (F.scaled_dot_product_attention, F.scaled_dot_product_attention_composed):
+    for attention in (K.scaled_dot_product_attention, F.scaled_dot_product_attention):
         for t in (q, k, v):
             t.grad = None
         out = attention(q, k, v, is_causal=True)
@@ -209,48 +211,3 @@ def test_attention_in_batch_blocks_equals_the_composed_formula(monkeypatch, bloc
         grads.append([out.data] + [t.grad for t in (q, k, v)])
     for fused, composed in zip(*grads):
         np.testing.assert_allclose(fused, composed, rtol=1e-12, atol=1e-12)
-
-
-@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 2e-5)], ids=["float64", "float32"])
-@pytest.mark.parametrize("block", [1, 40, 10**9], ids=["one-row-blocks", "uneven-blocks", "one-block"])
-@pytest.mark.parametrize("keep", [0, 10**9], ids=["recomputed", "kept"])
-def test_packed_causal_attention_equals_split_heads_then_attention(monkeypatch, dtype, tol, block, keep):
-    """One (B, T, 3C) gradient written slot by slot equals the three indexing ops' sum."""
-    monkeypatch.setattr(F, "_ATTENTION_BLOCK", block)
-    monkeypatch.setattr(F, "_KEEP_WEIGHTS", keep)
-    rng = np.random.default_rng(9)
-    B, T, n_head, hs = 3, 5, 2, 4
-    qkv = Tensor(rng.standard_normal((B, T, 3 * n_head * hs)), dtype=dtype, requires_grad=True)
-    g = rng.standard_normal((B, T, n_head * hs)).astype(dtype)
-    results = []
-    for attention in (F.causal_self_attention_packed, F.causal_self_attention_packed_composed):
-        qkv.grad = None
-        out = attention(qkv, n_head)  # (B, T, C)
-        out.backward(g)
-        assert out.dtype == dtype and qkv.grad.dtype == dtype
-        results.append((out.data, qkv.grad))
-    (out, grad), (out_composed, grad_composed) = results
-    assert out.shape == (B, T, n_head * hs) and grad.shape == qkv.shape
-    np.testing.assert_allclose(out, out_composed, rtol=tol, atol=tol)
-    np.testing.assert_allclose(grad, grad_composed, rtol=tol, atol=tol)
-
-
-def test_packed_causal_attention_dropout_matches_the_unpacked_kernel():
-    """With the same generator seed, the packed kernel draws the same dropout mask as the
-    unpacked one on the split heads, so value and gradient agree exactly."""
-    rng = np.random.default_rng(10)
-    B, T, n_head, hs = 2, 4, 2, 3
-    data = rng.standard_normal((B, T, 3 * n_head * hs))
-    g = rng.standard_normal((B, T, n_head * hs))
-    packed = Tensor(data, dtype=np.float64, requires_grad=True)
-    out = F.causal_self_attention_packed(packed, n_head, dropout_p=0.3, rng=np.random.default_rng(1))
-    out.backward(g)
-    split = Tensor(data, dtype=np.float64, requires_grad=True)
-    heads = split.reshape(B, T, 3, n_head, hs).transpose(2, 0, 3, 1, 4)  # (3, B, nh, T, hs)
-    y = F.scaled_dot_product_attention(
-        heads[0], heads[1], heads[2], is_causal=True, dropout_p=0.3, rng=np.random.default_rng(1)
-    )  # (B, nh, T, hs)
-    y = y.transpose(0, 2, 1, 3).reshape(B, T, n_head * hs)
-    y.backward(g)
-    np.testing.assert_allclose(out.data, y.data, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(packed.grad, split.grad, rtol=1e-12, atol=1e-12)

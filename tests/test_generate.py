@@ -1,12 +1,15 @@
-"""Generation: the KV cache gives the logits of the full recomputation, cached and uncached
-sampling agree token for token, greedy decoding, top-k and top-p supports, seeding, cropping."""
+"""Generation: the KV cache (transformer/sample.py) gives the logits of the full recomputation,
+cached and uncached sampling agree token for token, greedy decoding, top-k and top-p supports,
+seeding, cropping."""
 
 import numpy as np
 import pytest
 
 from minigrad import no_grad
 from transformer import GPT, GPTConfig
-from transformer.gpt import KVCache, filter_logits, sample
+from transformer import sample as sampling_module
+from transformer.gpt import filter_logits, sample
+from transformer.sample import KVCache, cached_logits, generate_tokens
 
 CFG = dict(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16)
 
@@ -28,58 +31,19 @@ def prompt(B: int = 2, T: int = 3, seed: int = 1) -> np.ndarray:
 # ---------------------------------------------------------------- the KV cache
 
 
-def test_cached_logits_equal_full_recomputation_at_every_step():
-    model = model_with_spread_weights()
+@pytest.mark.parametrize("fused", [True, False])
+def test_cached_logits_equal_full_recomputation_at_every_step(fused):
+    model = model_with_spread_weights(fused=fused)
     idx = np.random.default_rng(2).integers(0, 11, (3, CFG["block_size"]))
     with no_grad():
         full, _ = model(idx)  # (B, T, V)
         cache = KVCache(CFG["n_layer"])
-        prefill, _ = model(idx[:, :3], kv_cache=cache)  # a prompt of 3 tokens in one call
-        steps = [prefill]
+        steps = [cached_logits(model, idx[:, :3], cache)]  # a prompt of 3 tokens in one call
         for t in range(3, idx.shape[1]):
             assert len(cache) == t
-            logits, _ = model(idx[:, t : t + 1], kv_cache=cache)  # one new position each step
-            steps.append(logits)
+            steps.append(cached_logits(model, idx[:, t : t + 1], cache))  # one new position each step
     cached = np.concatenate([s.data for s in steps], axis=1)
     np.testing.assert_allclose(cached, full.data, atol=1e-5, rtol=1e-5)
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_last_only_gives_the_last_positions_logits(dtype):
-    model = model_with_spread_weights()
-    if dtype == np.float64:
-        for _, p in model.named_parameters():
-            p.data = p.data.astype(np.float64)
-    idx = np.random.default_rng(3).integers(0, 11, (2, CFG["block_size"]))
-    tol = 1e-12 if dtype == np.float64 else 1e-5
-    with no_grad():
-        full, _ = model(idx)  # (B, T, V)
-        last, _ = model(idx, last_only=True)  # (B, 1, V)
-        cache = KVCache(CFG["n_layer"])
-        prefill, _ = model(idx[:, :5], kv_cache=cache, last_only=True)  # (B, 1, V), and every key cached
-        step, _ = model(idx[:, 5:6], kv_cache=cache, last_only=True)
-    assert last.shape == (2, 1, CFG["vocab_size"]) and len(cache) == 6
-    np.testing.assert_allclose(last.data, full.data[:, -1:], atol=tol, rtol=tol)
-    np.testing.assert_allclose(prefill.data, full.data[:, 4:5], atol=tol, rtol=tol)
-    np.testing.assert_allclose(step.data, full.data[:, 5:6], atol=tol, rtol=tol)
-    with pytest.raises(ValueError, match="last_only"):
-        model(idx, targets=idx, last_only=True)
-
-
-@pytest.mark.parametrize("bias", [True, False])
-def test_window_logits_are_the_forward_passes_bit_for_bit(bias):
-    model = model_with_spread_weights(bias=bias)
-    for T in (1, 5, CFG["block_size"]):
-        idx = np.random.default_rng(T).integers(0, 11, (3, T))
-        with no_grad():
-            logits, _ = model(idx, last_only=True)  # (B, 1, V)
-        fast = model.window_logits(idx)  # (B, V)
-        assert fast.shape == (3, CFG["vocab_size"]) and fast.dtype == np.float32
-        np.testing.assert_array_equal(fast, logits.data[:, -1, :])
-        # with the contiguous transposed weights generate uses: equal within float32 rounding
-        transposed = model.transposed_weights()
-        assert len(transposed) == 1 + 4 * CFG["n_layer"]  # lm_head, and c_attn, c_proj, c_fc, c_proj per block
-        np.testing.assert_allclose(model.window_logits(idx, transposed), fast, rtol=1e-5, atol=1e-5)
 
 
 def test_generate_tokens_yields_generates_tokens_and_leaves_the_caller_alone():
@@ -88,7 +52,7 @@ def test_generate_tokens_yields_generates_tokens_and_leaves_the_caller_alone():
     model = model_with_spread_weights().train()
     start = prompt(B=2, T=3)
     whole = model.generate(start, 12, temperature=0.8, rng=np.random.default_rng(5))  # past block 8
-    steps = model.generate_tokens(start, 12, temperature=0.8, rng=np.random.default_rng(5))
+    steps = generate_tokens(model, start, 12, temperature=0.8, rng=np.random.default_rng(5))
     drawn = []
     for next_ids in steps:
         assert mg.is_grad_enabled() and not model.training  # between steps: grad as before, eval mode
@@ -96,7 +60,7 @@ def test_generate_tokens_yields_generates_tokens_and_leaves_the_caller_alone():
     assert model.training  # back in training mode once the loop ends
     np.testing.assert_array_equal(np.concatenate([start] + [d[:, None] for d in drawn], axis=1), whole)
 
-    steps = model.generate_tokens(start, 12, rng=np.random.default_rng(5))
+    steps = generate_tokens(model, start, 12, rng=np.random.default_rng(5))
     next(steps)
     steps.close()  # abandoned early: the mode still comes back
     assert model.training
@@ -106,9 +70,11 @@ def test_cache_refuses_to_run_past_the_block_size():
     model = model_with_spread_weights()
     cache = KVCache(CFG["n_layer"])
     with no_grad():
-        model(np.zeros((1, CFG["block_size"]), dtype=np.int64), kv_cache=cache)
+        cached_logits(model, np.zeros((1, CFG["block_size"]), dtype=np.int64), cache)
+        with pytest.raises(ValueError, match="block size 8"):
+            cached_logits(model, np.zeros((1, 1), dtype=np.int64), cache)
         with pytest.raises(ValueError, match="block size is only 8"):
-            model(np.zeros((1, 1), dtype=np.int64), kv_cache=cache)
+            model(np.zeros((1, 9), dtype=np.int64))
 
 
 @pytest.mark.parametrize(
@@ -123,8 +89,8 @@ def test_cache_refuses_to_run_past_the_block_size():
 def test_cached_and_uncached_generation_agree_token_for_token(sampling):
     model = model_with_spread_weights()
     new = 3 * CFG["block_size"]  # well past the block size: the window slides
-    with_cache = model.generate(prompt(), new, rng=np.random.default_rng(9), **sampling)
-    without = model.generate(prompt(), new, rng=np.random.default_rng(9), use_cache=False, **sampling)
+    with_cache = sampling_module.generate(model, prompt(), new, rng=np.random.default_rng(9), **sampling)
+    without = model.generate(prompt(), new, rng=np.random.default_rng(9), **sampling)
     assert with_cache.shape == (2, 3 + new)
     np.testing.assert_array_equal(with_cache, without)
     np.testing.assert_array_equal(with_cache[:, :3], prompt())

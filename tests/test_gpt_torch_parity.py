@@ -4,7 +4,7 @@ ways with strict=True, and logits, loss and every parameter gradient agree in fl
 import numpy as np
 import pytest
 
-from transformer import GPT, GPTConfig
+from transformer import GPT, GPTConfig, sample
 
 torch = pytest.importorskip("torch")
 from reference import nanogpt  # noqa: E402  (needs torch)
@@ -18,6 +18,7 @@ CONFIGS = {
     "baby": dict(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128),
     "no-bias": dict(vocab_size=13, block_size=8, n_layer=2, n_head=2, n_embd=16, bias=False),
     "one-head": dict(vocab_size=5, block_size=6, n_layer=1, n_head=1, n_embd=12),
+    "readable": dict(vocab_size=13, block_size=8, n_layer=2, n_head=2, n_embd=16, fused=False),
 }
 
 
@@ -33,7 +34,8 @@ def to_torch(state: dict) -> dict:
 
 
 def torch_twin(ours: GPT) -> "nanogpt.GPT":
-    twin = nanogpt.GPT(nanogpt.GPTConfig(**vars(ours.config)))
+    config = {k: v for k, v in vars(ours.config).items() if k != "fused"}  # nanoGPT's fields
+    twin = nanogpt.GPT(nanogpt.GPTConfig(**config))
     twin.load_state_dict(to_torch(ours.state_dict()), strict=True)
     return twin
 
@@ -77,7 +79,7 @@ def test_ours_to_torch_outputs_and_all_gradients_agree(name, weights):
 def test_torch_to_ours_gives_the_same_outputs(name):
     cfg = CONFIGS[name]
     torch.manual_seed(0)
-    theirs = nanogpt.GPT(nanogpt.GPTConfig(**cfg))
+    theirs = nanogpt.GPT(nanogpt.GPTConfig(**{k: v for k, v in cfg.items() if k != "fused"}))
     ours = GPT(GPTConfig(**cfg), rng=np.random.default_rng(0))
     state = {k: v.numpy() for k, v in theirs.state_dict().items()}
     ours.load_state_dict(state, strict=True)
@@ -111,8 +113,8 @@ def test_parameter_counts_agree():
     assert ours.num_parameters(non_embedding=True) == theirs.get_num_params()
 
 
-@pytest.mark.parametrize("use_cache", [True, False])
-def test_greedy_generation_matches_nanogpt_past_the_block_size(use_cache):
+@pytest.mark.parametrize("cached", [True, False])
+def test_greedy_generation_matches_nanogpt_past_the_block_size(cached):
     """nanoGPT's generate with top_k=1 is greedy; both crop the context to the last block_size
     tokens once it grows past it, so the tokens agree one for one."""
     cfg = CONFIGS["no-bias"]
@@ -121,7 +123,8 @@ def test_greedy_generation_matches_nanogpt_past_the_block_size(use_cache):
     theirs = torch_twin(ours).eval()
     prompt = np.random.default_rng(7).integers(0, cfg["vocab_size"], (2, 3))
     new = 2 * cfg["block_size"] + 3
-    ours_out = ours.generate(prompt, new, temperature=0.0, use_cache=use_cache)
+    generate = sample.generate if cached else GPT.generate  # with the KV cache, or nanoGPT's loop
+    ours_out = generate(ours, prompt, new, temperature=0.0)
     their_out = theirs.generate(torch.from_numpy(prompt), new, top_k=1).numpy()
     np.testing.assert_array_equal(ours_out, their_out)
 

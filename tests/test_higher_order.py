@@ -15,7 +15,7 @@ import pytest
 
 import minigrad as mg
 import minigrad.functional as F
-from minigrad import Tensor
+from minigrad import Tensor, kernels
 from transformer import GPT, GPTConfig
 
 
@@ -173,23 +173,23 @@ def test_a_definition_that_calls_its_own_op_is_refused(monkeypatch):
 
 def test_an_input_passed_twice_to_a_fused_op_gets_its_gradient_once():
     x = leaf(seed=4, shape=(2, 3, 4))
-    assert mg.gradgradcheck(lambda x: F.scaled_dot_product_attention(x, x, x), x, atol=1e-6, rtol=1e-5)
+    assert mg.gradgradcheck(lambda x: kernels.scaled_dot_product_attention(x, x, x), x, atol=1e-6, rtol=1e-5)
 
 
 def test_a_fused_op_whose_inputs_depend_on_each_other_gets_partial_derivatives():
     """linear(e^x, x): the definition's gradient for x must not flow on through e^x as well."""
     x = leaf(seed=10, shape=(3, 3))
-    assert mg.gradgradcheck(lambda x: F.linear(x.exp(), x), x, atol=1e-6, rtol=1e-5)
+    assert mg.gradgradcheck(lambda x: kernels.linear(x.exp(), x), x, atol=1e-6, rtol=1e-5)
     ids = np.array([[0, 2, 2], [1, 0, 3]])
     w = leaf(seed=11, shape=(4, 3))  # a GPT's tied embedding: the table is also the output layer
-    assert mg.gradgradcheck(lambda w: F.linear(F.embedding(ids, w), w), w, atol=1e-6, rtol=1e-5)
+    assert mg.gradgradcheck(lambda w: kernels.linear(kernels.embedding(ids, w), w), w, atol=1e-6, rtol=1e-5)
 
 
 def test_fused_and_composed_twins_give_the_same_second_derivatives():
     x, w, b = leaf(seed=5, shape=(2, 3, 4)), leaf(seed=6, shape=(4,)), leaf(seed=7, shape=(4,))
     v = [np.random.default_rng(8).standard_normal(t.shape) for t in (x, w, b)]
-    _, fused = mg.hvp(lambda x, w, b: (F.gelu(F.layer_norm(x, w, b)) ** 2).sum(), (x, w, b), v)
-    _, composed = mg.hvp(lambda x, w, b: (F.gelu_composed(F.layer_norm_composed(x, w, b)) ** 2).sum(), (x, w, b), v)
+    _, fused = mg.hvp(lambda x, w, b: (kernels.gelu(kernels.layer_norm(x, w, b)) ** 2).sum(), (x, w, b), v)
+    _, composed = mg.hvp(lambda x, w, b: (F.gelu(F.layer_norm(x, w, b)) ** 2).sum(), (x, w, b), v)
     for a, c in zip(fused, composed):
         np.testing.assert_allclose(a.data, c.data, rtol=1e-12, atol=1e-12)
 
@@ -223,7 +223,7 @@ def test_two_tensors_over_one_array_are_refused_rather_than_guessed():
 
 def test_dropout_inside_fused_attention_is_refused_under_create_graph():
     q = leaf(seed=9, shape=(2, 3, 4))
-    out = F.scaled_dot_product_attention(q, q, q, dropout_p=0.5, rng=np.random.default_rng(0))
+    out = kernels.scaled_dot_product_attention(q, q, q, dropout_p=0.5, rng=np.random.default_rng(0))
     with pytest.raises(RuntimeError, match="definition of ScaledDotProductAttention run again"):
         mg.grad(out.sum(), q, create_graph=True)
 

@@ -1,4 +1,4 @@
-"""minigrad.memory: freed arrays' memory stays in the process for the next step."""
+"""minigrad.memory: freed arrays' memory stays in the process for the next step, when asked."""
 
 import os
 import platform
@@ -15,17 +15,45 @@ glibc = pytest.mark.skipif(
 )
 
 
-def run(code: str, **env) -> str:
-    base = {k: v for k, v in os.environ.items() if k != "MINIGRAD_KEEP_FREED_MEMORY" and not k.startswith("MALLOC_")}
-    done = subprocess.run([sys.executable, "-c", code], env={**base, **env}, capture_output=True, text=True, check=True)
+def run(code: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     return done.stdout.strip()
 
 
+def test_importing_minigrad_changes_nothing_in_the_process():
+    """No malloc settings, no threads, no fork hooks: an import leaves the process as it was."""
+    code = """
+import os, threading
+hooks = []
+register = os.register_at_fork
+def recording(**hooks_by_moment):
+    hooks.extend(getattr(fn, "__module__", "") for fn in hooks_by_moment.values())
+    register(**hooks_by_moment)
+os.register_at_fork = recording
+before = threading.active_count()
+import minigrad, minigrad.nn, minigrad.optim, minigrad.functional, minigrad.kernels, transformer
+import minigrad.memory as m
+ours = [name for name in hooks if name.split(".")[0] in ("minigrad", "transformer")]
+print(m.keeps_freed_memory(), threading.active_count() - before, len(ours))
+"""
+    assert run(code) == "False 0 0"
+
+
 @glibc
-def test_on_by_default_and_off_by_environment():
-    code = "import minigrad.memory as m; print(m.keeps_freed_memory())"
+def test_the_trainer_switches_it_on():
+    code = """
+import tempfile
+import minigrad.memory as m
+from transformer.train import TrainConfig, train
+folder = tempfile.mkdtemp()
+try:  # a corpus that does not exist: the run stops at its first check, having set up the process
+    train(TrainConfig(data=folder + "/missing.txt", out=folder + "/run"))
+except Exception:
+    pass
+print(m.keeps_freed_memory())
+"""
     assert run(code) == "True"
-    assert run(code, MINIGRAD_KEEP_FREED_MEMORY="0") == "False"
 
 
 @glibc
@@ -53,8 +81,8 @@ for _ in range(5):
     a = np.ones(16 * 2**20, dtype=np.float32); del a
 print(faults() - before)
 """
-    kept = int(run(code))
-    default = int(run(code, MINIGRAD_KEEP_FREED_MEMORY="0"))
+    default = int(run(code))
+    kept = int(run(code.replace("import minigrad", "import minigrad.memory; minigrad.memory.keep_freed_memory()")))
     assert default >= 5 * 32  # each round trip faulted its pages in: at least one per 2 MB huge page
     assert kept < 32, (kept, default)
 

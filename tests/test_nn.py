@@ -339,7 +339,7 @@ def test_layer_gradients(name, monkeypatch):
     module, inputs = LAYERS[name]()
     if isinstance(module, nn.Dropout):
         # gradcheck evaluates the layer many times: give every call the same mask
-        monkeypatch.setattr("minigrad.nn.layers.default_rng", lambda: np.random.default_rng(1))
+        monkeypatch.setattr("minigrad.functional.default_rng", lambda: np.random.default_rng(1))
     module.train()
     check_layer(module, *inputs)
 
@@ -378,6 +378,14 @@ TWINS = {
     "linear_no_bias": (lambda: nn.Linear(5, 3, bias=False), lambda t: t.nn.Linear(5, 3, bias=False), (4, 5)),
     "layer_norm": (lambda: nn.LayerNorm(6), lambda t: t.nn.LayerNorm(6), (2, 3, 6)),
     "layer_norm_no_bias": (lambda: nn.LayerNorm(6, bias=False), lambda t: t.nn.LayerNorm(6, bias=False), (3, 6)),
+    "layer_norm_two_axes": (lambda: nn.LayerNorm((3, 4)), lambda t: t.nn.LayerNorm((3, 4)), (2, 3, 4)),
+    "layer_norm_two_axes_definition": (
+        lambda: nn.LayerNorm((3, 4), fused=False),
+        lambda t: t.nn.LayerNorm((3, 4)),
+        (5, 2, 3, 4),
+    ),
+    "linear_definition": (lambda: nn.Linear(5, 3, fused=False), lambda t: t.nn.Linear(5, 3), (2, 4, 5)),
+    "gelu_definition": (lambda: nn.GELU(fused=False), lambda t: t.nn.GELU(), (3, 7)),
     "rms_norm": (lambda: nn.RMSNorm(6, eps=1e-6), lambda t: t.nn.RMSNorm(6, eps=1e-6), (2, 3, 6)),
     "gelu": (lambda: nn.GELU(), lambda t: t.nn.GELU(), (3, 7)),
     "gelu_tanh": (lambda: nn.GELU("tanh"), lambda t: t.nn.GELU(approximate="tanh"), (3, 7)),

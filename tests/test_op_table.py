@@ -11,7 +11,7 @@ from test_ops_gradcheck import GRADIENT_TESTS, function_classes, public_ops
 
 REPO = Path(__file__).resolve().parent.parent
 TABLE = REPO / "docs" / "ops.md"
-OP = re.compile(r"^`(ops|functional)\.(\w+)`$")
+OP = re.compile(r"^`(ops|functional|kernels)\.(\w+)`$")
 TEST = re.compile(r"^`test_ops_gradcheck\.py::(\w+)`$")
 LINK = re.compile(r"^\[[^\]]+\]\(\.\./(minigrad/\w+\.py)\)$")
 

@@ -210,11 +210,12 @@ def test_cross_entropy_means_over_kept_rows():
         F.cross_entropy(logits, np.array([1, 7, 2, 0]))
 
 
-def test_attention_boolean_mask_is_true_where_not_allowed():
+def test_attention_boolean_mask_is_true_where_attention_may_happen():
+    """torch.nn.functional's meaning (the nn modules' masks mean the opposite, as torch.nn's)."""
     q = k = Tensor(np.eye(3)[None])
     v = Tensor(np.arange(9.0).reshape(1, 3, 3))
-    blocked = np.array([[False, True, True], [False, False, True], [False, False, False]])
-    masked = F.scaled_dot_product_attention(q, k, v, mask=blocked).data
+    allowed = np.array([[True, False, False], [True, True, False], [True, True, True]])
+    masked = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed).data
     causal = F.scaled_dot_product_attention(q, k, v, is_causal=True).data
     np.testing.assert_allclose(masked, causal, rtol=1e-6)
     np.testing.assert_allclose(masked[0, 0], v.data[0, 0], rtol=1e-6)  # the first query sees one key

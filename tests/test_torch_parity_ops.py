@@ -16,7 +16,7 @@ from test_ops_gradcheck import einsum_equations, function_classes, public_ops
 
 import minigrad as mg
 import minigrad.functional as F
-from minigrad import Tensor, nn, ops
+from minigrad import Tensor, kernels, nn, ops
 
 torch = pytest.importorskip("torch")
 TF = torch.nn.functional
@@ -24,7 +24,7 @@ TF = torch.nn.functional
 TOLERANCES = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-12)}
 # NumPy's float32 tanh can be 1 ulp short of -1 where torch's is exactly -1; 1 - tanh² then
 # leaves ~1e-7 instead of 0, and GELU's slope there picks up an absolute error of ~1.5e-6.
-FLOAT32_ATOL = {"gelu_tanh": 2e-6}
+FLOAT32_ATOL = {"gelu_tanh": 2e-6, "gelu_tanh_definition": 2e-6}
 TORCH_DTYPES = {np.float32: torch.float32, np.float64: torch.float64}
 
 
@@ -49,416 +49,468 @@ def cases() -> dict:
     mask = rng.random((3, 4)) > 0.5
     repeated = np.array([0, 2, 0, 0, 1])
     targets = np.array([1, 4, -100, 0, 2, -100])
-    attn_mask = rng.random((3, 3)) < 0.3
-    attn_mask[:, 0] = False  # every query sees at least one key
+    attn_mask = rng.random((3, 3)) >= 0.3  # True: may attend, as torch.nn.functional
+    attn_mask[:, 0] = True  # every query sees at least one key
     float_mask = normal(3, 3)
     ids = np.array([[0, 3, 3], [1, 0, 4]])
     big = np.array([[1e4, -1e4, 0.0, 1.0], [-1e4, -1e4, -1e4, 1e4], [0.5, 0.0, -0.5, 3.0]])
 
+    return (
+        {
+            # binary, with broadcasting
+            "add": (lambda a, b: a + b, lambda a, b: a + b, [normal(2, 3, 4), normal(3, 1)]),
+            "sub": (lambda a, b: a - b, lambda a, b: a - b, [normal(4), normal(2, 3, 4)]),
+            "mul": (lambda a, b: a * b, lambda a, b: a * b, [normal(2, 1, 4), normal(3, 1)]),
+            "div": (lambda a, b: a / b, lambda a, b: a / b, [normal(2, 3), away_from_zero(3)]),
+            "pow_tensor_tensor": (lambda a, b: a**b, lambda a, b: a**b, [positive(2, 3), normal(2, 3)]),
+            "pow_tensor_number": (lambda a: a**3, lambda a: a**3, [normal(2, 3)]),
+            "pow_number_tensor": (lambda a: 2.5**a, lambda a: 2.5**a, [normal(2, 3)]),
+            "pow_zero_base": (
+                lambda a, b: a**b,
+                lambda a, b: a**b,
+                [np.array([0.0, 0.0, 1.5, 0.0]), np.array([0, 2, 1, 0.5])],
+            ),
+            "rsub_rdiv": (lambda a: 1.5 - 2.0 / a, lambda a: 1.5 - 2.0 / a, [away_from_zero(5)]),
+            "maximum": (lambda a, b: a.maximum(b), torch.maximum, [normal(3, 4), normal(4)]),
+            "maximum_ties": (lambda a, b: a.maximum(b), torch.maximum, [ties, ties[::-1].copy()]),
+            "zero_dim": (
+                lambda a, b: a * b + a.exp() / b,
+                lambda a, b: a * b + a.exp() / b,
+                [np.array(0.3), np.array(-1.2)],
+            ),
+            # unary
+            "neg": (lambda a: -a, lambda a: -a, [normal(3, 4)]),
+            "exp": (lambda a: a.exp(), torch.exp, [normal(3, 4)]),
+            "log": (lambda a: a.log(), torch.log, [positive(3, 4)]),
+            "sqrt": (lambda a: a.sqrt(), torch.sqrt, [positive(3, 4)]),
+            "tanh": (lambda a: a.tanh(), torch.tanh, [normal(3, 4)]),
+            "sigmoid": (lambda a: a.sigmoid(), torch.sigmoid, [normal(3, 4) * 5]),
+            "sigmoid_saturated": (lambda a: a.sigmoid(), torch.sigmoid, [np.linspace(-80, 80, 33)]),
+            "relu": (lambda a: a.relu(), torch.relu, [away_from_zero(3, 4)]),
+            "abs": (lambda a: a.abs(), torch.abs, [away_from_zero(3, 4)]),
+            # reductions
+            "sum_all": (lambda a: a.sum(), torch.sum, [normal(2, 3, 4)]),
+            "sum_axes_keepdims": (
+                lambda a: a.sum(axis=(0, -1), keepdims=True),
+                lambda a: a.sum(dim=(0, -1), keepdim=True),
+                [normal(2, 3, 4)],
+            ),
+            "mean": (lambda a: a.mean(axis=-2), lambda a: a.mean(dim=-2), [normal(2, 3, 4)]),
+            "var": (lambda a: a.var(axis=1), lambda a: a.var(dim=1, correction=0), [normal(2, 3, 4)]),
+            "var_ddof1": (
+                lambda a: a.var(axis=(0, 2), ddof=1, keepdims=True),
+                lambda a: a.var(dim=(0, 2), correction=1, keepdim=True),
+                [normal(2, 3, 4)],
+            ),
+            "var_all": (lambda a: a.var(), lambda a: a.var(correction=0), [normal(2, 3)]),
+            "max_ties": (lambda a: a.max(axis=1), lambda a: torch.amax(a, dim=1), [ties]),
+            "min_ties": (lambda a: a.min(axis=0, keepdims=True), lambda a: torch.amin(a, dim=0, keepdim=True), [ties]),
+            "max_all_ties": (lambda a: a.max(), torch.amax, [ties]),
+            "softmax": (lambda a: a.softmax(axis=0), lambda a: a.softmax(dim=0), [normal(3, 4)]),
+            "softmax_large_logits": (lambda a: a.softmax(), lambda a: a.softmax(dim=-1), [big]),
+            "log_softmax": (lambda a: a.log_softmax(axis=1), lambda a: a.log_softmax(dim=1), [normal(2, 3, 4)]),
+            "log_softmax_large_logits": (lambda a: a.log_softmax(), lambda a: a.log_softmax(dim=-1), [big]),
+            # movement and shape
+            "reshape_tuple": (lambda a: a.reshape((4, -1)), lambda a: a.reshape(4, -1), [normal(2, 3, 4)]),
+            "reshape_sizes": (lambda a: a.reshape(3, 8), lambda a: a.reshape(3, 8), [normal(2, 3, 4)]),
+            "transpose_axes": (lambda a: a.transpose(2, 0, 1), lambda a: a.permute(2, 0, 1), [normal(2, 3, 4)]),
+            "transpose_negative": (lambda a: a.transpose(-1, 0, 1), lambda a: a.permute(-1, 0, 1), [normal(2, 3, 4)]),
+            "T": (lambda a: a.T, lambda a: a.permute(2, 1, 0), [normal(2, 3, 4)]),
+            "broadcast_to": (lambda a: a.broadcast_to(2, 3, 4), lambda a: a.broadcast_to(2, 3, 4), [normal(3, 1)]),
+            "getitem_basic": (lambda a: a[1, ..., None, 1:3], lambda a: a[1, ..., None, 1:3], [normal(2, 3, 4)]),
+            "getitem_negative_step": (lambda a: a[-1, ::2], lambda a: a[-1, ::2], [normal(2, 3, 4)]),
+            "getitem_repeated": (lambda a: a[repeated], lambda a: a[as_torch(repeated)], [normal(3, 4)]),
+            "getitem_arrays": (
+                lambda a: a[repeated[:3], :, repeated[1:4]],
+                lambda a: a[as_torch(repeated[:3]), :, as_torch(repeated[1:4])],
+                [normal(3, 2, 4)],
+            ),
+            "getitem_bool_mask": (lambda a: a[mask], lambda a: a[as_torch(mask)], [normal(3, 4)]),
+            "add_at": (
+                lambda g: ops.AddAt.apply(g, index=repeated, shape=(3, 4)),
+                lambda g: torch.zeros(3, 4, dtype=g.dtype).index_put((as_torch(repeated),), g, accumulate=True),
+                [normal(5, 4)],
+            ),
+            "concatenate": (
+                lambda a, b: mg.concatenate([a, b, a], axis=-1),
+                lambda a, b: torch.cat([a, b, a], dim=-1),
+                [normal(2, 3), normal(2, 1)],
+            ),
+            "stack": (
+                lambda a, b: mg.stack([a, b], axis=1),
+                lambda a, b: torch.stack([a, b], dim=1),
+                [normal(2, 3)] * 2,
+            ),
+            "where": (
+                lambda a, b: mg.where(mask, a, b),
+                lambda a, b: torch.where(as_torch(mask), a, b),
+                [normal(3, 4), normal(4)],
+            ),
+            "masked_fill": (
+                lambda a: a.masked_fill(mask, -1e9),
+                lambda a: a.masked_fill(as_torch(mask), -1e9),
+                [normal(2, 3, 4)],
+            ),
+            # matrix products
+            "matmul_2d": (lambda a, b: a @ b, lambda a, b: a @ b, [normal(3, 4), normal(4, 2)]),
+            "matmul_vector_vector": (lambda a, b: a @ b, lambda a, b: a @ b, [normal(4), normal(4)]),
+            "matmul_vector_matrix": (lambda a, b: a @ b, lambda a, b: a @ b, [normal(4), normal(2, 4, 3)]),
+            "matmul_matrix_vector": (lambda a, b: a @ b, lambda a, b: a @ b, [normal(2, 3, 4), normal(4)]),
+            "matmul_batched_broadcast": (lambda a, b: a @ b, lambda a, b: a @ b, [normal(2, 1, 3, 4), normal(5, 4, 2)]),
+            "erf": (F.erf, torch.erf, [np.linspace(-4, 4, 33)]),
+            "attention_weights": (
+                F.attention_weights,
+                lambda q, k, m: torch.softmax(q @ k.transpose(-2, -1) / 2.0 + m, dim=-1),  # d = 4: 1/√d = 1/2
+                [normal(2, 3, 4), normal(2, 5, 4), normal(3, 5)],
+            ),
+            "rms_norm": (F.rms_norm, lambda x, w: TF.rms_norm(x, (4,), w, eps=1e-6), [normal(2, 3, 4), normal(4)]),
+            # the PyTorch vocabulary
+            "sin_cos": (lambda a: a.sin() * a.cos(), lambda a: a.sin() * a.cos(), [normal(3, 4)]),
+            "log2_exp2": (lambda a: a.log2() + a.exp2(), lambda a: a.log2() + a.exp2(), [positive(3, 4)]),
+            "square_rsqrt": (lambda a: a.square() * a.rsqrt(), lambda a: a.square() * a.rsqrt(), [positive(3, 4)]),
+            "minimum": (lambda a, b: a.minimum(b), torch.minimum, [ties, ties[::-1].copy()]),
+            "mg_minimum_maximum": (
+                lambda a, b: mg.minimum(a, b) + 2 * mg.maximum(a, b),
+                lambda a, b: torch.minimum(a, b) + 2 * torch.maximum(a, b),
+                [normal(3, 4), normal(4)],
+            ),
+            "clamp": (lambda a: a.clamp(-0.5, 0.5), lambda a: a.clamp(-0.5, 0.5), [np.linspace(-1, 1, 9)]),
+            "clamp_tensors": (
+                lambda a, lo, hi: a.clamp(lo, hi),
+                lambda a, lo, hi: a.clamp(lo, hi),
+                [normal(3, 4), normal(4) - 0.5, normal(3, 1) + 0.5],
+            ),
+            "clip_min_above_max": (lambda a: a.clip(min=1.0, max=0.0), lambda a: a.clip(min=1.0, max=0.0), [normal(5)]),
+            "rounding": (
+                lambda a: (
+                    a.floor() + a.ceil() * 2 + a.round() * 3 + a.trunc() * 4 + a.sign() * 5 + a.round(decimals=1) + a
+                ),
+                lambda a: (
+                    a.floor() + a.ceil() * 2 + a.round() * 3 + a.trunc() * 4 + a.sign() * 5 + a.round(decimals=1) + a
+                ),
+                [np.array([-2.5, -1.7, -0.5, 0.0, 0.5, 1.5, 2.5, 3.14159])],
+            ),
+            "remainder": (lambda a, b: a % b, lambda a, b: a % b, [normal(3, 4) * 5, away_from_zero(4)]),
+            "remainder_number": (lambda a: a % -2.0, lambda a: a % -2.0, [normal(6) * 4]),
+            "floor_divide": (
+                lambda a, b: a // b + a,
+                lambda a, b: torch.div(a.detach(), b.detach(), rounding_mode="floor") + a + 0 * b,
+                [normal(3, 4) * 5, away_from_zero(4)],
+            ),
+            "astype": (
+                lambda a: (a.double() * a.float().astype(np.float64)).astype(a.dtype) + a.clone(),
+                lambda a: (a.double() * a.float().to(torch.float64)).to(a.dtype) + a.clone(),
+                [normal(3, 4)],
+            ),
+            "std": (lambda a: a.std(dim=1, correction=1), lambda a: a.std(dim=1), [normal(2, 3, 4)]),
+            "var_torch_names": (
+                lambda a: a.var(dim=(0, 2), keepdim=True, correction=1),
+                lambda a: a.var(dim=(0, 2), keepdim=True),
+                [normal(2, 3, 4)],
+            ),
+            "prod": (lambda a: a.prod(dim=1), lambda a: a.prod(dim=1), [normal(3, 4)]),
+            "prod_with_zeros": (
+                lambda a: a.prod(dim=-1, keepdim=True),
+                lambda a: a.prod(dim=-1, keepdim=True),
+                [np.array([[1.0, 0.0, 3.0], [0.0, 2.0, 0.0], [1.5, 2.0, -1.0]])],
+            ),
+            "prod_all": (lambda a: a.prod(), lambda a: a.prod(), [normal(2, 3)]),
+            "cumsum": (lambda a: a.cumsum(dim=1), lambda a: a.cumsum(dim=1), [normal(2, 3, 4)]),
+            "cumprod": (
+                lambda a: a.cumprod(dim=-1),
+                lambda a: a.cumprod(dim=-1),
+                [np.array([[1.0, 2.0, 0.0, 3.0, 0.0, 4.0], [0.5, -1.0, 2.0, 0.0, 1.0, 1.0]])],
+            ),
+            "logsumexp": (lambda a: a.logsumexp(dim=1), lambda a: a.logsumexp(dim=1), [big]),
+            "logsumexp_keepdim": (
+                lambda a: a.logsumexp(dim=(0, 2), keepdim=True),
+                lambda a: a.logsumexp(dim=(0, 2), keepdim=True),
+                [normal(2, 3, 4)],
+            ),
+            "sum_mean_torch_names": (
+                lambda a: a.sum(dim=-1, keepdim=True) * a.mean(dim=0),
+                lambda a: a.sum(dim=-1, keepdim=True) * a.mean(dim=0),
+                [normal(3, 4)],
+            ),
+            "softmax_dim": (
+                lambda a: a.softmax(dim=0) + a.log_softmax(dim=0),
+                lambda a: a.softmax(dim=0) + a.log_softmax(dim=0),
+                [normal(3, 4)],
+            ),
+            "max_min_dim": (
+                lambda a: a.max(dim=1).values + a.min(dim=1, keepdim=True)[0].reshape(-1),
+                lambda a: a.max(dim=1).values + a.min(dim=1, keepdim=True)[0].reshape(-1),
+                [normal(3, 4)],
+            ),
+            "amax_amin": (lambda a: a.amax(1) + a.amin(dim=1), lambda a: a.amax(1) + a.amin(dim=1), [ties]),
+            "sort": (lambda a: a.sort(dim=0).values, lambda a: a.sort(dim=0).values, [normal(3, 4)]),
+            "sort_descending": (
+                lambda a: a.sort(descending=True)[0],
+                lambda a: a.sort(descending=True)[0],
+                [normal(3, 4)],
+            ),
+            "topk": (lambda a: a.topk(2).values, lambda a: a.topk(2).values, [normal(3, 4)]),
+            "topk_smallest": (
+                lambda a: a.topk(3, dim=0, largest=False)[0],
+                lambda a: a.topk(3, dim=0, largest=False)[0],
+                [normal(3, 4)],
+            ),
+            "gather": (
+                lambda a: a.gather(1, np.array([[0, 0], [3, 1], [2, 2]])),
+                lambda a: a.gather(1, torch.tensor([[0, 0], [3, 1], [2, 2]])),
+                [normal(3, 4)],
+            ),
+            "scatter_add": (
+                lambda a, src: a.scatter_add(0, np.array([[0, 1, 2, 0], [0, 0, 0, 1]]), src),
+                lambda a, src: a.scatter_add(0, torch.tensor([[0, 1, 2, 0], [0, 0, 0, 1]]), src),
+                [normal(3, 4), normal(2, 4)],
+            ),
+            "einsum": (
+                lambda a, b: mg.einsum("bij,bjk->bik", a, b),
+                lambda a, b: torch.einsum("bij,bjk->bik", a, b),
+                [normal(2, 3, 4), normal(2, 4, 2)],
+            ),
+            "einsum_trace_diagonal": (
+                lambda a: mg.einsum("ii", a) + mg.einsum("ii->i", a).sum(),
+                lambda a: torch.einsum("ii", a) + torch.einsum("ii->i", a).sum(),
+                [normal(3, 3)],
+            ),
+            "einsum_ellipsis": (
+                lambda a, b: mg.einsum("...ij,...j->...i", a, b),
+                lambda a, b: torch.einsum("...ij,...j->...i", a, b),
+                [normal(2, 3, 4), normal(4)],
+            ),
+            "tensordot": (
+                lambda a, b: mg.tensordot(a, b, dims=([1, 2], [0, 1])),
+                lambda a, b: torch.tensordot(a, b, dims=([1, 2], [0, 1])),
+                [normal(2, 3, 4), normal(3, 4, 2)],
+            ),
+            "tril_triu": (
+                lambda a: a.tril(1) + 2 * a.triu(-1),
+                lambda a: a.tril(1) + 2 * a.triu(-1),
+                [normal(2, 3, 4)],
+            ),
+            "diag_trace": (
+                lambda a: a.diag(1).sum() * a.trace() + a[0].diag(-1),
+                lambda a: a.diag(1).sum() * a.trace() + a[0].diag(-1),
+                [normal(4, 4)],
+            ),
+            "flip_roll": (
+                lambda a: a.flip((0, 2)) + a.roll((1, -3), (1, 2)) + a.roll(5),
+                lambda a: a.flip((0, 2)) + a.roll((1, -3), (1, 2)) + a.roll(5),
+                [normal(2, 3, 4)],
+            ),
+            "repeat_tile": (
+                lambda a: a.repeat(2, 1, 3).sum(0) + a.tile((1, 3)),
+                lambda a: a.repeat(2, 1, 3).sum(0) + a.tile((1, 3)),
+                [normal(3, 2)],
+            ),
+            "permute_view_expand": (
+                lambda a: (
+                    a.permute(2, 0, 1).view(4, 6)
+                    + a.swapaxes(0, 2).reshape(4, 6)
+                    + a[:1, :, :1].expand(4, -1, 6).sum(1)
+                ),
+                lambda a: (
+                    a.permute(2, 0, 1).view(4, 6)
+                    + a.swapaxes(0, 2).reshape(4, 6)
+                    + a[:1, :, :1].expand(4, -1, 6).sum(1)
+                ),
+                [normal(2, 3, 4)],
+            ),
+            "t": (lambda a: a.t(), lambda a: a.t(), [normal(3, 4)]),
+            "squeeze_unsqueeze": (
+                lambda a: a.unsqueeze(1).squeeze(0).squeeze(),
+                lambda a: a.unsqueeze(1).squeeze(0).squeeze(),
+                [normal(1, 3, 1)],
+            ),
+            "flatten_unflatten": (
+                lambda a: a.flatten(1).unflatten(1, (4, 3)),
+                lambda a: a.flatten(1).unflatten(1, (4, 3)),
+                [normal(2, 3, 4)],
+            ),
+            "split_chunk_cat": (
+                lambda a: mg.cat(
+                    [p * (i + 1) for i, p in enumerate(a.split([1, 3], dim=1))] + list(a.chunk(3, dim=1)), dim=1
+                ),
+                lambda a: torch.cat(
+                    [p * (i + 1) for i, p in enumerate(a.split([1, 3], dim=1))] + list(a.chunk(3, dim=1)), dim=1
+                ),
+                [normal(2, 4)],
+            ),
+            "split_size": (
+                lambda a: mg.stack(a.split(2, dim=0)[:2], dim=-1),
+                lambda a: torch.stack(a.split(2, dim=0)[:2], dim=-1),
+                [normal(5, 2)],
+            ),
+            "getitem_sequences": (
+                lambda a: a[(0,), [1, 2]] + a[[0, 2], 1:][:, :2],
+                lambda a: a[(0,), [1, 2]] + a[[0, 2], 1:][:, :2],
+                [normal(3, 4)],
+            ),
+            "silu": (F.silu, TF.silu, [normal(3, 4) * 3]),
+            "leaky_relu": (lambda a: F.leaky_relu(a, 0.1), lambda a: TF.leaky_relu(a, 0.1), [np.linspace(-3, 3, 13)]),
+            "elu": (lambda a: F.elu(a, alpha=0.7), lambda a: TF.elu(a, alpha=0.7), [np.linspace(-3, 3, 13)]),
+            "softplus": (F.softplus, TF.softplus, [np.linspace(-30, 30, 25)]),
+            "softplus_beta": (
+                lambda a: F.softplus(a, beta=2, threshold=5),
+                lambda a: TF.softplus(a, beta=2, threshold=5),
+                [np.linspace(-6, 6, 25)],
+            ),
+            "mish": (F.mish, TF.mish, [np.linspace(-6, 6, 25)]),
+            "nll_loss": (
+                lambda a: F.nll_loss(a.log_softmax(dim=1), targets, weight=np.arange(1.0, 6.0)),
+                lambda a: TF.nll_loss(
+                    a.log_softmax(dim=1), as_torch(targets), weight=torch.arange(1.0, 6.0, dtype=a.dtype)
+                ),
+                [normal(6, 5)],
+            ),
+            "nll_loss_spatial_sum": (
+                lambda a: F.nll_loss(a, ids % 2, reduction="sum"),
+                lambda a: TF.nll_loss(a, as_torch(ids % 2), reduction="sum"),
+                [normal(2, 2, 3)],
+            ),
+            "nll_loss_none": (
+                lambda a: F.nll_loss(a, targets, reduction="none"),
+                lambda a: TF.nll_loss(a, as_torch(targets), reduction="none"),
+                [normal(6, 5)],
+            ),
+            "binary_cross_entropy": (
+                lambda p, t: F.binary_cross_entropy(p, t, weight=np.linspace(0.5, 1.5, 4)),
+                lambda p, t: TF.binary_cross_entropy(p, t, weight=torch.linspace(0.5, 1.5, 4, dtype=p.dtype)),
+                [rng.uniform(0.05, 0.95, (3, 4)), rng.uniform(0, 1, (3, 4))],
+            ),
+            "bce_with_logits": (
+                lambda x, t: F.binary_cross_entropy_with_logits(
+                    x, t, pos_weight=np.linspace(0.5, 2, 4), reduction="sum"
+                ),
+                lambda x, t: TF.binary_cross_entropy_with_logits(
+                    x, t, pos_weight=torch.linspace(0.5, 2, 4, dtype=x.dtype), reduction="sum"
+                ),
+                [np.concatenate([normal(2, 4) * 10, np.zeros((1, 4))]), rng.uniform(0, 1, (3, 4))],
+            ),
+            "F_wrappers": (
+                lambda a: F.relu(a) + F.softmax(a, dim=0) + F.log_softmax(a, dim=-1),
+                lambda a: TF.relu(a) + TF.softmax(a, dim=0) + TF.log_softmax(a, dim=-1),
+                [away_from_zero(3, 4)],
+            ),
+            "mse_l1_loss": (
+                lambda a, b: (
+                    F.mse_loss(a, b) + F.l1_loss(a, b, reduction="sum") + F.mse_loss(a, b, reduction="none").sum()
+                ),
+                lambda a, b: (
+                    TF.mse_loss(a, b) + TF.l1_loss(a, b, reduction="sum") + TF.mse_loss(a, b, reduction="none").sum()
+                ),
+                [normal(3, 4), normal(3, 4) + 0.5],
+            ),
+            "to": (
+                lambda a: a.to(np.float64).to("cpu").to(a.dtype),
+                lambda a: a.to(torch.float64).to("cpu").to(a.dtype),
+                [normal(3)],
+            ),
+            "dropout_off": (
+                lambda a: F.dropout(a, 0.0, training=True) + F.dropout(a, 0.5, training=False),
+                lambda a: TF.dropout(a, 0.0, training=True) + TF.dropout(a, 0.5, training=False),
+                [normal(3, 4)],
+            ),
+            "pad_constant": (
+                lambda a: F.pad(a, (1, 2, -1, 1), value=0.5),
+                lambda a: TF.pad(a, (1, 2, -1, 1), value=0.5),
+                [normal(2, 3, 4)],
+            ),
+            "pad_reflect": (
+                lambda a: F.pad(a, (2, 3), mode="reflect"),
+                lambda a: TF.pad(a, (2, 3), mode="reflect"),
+                [normal(2, 3, 4)],
+            ),
+            "pad_replicate_circular": (
+                lambda a: F.pad(a, (2, 1, 1, 0), mode="replicate") + F.pad(a, (2, 1, 1, 0), mode="circular"),
+                lambda a: TF.pad(a, (2, 1, 1, 0), mode="replicate") + TF.pad(a, (2, 1, 1, 0), mode="circular"),
+                [normal(2, 3, 4)],
+            ),
+        }
+        | {
+            name + suffix: case
+            for M, suffix in ((kernels, ""), (F, "_definition"))
+            for name, case in network_cases(M, normal, targets, big, ids, attn_mask, float_mask).items()
+        }
+    )
+
+
+def network_cases(M, normal, targets, big, ids, attn_mask, float_mask) -> dict:
+    """The network functions of module M: minigrad.kernels (the fused ops) or minigrad.functional."""
     return {
-        # binary, with broadcasting
-        "add": (lambda a, b: a + b, lambda a, b: a + b, [normal(2, 3, 4), normal(3, 1)]),
-        "sub": (lambda a, b: a - b, lambda a, b: a - b, [normal(4), normal(2, 3, 4)]),
-        "mul": (lambda a, b: a * b, lambda a, b: a * b, [normal(2, 1, 4), normal(3, 1)]),
-        "div": (lambda a, b: a / b, lambda a, b: a / b, [normal(2, 3), away_from_zero(3)]),
-        "pow_tensor_tensor": (lambda a, b: a**b, lambda a, b: a**b, [positive(2, 3), normal(2, 3)]),
-        "pow_tensor_number": (lambda a: a**3, lambda a: a**3, [normal(2, 3)]),
-        "pow_number_tensor": (lambda a: 2.5**a, lambda a: 2.5**a, [normal(2, 3)]),
-        "pow_zero_base": (
-            lambda a, b: a**b,
-            lambda a, b: a**b,
-            [np.array([0.0, 0.0, 1.5, 0.0]), np.array([0, 2, 1, 0.5])],
-        ),
-        "rsub_rdiv": (lambda a: 1.5 - 2.0 / a, lambda a: 1.5 - 2.0 / a, [away_from_zero(5)]),
-        "maximum": (lambda a, b: a.maximum(b), torch.maximum, [normal(3, 4), normal(4)]),
-        "maximum_ties": (lambda a, b: a.maximum(b), torch.maximum, [ties, ties[::-1].copy()]),
-        "zero_dim": (
-            lambda a, b: a * b + a.exp() / b,
-            lambda a, b: a * b + a.exp() / b,
-            [np.array(0.3), np.array(-1.2)],
-        ),
-        # unary
-        "neg": (lambda a: -a, lambda a: -a, [normal(3, 4)]),
-        "exp": (lambda a: a.exp(), torch.exp, [normal(3, 4)]),
-        "log": (lambda a: a.log(), torch.log, [positive(3, 4)]),
-        "sqrt": (lambda a: a.sqrt(), torch.sqrt, [positive(3, 4)]),
-        "tanh": (lambda a: a.tanh(), torch.tanh, [normal(3, 4)]),
-        "sigmoid": (lambda a: a.sigmoid(), torch.sigmoid, [normal(3, 4) * 5]),
-        "sigmoid_saturated": (lambda a: a.sigmoid(), torch.sigmoid, [np.linspace(-80, 80, 33)]),
-        "relu": (lambda a: a.relu(), torch.relu, [away_from_zero(3, 4)]),
-        "abs": (lambda a: a.abs(), torch.abs, [away_from_zero(3, 4)]),
-        # reductions
-        "sum_all": (lambda a: a.sum(), torch.sum, [normal(2, 3, 4)]),
-        "sum_axes_keepdims": (
-            lambda a: a.sum(axis=(0, -1), keepdims=True),
-            lambda a: a.sum(dim=(0, -1), keepdim=True),
-            [normal(2, 3, 4)],
-        ),
-        "mean": (lambda a: a.mean(axis=-2), lambda a: a.mean(dim=-2), [normal(2, 3, 4)]),
-        "var": (lambda a: a.var(axis=1), lambda a: a.var(dim=1, correction=0), [normal(2, 3, 4)]),
-        "var_ddof1": (
-            lambda a: a.var(axis=(0, 2), ddof=1, keepdims=True),
-            lambda a: a.var(dim=(0, 2), correction=1, keepdim=True),
-            [normal(2, 3, 4)],
-        ),
-        "var_all": (lambda a: a.var(), lambda a: a.var(correction=0), [normal(2, 3)]),
-        "max_ties": (lambda a: a.max(axis=1), lambda a: torch.amax(a, dim=1), [ties]),
-        "min_ties": (lambda a: a.min(axis=0, keepdims=True), lambda a: torch.amin(a, dim=0, keepdim=True), [ties]),
-        "max_all_ties": (lambda a: a.max(), torch.amax, [ties]),
-        "softmax": (lambda a: a.softmax(axis=0), lambda a: a.softmax(dim=0), [normal(3, 4)]),
-        "softmax_large_logits": (lambda a: a.softmax(), lambda a: a.softmax(dim=-1), [big]),
-        "log_softmax": (lambda a: a.log_softmax(axis=1), lambda a: a.log_softmax(dim=1), [normal(2, 3, 4)]),
-        "log_softmax_large_logits": (lambda a: a.log_softmax(), lambda a: a.log_softmax(dim=-1), [big]),
-        # movement and shape
-        "reshape_tuple": (lambda a: a.reshape((4, -1)), lambda a: a.reshape(4, -1), [normal(2, 3, 4)]),
-        "reshape_sizes": (lambda a: a.reshape(3, 8), lambda a: a.reshape(3, 8), [normal(2, 3, 4)]),
-        "transpose_axes": (lambda a: a.transpose(2, 0, 1), lambda a: a.permute(2, 0, 1), [normal(2, 3, 4)]),
-        "transpose_negative": (lambda a: a.transpose(-1, 0, 1), lambda a: a.permute(-1, 0, 1), [normal(2, 3, 4)]),
-        "T": (lambda a: a.T, lambda a: a.permute(2, 1, 0), [normal(2, 3, 4)]),
-        "broadcast_to": (lambda a: a.broadcast_to(2, 3, 4), lambda a: a.broadcast_to(2, 3, 4), [normal(3, 1)]),
-        "getitem_basic": (lambda a: a[1, ..., None, 1:3], lambda a: a[1, ..., None, 1:3], [normal(2, 3, 4)]),
-        "getitem_negative_step": (lambda a: a[-1, ::2], lambda a: a[-1, ::2], [normal(2, 3, 4)]),
-        "getitem_repeated": (lambda a: a[repeated], lambda a: a[as_torch(repeated)], [normal(3, 4)]),
-        "getitem_arrays": (
-            lambda a: a[repeated[:3], :, repeated[1:4]],
-            lambda a: a[as_torch(repeated[:3]), :, as_torch(repeated[1:4])],
-            [normal(3, 2, 4)],
-        ),
-        "getitem_bool_mask": (lambda a: a[mask], lambda a: a[as_torch(mask)], [normal(3, 4)]),
-        "add_at": (
-            lambda g: ops.AddAt.apply(g, index=repeated, shape=(3, 4)),
-            lambda g: torch.zeros(3, 4, dtype=g.dtype).index_put((as_torch(repeated),), g, accumulate=True),
-            [normal(5, 4)],
-        ),
-        "concatenate": (
-            lambda a, b: mg.concatenate([a, b, a], axis=-1),
-            lambda a, b: torch.cat([a, b, a], dim=-1),
-            [normal(2, 3), normal(2, 1)],
-        ),
-        "stack": (lambda a, b: mg.stack([a, b], axis=1), lambda a, b: torch.stack([a, b], dim=1), [normal(2, 3)] * 2),
-        "where": (
-            lambda a, b: mg.where(mask, a, b),
-            lambda a, b: torch.where(as_torch(mask), a, b),
-            [normal(3, 4), normal(4)],
-        ),
-        "masked_fill": (
-            lambda a: a.masked_fill(mask, -1e9),
-            lambda a: a.masked_fill(as_torch(mask), -1e9),
-            [normal(2, 3, 4)],
-        ),
-        # matrix products
-        "matmul_2d": (lambda a, b: a @ b, lambda a, b: a @ b, [normal(3, 4), normal(4, 2)]),
-        "matmul_vector_vector": (lambda a, b: a @ b, lambda a, b: a @ b, [normal(4), normal(4)]),
-        "matmul_vector_matrix": (lambda a, b: a @ b, lambda a, b: a @ b, [normal(4), normal(2, 4, 3)]),
-        "matmul_matrix_vector": (lambda a, b: a @ b, lambda a, b: a @ b, [normal(2, 3, 4), normal(4)]),
-        "matmul_batched_broadcast": (lambda a, b: a @ b, lambda a, b: a @ b, [normal(2, 1, 3, 4), normal(5, 4, 2)]),
-        # functional
-        "gelu": (F.gelu, torch.nn.GELU(), [np.linspace(-6, 6, 49)]),
-        "gelu_tanh": (lambda a: F.gelu(a, "tanh"), torch.nn.GELU("tanh"), [np.linspace(-6, 6, 49)]),
-        "erf": (F.Erf.apply, torch.erf, [np.linspace(-4, 4, 33)]),
-        "linear": (F.linear, TF.linear, [normal(2, 3, 4), normal(5, 4), normal(5)]),
-        "linear_no_bias": (F.linear, TF.linear, [normal(3, 4), normal(5, 4)]),
+        "gelu": (M.gelu, torch.nn.GELU(), [np.linspace(-6, 6, 49)]),
+        "gelu_tanh": (lambda a: M.gelu(a, "tanh"), torch.nn.GELU("tanh"), [np.linspace(-6, 6, 49)]),
+        "linear": (M.linear, TF.linear, [normal(2, 3, 4), normal(5, 4), normal(5)]),
+        "linear_no_bias": (M.linear, TF.linear, [normal(3, 4), normal(5, 4)]),
         "layer_norm": (
-            F.layer_norm,
+            M.layer_norm,
             lambda x, w, b: TF.layer_norm(x, (4,), w, b, eps=1e-5),
             [normal(2, 3, 4) * 3 + 1, normal(4), normal(4)],
         ),
-        "layer_norm_plain": (F.layer_norm, lambda x: TF.layer_norm(x, (4,)), [normal(3, 4)]),
-        "rms_norm": (F.rms_norm, lambda x, w: TF.rms_norm(x, (4,), w, eps=1e-6), [normal(2, 3, 4), normal(4)]),
+        "layer_norm_plain": (M.layer_norm, lambda x: TF.layer_norm(x, (4,)), [normal(3, 4)]),
         "cross_entropy_ignore_index": (
-            lambda z: F.cross_entropy(z, targets, ignore_index=-100),
+            lambda z: M.cross_entropy(z, targets, ignore_index=-100),
             lambda z: TF.cross_entropy(z, as_torch(targets), ignore_index=-100),
             [normal(6, 5)],
         ),
         "cross_entropy_large_logits": (
-            lambda z: F.cross_entropy(z, targets[:3] % 4),
+            lambda z: M.cross_entropy(z, targets[:3] % 4),
             lambda z: TF.cross_entropy(z, as_torch(targets[:3] % 4)),
             [big],
         ),
         "embedding": (
-            lambda w: F.embedding(ids, w),
+            lambda w: M.embedding(ids, w),
             lambda w: TF.embedding(as_torch(ids), w),
             [normal(5, 3)],
         ),
         "attention": (
-            F.scaled_dot_product_attention,
+            M.scaled_dot_product_attention,
             TF.scaled_dot_product_attention,
             [normal(2, 2, 3, 4), normal(2, 2, 5, 4), normal(2, 2, 5, 3)],
         ),
         "attention_bool_mask": (
-            lambda q, k, v: F.scaled_dot_product_attention(q, k, v, mask=attn_mask),
-            # torch's boolean attn_mask is True where attention IS allowed: the opposite convention
-            lambda q, k, v: TF.scaled_dot_product_attention(q, k, v, attn_mask=~as_torch(attn_mask)),
+            lambda q, k, v: M.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask),
+            lambda q, k, v: TF.scaled_dot_product_attention(q, k, v, attn_mask=as_torch(attn_mask)),
             [normal(2, 3, 4), normal(2, 3, 4), normal(2, 3, 2)],
         ),
         "attention_float_mask": (
-            lambda q, k, v: F.scaled_dot_product_attention(q, k, v, mask=float_mask),
-            lambda q, k, v: TF.scaled_dot_product_attention(q, k, v, attn_mask=as_torch(float_mask).to(q.dtype)),
-            [normal(2, 3, 4), normal(2, 3, 4), normal(2, 3, 2)],
+            lambda q, k, v, m: M.scaled_dot_product_attention(q, k, v, attn_mask=m, scale=0.4),
+            lambda q, k, v, m: TF.scaled_dot_product_attention(q, k, v, attn_mask=m, scale=0.4),
+            [normal(2, 3, 4), normal(2, 3, 4), normal(2, 3, 2), float_mask],
         ),
         "attention_causal": (
-            lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+            lambda q, k, v: M.scaled_dot_product_attention(q, k, v, is_causal=True),
             lambda q, k, v: TF.scaled_dot_product_attention(q, k, v, is_causal=True),
             [normal(2, 4, 3), normal(2, 4, 3), normal(2, 4, 3)],
         ),
-        "attention_packed_causal": (
-            lambda qkv: F.causal_self_attention_packed(qkv, n_head=2),
-            torch_packed_causal_attention,
-            [normal(2, 5, 12)],
+        "attention_causal_dropout_off": (
+            lambda q, k, v: M.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=0.0),
+            lambda q, k, v: TF.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=0.0),
+            [normal(2, 3, 4, 3), normal(2, 3, 4, 3), normal(2, 3, 4, 3)],
         ),
-        # the PyTorch vocabulary
-        "sin_cos": (lambda a: a.sin() * a.cos(), lambda a: a.sin() * a.cos(), [normal(3, 4)]),
-        "log2_exp2": (lambda a: a.log2() + a.exp2(), lambda a: a.log2() + a.exp2(), [positive(3, 4)]),
-        "square_rsqrt": (lambda a: a.square() * a.rsqrt(), lambda a: a.square() * a.rsqrt(), [positive(3, 4)]),
-        "minimum": (lambda a, b: a.minimum(b), torch.minimum, [ties, ties[::-1].copy()]),
-        "mg_minimum_maximum": (
-            lambda a, b: mg.minimum(a, b) + 2 * mg.maximum(a, b),
-            lambda a, b: torch.minimum(a, b) + 2 * torch.maximum(a, b),
-            [normal(3, 4), normal(4)],
-        ),
-        "clamp": (lambda a: a.clamp(-0.5, 0.5), lambda a: a.clamp(-0.5, 0.5), [np.linspace(-1, 1, 9)]),
-        "clamp_tensors": (
-            lambda a, lo, hi: a.clamp(lo, hi),
-            lambda a, lo, hi: a.clamp(lo, hi),
-            [normal(3, 4), normal(4) - 0.5, normal(3, 1) + 0.5],
-        ),
-        "clip_min_above_max": (lambda a: a.clip(min=1.0, max=0.0), lambda a: a.clip(min=1.0, max=0.0), [normal(5)]),
-        "rounding": (
-            lambda a: a.floor() + a.ceil() * 2 + a.round() * 3 + a.trunc() * 4 + a.sign() * 5 + a.round(decimals=1) + a,
-            lambda a: a.floor() + a.ceil() * 2 + a.round() * 3 + a.trunc() * 4 + a.sign() * 5 + a.round(decimals=1) + a,
-            [np.array([-2.5, -1.7, -0.5, 0.0, 0.5, 1.5, 2.5, 3.14159])],
-        ),
-        "remainder": (lambda a, b: a % b, lambda a, b: a % b, [normal(3, 4) * 5, away_from_zero(4)]),
-        "remainder_number": (lambda a: a % -2.0, lambda a: a % -2.0, [normal(6) * 4]),
-        "floor_divide": (
-            lambda a, b: a // b + a,
-            lambda a, b: torch.div(a.detach(), b.detach(), rounding_mode="floor") + a + 0 * b,
-            [normal(3, 4) * 5, away_from_zero(4)],
-        ),
-        "astype": (
-            lambda a: (a.double() * a.float().astype(np.float64)).astype(a.dtype) + a.clone(),
-            lambda a: (a.double() * a.float().to(torch.float64)).to(a.dtype) + a.clone(),
-            [normal(3, 4)],
-        ),
-        "std": (lambda a: a.std(dim=1, correction=1), lambda a: a.std(dim=1), [normal(2, 3, 4)]),
-        "var_torch_names": (
-            lambda a: a.var(dim=(0, 2), keepdim=True, correction=1),
-            lambda a: a.var(dim=(0, 2), keepdim=True),
-            [normal(2, 3, 4)],
-        ),
-        "prod": (lambda a: a.prod(dim=1), lambda a: a.prod(dim=1), [normal(3, 4)]),
-        "prod_with_zeros": (
-            lambda a: a.prod(dim=-1, keepdim=True),
-            lambda a: a.prod(dim=-1, keepdim=True),
-            [np.array([[1.0, 0.0, 3.0], [0.0, 2.0, 0.0], [1.5, 2.0, -1.0]])],
-        ),
-        "prod_all": (lambda a: a.prod(), lambda a: a.prod(), [normal(2, 3)]),
-        "cumsum": (lambda a: a.cumsum(dim=1), lambda a: a.cumsum(dim=1), [normal(2, 3, 4)]),
-        "cumprod": (
-            lambda a: a.cumprod(dim=-1),
-            lambda a: a.cumprod(dim=-1),
-            [np.array([[1.0, 2.0, 0.0, 3.0, 0.0, 4.0], [0.5, -1.0, 2.0, 0.0, 1.0, 1.0]])],
-        ),
-        "logsumexp": (lambda a: a.logsumexp(dim=1), lambda a: a.logsumexp(dim=1), [big]),
-        "logsumexp_keepdim": (
-            lambda a: a.logsumexp(dim=(0, 2), keepdim=True),
-            lambda a: a.logsumexp(dim=(0, 2), keepdim=True),
-            [normal(2, 3, 4)],
-        ),
-        "sum_mean_torch_names": (
-            lambda a: a.sum(dim=-1, keepdim=True) * a.mean(dim=0),
-            lambda a: a.sum(dim=-1, keepdim=True) * a.mean(dim=0),
-            [normal(3, 4)],
-        ),
-        "softmax_dim": (
-            lambda a: a.softmax(dim=0) + a.log_softmax(dim=0),
-            lambda a: a.softmax(dim=0) + a.log_softmax(dim=0),
-            [normal(3, 4)],
-        ),
-        "max_min_dim": (
-            lambda a: a.max(dim=1).values + a.min(dim=1, keepdim=True)[0].reshape(-1),
-            lambda a: a.max(dim=1).values + a.min(dim=1, keepdim=True)[0].reshape(-1),
-            [normal(3, 4)],
-        ),
-        "amax_amin": (lambda a: a.amax(1) + a.amin(dim=1), lambda a: a.amax(1) + a.amin(dim=1), [ties]),
-        "sort": (lambda a: a.sort(dim=0).values, lambda a: a.sort(dim=0).values, [normal(3, 4)]),
-        "sort_descending": (lambda a: a.sort(descending=True)[0], lambda a: a.sort(descending=True)[0], [normal(3, 4)]),
-        "topk": (lambda a: a.topk(2).values, lambda a: a.topk(2).values, [normal(3, 4)]),
-        "topk_smallest": (
-            lambda a: a.topk(3, dim=0, largest=False)[0],
-            lambda a: a.topk(3, dim=0, largest=False)[0],
-            [normal(3, 4)],
-        ),
-        "gather": (
-            lambda a: a.gather(1, np.array([[0, 0], [3, 1], [2, 2]])),
-            lambda a: a.gather(1, torch.tensor([[0, 0], [3, 1], [2, 2]])),
-            [normal(3, 4)],
-        ),
-        "scatter_add": (
-            lambda a, src: a.scatter_add(0, np.array([[0, 1, 2, 0], [0, 0, 0, 1]]), src),
-            lambda a, src: a.scatter_add(0, torch.tensor([[0, 1, 2, 0], [0, 0, 0, 1]]), src),
-            [normal(3, 4), normal(2, 4)],
-        ),
-        "einsum": (
-            lambda a, b: mg.einsum("bij,bjk->bik", a, b),
-            lambda a, b: torch.einsum("bij,bjk->bik", a, b),
-            [normal(2, 3, 4), normal(2, 4, 2)],
-        ),
-        "einsum_trace_diagonal": (
-            lambda a: mg.einsum("ii", a) + mg.einsum("ii->i", a).sum(),
-            lambda a: torch.einsum("ii", a) + torch.einsum("ii->i", a).sum(),
-            [normal(3, 3)],
-        ),
-        "einsum_ellipsis": (
-            lambda a, b: mg.einsum("...ij,...j->...i", a, b),
-            lambda a, b: torch.einsum("...ij,...j->...i", a, b),
-            [normal(2, 3, 4), normal(4)],
-        ),
-        "tensordot": (
-            lambda a, b: mg.tensordot(a, b, dims=([1, 2], [0, 1])),
-            lambda a, b: torch.tensordot(a, b, dims=([1, 2], [0, 1])),
-            [normal(2, 3, 4), normal(3, 4, 2)],
-        ),
-        "tril_triu": (lambda a: a.tril(1) + 2 * a.triu(-1), lambda a: a.tril(1) + 2 * a.triu(-1), [normal(2, 3, 4)]),
-        "diag_trace": (
-            lambda a: a.diag(1).sum() * a.trace() + a[0].diag(-1),
-            lambda a: a.diag(1).sum() * a.trace() + a[0].diag(-1),
-            [normal(4, 4)],
-        ),
-        "flip_roll": (
-            lambda a: a.flip((0, 2)) + a.roll((1, -3), (1, 2)) + a.roll(5),
-            lambda a: a.flip((0, 2)) + a.roll((1, -3), (1, 2)) + a.roll(5),
-            [normal(2, 3, 4)],
-        ),
-        "repeat_tile": (
-            lambda a: a.repeat(2, 1, 3).sum(0) + a.tile((1, 3)),
-            lambda a: a.repeat(2, 1, 3).sum(0) + a.tile((1, 3)),
-            [normal(3, 2)],
-        ),
-        "permute_view_expand": (
-            lambda a: (
-                a.permute(2, 0, 1).view(4, 6) + a.swapaxes(0, 2).reshape(4, 6) + a[:1, :, :1].expand(4, -1, 6).sum(1)
-            ),
-            lambda a: (
-                a.permute(2, 0, 1).view(4, 6) + a.swapaxes(0, 2).reshape(4, 6) + a[:1, :, :1].expand(4, -1, 6).sum(1)
-            ),
-            [normal(2, 3, 4)],
-        ),
-        "t": (lambda a: a.t(), lambda a: a.t(), [normal(3, 4)]),
-        "squeeze_unsqueeze": (
-            lambda a: a.unsqueeze(1).squeeze(0).squeeze(),
-            lambda a: a.unsqueeze(1).squeeze(0).squeeze(),
-            [normal(1, 3, 1)],
-        ),
-        "flatten_unflatten": (
-            lambda a: a.flatten(1).unflatten(1, (4, 3)),
-            lambda a: a.flatten(1).unflatten(1, (4, 3)),
-            [normal(2, 3, 4)],
-        ),
-        "split_chunk_cat": (
-            lambda a: mg.cat(
-                [p * (i + 1) for i, p in enumerate(a.split([1, 3], dim=1))] + list(a.chunk(3, dim=1)), dim=1
-            ),
-            lambda a: torch.cat(
-                [p * (i + 1) for i, p in enumerate(a.split([1, 3], dim=1))] + list(a.chunk(3, dim=1)), dim=1
-            ),
-            [normal(2, 4)],
-        ),
-        "split_size": (
-            lambda a: mg.stack(a.split(2, dim=0)[:2], dim=-1),
-            lambda a: torch.stack(a.split(2, dim=0)[:2], dim=-1),
-            [normal(5, 2)],
-        ),
-        "getitem_sequences": (
-            lambda a: a[(0,), [1, 2]] + a[[0, 2], 1:][:, :2],
-            lambda a: a[(0,), [1, 2]] + a[[0, 2], 1:][:, :2],
-            [normal(3, 4)],
-        ),
-        "silu": (F.silu, TF.silu, [normal(3, 4) * 3]),
-        "leaky_relu": (lambda a: F.leaky_relu(a, 0.1), lambda a: TF.leaky_relu(a, 0.1), [np.linspace(-3, 3, 13)]),
-        "elu": (lambda a: F.elu(a, alpha=0.7), lambda a: TF.elu(a, alpha=0.7), [np.linspace(-3, 3, 13)]),
-        "softplus": (F.softplus, TF.softplus, [np.linspace(-30, 30, 25)]),
-        "softplus_beta": (
-            lambda a: F.softplus(a, beta=2, threshold=5),
-            lambda a: TF.softplus(a, beta=2, threshold=5),
-            [np.linspace(-6, 6, 25)],
-        ),
-        "mish": (F.mish, TF.mish, [np.linspace(-6, 6, 25)]),
-        "nll_loss": (
-            lambda a: F.nll_loss(a.log_softmax(dim=1), targets, weight=np.arange(1.0, 6.0)),
-            lambda a: TF.nll_loss(
-                a.log_softmax(dim=1), as_torch(targets), weight=torch.arange(1.0, 6.0, dtype=a.dtype)
-            ),
+        "cross_entropy_mean_label_smoothing": (
+            lambda z: M.cross_entropy(z, targets, ignore_index=-100, reduction="mean", label_smoothing=0.1),
+            lambda z: TF.cross_entropy(z, as_torch(targets), ignore_index=-100, reduction="mean", label_smoothing=0.1),
             [normal(6, 5)],
         ),
-        "nll_loss_spatial_sum": (
-            lambda a: F.nll_loss(a, ids % 2, reduction="sum"),
-            lambda a: TF.nll_loss(a, as_torch(ids % 2), reduction="sum"),
-            [normal(2, 2, 3)],
-        ),
-        "nll_loss_none": (
-            lambda a: F.nll_loss(a, targets, reduction="none"),
-            lambda a: TF.nll_loss(a, as_torch(targets), reduction="none"),
+        "cross_entropy_sum_label_smoothing": (
+            lambda z: M.cross_entropy(z, targets, ignore_index=-100, reduction="sum", label_smoothing=0.1),
+            lambda z: TF.cross_entropy(z, as_torch(targets), ignore_index=-100, reduction="sum", label_smoothing=0.1),
             [normal(6, 5)],
         ),
-        "binary_cross_entropy": (
-            lambda p, t: F.binary_cross_entropy(p, t, weight=np.linspace(0.5, 1.5, 4)),
-            lambda p, t: TF.binary_cross_entropy(p, t, weight=torch.linspace(0.5, 1.5, 4, dtype=p.dtype)),
-            [rng.uniform(0.05, 0.95, (3, 4)), rng.uniform(0, 1, (3, 4))],
+        "cross_entropy_none_label_smoothing": (
+            lambda z: M.cross_entropy(z, targets, ignore_index=-100, reduction="none", label_smoothing=0.1),
+            lambda z: TF.cross_entropy(z, as_torch(targets), ignore_index=-100, reduction="none", label_smoothing=0.1),
+            [normal(6, 5)],
         ),
-        "bce_with_logits": (
-            lambda x, t: F.binary_cross_entropy_with_logits(x, t, pos_weight=np.linspace(0.5, 2, 4), reduction="sum"),
-            lambda x, t: TF.binary_cross_entropy_with_logits(
-                x, t, pos_weight=torch.linspace(0.5, 2, 4, dtype=x.dtype), reduction="sum"
-            ),
-            [np.concatenate([normal(2, 4) * 10, np.zeros((1, 4))]), rng.uniform(0, 1, (3, 4))],
-        ),
-        "F_wrappers": (
-            lambda a: F.relu(a) + F.softmax(a, dim=0) + F.log_softmax(a, dim=-1),
-            lambda a: TF.relu(a) + TF.softmax(a, dim=0) + TF.log_softmax(a, dim=-1),
-            [away_from_zero(3, 4)],
-        ),
-        "mse_l1_loss": (
-            lambda a, b: F.mse_loss(a, b) + F.l1_loss(a, b, reduction="sum") + F.mse_loss(a, b, reduction="none").sum(),
-            lambda a, b: (
-                TF.mse_loss(a, b) + TF.l1_loss(a, b, reduction="sum") + TF.mse_loss(a, b, reduction="none").sum()
-            ),
-            [normal(3, 4), normal(3, 4) + 0.5],
-        ),
-        "to": (
-            lambda a: a.to(np.float64).to("cpu").to(a.dtype),
-            lambda a: a.to(torch.float64).to("cpu").to(a.dtype),
-            [normal(3)],
-        ),
-        "dropout_off": (
-            lambda a: F.dropout(a, 0.0, training=True) + F.dropout(a, 0.5, training=False),
-            lambda a: TF.dropout(a, 0.0, training=True) + TF.dropout(a, 0.5, training=False),
-            [normal(3, 4)],
-        ),
-        "pad_constant": (
-            lambda a: F.pad(a, (1, 2, -1, 1), value=0.5),
-            lambda a: TF.pad(a, (1, 2, -1, 1), value=0.5),
-            [normal(2, 3, 4)],
-        ),
-        "pad_reflect": (
-            lambda a: F.pad(a, (2, 3), mode="reflect"),
-            lambda a: TF.pad(a, (2, 3), mode="reflect"),
-            [normal(2, 3, 4)],
-        ),
-        "pad_replicate_circular": (
-            lambda a: F.pad(a, (2, 1, 1, 0), mode="replicate") + F.pad(a, (2, 1, 1, 0), mode="circular"),
-            lambda a: TF.pad(a, (2, 1, 1, 0), mode="replicate") + TF.pad(a, (2, 1, 1, 0), mode="circular"),
-            [normal(2, 3, 4)],
+        "layer_norm_two_axes": (
+            lambda x, w, b: M.layer_norm(x, w, b),
+            lambda x, w, b: TF.layer_norm(x, (3, 4), w, b, eps=1e-5),
+            [normal(2, 3, 4), normal(3, 4), normal(3, 4)],
         ),
     }
-
-
-def torch_packed_causal_attention(qkv, n_head=2):
-    """nanoGPT's CausalSelfAttention after c_attn: split q, k, v, heads out, attend, heads back."""
-    B, T, C3 = qkv.shape
-    q, k, v = (t.view(B, T, n_head, C3 // (3 * n_head)).transpose(1, 2) for t in qkv.split(C3 // 3, dim=2))
-    y = TF.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
-    return y.transpose(1, 2).reshape(B, T, C3 // 3)
 
 
 CASES = cases()

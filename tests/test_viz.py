@@ -57,7 +57,7 @@ class Tiny(nn.Module):
         for block in self.transformer.h:
             x = block(x)
         logits = self.lm_head(self.transformer.ln_f(x))  # (B, T, vocab)
-        return mg.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        return mg.kernels.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
 
 IDS = np.array([[0, 3, 1], [4, 4, 2]])

@@ -35,14 +35,16 @@ def run_example(name: str, *args: str) -> None:
 
 
 def graphs(figures: Path) -> None:
-    """autograd_graph.svg (a neuron and its loss, after backward), block_graph.svg (one GPT block)
-    and gpt_graph.svg (a two-block GPT and its loss, each block's sublayers folded)."""
+    """autograd_graph.svg (a neuron and its loss, after backward), attention_graph.svg (causal
+    self-attention), block_graph.svg (one GPT block) and gpt_graph.svg (a two-block GPT and its
+    loss, each block's sublayers folded). The GPT pictures are drawn with fused=False: the
+    readable definitions, every op in view."""
     import numpy as np
 
     import minigrad as mg
     from minigrad import Tensor, nn
     from minigrad.viz import draw_graph, render
-    from transformer.gpt import GPT, Block, GPTConfig
+    from transformer.gpt import GPT, Block, CausalSelfAttention, GPTConfig
 
     rng = np.random.default_rng(0)
     mg.manual_seed(0)
@@ -53,7 +55,11 @@ def graphs(figures: Path) -> None:
     loss.backward(retain_graph=True)  # keep the graph, so the leaves can show their gradient norms
     render(draw_graph(loss, model=neuron), figures / "autograd_graph.svg")
 
-    config = GPTConfig(vocab_size=65, block_size=8, n_layer=2, n_head=2, n_embd=16)
+    config = GPTConfig(vocab_size=65, block_size=8, n_layer=2, n_head=2, n_embd=16, fused=False)
+    attention = CausalSelfAttention(config, rng)
+    out = attention(Tensor(rng.standard_normal((2, 8, 16)), name="x"))  # (B, T, C)
+    render(draw_graph(out, model=attention), figures / "attention_graph.svg")
+
     block = Block(config, rng)
     out = block(Tensor(rng.standard_normal((2, 8, 16)), name="x"))  # (B, T, C)
     render(draw_graph(out, model=block), figures / "block_graph.svg")

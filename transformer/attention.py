@@ -10,8 +10,11 @@ each head in a d_k = d_model / h dimensional subspace, and mixes the heads' outp
 
     MultiHead(Q, K, V) = Concat(head_1, ..., head_h) W^O,   head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V)
 
-Masks follow PyTorch: a boolean mask is True where attention is NOT allowed, a float mask is
-added to the scores (so -inf forbids, and a finite value such as ALiBi's distance penalty biases).
+Attention itself is `minigrad.functional.scaled_dot_product_attention`, the readable
+definition (softmax(Q Kᵀ / √d_k + mask) V), or its fused twin in minigrad/kernels.py.
+The masks of this module follow torch.nn: a boolean mask is True where attention is NOT
+allowed, a float mask is added to the scores (so -inf forbids, and a finite value such as
+ALiBi's distance penalty biases).
 """
 
 from __future__ import annotations
@@ -21,50 +24,10 @@ import math
 import numpy as np
 
 import minigrad.functional as F
+from minigrad import kernels
 from minigrad.nn import Linear, Module, Parameter
 from minigrad.tensor import Tensor, default_rng
 from transformer.positional import ALiBi, RotaryEmbedding
-
-
-def scaled_dot_product_attention(
-    query: Tensor,
-    key: Tensor,
-    value: Tensor,
-    attn_mask=None,
-    is_causal: bool = False,
-    dropout_p: float = 0.0,
-    rng: np.random.Generator | None = None,
-    return_weights: bool = False,
-):
-    """softmax(Q Kᵀ / √d_k) V, composed from primitive ops: the readable definition.
-
-    query (..., Tq, d_k), key (..., Tk, d_k), value (..., Tk, d_v) -> (..., Tq, d_v).
-    `attn_mask` broadcasts to (..., Tq, Tk): boolean (True = not allowed) or float (added to
-    the scores). `is_causal` lets query i see keys j <= i only. `dropout_p` > 0 drops attention
-    weights (inverted dropout, drawn from `rng`). With `return_weights` the result is
-    (output, weights), the weights (..., Tq, Tk) taken before dropout: the attention pattern.
-
-    `minigrad.functional.scaled_dot_product_attention` computes the same in one fused node
-    (with the same `rng`, the same dropout mask); the tests check the two agree.
-    """
-    q_len, k_len, d_k = query.shape[-2], key.shape[-2], query.shape[-1]
-    key_t = key.transpose(*range(key.ndim - 2), key.ndim - 1, key.ndim - 2)  # (..., d_k, Tk)
-    # Dividing by √d_k keeps the scores' variance near 1 whatever d_k is, so the softmax
-    # does not saturate into one-hot weights with vanishing gradients.
-    scores = (query @ key_t) * (1.0 / math.sqrt(d_k))  # (..., Tq, Tk)
-    if is_causal:
-        future = np.triu(np.ones((q_len, k_len), dtype=bool), k=1)  # (Tq, Tk) True above the diagonal
-        scores = scores.masked_fill(future, -np.inf)  # (..., Tq, Tk)
-    if attn_mask is not None:
-        attn_mask = attn_mask.data if isinstance(attn_mask, Tensor) else np.asarray(attn_mask)
-        if attn_mask.dtype == bool:
-            scores = scores.masked_fill(attn_mask, -np.inf)  # (..., Tq, Tk)
-        else:
-            scores = scores + attn_mask.astype(scores.dtype)  # (..., Tq, Tk)
-    weights = scores.softmax(axis=-1)  # (..., Tq, Tk) each row sums to 1
-    dropped = F.dropout(weights, dropout_p, training=True, rng=rng)  # (..., Tq, Tk)
-    out = dropped @ value  # (..., Tq, d_v)
-    return (out, weights) if return_weights else out
 
 
 def xavier_uniform_(param: Tensor, rng: np.random.Generator | None = None) -> Tensor:
@@ -81,7 +44,8 @@ def xavier_uniform_(param: Tensor, rng: np.random.Generator | None = None) -> Te
 
 
 def _as_bias(mask, dtype) -> np.ndarray:
-    """A boolean (True = not allowed) or float mask as an additive float bias: 0 or -inf, or as given."""
+    """A torch.nn mask as an additive float bias: boolean True (not allowed) -> -inf, False -> 0;
+    a float mask as it is."""
     mask = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
     return np.where(mask, -np.inf, 0.0).astype(dtype) if mask.dtype == bool else mask.astype(dtype)
 
@@ -94,7 +58,8 @@ class MultiHeadAttention(Module):
 
     `rotary` (a RotaryEmbedding over head_dim) rotates every head's queries and keys by their
     positions; `alibi` (an ALiBi over num_heads) adds its distance penalty to the scores. Both
-    carry no parameters, so the state dict is the same with or without them.
+    carry no parameters, so the state dict is the same with or without them. `fused` picks
+    minigrad/kernels.py's attention (True) or functional.py's definition (False).
     """
 
     def __init__(
@@ -105,15 +70,17 @@ class MultiHeadAttention(Module):
         bias: bool = True,
         rotary: RotaryEmbedding | None = None,
         alibi: ALiBi | None = None,
+        fused: bool = True,
     ):
         super().__init__()
+        self.fused = fused
         if embed_dim % num_heads:
             raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
         self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, embed_dim // num_heads
         self.dropout = dropout
         self.in_proj_weight = xavier_uniform_(Parameter(np.zeros((3 * embed_dim, embed_dim))))
         self.in_proj_bias = Parameter(np.zeros(3 * embed_dim)) if bias else None
-        self.out_proj = Linear(embed_dim, embed_dim, bias=bias)
+        self.out_proj = Linear(embed_dim, embed_dim, bias=bias, fused=fused)
         if bias:
             self.out_proj.bias.data[...] = 0.0  # as PyTorch: attention starts without offsets
         self.rotary, self.alibi = rotary, alibi
@@ -154,28 +121,28 @@ class MultiHeadAttention(Module):
         bias = self._merged_bias(attn_mask, key_padding_mask, B, q_len, k_len, query.dtype)
         dropout_p = self.dropout if self.training else 0.0
         weights = None
-        if need_weights:
-            out, weights = scaled_dot_product_attention(
-                q, k, v, bias, is_causal, dropout_p, rng=default_rng(), return_weights=True
-            )  # (B, H, Tq, D), (B, H, Tq, Tk)
+        if need_weights:  # the definition's steps, keeping the weights (the attention pattern)
+            weights = F.attention_weights(q, k, bias, is_causal)  # (B, H, Tq, Tk)
+            out = F.dropout(weights, dropout_p, training=dropout_p > 0.0) @ v  # (B, H, Tq, D)
             if average_attn_weights:
                 weights = weights.mean(axis=1)  # (B, Tq, Tk)
         else:
-            # the fused kernel: one graph node, the same numbers
-            out = F.scaled_dot_product_attention(q, k, v, bias, is_causal, dropout_p, default_rng())  # (B, H, Tq, D)
+            attention = kernels.scaled_dot_product_attention if self.fused else F.scaled_dot_product_attention
+            out = attention(q, k, v, bias, dropout_p=dropout_p, is_causal=is_causal)  # (B, H, Tq, D)
         out = out.transpose(0, 2, 1, 3).reshape(B, q_len, E)  # (B, Tq, E) heads side by side again
         return self.out_proj(out), weights  # (B, Tq, E)
 
     def _in_projection(self, query: Tensor, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Q W^Q, K W^K, V W^V; in self-attention one product with the packed (3E, E) matrix."""
         E, w, b = self.embed_dim, self.in_proj_weight, self.in_proj_bias
+        linear = kernels.linear if self.fused else F.linear
         if query is key and key is value:
-            qkv = F.linear(query, w, b)  # (B, T, 3E)
+            qkv = linear(query, w, b)  # (B, T, 3E)
             return qkv[..., :E], qkv[..., E : 2 * E], qkv[..., 2 * E :]  # (B, T, E) each
         b_q, b_k, b_v = (None, None, None) if b is None else (b[:E], b[E : 2 * E], b[2 * E :])
-        q = F.linear(query, w[:E], b_q)  # (B, Tq, E)
-        k = F.linear(key, w[E : 2 * E], b_k)  # (B, Tk, E)
-        v = F.linear(value, w[2 * E :], b_v)  # (B, Tk, E)
+        q = linear(query, w[:E], b_q)  # (B, Tq, E)
+        k = linear(key, w[E : 2 * E], b_k)  # (B, Tk, E)
+        v = linear(value, w[2 * E :], b_v)  # (B, Tk, E)
         return q, k, v
 
     def _merged_bias(self, attn_mask, key_padding_mask, B: int, q_len: int, k_len: int, dtype) -> np.ndarray | None:

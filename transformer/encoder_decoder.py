@@ -16,6 +16,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+import minigrad.functional as F
 from minigrad.nn import LayerNorm, Module, ModuleList
 from minigrad.tensor import Tensor
 from transformer.attention import xavier_uniform_
@@ -147,4 +148,4 @@ class Transformer(Module):
     @staticmethod
     def generate_square_subsequent_mask(sz: int, dtype=np.float32) -> np.ndarray:
         """The causal mask (sz, sz) as PyTorch's: -inf above the diagonal (the future), 0 elsewhere."""
-        return np.triu(np.full((sz, sz), -np.inf, dtype=dtype), k=1)
+        return np.where(F.causal_mask(sz, sz), 0.0, -np.inf).astype(dtype)

@@ -1,9 +1,11 @@
-"""Sampling from a trained run: load it, then print text as the model produces it.
+"""Sampling from a trained GPT, fast: a KV cache, and the text printed as it is drawn.
 
-`GPT.generate` returns the whole sequence at the end; a person watching a terminal wants each
-character the moment it exists. `stream_tokens` hands out every token as it is drawn, from
-`GPT.generate_tokens`, the loop `generate` itself runs (the same KV cache, cropping and
-sampling, so the same tokens for the same generator — a test holds it to that).
+`GPT.generate` is nanoGPT's loop: every new token runs the model over the whole context again.
+Here `generate_tokens` draws the same tokens (the same cropping and sampling, so the same
+tokens for the same generator — a test holds it to that), but keeps every layer's keys and
+values: as long as the context fits the block, a step feeds only the new token. Past the
+block size the window slides, every token moves to a new position, and the whole window is
+recomputed, as in nanoGPT. `stream_text` prints the text the moment it exists.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ from typing import TextIO
 
 import numpy as np
 
+import minigrad.functional as F
+from minigrad import concatenate, default_rng, no_grad
+from minigrad.tensor import Tensor
 from transformer import checkpoint as ckpt
-from transformer.gpt import GPT
+from transformer.gpt import GPT, sample, token_ids
 from transformer.tokenizer import Tokenizer, load_tokenizer
 
 
@@ -56,17 +61,109 @@ def load_run(run_dir: str | Path) -> tuple[GPT, Tokenizer]:
     return model.eval(), tokenizer
 
 
-def stream_tokens(
+class LayerKVCache:
+    """The keys and values one attention layer has computed so far, each (B, nh, T_seen, hs).
+
+    A new token's query must meet the keys and values of every earlier position. They do not
+    change once computed (causal attention: position t never looks ahead), so they are kept
+    and a step costs one position instead of the whole context.
+    """
+
+    def __init__(self):
+        self.k: Tensor | None = None
+        self.v: Tensor | None = None
+
+    def __len__(self) -> int:
+        return 0 if self.k is None else self.k.shape[2]
+
+    def extend(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Append the new positions' k, v (B, nh, T, hs); return all of them (B, nh, T_seen + T, hs)."""
+        if self.k is not None:
+            k = concatenate([self.k, k], axis=2)  # (B, nh, T_seen + T, hs)
+            v = concatenate([self.v, v], axis=2)  # (B, nh, T_seen + T, hs)
+        self.k, self.v = k, v
+        return k, v
+
+
+class KVCache:
+    """One `LayerKVCache` per block; its length is the number of positions already seen."""
+
+    def __init__(self, n_layer: int):
+        self.layers = [LayerKVCache() for _ in range(n_layer)]
+
+    def __len__(self) -> int:
+        return len(self.layers[0])
+
+
+def cached_logits(model: GPT, idx, cache: KVCache) -> Tensor:
+    """The GPT's forward for the positions after those `cache` has seen -> logits (B, T, V).
+
+    idx (B, T) holds the new tokens only; each block's attention meets the cached keys and
+    values of the earlier positions, and the cache learns the new ones. The new query i sits
+    at position past + i and may see keys 0 .. past + i.
+    """
+    idx = token_ids(idx, model.config.vocab_size)
+    B, T = idx.shape
+    past = len(cache)
+    if past + T > model.config.block_size:
+        raise ValueError(f"KV cache: {past + T} positions do not fit the block size {model.config.block_size}")
+    x = model.transformer.wte(idx) + model.transformer.wpe(np.arange(past, past + T))  # (B, T, C)
+    for block, layer in zip(model.transformer.h, cache.layers):
+        q, k, v = block.attn.heads(block.ln_1(x))  # (B, nh, T, hs) each
+        k, v = layer.extend(k, v)  # (B, nh, past + T, hs)
+        x = x + block.attn.attend(q, k, v, attn_mask=F.causal_mask(T, past + T, offset=past))  # (B, T, C)
+        x = x + block.mlp(block.ln_2(x))  # (B, T, C)
+    return model.lm_head(model.transformer.ln_f(x))  # (B, T, V)
+
+
+def generate_tokens(
     model: GPT,
-    idx: np.ndarray,
+    idx,
     max_new_tokens: int,
     temperature: float = 1.0,
     top_k: int | None = None,
     top_p: float | None = None,
     rng: np.random.Generator | None = None,
 ) -> Iterator[np.ndarray]:
-    """Yield the next token ids (B,) of idx (B, T), max_new_tokens times, as `model.generate` draws them."""
-    yield from model.generate_tokens(idx, max_new_tokens, temperature, top_k, top_p, rng)
+    """`model.generate`, with a KV cache, one step at a time: yield each step's token ids (B,).
+
+    Between steps the model is in eval mode and gradients are recorded as they were before,
+    so the caller may do anything with the tokens; the model's mode comes back when the loop
+    ends or is abandoned.
+    """
+    idx = token_ids(idx, model.config.vocab_size)
+    rng = default_rng() if rng is None else rng
+    block_size = model.config.block_size
+    was_training = model.training
+    model.eval()
+    try:
+        cache = KVCache(model.config.n_layer)
+        for _ in range(max_new_tokens):
+            with no_grad():
+                if idx.shape[1] <= block_size:
+                    logits = cached_logits(model, idx[:, len(cache) :], cache)  # (B, T_new, V)
+                else:  # the window slides: every position changes, the cache no longer holds
+                    logits, _ = model(idx[:, -block_size:])  # (B, block_size, V)
+                next_ids = sample(logits.data[:, -1, :], temperature, top_k, top_p, rng)  # (B,)
+            idx = np.concatenate([idx, next_ids[:, None]], axis=1)  # (B, T + 1)
+            yield next_ids
+    finally:
+        model.train(was_training)
+
+
+def generate(
+    model: GPT,
+    idx,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """`model.generate(...)`'s tokens, drawn with a KV cache: idx (B, T) -> (B, T + max_new_tokens)."""
+    idx = token_ids(idx, model.config.vocab_size)
+    steps = generate_tokens(model, idx, max_new_tokens, temperature, top_k, top_p, rng)
+    return np.concatenate([idx] + [next_ids[:, None] for next_ids in steps], axis=1)
 
 
 def stream_text(
@@ -90,7 +187,7 @@ def stream_text(
     pieces = [start]
     print(start, end="", file=file, flush=True)
     utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    for next_id in stream_tokens(model, idx, max_new_tokens, temperature, top_k, top_p, rng):
+    for next_id in generate_tokens(model, idx, max_new_tokens, temperature, top_k, top_p, rng):
         pieces.append(utf8.decode(tokenizer.decode_bytes(next_id)))
         print(pieces[-1], end="", file=file, flush=True)
     pieces.append(utf8.decode(b"", final=True))

@@ -22,13 +22,13 @@ half the resolution, twice the width, as a convolutional network's pyramid.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 import minigrad as mg
 import minigrad.functional as F
+from minigrad import kernels
 from minigrad.nn import LayerNorm, Linear, Module, ModuleList, Parameter
 from minigrad.tensor import Tensor
 from transformer.blocks import FeedForward
@@ -109,9 +109,8 @@ class WindowAttention(Module):
     the Swin code: qkv (Linear(C, 3C)), proj (Linear(C, C)), relative_position_bias_table
     ((2M-1)², heads).
 
-    The attention is written out rather than passed to scaled_dot_product_attention because
-    the bias B is a parameter: it must stay in the graph to be trained, while the masks those
-    functions take are constants.
+    The bias B is a parameter: passed to scaled_dot_product_attention as its float mask, it
+    is added to the scores and receives its gradient there.
     """
 
     def __init__(self, dim: int, window_size: int, num_heads: int):
@@ -136,12 +135,11 @@ class WindowAttention(Module):
         h, d = self.num_heads, C // self.num_heads
         qkv = self.qkv(x).reshape(B, nW, N, 3, h, d).transpose(3, 0, 1, 4, 2, 5)  # (3, B, nW, h, N, d)
         q, k, v = qkv[0], qkv[1], qkv[2]  # (B, nW, h, N, d) each
-        scores = (q @ k.transpose(0, 1, 2, 4, 3)) * (1.0 / math.sqrt(d))  # (B, nW, h, N, N)
-        scores = scores + self.relative_position_bias()  # (B, nW, h, N, N) the same bias in every window
+        bias = self.relative_position_bias()  # (h, N, N) the same in every window
         if mask is not None:
-            scores = scores.masked_fill(mask[:, None], -np.inf)  # (B, nW, h, N, N) mask (nW, 1, N, N)
-        weights = scores.softmax(axis=-1)  # (B, nW, h, N, N)
-        out = (weights @ v).transpose(0, 1, 3, 2, 4).reshape(B, nW, N, C)  # (B, nW, N, C) heads side by side
+            bias = mg.where(mask[:, None], -np.inf, bias)  # (nW, h, N, N) with mask (nW, 1, N, N)
+        out = kernels.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, nW, h, N, d)
+        out = out.transpose(0, 1, 3, 2, 4).reshape(B, nW, N, C)  # (B, nW, N, C) heads side by side
         return self.proj(out)  # (B, nW, N, C)
 
     def extra_repr(self) -> str:

@@ -1,4 +1,8 @@
-"""Layers: Linear, Embedding, LayerNorm, RMSNorm, Dropout and the activations — PyTorch's names and layouts."""
+"""Layers: Linear, Embedding, LayerNorm, RMSNorm, Dropout and the activations — PyTorch's names and layouts.
+
+A layer with a fast kernel takes `fused`: True (the default) runs minigrad/kernels.py's fused
+op, False the readable definition of minigrad/functional.py; the numbers are the same.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import math
 import numpy as np
 
 import minigrad.functional as F
+from minigrad import kernels
 from minigrad.nn.module import Module, Parameter
 from minigrad.tensor import Tensor, default_rng, where
 
@@ -17,8 +22,11 @@ class Linear(Module):
     Initialised as torch.nn.Linear: U(-1/√in, 1/√in) for both weight and bias.
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, rng=None, dtype=np.float32):
+    def __init__(
+        self, in_features: int, out_features: int, bias: bool = True, rng=None, dtype=np.float32, fused: bool = True
+    ):
         super().__init__()
+        self.fused = fused
         rng = default_rng() if rng is None else rng
         bound = 1.0 / math.sqrt(in_features)
         self.in_features, self.out_features = in_features, out_features
@@ -26,7 +34,8 @@ class Linear(Module):
         self.bias = Parameter(rng.uniform(-bound, bound, (out_features,)), dtype=dtype) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.linear(x, self.weight, self.bias)
+        linear = kernels.linear if self.fused else F.linear
+        return linear(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
@@ -41,9 +50,16 @@ class Embedding(Module):
     """
 
     def __init__(
-        self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None, rng=None, dtype=np.float32
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        padding_idx: int | None = None,
+        rng=None,
+        dtype=np.float32,
+        fused: bool = True,
     ):
         super().__init__()
+        self.fused = fused
         rng = default_rng() if rng is None else rng
         if padding_idx is not None:
             if not -num_embeddings <= padding_idx < num_embeddings:
@@ -55,7 +71,8 @@ class Embedding(Module):
             self.weight.data[padding_idx] = 0
 
     def forward(self, ids) -> Tensor:
-        out = F.embedding(ids, self.weight)  # (..., C)
+        embedding = kernels.embedding if self.fused else F.embedding
+        out = embedding(ids, self.weight)  # (..., C)
         if self.padding_idx is None:
             return out
         padding = (np.asarray(ids.data if isinstance(ids, Tensor) else ids) == self.padding_idx)[..., None]
@@ -67,16 +84,21 @@ class Embedding(Module):
 
 
 class LayerNorm(Module):
-    """Normalise the last axis to zero mean, unit variance; then scale (weight) and shift (bias)."""
+    """Normalise the trailing axes `normalized_shape` (an int: the last axis) to zero mean and unit
+    variance; then scale (weight) and shift (bias), both of that shape."""
 
-    def __init__(self, normalized_shape: int, eps: float = 1e-5, bias: bool = True, dtype=np.float32):
+    def __init__(
+        self, normalized_shape: int | tuple, eps: float = 1e-5, bias: bool = True, dtype=np.float32, fused: bool = True
+    ):
         super().__init__()
+        self.fused = fused
         self.normalized_shape, self.eps = normalized_shape, eps
         self.weight = Parameter(np.ones(normalized_shape), dtype=dtype)
         self.bias = Parameter(np.zeros(normalized_shape), dtype=dtype) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.layer_norm(x, self.weight, self.bias, eps=self.eps)
+        layer_norm = kernels.layer_norm if self.fused else F.layer_norm
+        return layer_norm(x, self.weight, self.bias, eps=self.eps)
 
     def extra_repr(self) -> str:
         return f"{self.normalized_shape}, eps={self.eps}"
@@ -113,7 +135,7 @@ class Dropout(Module):
         self.rng = np.random.default_rng(rng) if isinstance(rng, int) else rng
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.dropout(x, self.p, self.training, default_rng() if self.rng is None else self.rng)
+        return F.dropout(x, self.p, self.training, self.rng)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -122,14 +144,16 @@ class Dropout(Module):
 class GELU(Module):
     """x · Φ(x), Φ the standard normal CDF (the exact erf form; approximate="tanh" for GPT-2's)."""
 
-    def __init__(self, approximate: str = "none"):
+    def __init__(self, approximate: str = "none", fused: bool = True):
         super().__init__()
+        self.fused = fused
         if approximate not in ("none", "tanh"):
             raise ValueError(f'GELU approximate must be "none" or "tanh", got {approximate!r}')
         self.approximate = approximate
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.gelu(x, approximate=self.approximate)
+        gelu = kernels.gelu if self.fused else F.gelu
+        return gelu(x, approximate=self.approximate)
 
     def extra_repr(self) -> str:
         return f"approximate={self.approximate!r}" if self.approximate != "none" else ""

@@ -1,0 +1,599 @@
+"""Fast twins of the definitions in minigrad/functional.py.
+
+Each kernel is one `Function` whose backward was derived by hand, so a whole formula costs
+one graph node and a few NumPy passes instead of a dozen nodes, each keeping its inputs for
+backward. Each says which definition it replaces and carries it as `definition` (called with
+the same arguments); the tests hold every pair equal in value and gradient. The modules
+choose between the two with their `fused` flag (`GPTConfig(fused=...)`).
+
+Three habits make the kernels fast on a CPU, where NumPy runs every elementwise operation as
+its own pass over memory:
+- long elementwise chains (GELU, erf) run in chunks small enough to stay in the CPU cache,
+  writing into preallocated buffers (`out=`), so each pass reads cache instead of RAM;
+- sums along the last axis are matrix–vector products with a vector of ones (`x @ ones`),
+  which BLAS runs vectorised, faster than `x.sum(axis=-1)` on short rows;
+- matrix products work on 2-D views, one big product instead of a batch of small ones.
+Attention also never keeps its (..., Tq, Tk) weights when they are large: it works in
+cache-sized blocks of the batch and recomputes the weights in backward.
+Every kernel keeps the dtype it was given: float32 in, float32 out, nothing in float64.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+from minigrad import functional as F
+from minigrad.autograd import Function
+from minigrad.ops import unbroadcast
+from minigrad.tensor import Tensor, _constant
+
+# Elements per chunk of an elementwise chain: a few 256 KB float32 buffers fit in L2 cache.
+_CHUNK = 1 << 16
+
+
+def _ones(n: int, dtype) -> np.ndarray:
+    """A read-only vector of n ones, cached: `x @ _ones(n)` sums the rows of x (..., n)."""
+    return _ones_cached(int(n), np.dtype(dtype))
+
+
+@functools.lru_cache(maxsize=64)
+def _ones_cached(n: int, dtype: np.dtype) -> np.ndarray:
+    ones = np.ones(n, dtype=dtype)
+    ones.flags.writeable = False
+    return ones
+
+
+def _row_sums(x: np.ndarray) -> np.ndarray:
+    """Σ over the last axis, keeping it: (..., n) -> (..., 1). A BLAS matrix–vector product."""
+    return (x @ _ones(x.shape[-1], x.dtype))[..., None]
+
+
+def _column_sums(x: np.ndarray) -> np.ndarray:
+    """Σ over every axis but the last: (..., n) -> (n,). A BLAS vector–matrix product."""
+    rows = x.reshape(-1, x.shape[-1])
+    return _ones(rows.shape[0], x.dtype) @ rows
+
+
+# ---------------------------------------------------------------- erf and GELU
+
+_SQRT_HALF = math.sqrt(0.5)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_vector_erf = np.frompyfunc(math.erf, 1, 1)
+
+# Abramowitz & Stegun 7.1.26: erf|z| = 1 - t (a1 + t (a2 + t (a3 + t (a4 + t a5)))) e^(-z²),
+# t = 1 / (1 + p|z|), absolute error below 1.5e-7 — under float32's own resolution near 1.
+_AS_P = 0.3275911
+_AS_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
+
+
+def _erf_chunk(
+    x: np.ndarray, scale: float, amplitude: float, erf_out: np.ndarray, gauss_out: np.ndarray, scratch: np.ndarray
+) -> None:
+    """amplitude · erf(scale · x) into erf_out and e^(-(scale · x)²) into gauss_out.
+
+    All four arrays 1-D of one length; nothing is allocated. Taking the scale and amplitude
+    here saves GELU two passes (x/√2 and the factor ½ of Φ): scale > 0 keeps the sign of x,
+    and an amplitude of ½ scales the coefficients exactly (a power of two).
+    """
+    np.square(x, out=gauss_out)
+    gauss_out *= -scale * scale
+    np.exp(gauss_out, out=gauss_out)  # e^(-z²), z = scale · x; also φ's kernel for GELU
+    t = np.abs(x, out=scratch)
+    t *= _AS_P * scale
+    t += 1.0
+    np.reciprocal(t, out=t)  # t = 1 / (1 + p|z|)
+    poly = np.multiply(t, amplitude * _AS_A[4], out=erf_out)  # Horner, innermost coefficient first
+    for coefficient in _AS_A[3::-1]:
+        poly += amplitude * coefficient
+        poly *= t
+    poly *= gauss_out
+    np.subtract(amplitude, poly, out=poly)  # amplitude · erf|z|
+    # erf is odd: give it the sign of x, as copysign would. On the bits that is |poly| OR
+    # (x AND sign bit): three vectorised passes, cheaper than np.copysign.
+    np.abs(poly, out=poly)
+    bits = np.dtype(f"u{x.dtype.itemsize}")
+    sign = np.bitwise_and(x.view(bits), bits.type(1 << (8 * bits.itemsize - 1)), out=scratch.view(bits))
+    np.bitwise_or(poly.view(bits), sign, out=poly.view(bits))
+
+
+def _chunk_buffers(n: int, dtype, count: int) -> list:
+    """`count` scratch vectors long enough for one chunk of an n-element chain."""
+    return [np.empty(min(n, _CHUNK), dtype=dtype) for _ in range(count)]
+
+
+def erf(x: np.ndarray) -> np.ndarray:
+    """The error function on an array, without SciPy.
+
+    float64 uses the C library's erf (exact to double precision, for gradient checks);
+    other floats use Abramowitz & Stegun 7.1.26 (error below 1.5e-7), in cached chunks.
+    """
+    if x.dtype == np.float64:
+        return np.asarray(_vector_erf(x), dtype=np.float64)  # a 0-d input gives a Python float
+    flat = np.ascontiguousarray(x).reshape(-1)
+    out = np.empty_like(flat)
+    gauss, scratch = _chunk_buffers(flat.size, flat.dtype, 2)
+    for start in range(0, flat.size, _CHUNK):
+        z = flat[start : start + _CHUNK]
+        n = z.size
+        _erf_chunk(z, 1.0, 1.0, out[start : start + n], gauss[:n], scratch[:n])
+    return out.reshape(x.shape)
+
+
+def _gelu_erf_float64(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """GELU and its derivative in double precision (the path gradient checks take)."""
+    cdf = 0.5 * (1.0 + erf(x * _SQRT_HALF))  # Φ(x)
+    pdf = _INV_SQRT_2PI * np.exp(-0.5 * x * x)  # φ(x)
+    return x * cdf, cdf + x * pdf
+
+
+def _gelu_erf_chunked(x: np.ndarray) -> np.ndarray:
+    """GELU x Φ(x), one cache-sized chunk at a time: about 20 elementwise passes fused."""
+    flat = np.ascontiguousarray(x).reshape(-1)
+    out = np.empty_like(flat)
+    cdf, gauss, scratch = _chunk_buffers(flat.size, flat.dtype, 3)
+    for start in range(0, flat.size, _CHUNK):
+        xc = flat[start : start + _CHUNK]
+        n = xc.size
+        cdfc = cdf[:n]
+        _erf_chunk(xc, _SQRT_HALF, 0.5, cdfc, gauss[:n], scratch[:n])  # ½ erf(x/√2)
+        cdfc += 0.5  # Φ(x) = ½ (1 + erf(x/√2))
+        np.multiply(xc, cdfc, out=out[start : start + n])
+    return out.reshape(x.shape)
+
+
+def _gelu_erf_backward_chunked(g: np.ndarray, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """g · (Φ(x) + x φ(x)), chunked; Φ(x) = out / x is read back from the forward's output.
+
+    Dividing out the forward's result costs one pass where recomputing erf would cost twenty,
+    and keeping x and out (which the graph and the next layer keep anyway) instead of a
+    stored derivative saves an activation-sized array per layer. Φ(x) = ½ where |x| < 1e-30.
+    """
+    flat_g, flat_x, flat_out = (np.ascontiguousarray(a).reshape(-1) for a in (g, x, out))
+    grad = np.empty_like(flat_x)
+    cdf, pdf = _chunk_buffers(flat_x.size, flat_x.dtype, 2)
+    for start in range(0, flat_x.size, _CHUNK):
+        xc = flat_x[start : start + _CHUNK]
+        n = xc.size
+        p = np.square(xc, out=pdf[:n])
+        p *= -0.5
+        np.exp(p, out=p)
+        p *= _INV_SQRT_2PI  # φ(x)
+        c = cdf[:n]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            np.divide(flat_out[start : start + n], xc, out=c)  # Φ(x); 0/0 where x is 0
+        d = np.abs(xc, out=grad[start : start + n])
+        if d.min() < 1e-30:  # rare: x Φ(x) lost x's digits; Φ(x) = ½ to float32 precision there
+            c[d < 1e-30] = 0.5
+        d = np.multiply(xc, p, out=d)
+        d += c  # d/dx x Φ(x) = Φ(x) + x φ(x)
+        d *= flat_g[start : start + n]
+    return grad.reshape(x.shape)
+
+
+class GELU(Function):
+    """Replaces `functional.gelu`: GELU(x) = x Φ(x), or its tanh approximation, in one node."""
+
+    definition = staticmethod(F.gelu)
+
+    def forward(self, x, approximate="none"):
+        self.approximate = approximate
+        if approximate == "none":
+            out = _gelu_erf_float64(x)[0] if x.dtype == np.float64 else _gelu_erf_chunked(x)
+            self.x, self.out = x, out
+            return out
+        if approximate == "tanh":
+            # 0.5 x (1 + tanh u),  u = √(2/π) (x + 0.044715 x³)
+            c = math.sqrt(2.0 / math.pi)
+            th = np.tanh(c * (x + 0.044715 * x**3))
+            du = c * (1.0 + 3 * 0.044715 * x * x)
+            self.derivative = 0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * du
+            return 0.5 * x * (1.0 + th)
+        raise ValueError(f'gelu: approximate must be "none" or "tanh", not {approximate!r}')
+
+    def backward(self, g):
+        if self.approximate == "tanh":
+            return g * self.derivative
+        if self.x.dtype == np.float64:
+            return g * _gelu_erf_float64(self.x)[1]  # d/dx x Φ(x) = Φ(x) + x φ(x), exactly
+        return _gelu_erf_backward_chunked(g, self.x, self.out)
+
+
+def gelu(x: Tensor, approximate: str = "none") -> Tensor:
+    """`functional.gelu` in one fused node."""
+    return GELU.apply(x, approximate=approximate)
+
+
+# ---------------------------------------------------------------- linear
+
+
+class Linear(Function):
+    """Replaces `functional.linear`: y = x Wᵀ + b with W of shape (out, in).
+
+    The batch axes of x are folded into one, so each product is a single 2-D BLAS call
+    (a batch of small products on a 3-D x costs almost twice as much).
+    """
+
+    definition = staticmethod(F.linear)
+
+    def forward(self, x, weight, bias=None):
+        self.x2 = x.reshape(-1, x.shape[-1])  # (N, in)
+        self.x_shape, self.weight = x.shape, weight
+        self.has_bias = bias is not None
+        y = self.x2 @ weight.T  # (N, out)
+        if bias is not None:
+            y += bias
+        return y.reshape(x.shape[:-1] + (weight.shape[0],))
+
+    def backward(self, g):
+        needs = self.needs_input_grad + (False,) * (3 - len(self.needs_input_grad))
+        g2 = g.reshape(-1, g.shape[-1])  # (N, out)
+        gx = (g2 @ self.weight).reshape(self.x_shape) if needs[0] else None  # (..., in)
+        gw = g2.T @ self.x2 if needs[1] else None  # (out, in)
+        gb = _column_sums(g2) if self.has_bias and needs[2] else None  # (out,)
+        return gx, gw, gb
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """`functional.linear` in one fused node."""
+    return Linear.apply(x, weight, bias)
+
+
+# ---------------------------------------------------------------- layer norm
+
+
+class LayerNorm(Function):
+    """Replaces `functional.layer_norm`: normalise the trailing axes, then scale and shift.
+
+    The normalised axes are flattened into rows (N, D). Saves x (which the graph keeps
+    anyway), its row means and 1/std, and recomputes x̂ in backward: two cheap passes instead
+    of holding a second activation-sized array per layer.
+    """
+
+    definition = staticmethod(F.layer_norm)
+
+    def forward(self, x, weight=None, bias=None, eps=1e-5, normalized_shape=None):
+        n_axes = len(F._normalized_axes(x, weight, normalized_shape))
+        D = math.prod(x.shape[x.ndim - n_axes :])
+        x2 = x.reshape(-1, D)  # (N, D)
+        w = None if weight is None else weight.reshape(-1)  # (D,)
+        b = None if bias is None else bias.reshape(-1)  # (D,)
+        mean = _row_sums(x2) * (1.0 / D)  # (N, 1)
+        y = x2 - mean  # (N, D)
+        variance = _row_sums(y * y) * (1.0 / D)  # population variance, (N, 1)
+        rstd = 1.0 / np.sqrt(variance + eps)
+        y *= rstd  # x̂
+        if w is not None:
+            y *= w
+        if b is not None:
+            y += b
+        self.x2, self.mean, self.rstd, self.w = x2, mean, rstd, w
+        self.x_shape = x.shape
+        self.w_shape, self.b_shape = getattr(weight, "shape", None), getattr(bias, "shape", None)
+        return y.reshape(x.shape)
+
+    def backward(self, g):
+        w, rstd = self.w, self.rstd
+        needs = self.needs_input_grad + (False,) * (3 - len(self.needs_input_grad))
+        g2 = g.reshape(self.x2.shape)  # (N, D)
+        xhat = self.x2 - self.mean
+        xhat *= rstd  # x̂ again, by the same operations as in forward
+        gxhat = g2 * w if w is not None else g2
+        gw = _column_sums(g2 * xhat).reshape(self.w_shape) if w is not None and needs[1] else None
+        gb = _column_sums(g2).reshape(self.b_shape) if self.b_shape is not None and needs[2] else None
+        gx = None
+        if needs[0]:
+            # dx = rstd · (dx̂ - mean(dx̂) - x̂ · mean(dx̂ ⊙ x̂))   (means over the normalised axes)
+            gx = xhat * _row_sums(gxhat * xhat)
+            gx += _row_sums(gxhat)
+            gx *= -1.0 / g2.shape[-1]
+            gx += gxhat
+            gx *= rstd
+            gx = gx.reshape(self.x_shape)
+        return gx, gw, gb
+
+
+def layer_norm(
+    x: Tensor, weight: Tensor | None = None, bias: Tensor | None = None, eps: float = 1e-5, normalized_shape=None
+) -> Tensor:
+    """`functional.layer_norm` in one fused node."""
+    return LayerNorm.apply(x, weight, bias, eps=eps, normalized_shape=normalized_shape)
+
+
+# ---------------------------------------------------------------- cross-entropy
+
+
+class CrossEntropy(Function):
+    """Replaces `functional.cross_entropy`: softmax, log, pick and reduce in one node.
+
+    The gradient of a row's loss is softmax(z) − (1 − ε) onehot(target) − ε / C, times the
+    row's share of the reduction (1/kept rows for "mean", 1 for "sum", g for "none").
+    """
+
+    definition = staticmethod(F.cross_entropy)
+
+    def forward(self, logits, targets, ignore_index=-1, reduction="mean", label_smoothing=0.0):
+        if reduction not in ("mean", "sum", "none"):
+            raise ValueError(f'cross_entropy: reduction must be "mean", "sum" or "none", not {reduction!r}')
+        targets = np.asarray(targets).reshape(-1)
+        logits2 = logits.reshape(-1, logits.shape[-1])  # (N, C)
+        N, C = logits2.shape
+        if N != targets.shape[0]:
+            raise ValueError(f"cross_entropy: logits of shape {logits.shape} need {N} targets, got {targets.shape[0]}")
+        kept = targets != ignore_index
+        safe_targets = np.where(kept, targets, 0)
+        if kept.any() and (safe_targets.min() < 0 or safe_targets.max() >= C):
+            raise ValueError(f"cross_entropy: targets must lie in [0, {C}) or equal ignore_index")
+        rows = np.arange(N)
+        # softmax with the row max subtracted, so exp cannot overflow
+        shifted = logits2 - logits2.max(axis=1, keepdims=True)
+        probs = np.exp(shifted)
+        sum_exp = _row_sums(probs)  # (N, 1)
+        log_sum = np.log(sum_exp[:, 0])  # (N,)
+        losses = log_sum - shifted[rows, safe_targets]  # (N,) -log p[target]
+        if label_smoothing:
+            smooth = log_sum - _row_sums(shifted)[:, 0] / C  # (N,) mean over classes of -log p[c]
+            losses = (1.0 - label_smoothing) * losses + label_smoothing * smooth
+        probs /= sum_exp
+        losses *= kept
+        self.in_shape, self.probs, self.smoothing = logits.shape, probs, label_smoothing
+        self.rows, self.targets, self.kept, self.reduction = rows, safe_targets, kept, reduction
+        self.count = int(kept.sum())
+        if reduction == "none":
+            return losses.astype(logits.dtype)
+        total = losses @ _ones(N, losses.dtype)
+        if reduction == "sum":
+            return np.asarray(total, dtype=logits.dtype)
+        return np.asarray(total / self.count if self.count else np.nan, dtype=logits.dtype)
+
+    def backward(self, g):
+        grad = self.probs.copy()
+        grad[self.rows, self.targets] -= 1.0 - self.smoothing
+        if self.smoothing:
+            grad -= self.smoothing / grad.shape[-1]
+        if self.reduction == "none":
+            grad *= g.astype(grad.dtype)[:, None]
+        elif self.reduction == "sum":
+            grad *= g.astype(grad.dtype)
+        else:
+            grad *= g.astype(grad.dtype) / grad.dtype.type(self.count)
+        if not self.kept.all():
+            grad *= self.kept[:, None]
+        return grad.reshape(self.in_shape), None
+
+
+def cross_entropy(
+    logits: Tensor, targets, ignore_index: int = -1, reduction: str = "mean", label_smoothing: float = 0.0
+) -> Tensor:
+    """`functional.cross_entropy` in one fused node."""
+    return CrossEntropy.apply(
+        logits, _constant(targets), ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing
+    )
+
+
+# ---------------------------------------------------------------- embedding
+
+
+class Embedding(Function):
+    """Replaces `functional.embedding`: rows of a table picked by integer ids.
+
+    Backward adds each row's gradients into its row. `np.add.at` does that scatter-add one
+    element at a time; sorting the ids and summing runs of equal ids with `np.add.reduceat`
+    does it in a few vectorised passes.
+    """
+
+    definition = staticmethod(F.embedding)
+
+    def forward(self, ids, weight):
+        out = weight[ids]  # (..., C)
+        self.ids, self.weight_shape = ids.reshape(-1), weight.shape
+        return out
+
+    def backward(self, g):
+        grad = np.zeros(self.weight_shape, dtype=g.dtype)
+        if not self.ids.size:
+            return None, grad
+        g2 = g.reshape(-1, g.shape[-1])  # (N, C)
+        order = np.argsort(self.ids, kind="stable")
+        sorted_ids = self.ids[order]
+        starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])  # first of each run
+        grad[sorted_ids[starts]] = np.add.reduceat(g2[order], starts, axis=0)
+        return None, grad
+
+
+def embedding(ids, weight: Tensor) -> Tensor:
+    """`functional.embedding` in one fused node."""
+    return Embedding.apply(F.embedding_ids(ids, weight.shape[0]), weight)
+
+
+# ---------------------------------------------------------------- attention
+
+
+@functools.lru_cache(maxsize=16)
+def _causal_bias(q_len: int, k_len: int, dtype: np.dtype) -> np.ndarray:
+    """functional.causal_mask as an additive bias (0 may attend, -inf not), cached read-only."""
+    bias = np.where(F.causal_mask(q_len, k_len), 0.0, -np.inf).astype(dtype)
+    bias.flags.writeable = False
+    return bias
+
+
+# Scores per block of attention: a (.., Tq, Tk) block of 128K float32 numbers is 512 KB, so the
+# softmax's passes over it, forward and backward, read the CPU cache instead of main memory.
+_ATTENTION_BLOCK = 1 << 17
+# Attention weights up to this many numbers in all (4 MB of float32) are kept for backward;
+# larger ones are recomputed there, block by block, so they never take activation-sized memory.
+_KEEP_WEIGHTS = 1 << 20
+# Causal attention runs in tiles of this many queries: tile [a, b) needs keys 0 .. b-1 only.
+_CAUSAL_TILE = 64
+
+
+def _batch_blocks(q, k, v, bias, everything_at_once: bool) -> list:
+    """Slices of the first batch axis holding about _ATTENTION_BLOCK scores each.
+
+    Blocks need q, k, v of one batch shape and a bias without batch axes (the causal or
+    a (Tq, Tk) mask); otherwise, or when asked, there is one block, `None`: everything at
+    once, broadcasting as NumPy does.
+    """
+    if everything_at_once or q.ndim < 3 or not (q.shape[:-2] == k.shape[:-2] == v.shape[:-2]):
+        return [None]
+    if bias is not None and bias.ndim > 2:
+        return [None]
+    scores_per_item = math.prod(q.shape[1:-1]) * min(k.shape[-2], _CAUSAL_TILE)  # one tile of one entry
+    step = max(1, _ATTENTION_BLOCK // max(1, scores_per_item))
+    return [slice(start, start + step) for start in range(0, q.shape[0], step)]
+
+
+def _query_tiles(q_len: int, k_len: int, causal: bool) -> list[tuple[int, int, int]]:
+    """(start, stop, keys) for each run of queries taken at once: all of them, or causal tiles.
+
+    Under a causal mask, queries a .. b-1 see keys 0 .. b-1 only; the scores of later keys
+    are -inf and their weights exactly 0. Tiles of _CAUSAL_TILE queries skip those keys:
+    at T = 256 in tiles of 64 that is 10 tiles' worth of scores instead of 16, in every
+    product and every softmax pass, forward and backward.
+    """
+    if not causal or q_len != k_len:
+        return [(0, q_len, k_len)]
+    stops = [min(start + _CAUSAL_TILE, q_len) for start in range(0, q_len, _CAUSAL_TILE)]
+    return [(start, stop, stop) for start, stop in zip(range(0, q_len, _CAUSAL_TILE), stops)]
+
+
+class ScaledDotProductAttention(Function):
+    """Replaces `functional.scaled_dot_product_attention`: softmax(q kᵀ · scale + bias) v in one node.
+
+    The (..., Tq, Tk) weights are the largest array of a transformer layer. Unless they are
+    small, they are neither kept nor ever built whole: each block of batch entries is
+    computed, used and dropped, and forward saves only each row's max and sum (Tq numbers).
+    Backward repeats the same operations on each block to get the same weights back, at the
+    price of one more q kᵀ product. The scale is applied to q (Tq × d numbers) rather than to
+    the scores (Tq × Tk), and the softmax runs in place with its row sums done by BLAS. Causal
+    attention skips the keys a tile of queries cannot see (`_query_tiles`). Dropout, a mask
+    with batch axes or a mask that needs its gradient take everything at once.
+    """
+
+    definition = staticmethod(F.scaled_dot_product_attention)
+
+    def forward(self, q, k, v, mask=None, dropout_p=0.0, is_causal=False, scale=None, rng=None):
+        Tq, Tk = q.shape[-2], k.shape[-2]
+        self.scale = q.dtype.type(1.0 / math.sqrt(q.shape[-1]) if scale is None else scale)
+        bias = None if mask is None else (np.where(mask, 0.0, -np.inf) if mask.dtype == bool else mask).astype(q.dtype)
+        self.mask_shape = None if mask is None or mask.dtype == bool else mask.shape  # a float mask gets a gradient
+        if is_causal:
+            bias = _causal_bias(Tq, Tk, q.dtype) if bias is None else bias + _causal_bias(Tq, Tk, q.dtype)
+        self.q, self.k, self.v, self.bias = q, k, v, bias
+        self.blocks = _batch_blocks(q, k, v, bias, dropout_p > 0.0 or self.mask_shape is not None)
+        self.keep = None
+        # tiles run inside the batch blocks; everything-at-once (blocks == [None]) is one tile
+        self.tiles = _query_tiles(Tq, Tk, is_causal and mask is None and self.blocks != [None])
+        batch = q.shape[:-2] if q.shape[:-2] == k.shape[:-2] else np.broadcast_shapes(q.shape[:-2], k.shape[:-2])
+        n_scores = math.prod(batch) * Tq * Tk
+        self.stats = [None] * len(self.blocks)  # per block, per tile: each row's (max, sum)
+        self.saved_weights = [None] * len(self.blocks) if n_scores <= _KEEP_WEIGHTS else None
+        if self.blocks == [None]:  # everything at once, broadcasting as NumPy does
+            weights, stats = self._weights(q * self.scale, k, self.bias)  # (..., Tq, Tk)
+            self.stats[0] = [stats]
+            if self.saved_weights is not None:
+                self.saved_weights[0] = [weights]
+            if dropout_p > 0.0:
+                self.keep = F.dropout_mask(weights.shape, dropout_p, weights.dtype, rng)
+                weights = weights * self.keep  # a new array: any saved weights stay undropped
+            return weights @ v  # (..., Tq, dv)
+
+        out = np.empty(q.shape[:-1] + v.shape[-1:], dtype=q.dtype)
+        for i, block in enumerate(self.blocks):
+            q_b, k_b, v_b = self.q[block], self.k[block], self.v[block]
+            out_b = out[block]
+            self.stats[i], weights_b = [], []
+            for a, b, n_keys in self.tiles:  # queries a .. b-1 see keys 0 .. n_keys-1
+                bias_t = None if self.bias is None else self.bias[..., a:b, :n_keys]
+                weights, stats = self._weights(q_b[..., a:b, :] * self.scale, k_b[..., :n_keys, :], bias_t)
+                self.stats[i].append(stats)
+                weights_b.append(weights)
+                np.matmul(weights, v_b[..., :n_keys, :], out=out_b[..., a:b, :])
+            if self.saved_weights is not None:
+                self.saved_weights[i] = weights_b
+        return out
+
+    @staticmethod
+    def _weights(q_scaled, k, bias, stats=None):
+        """softmax(q kᵀ · scale + bias), and each row's (max, sum); given stats are reused."""
+        weights = q_scaled @ np.swapaxes(k, -1, -2)  # scores (..., Tq, Tk)
+        if bias is not None:
+            in_place = bias.shape == weights.shape[weights.ndim - bias.ndim :]  # broadcast over leading axes only
+            weights = np.add(weights, bias, out=weights) if in_place else weights + bias
+        row_max = weights.max(axis=-1, keepdims=True) if stats is None else stats[0]
+        weights -= row_max  # exp(s - max) cannot overflow
+        np.exp(weights, out=weights)
+        row_sum = _row_sums(weights) if stats is None else stats[1]
+        weights /= row_sum  # softmax over the keys
+        return weights, (row_max, row_sum)
+
+    def backward(self, g):
+        if self.blocks == [None]:
+            gq, gk, gv, gscores = self._backward_tile(0, 0, self.q * self.scale, self.k, self.v, g, self.bias)
+            gmask = None if self.mask_shape is None else unbroadcast(gscores, self.mask_shape)
+            return unbroadcast(gq, self.q.shape), unbroadcast(gk, self.k.shape), unbroadcast(gv, self.v.shape), gmask
+        gq, gk, gv = np.empty_like(self.q), np.zeros_like(self.k), np.zeros_like(self.v)
+        for i, block in enumerate(self.blocks):
+            q, k, v = self.q[block], self.k[block], self.v[block]
+            # causal tiles: gq tile by tile; keys and values collect from every tile that saw them
+            for t, (a, b, n) in enumerate(self.tiles):  # queries a .. b-1, keys 0 .. n-1
+                bias_t = None if self.bias is None else self.bias[..., a:b, :n]
+                gq_t, gk_t, gv_t, _ = self._backward_tile(
+                    i, t, q[..., a:b, :] * self.scale, k[..., :n, :], v[..., :n, :], g[block][..., a:b, :], bias_t
+                )
+                gq[block][..., a:b, :] = gq_t
+                gk[block][..., :n, :] += gk_t
+                gv[block][..., :n, :] += gv_t
+        return gq, gk, gv, None
+
+    def _backward_tile(self, i: int, t: int, q_scaled, k, v, g, bias) -> tuple:
+        """One tile of queries: (d q, d k, d v) of the rows and keys it used, and d scores."""
+        if self.saved_weights is not None:
+            weights = self.saved_weights[i][t]
+        else:
+            weights, _ = self._weights(q_scaled, k, bias, self.stats[i][t])  # the forward's weights, recomputed
+        dropped = weights * self.keep if self.keep is not None else weights
+        gv = np.swapaxes(dropped, -1, -2) @ g  # (..., Tk, dv)
+        del dropped
+        gscores = g @ np.swapaxes(v, -1, -2)  # d weights (..., Tq, Tk)
+        if self.keep is not None:
+            gscores *= self.keep
+        # softmax backward: ds = w ⊙ (dw - Σ_k dw ⊙ w), computed in the dw buffer
+        gscores -= _row_sums(gscores * weights)
+        gscores *= weights
+        del weights
+        gq = gscores @ k  # d(q · scale) (..., Tq, d)
+        gq *= self.scale
+        gk = np.swapaxes(gscores, -1, -2) @ q_scaled  # (..., Tk, d)
+        return gq, gk, gv, gscores
+
+
+def scaled_dot_product_attention(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attn_mask=None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+    rng: np.random.Generator | None = None,
+) -> Tensor:
+    """`functional.scaled_dot_product_attention` in one fused node, with the same arguments."""
+    if attn_mask is not None and not isinstance(attn_mask, Tensor):
+        attn_mask = np.asarray(attn_mask)
+    return ScaledDotProductAttention.apply(
+        query, key, value, attn_mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale, rng=rng
+    )
+
+
+__all__ = [
+    "cross_entropy",
+    "embedding",
+    "erf",
+    "gelu",
+    "layer_norm",
+    "linear",
+    "scaled_dot_product_attention",
+]
