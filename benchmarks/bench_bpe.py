@@ -30,21 +30,11 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing it
 sys.path.insert(0, str(ROOT / "tests"))
 CORPUS = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
 
+from machine import processor  # noqa: E402
 from reference import minbpe  # noqa: E402
 
 from transformer.data import resolve_corpus  # noqa: E402
 from transformer.tokenizer import SPLIT_PATTERNS, BPETokenizer  # noqa: E402
-
-
-def processor() -> str:
-    """The CPU's model name (Linux), else what platform knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def timed(fn, *args):

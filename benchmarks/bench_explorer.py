@@ -14,7 +14,6 @@ load event) when one is installed. Prints the processor and the BLAS library wit
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import tempfile
@@ -22,30 +21,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-from threadpoolctl import threadpool_info
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tools"))
+
+from machine import machine  # noqa: E402
 
 import minigrad as mg  # noqa: E402
 from minigrad.optim import AdamW  # noqa: E402
 from minigrad.viz import explore  # noqa: E402
 from transformer.gpt import GPT, GPTConfig  # noqa: E402
-
-
-def machine() -> str:
-    cpu = platform.processor() or "unknown processor"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        cpu = next(
-            (line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if "model name" in line), cpu
-        )
-    blas = ", ".join(
-        f"{pool['internal_api']} {pool['version']} ({pool['num_threads']} threads)"
-        for pool in threadpool_info()
-        if pool["user_api"] == "blas"
-    )
-    return f"{cpu}; BLAS: {blas or 'unknown'}"
 
 
 def profiling_overhead(rounds: int, steps: int) -> None:

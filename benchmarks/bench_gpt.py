@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -46,6 +45,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing it
+from machine import machine  # noqa: E402
+
 CORPUS = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
 
 # Both libraries get the same threads (2 by default, --threads): OpenBLAS for NumPy, intra-op
@@ -89,31 +90,6 @@ def batches(size: dict, count: int, seed: int) -> list[tuple[np.ndarray, np.ndar
         y = np.stack([data[s + 1 : s + T + 1] for s in starts])  # (B, T)
         out.append((x, y))
     return out
-
-
-def processor() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def blas_kernel() -> str:
-    """NumPy's BLAS library, version and the kernel it picked for this processor (threadpoolctl)."""
-    from threadpoolctl import threadpool_info
-
-    for info in threadpool_info():
-        if info["user_api"] == "blas":
-            return f"{info['internal_api']} {info['version']} {info.get('architecture') or ''}".strip()
-    return "unknown"
-
-
-def machine() -> str:
-    """One line naming the machine a figure was measured on."""
-    return f"{processor()}, {os.cpu_count()} cores; NumPy {np.__version__} with {blas_kernel()}"
 
 
 def memory_mb() -> tuple[float, float]:
