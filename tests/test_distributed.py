@@ -185,6 +185,39 @@ def test_one_rank_failing_ends_the_job_and_leaves_the_last_save(tmp_path, how):
     assert_same_losses(tmp_path / "straight", tmp_path / "run")
 
 
+RANK_0_CANNOT_WRITE = """
+import sys
+from transformer import checkpoint, cli
+from transformer.distributed import world
+
+real_save, calls = checkpoint.save_train_state, []
+
+def save_then_fail(run_dir, *args):
+    calls.append(1)
+    if world().rank == 0 and len(calls) == 2:
+        raise checkpoint.RunWriteError(f"cannot write {run_dir}/train_state.safetensors: No space left on device")
+    return real_save(run_dir, *args)
+
+checkpoint.save_train_state = save_then_fail
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_a_failed_write_on_rank_0_ends_every_rank_with_one_line(tmp_path):
+    driver = tmp_path / "driver.py"
+    driver.write_text(RANK_0_CANNOT_WRITE)
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    started = time.monotonic()
+    job = mpiexec(2, str(driver), "train", *train_flags(corpus, tmp_path / "run"), timeout=60)
+    # the other rank would otherwise wait for rank 0 in the next all-reduce until the timeout
+    assert job.returncode != 0 and time.monotonic() - started < 60
+    ours = [line for line in job.stderr.splitlines() if line.startswith("minigrad-gpt")]
+    said = f"minigrad-gpt train: error: cannot write {tmp_path / 'run'}/train_state.safetensors: No space left"
+    assert len(ours) == 1 and ours[0].startswith(said) and ours[0].endswith("--resume"), job.stderr
+    _, info = ckpt.load_train_state(tmp_path / "run")
+    assert info["iter"] == 0  # the first save stands
+
+
 def test_ctrl_c_stops_every_rank_and_saves_once(tmp_path):
     corpus = write_corpus(tmp_path / "corpus.txt")
     run_dir = tmp_path / "run"

@@ -216,7 +216,8 @@ def run_graph(args: argparse.Namespace) -> int:
     if args.html and not args.html.lower().endswith((".html", ".htm")):
         raise UsageError(f"--html {args.html}: the file name must end in .html")
     # small enough to read (two blocks of two heads, 16 wide), big enough to show every kind of op
-    config = GPTConfig(vocab_size=65, block_size=8, n_layer=2, n_head=2, n_embd=16)
+    # the readable definitions (fused=False): every op of attention, GELU and layer norm in view
+    config = GPTConfig(vocab_size=65, block_size=8, n_layer=2, n_head=2, n_embd=16, fused=False)
     rng = np.random.default_rng(0)
     model = GPT(config, rng=rng)
     idx = rng.integers(0, config.vocab_size, size=(2, config.block_size))  # (B, T)
