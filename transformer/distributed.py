@@ -129,7 +129,7 @@ class World:
 
         The lowest failing rank's error is raised everywhere, so bad input ends every rank the
         same way (and rank 0 says so once) instead of leaving some ranks waiting for the others.
-        Only a class index and the message cross the wire (buffers, never pickles).
+        Only a class index and the message cross the wire, as plain byte buffers.
         """
         try:
             result, failure = work(), None
