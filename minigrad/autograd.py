@@ -181,7 +181,8 @@ class Function:
             data = _replace_saved(fn, data, data.astype(np.float32))
         if _state.detect_anomaly:
             _check_finite(data, f"{fn.name} (forward)")
-        if _state.grad_enabled:
+        # an integer or boolean result (a cast to int, an argmax) has no gradient: the graph ends there, as in PyTorch
+        if _state.grad_enabled and data.dtype.kind == "f":
             needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
             if any(needs):
                 fn.parents = tuple(a if isinstance(a, Tensor) else None for a in args)
@@ -472,10 +473,6 @@ def _leading_to(order: list, wanted: dict) -> set:
 
 def _backward_as_graph(fn: Function, output, g):
     """fn's backward as recorded tensor operations on the Tensor `g` (create_graph=True)."""
-    if output.dtype.kind != "f":
-        raise RuntimeError(
-            f"create_graph=True: {fn.name} gives {output.dtype} values, which have no derivative to differentiate"
-        )
     if fn.tensor_backward:
         return _with_saved_tensors(fn, output).backward(g)
     if type(fn).definition is not None:

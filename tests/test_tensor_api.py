@@ -428,3 +428,12 @@ def test_nll_loss_refuses_to_drop_a_weight_gradient():
     with pytest.raises(ValueError, match="detach"):
         F.nll_loss(logp, np.array([0, 2]), weight=Tensor(np.ones(3), requires_grad=True))
     assert np.isclose(F.nll_loss(logp, np.array([0, 2]), weight=Tensor(np.ones(3))).item(), np.log(3))
+
+
+def test_a_cast_to_integers_ends_the_graph_as_in_torch():
+    """x.long() has no gradient: (x.long() · x).sum() differentiates to x.long(), not 2x."""
+    x = Tensor(np.array([1.5, 2.5]), requires_grad=True)
+    whole = x.long()
+    assert whole.dtype == np.int64 and not whole.requires_grad
+    (whole.astype(np.float32) * x).sum().backward()
+    np.testing.assert_array_equal(x.grad, [1.0, 2.0])
