@@ -194,6 +194,13 @@ def test_a_run_resumes_with_another_number_of_ranks(tmp_path):
     assert_same_losses(tmp_path / "straight", tmp_path / "one_then_three")
 
 
+@pytest.mark.parametrize("command", [[], ["train"], ["sample"]])
+def test_help_under_mpiexec_is_printed_once(command):
+    job = mpiexec(2, "-m", "transformer", *command, "--help")
+    assert job.returncode == 0, job.stderr
+    assert job.stdout.count("usage:") == 1, job.stdout
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [
