@@ -296,6 +296,161 @@ class AdamW(Adam):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
 
+# ---------------------------------------------------------------- Muon
+
+
+def newton_schulz(
+    G: np.ndarray,
+    steps: int = 5,
+    coefficients: tuple[float, float, float] = (3.4445, -4.7750, 2.0315),
+    eps: float = 1e-7,
+) -> np.ndarray:
+    """G (m, n) made nearly orthogonal: U S Vᵀ -> about U S' Vᵀ with every S'_ii near 1, same shape.
+
+    Dividing by the Frobenius norm (never below the spectral norm) puts every singular value
+    in [0, 1]. Each step X ← a X + b (X Xᵀ) X + c (X Xᵀ)² X applies the odd quintic
+    p(σ) = a σ + b σ³ + c σ⁵ to every singular value at once while keeping U and V. Its
+    coefficients make the slope at 0 steep (a = 3.4445), so small singular values grow fast;
+    after five steps they all lie roughly in [0.7, 1.2] rather than exactly at 1, which
+    training does not mind (Jordan et al. 2024, "Muon"). X Xᵀ is formed on the shorter side.
+    """
+    if G.ndim != 2:
+        raise ValueError(f"newton_schulz orthogonalises matrices, got an array of shape {G.shape}")
+    a, b, c = coefficients
+    tall = G.shape[0] > G.shape[1]
+    X = G.T if tall else G  # (r, c), r <= c
+    X = X / max(float(np.linalg.norm(X)), eps)
+    for _ in range(steps):
+        A = X @ X.T  # (r, r)
+        X = a * X + (b * A + c * (A @ A)) @ X  # (r, c)
+    return X.T if tall else X
+
+
+def muon_lr_ratio(shape: tuple[int, ...], adjust_lr_fn: str | None) -> float:
+    """The factor Muon multiplies lr by for a weight of `shape` (out, in).
+
+    An orthogonal update has singular values near 1, so its size per element depends on the
+    shape. "original" (None): √max(1, out/in), so the update's effect on the layer's output
+    stays comparable across shapes; "match_rms_adamw": 0.2 √max(out, in), an update whose
+    root-mean-square matches a typical AdamW step, so AdamW's learning rates carry over.
+    """
+    rows, cols = shape[:2]
+    if adjust_lr_fn in (None, "original"):
+        return math.sqrt(max(1.0, rows / cols))
+    if adjust_lr_fn == "match_rms_adamw":
+        return 0.2 * math.sqrt(max(rows, cols))
+    raise ValueError(f'adjust_lr_fn must be None, "original" or "match_rms_adamw", got {adjust_lr_fn!r}')
+
+
+def check_muon_settings(group: dict[str, Any]) -> None:
+    """ValueError naming the first Muon setting out of range."""
+    if not 0.0 <= group["momentum"] < 1.0:
+        raise ValueError(f"momentum must be in [0, 1), got {group['momentum']}")
+    if len(group["ns_coefficients"]) != 3:
+        raise ValueError(f"ns_coefficients must be three numbers (a, b, c), got {group['ns_coefficients']}")
+    if not 0 <= group["ns_steps"] < 100:
+        raise ValueError(f"ns_steps must be in [0, 100), got {group['ns_steps']}")
+    muon_lr_ratio((1, 1), group["adjust_lr_fn"])
+    for p in group["params"]:
+        if p.ndim != 2:
+            raise ValueError(f"Muon updates matrices only; got a parameter of shape {p.shape} (give it to AdamW)")
+
+
+def muon_update(p: Tensor, grad: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
+    """One Muon step of the matrix p: momentum, then an orthogonalised update, decoupled decay.
+
+        B ← μ B + (1 - μ) g                       momentum (torch's lerp form)
+        U ← (1 - μ) g + μ B    (Nesterov)   or   U ← B
+        p ← p (1 - lr · weight_decay) - lr · ratio(shape) · NewtonSchulz(U)
+
+    The Newton–Schulz map forgets U's scale, so the (1 - μ) factors change nothing but eps's
+    role: the blog's B ← μ B + g, U ← g + μ B gives the same step.
+    """
+    momentum, lr = group["momentum"], group["lr"]
+    if "momentum_buffer" not in state:
+        state["momentum_buffer"] = np.zeros_like(p.data)
+    buf = state["momentum_buffer"]
+    buf += (1 - momentum) * (grad - buf)
+    update = grad + momentum * (buf - grad) if group["nesterov"] else buf
+    orthogonal = newton_schulz(update, group["ns_steps"], tuple(group["ns_coefficients"]), group["eps"])
+    p.data *= 1 - lr * group["weight_decay"]
+    p.data -= (lr * muon_lr_ratio(p.shape, group["adjust_lr_fn"])) * orthogonal.astype(p.dtype, copy=False)
+
+
+class Muon(Optimizer):
+    """Muon (Jordan et al. 2024): SGD with Nesterov momentum whose update, a matrix, is replaced by
+    its nearest (semi-)orthogonal matrix before it is applied, as torch.optim.Muon.
+
+    A gradient matrix of a hidden layer is dominated by a few directions; orthogonalising it
+    (all singular values ≈ 1, see `newton_schulz`) gives the rare directions as large a step as
+    the common ones. Only 2-D weights: embeddings, the output layer, gains and biases go to
+    AdamW (`MuonWithAdamW` holds both). Settings and numerics follow torch.optim.Muon, which
+    runs the Newton–Schulz steps in bfloat16; here they run in the parameter's dtype.
+    """
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        weight_decay: float = 0.1,
+        momentum: float = 0.95,
+        nesterov: bool = True,
+        ns_coefficients: tuple[float, float, float] = (3.4445, -4.7750, 2.0315),
+        eps: float = 1e-7,
+        ns_steps: int = 5,
+        adjust_lr_fn: str | None = None,
+    ):
+        defaults = dict(
+            lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
+            ns_coefficients=tuple(ns_coefficients), eps=eps, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn,
+        )  # fmt: skip
+        super().__init__(params, defaults)
+
+    def _check(self, group: dict[str, Any]) -> None:
+        super()._check(group)
+        check_muon_settings(group)
+
+    def _update(self, p, grad, state, group):
+        muon_update(p, grad, state, group)
+
+
+class MuonWithAdamW(AdamW):
+    """Muon for the groups marked {"use_muon": True}, AdamW for the others, in one optimizer.
+
+    Muon is for hidden matrices only; a language model's embeddings, output layer, gains and
+    biases train with AdamW (Jordan et al. 2024). One object keeps one state dict and one
+    step() for the trainer. A group takes the defaults of its own rule: `muon` (Muon's keyword
+    arguments) or `adamw` (AdamW's).
+
+        MuonWithAdamW([{"params": matrices, "use_muon": True}, {"params": others, "use_muon": False}],
+                      muon=dict(lr=0.02), adamw=dict(lr=3e-3, betas=(0.9, 0.99)))
+    """
+
+    def __init__(self, params, muon: dict[str, Any] | None = None, adamw: dict[str, Any] | None = None):
+        # every setting a group leaves out comes from its rule's own keyword defaults
+        self.muon_defaults = Muon([Tensor(np.zeros((1, 1)), requires_grad=True)], **(muon or {})).defaults
+        self.adamw_defaults = AdamW([Tensor(np.zeros(1), requires_grad=True)], **(adamw or {})).defaults
+        Optimizer.__init__(self, params, {})
+
+    def add_param_group(self, group: dict[str, Any]) -> None:
+        if "use_muon" not in group:
+            raise ValueError('each MuonWithAdamW group must say "use_muon": True or False')
+        super().add_param_group({**(self.muon_defaults if group["use_muon"] else self.adamw_defaults), **group})
+
+    def _check(self, group: dict[str, Any]) -> None:
+        if group["use_muon"]:
+            Optimizer._check(self, group)
+            check_muon_settings(group)
+        else:
+            super()._check(group)
+
+    def _update(self, p, grad, state, group):
+        if group["use_muon"]:
+            muon_update(p, grad, state, group)
+        else:
+            super()._update(p, grad, state, group)
+
+
 # ---------------------------------------------------------------- gradient clipping
 
 
@@ -356,7 +511,9 @@ def cosine_with_warmup(step: int, lr: float, min_lr: float, warmup_iters: int, l
 class LRScheduler:
     """Set the learning rate of every parameter group from a function of the iteration.
 
-    `step(it)` sets the rate of iteration `it`; `step()` moves to the next iteration. At
+    `step(it)` sets the rate of iteration `it`; `step()` moves to the next iteration. A group
+    with an "lr_scale" gets that multiple of the rate (Muon's matrices take larger steps than
+    AdamW's parameters under one schedule). At
     construction the rate of iteration `last_iter + 1` (0 for a new run) is set, so both
     torch's order (optimizer.step(); scheduler.step()) and nanoGPT's (set the rate at the top
     of each iteration) work.
@@ -372,7 +529,7 @@ class LRScheduler:
         self.last_iter = self.last_iter + 1 if it is None else it
         lr = self.lr_at(self.last_iter)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         return lr
 
     @property
@@ -412,6 +569,8 @@ __all__ = [
     "AdamW",
     "CosineWithWarmup",
     "LRScheduler",
+    "Muon",
+    "MuonWithAdamW",
     "Optimizer",
     "clip_grad_norm_",
     "cosine_with_warmup",

@@ -350,13 +350,14 @@ def gpt_state_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
     V, T, C = config.vocab_size, config.block_size, config.n_embd
 
     def norm(name: str) -> dict[str, tuple[int, ...]]:
-        return {f"{name}.weight": (C,), **({f"{name}.bias": (C,)} if config.bias else {})}
+        has_bias = config.bias and config.norm == "layernorm"  # RMSNorm has a weight only
+        return {f"{name}.weight": (C,), **({f"{name}.bias": (C,)} if has_bias else {})}
 
     def linear(name: str, out_features: int, in_features: int) -> dict[str, tuple[int, ...]]:
         bias = {f"{name}.bias": (out_features,)} if config.bias else {}
         return {f"{name}.weight": (out_features, in_features), **bias}
 
-    shapes = {"transformer.wte.weight": (V, C), "transformer.wpe.weight": (T, C)}
+    shapes = {"transformer.wte.weight": (V, C), **({} if config.rotary else {"transformer.wpe.weight": (T, C)})}
     for i in range(config.n_layer):
         block = f"transformer.h.{i}"
         shapes |= norm(f"{block}.ln_1") | linear(f"{block}.attn.c_attn", 3 * C, C)

@@ -17,6 +17,12 @@ Every module and parameter is named as in nanoGPT's GPT, so `state_dict()` loads
 One difference from nanoGPT: `model(idx)` without targets returns the logits of every
 position (B, T, V), not only the last one, so that both calls have the same shape.
 
+Later recipes (modded-nanogpt, nanochat) train the same network faster with a few changes,
+each a GPTConfig field whose default keeps nanoGPT's model: `rotary` (rotary position
+embeddings in attention, no wpe), `norm="rmsnorm"`, `qk_norm`, `activation="relu2"`,
+`tie_embeddings=False` (lm_head.weight its own tensor), `logit_softcap` and, already,
+`bias=False`. Each is explained where the model uses it.
+
 `GPTConfig(fused=False)` runs the model on the readable definitions of minigrad/functional.py
 alone (attention as q kᵀ, scale, causal mask, softmax, @ v), as nanoGPT's `flash=False`;
 fused=True, the default, runs minigrad/kernels.py's fused twins, with the same numbers.
@@ -32,9 +38,13 @@ import numpy as np
 
 import minigrad.functional as F
 from minigrad import default_rng, kernels, no_grad
-from minigrad.nn import GELU, Dropout, Embedding, LayerNorm, Linear, Module, ModuleDict, ModuleList
+from minigrad.nn import GELU, Dropout, Embedding, LayerNorm, Linear, Module, ModuleDict, ModuleList, RMSNorm
 from minigrad.optim import AdamW
 from minigrad.tensor import Tensor
+from transformer.positional import RotaryEmbedding
+
+NORMS = ("layernorm", "rmsnorm")
+ACTIVATIONS = ("gelu", "relu2")
 
 
 @dataclass
@@ -49,12 +59,39 @@ class GPTConfig:
     dropout: float = 0.0
     bias: bool = True  # biases in the Linears and LayerNorms, as GPT-2; False is a bit better and faster
     fused: bool = True  # minigrad/kernels.py's fused ops; False: functional.py's definitions only
+    # later recipes' choices; the defaults are GPT-2's
+    rotary: bool = False  # rotate queries and keys by position (RoPE) instead of adding wpe
+    norm: str = "layernorm"  # or "rmsnorm": scale only, no centring and no bias
+    qk_norm: bool = False  # RMS-normalise each head's queries and keys before their dot products
+    activation: str = "gelu"  # the MLP's nonlinearity: "gelu" (erf form) or "relu2", relu(x)²
+    tie_embeddings: bool = True  # lm_head.weight is wte.weight; False: two tensors
+    logit_softcap: float = 0.0  # c > 0 bounds the logits softly to (-c, c): c·tanh(logits / c); 0: off
 
     def __post_init__(self):
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
+        if not self.logit_softcap >= 0:
+            raise ValueError(f"logit_softcap must be >= 0 (0 turns it off), got {self.logit_softcap}")
+        if self.rotary and (self.n_embd // self.n_head) % 2:
+            raise ValueError(f"rotary embeddings rotate pairs: the head size {self.n_embd // self.n_head} must be even")
+
+
+def norm_layer(config: GPTConfig) -> Module:
+    """The normalisation of the blocks and of the final hidden state.
+
+    LayerNorm (GPT-2) subtracts the mean, divides by the standard deviation, scales and shifts.
+    RMSNorm (Zhang & Sennrich 2019) only divides by the root mean square and scales: fewer
+    operations and no bias, and in practice as good, so later GPTs use it.
+    """
+    if config.norm == "rmsnorm":
+        return RMSNorm(config.n_embd)
+    return LayerNorm(config.n_embd, bias=config.bias, fused=config.fused)
 
 
 class CausalSelfAttention(Module):
@@ -74,15 +111,29 @@ class CausalSelfAttention(Module):
         self.attn_dropout = Dropout(config.dropout, rng=rng)
         self.resid_dropout = Dropout(config.dropout, rng=rng)
         self.n_head, self.n_embd, self.fused = config.n_head, config.n_embd, config.fused
+        self.qk_norm = config.qk_norm
+        self.rotary = RotaryEmbedding(config.n_embd // config.n_head) if config.rotary else None
 
-    def heads(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Queries, keys and values of x (B, T, C), each split into heads: (B, nh, T, hs)."""
+    def heads(self, x: Tensor, offset: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+        """Queries, keys and values of x (B, T, C), each split into heads: (B, nh, T, hs).
+
+        x's first position is position `offset` (a KV cache's later tokens), which only rotary
+        embeddings need. With qk_norm, each query and key is divided by its root mean square
+        (Dehghani et al. 2023): a score q·k/√hs can then never exceed √hs, so a large learning
+        rate cannot blow the attention logits up and saturate the softmax. Rotary embeddings
+        turn q and k by an angle proportional to their position, after the normalisation,
+        which does not change their length.
+        """
         B, T, C = x.shape
         qkv = self.c_attn(x)  # (B, T, 3C): all heads' q, k, v in one matmul
         q, k, v = (qkv[:, :, i * C : (i + 1) * C] for i in range(3))  # (B, T, C) each
         q = q.reshape(B, T, self.n_head, C // self.n_head).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
         k = k.reshape(B, T, self.n_head, C // self.n_head).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
         v = v.reshape(B, T, self.n_head, C // self.n_head).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
+        if self.qk_norm:
+            q, k = F.rms_norm(q), F.rms_norm(k)  # (B, nh, T, hs) each, unit RMS per head
+        if self.rotary is not None:
+            q, k = self.rotary(q, offset), self.rotary(k, offset)  # (B, nh, T, hs) each
         return q, k, v
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor, attn_mask=None, is_causal: bool = False) -> Tensor:
@@ -104,19 +155,31 @@ class CausalSelfAttention(Module):
         return self.attend(q, k, v, is_causal=True)  # (B, T, C)
 
 
+class ReLUSquared(Module):
+    """relu(x)²: zero for x < 0, x² above (So et al. 2021, "Primer").
+
+    As cheap as a ReLU, but smooth at 0 and growing like x² beyond it; in a language model's
+    MLP it learns faster per step than GELU, and it needs no erf or tanh. x -> same shape.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.relu().square()
+
+
 class MLP(Module):
-    """Position-wise feed-forward: C -> 4C -> GELU -> C.  x (B, T, C) -> (B, T, C)."""
+    """Position-wise feed-forward: C -> 4C -> GELU (or ReLU²) -> C.  x (B, T, C) -> (B, T, C)."""
 
     def __init__(self, config: GPTConfig, rng: np.random.Generator | None = None):
         super().__init__()
         self.c_fc = Linear(config.n_embd, 4 * config.n_embd, bias=config.bias, rng=rng, fused=config.fused)
-        self.gelu = GELU(fused=config.fused)  # the exact erf form, as nn.GELU() in nanoGPT
+        # GELU is the exact erf form, as nn.GELU() in nanoGPT (which calls this module `gelu`)
+        self.activation = GELU(fused=config.fused) if config.activation == "gelu" else ReLUSquared()
         self.c_proj = Linear(4 * config.n_embd, config.n_embd, bias=config.bias, rng=rng, fused=config.fused)
         self.dropout = Dropout(config.dropout, rng=rng)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.c_fc(x)  # (B, T, 4C)
-        x = self.gelu(x)  # (B, T, 4C)
+        x = self.activation(x)  # (B, T, 4C)
         x = self.c_proj(x)  # (B, T, C)
         return self.dropout(x)  # (B, T, C)
 
@@ -131,9 +194,9 @@ class Block(Module):
 
     def __init__(self, config: GPTConfig, rng: np.random.Generator | None = None):
         super().__init__()
-        self.ln_1 = LayerNorm(config.n_embd, bias=config.bias, fused=config.fused)
+        self.ln_1 = norm_layer(config)
         self.attn = CausalSelfAttention(config, rng)
-        self.ln_2 = LayerNorm(config.n_embd, bias=config.bias, fused=config.fused)
+        self.ln_2 = norm_layer(config)
         self.mlp = MLP(config, rng)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -154,18 +217,23 @@ class GPT(Module):
         super().__init__()
         self.config = config
         fused = config.fused
+        # rotary embeddings put the positions into attention: no learned position table then
+        wpe = {} if config.rotary else dict(wpe=Embedding(config.block_size, config.n_embd, rng=rng, fused=fused))
         self.transformer = ModuleDict(
             dict(
                 wte=Embedding(config.vocab_size, config.n_embd, rng=rng, fused=fused),
-                wpe=Embedding(config.block_size, config.n_embd, rng=rng, fused=fused),
+                **wpe,
                 drop=Dropout(config.dropout, rng=rng),
                 h=ModuleList([Block(config, rng) for _ in range(config.n_layer)]),
-                ln_f=LayerNorm(config.n_embd, bias=config.bias, fused=fused),
+                ln_f=norm_layer(config),
             )
         )
         self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False, rng=rng, fused=fused)
-        # weight tying: one tensor, registered under both names (listed once by named_parameters)
-        self.transformer.wte.weight = self.lm_head.weight
+        if config.tie_embeddings:
+            # weight tying: one tensor, registered under both names (listed once by named_parameters)
+            self.transformer.wte.weight = self.lm_head.weight
+        # untied, the input table can learn what a token means and the head what comes next,
+        # which need not be the same thing; it costs V·C more parameters
         self._init_weights(default_rng() if rng is None else rng)
 
     def _init_weights(self, rng: np.random.Generator) -> None:
@@ -190,7 +258,7 @@ class GPT(Module):
         the token embeddings stay in, because they are also the output layer's weights.
         """
         count = super().num_parameters()
-        return count - self.transformer.wpe.weight.size if non_embedding else count
+        return count - self.transformer.wpe.weight.size if non_embedding and not self.config.rotary else count
 
     def forward(self, idx, targets=None) -> tuple[Tensor, Tensor | None]:
         """idx (B, T) token ids -> (logits (B, T, vocab_size), loss or None).
@@ -205,13 +273,10 @@ class GPT(Module):
                 f"GPT: cannot forward a sequence of length {T}, block size is only "
                 f"{self.config.block_size}; crop the input to its last {self.config.block_size} tokens"
             )
-        tok_emb = self.transformer.wte(idx)  # (B, T, C) token embeddings
-        pos_emb = self.transformer.wpe(np.arange(T))  # (T, C) position embeddings
-        x = self.transformer.drop(tok_emb + pos_emb)  # (B, T, C)
+        x = self.transformer.drop(self.embed(idx))  # (B, T, C)
         for block in self.transformer.h:
             x = block(x)  # (B, T, C)
-        x = self.transformer.ln_f(x)  # (B, T, C)
-        logits = self.lm_head(x)  # (B, T, V)
+        logits = self.head(x)  # (B, T, V)
 
         loss = None
         if targets is not None:
@@ -221,6 +286,25 @@ class GPT(Module):
             cross_entropy = kernels.cross_entropy if self.config.fused else F.cross_entropy
             loss = cross_entropy(logits.reshape(B * T, -1), targets.reshape(-1), ignore_index=-1)  # ()
         return logits, loss
+
+    def embed(self, idx: np.ndarray, offset: int = 0) -> Tensor:
+        """Token ids (B, T) at positions offset.. -> their embeddings (B, T, C), plus the learned
+        position embeddings unless the positions enter attention by rotation (rotary)."""
+        tok_emb = self.transformer.wte(idx)  # (B, T, C) token embeddings
+        if self.config.rotary:
+            return tok_emb
+        return tok_emb + self.transformer.wpe(np.arange(offset, offset + idx.shape[1]))  # (B, T, C)
+
+    def head(self, x: Tensor) -> Tensor:
+        """The last block's output (B, T, C) -> logits (B, T, V): final norm, lm_head, soft cap.
+
+        With logit_softcap c the logits become c·tanh(logits / c) (Gemma 2): close to the
+        identity for small logits, never beyond ±c, so the model cannot buy a lower loss by
+        making its logits ever larger and its softmax ever sharper.
+        """
+        logits = self.lm_head(self.transformer.ln_f(x))  # (B, T, V)
+        cap = self.config.logit_softcap
+        return cap * (logits / cap).tanh() if cap > 0 else logits
 
     def generate(
         self,
@@ -252,6 +336,22 @@ class GPT(Module):
         finally:
             self.train(was_training)
         return idx
+
+    def muon_groups(self, weight_decay: float, muon_lr_scale: float) -> list[dict]:
+        """MuonWithAdamW groups: the blocks' matrices to Muon (their rate lr · muon_lr_scale,
+        weight decay applied), the embeddings and head to AdamW with decay, gains and biases
+        to AdamW without. Muon is for hidden layers: a token's embedding row sees a gradient
+        only when the token occurs, and the head's rows are per-token classifiers, so
+        orthogonalising their updates would mix unrelated tokens."""
+        named = [(name, p) for name, p in self.named_parameters() if p.requires_grad]
+        hidden = [p for name, p in named if name.startswith("transformer.h.") and p.ndim == 2]
+        hidden_ids = {id(p) for p in hidden}
+        rest = [p for _, p in named if id(p) not in hidden_ids]
+        return [
+            {"params": hidden, "use_muon": True, "weight_decay": weight_decay, "lr_scale": muon_lr_scale},
+            {"params": [p for p in rest if p.ndim >= 2], "use_muon": False, "weight_decay": weight_decay},
+            {"params": [p for p in rest if p.ndim < 2], "use_muon": False, "weight_decay": 0.0},
+        ]
 
     def optimizer_groups(self, weight_decay: float) -> list[dict]:
         """AdamW parameter groups as nanoGPT's: weight decay on every parameter with ndim >= 2

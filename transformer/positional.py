@@ -79,7 +79,7 @@ class RotaryEmbedding(Module):
 
     θ_i = base^(-2i/d). Since rotations compose, (R_m q)·(R_n k) = q·(R_{n-m} k): after the
     rotation, attention scores depend on positions only through their difference n - m.
-    Applied to queries and keys of shape (..., T, head_dim), positions 0..T-1.
+    Applied to queries and keys of shape (..., T, head_dim) at positions offset..offset+T-1.
     """
 
     def __init__(self, head_dim: int, base: float = 10000.0):
@@ -89,11 +89,11 @@ class RotaryEmbedding(Module):
         self.head_dim, self.base = head_dim, base
         self.inv_freq = base ** (-np.arange(0, head_dim, 2) / head_dim)  # (D/2,) θ_i
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, offset: int = 0) -> Tensor:
         T, D = x.shape[-2], x.shape[-1]
         if D != self.head_dim:
             raise ValueError(f"RotaryEmbedding was built for head_dim {self.head_dim}, got inputs of shape {x.shape}")
-        angle = np.outer(np.arange(T), self.inv_freq)  # (T, D/2) m·θ_i
+        angle = np.outer(np.arange(offset, offset + T), self.inv_freq)  # (T, D/2) m·θ_i
         cos, sin = np.cos(angle).astype(x.dtype), np.sin(angle).astype(x.dtype)  # (T, D/2)
         pairs = x.reshape(*x.shape[:-1], D // 2, 2)  # (..., T, D/2, 2)
         x_even, x_odd = pairs[..., 0], pairs[..., 1]  # (..., T, D/2) each

@@ -107,13 +107,13 @@ def cached_logits(model: GPT, idx, cache: KVCache) -> Tensor:
     past = len(cache)
     if past + T > model.config.block_size:
         raise ValueError(f"KV cache: {past + T} positions do not fit the block size {model.config.block_size}")
-    x = model.transformer.wte(idx) + model.transformer.wpe(np.arange(past, past + T))  # (B, T, C)
+    x = model.embed(idx, offset=past)  # (B, T, C)
     for block, layer in zip(model.transformer.h, cache.layers):
-        q, k, v = block.attn.heads(block.ln_1(x))  # (B, nh, T, hs) each
+        q, k, v = block.attn.heads(block.ln_1(x), offset=past)  # (B, nh, T, hs) each
         k, v = layer.extend(k, v)  # (B, nh, past + T, hs)
         x = x + block.attn.attend(q, k, v, attn_mask=F.causal_mask(T, past + T, offset=past))  # (B, T, C)
         x = x + block.mlp(block.ln_2(x))  # (B, T, C)
-    return model.lm_head(model.transformer.ln_f(x))  # (B, T, V)
+    return model.head(x)  # (B, T, V)
 
 
 def generate_tokens(
