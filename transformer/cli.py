@@ -3,6 +3,7 @@
     minigrad-gpt train --out runs/shakespeare-char            # nanoGPT's CPU recipe, ~2000 steps
     minigrad-gpt train --out runs/shakespeare-char --resume   # continue an interrupted run
     minigrad-gpt train --out runs/shakespeare-bpe --tokenizer bpe --vocab-size 512   # on BPE tokens
+    minigrad-gpt train --recipe speedrun --out runs/speedrun   # nanoGPT's quality, sooner (docs/training.md)
     minigrad-gpt sample --out runs/shakespeare-char --start "ROMEO:" --temperature 0.8
     minigrad-gpt graph --out gpt.svg                           # the computation graph of a small GPT
     minigrad-gpt graph --html step.html                        # ... and its backward, step by step
@@ -29,7 +30,9 @@ import numpy as np
 
 from transformer import checkpoint as ckpt
 from transformer.distributed import DistributedError, launched_rank, launched_size, world
+from transformer.gpt import ACTIVATIONS, NORMS
 from transformer.sample import load_run, stream_text
+from transformer.speedrun import OPTIMIZERS, RECIPES, SCHEDULES
 from transformer.tokenizer import UnknownCharacterError
 from transformer.train import (
     BAD_INPUT,
@@ -92,13 +95,29 @@ TRAIN_FLAG_TYPES = {
     "n_layer": int, "n_head": int, "n_embd": int, "block_size": int, "batch_size": int, "max_iters": int,
     "lr_decay_iters": int, "learning_rate": float, "min_lr": float, "warmup_iters": int, "beta2": float,
     "weight_decay": float, "grad_clip": float, "dropout": float, "eval_interval": int, "eval_iters": int, "seed": int,
+    "muon_lr": float, "warmdown_frac": float, "logit_softcap": float,
 }  # fmt: skip
+# the later recipes' switches (docs/training.md, "The speedrun"): on/off, and one of a few choices
+TRAIN_SWITCHES = {
+    "rotary": "rotary position embeddings in attention instead of a learned position table",
+    "qk_norm": "RMS-normalise each head's queries and keys before attention",
+    "tie_embeddings": "the output layer shares the token embedding's weight (nanoGPT's)",
+}
+TRAIN_CHOICES = {
+    "norm": (NORMS, "the blocks' normalisation"),
+    "activation": (ACTIVATIONS, "the MLP's nonlinearity; relu2 is relu(x)²"),
+    "optimizer": (OPTIMIZERS, "muon: Muon for the blocks' matrices, AdamW (at --learning-rate) for the rest"),
+    "lr_schedule": (SCHEDULES, "cosine: nanoGPT's decay; trapezoid: flat, then a linear warm-down"),
+}
 TRAIN_FLAG_HELP = {
     "max_iters": "total number of training steps; with --resume, the run continues up to it",
     "lr_decay_iters": "the step where the cosine decay reaches --min-lr (default: --max-iters)",
     "grad_clip": "clip the gradient norm to this (0: no clipping)",
     "eval_interval": "estimate train and validation loss every this many steps",
     "eval_iters": "batches per loss estimate",
+    "muon_lr": "Muon's peak learning rate (with --optimizer muon)",
+    "warmdown_frac": "the share of the run the trapezoid schedule spends decaying",
+    "logit_softcap": "c > 0 bounds the logits to c·tanh(logits / c); 0 is off",
 }
 
 
@@ -124,6 +143,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="biases in the Linears and LayerNorms, as GPT-2 (default: --bias; nanoGPT's train.py uses --no-bias)",
     )
+    for name, help_text in TRAIN_SWITCHES.items():
+        p.add_argument(
+            flag(name), action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+            help=f"{help_text} (default: {flag(name) if getattr(defaults, name) else '--no-' + flag(name)[2:]})",
+        )  # fmt: skip
+    for name, (choices, help_text) in TRAIN_CHOICES.items():
+        p.add_argument(
+            flag(name), choices=choices, default=argparse.SUPPRESS,
+            help=f"{help_text} (default: {getattr(defaults, name)})",
+        )  # fmt: skip
+    p.add_argument(
+        "--target-bpc", type=_number(float, 0, low_open=True), default=argparse.SUPPRESS,
+        help="stop once the whole validation split reaches this many bits per character (default: none)",
+    )  # fmt: skip
+    p.add_argument(
+        "--recipe", choices=tuple(RECIPES), default=argparse.SUPPRESS,
+        help="start from a recipe's flags (the flags given override them); speedrun: nanoGPT's quality, sooner",
+    )  # fmt: skip
     p.add_argument(
         "--tokenizer",
         choices=TOKENIZERS,
@@ -169,9 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
 def run_train(args: argparse.Namespace) -> int:
     given = {k: v for k, v in vars(args).items() if k not in ("command", "resume", "profile_steps")}
     if args.resume:
+        if "recipe" in given:
+            raise UsageError("--recipe starts a new run; --resume continues with the saved run's flags")
         config = world().agree(lambda: resume_config(given.get("out", TrainConfig.out), given), BAD_INPUT)
     else:
-        config = TrainConfig(**given)
+        config = TrainConfig.from_recipe(given.pop("recipe", None), given)
     try:
         train(config, resume=args.resume, profile_steps=args.profile_steps)
     except TrainingInterrupted as stop:

@@ -48,21 +48,33 @@ from tqdm import tqdm
 
 from minigrad import no_grad, profile
 from minigrad.memory import keep_freed_memory
-from minigrad.optim import CosineWithWarmup, clip_grad_norm_
+from minigrad.optim import LRScheduler, clip_grad_norm_
 from transformer import checkpoint as ckpt
 from transformer.data import Corpus, CorpusError, check_long_enough, get_batch, resolve_corpus, split_train_val
 from transformer.distributed import World, world
-from transformer.gpt import GPT, GPTConfig
+from transformer.gpt import ACTIVATIONS, GPT, NORMS, GPTConfig
 from transformer.rundir import locked_run_dir
 from transformer.sample import load_vocab, stream_text
+from transformer.speedrun import (
+    BETA1,  # noqa: F401 (nanoGPT's beta1, where the trainer's readers look for it)
+    OPTIMIZERS,
+    RECIPES,
+    SCHEDULES,
+    make_optimizer,
+    make_schedule,
+    whole_split_loss,
+)
 from transformer.tokenizer import BPETokenizer, CharTokenizer, Tokenizer, UnknownCharacterError, VocabularyTooLargeError
 
-BETA1 = 0.9  # nanoGPT's; only beta2 is a flag
 # independent random streams drawn from one seed: initial weights and dropout, batches, evaluation
 MODEL_STREAM, BATCH_STREAM, EVAL_STREAM = 0, 1, 2
+TUPLE_SETTINGS = ("betas", "ns_coefficients")  # optimizer settings that JSON gives back as lists
 TRACE_FILE = "trace.json"  # --profile-steps: Chrome trace-event JSON of the first steps
 # the model's shape: a resumed run must keep it
-ARCHITECTURE_FLAGS = ("n_layer", "n_head", "n_embd", "block_size", "bias", "tokenizer", "vocab_size")
+ARCHITECTURE_FLAGS = (
+    "n_layer", "n_head", "n_embd", "block_size", "bias", "tokenizer", "vocab_size",
+    "rotary", "norm", "qk_norm", "activation", "tie_embeddings", "logit_softcap",
+)  # fmt: skip
 TOKENIZERS = ("char", "bpe")
 BPE_VOCAB_SIZE = 512  # --vocab-size when --tokenizer bpe is given without it
 
@@ -113,6 +125,20 @@ class TrainConfig:
     bias: bool = True
     tokenizer: str = "char"  # "char": one token per character; "bpe": byte-level BPE learned from the training split
     vocab_size: int | None = None  # bpe only: 256 byte tokens plus the merges (None: BPE_VOCAB_SIZE)
+    # later recipes' model choices (GPTConfig's fields of the same names)
+    rotary: bool = False
+    norm: str = "layernorm"
+    qk_norm: bool = False
+    activation: str = "gelu"
+    tie_embeddings: bool = True
+    logit_softcap: float = 0.0
+    # and their training choices (transformer/speedrun.py)
+    optimizer: str = "adamw"  # "muon": Muon for the blocks' matrices, AdamW for the rest
+    muon_lr: float = 0.02  # Muon's peak rate; it follows the schedule's shape
+    lr_schedule: str = "cosine"  # nanoGPT's; "trapezoid": warm-up, flat, linear warm-down
+    warmdown_frac: float = 0.4  # trapezoid: the share of lr_decay_iters spent decaying
+    target_bpc: float | None = None  # stop once the whole validation split reaches this many bits per character
+    recipe: str | None = None  # the recipe the flags started from (transformer/speedrun.py's RECIPES)
 
     def __post_init__(self):
         if self.lr_decay_iters is None:
@@ -130,16 +156,29 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ConfigError(f"{flag(name)} must be an integer >= {low}, got {value!r}")
-        for name in ("learning_rate", "min_lr", "weight_decay", "grad_clip"):
+        for name in ("learning_rate", "min_lr", "weight_decay", "grad_clip", "muon_lr", "logit_softcap"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise ConfigError(f"{flag(name)} must be a finite number >= 0, got {value!r}")
-        for name in ("beta2", "dropout"):
+        for name in ("beta2", "dropout", "warmdown_frac"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and 0 <= value < 1):
                 raise ConfigError(f"{flag(name)} must lie in [0, 1), got {value!r}")
-        if not isinstance(self.bias, bool):
-            raise ConfigError(f"--bias must be true or false, got {self.bias!r}")
+        for name in ("bias", "rotary", "qk_norm", "tie_embeddings"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{flag(name)} must be true or false, got {getattr(self, name)!r}")
+        for name, choices in [("norm", NORMS), ("activation", ACTIVATIONS), ("optimizer", OPTIMIZERS),
+                              ("lr_schedule", SCHEDULES), ("recipe", (None, *RECIPES))]:  # fmt: skip
+            if getattr(self, name) not in choices:
+                raise ConfigError(
+                    f"{flag(name)} must be one of {', '.join(map(str, choices))}, got {getattr(self, name)!r}"
+                )
+        if self.optimizer == "muon" and not self.learning_rate > 0:
+            raise ConfigError("--optimizer muon scales Muon's rate by the schedule's: --learning-rate must be > 0")
+        if self.target_bpc is not None and not (isinstance(self.target_bpc, int | float) and self.target_bpc > 0):
+            raise ConfigError(f"--target-bpc must be a number > 0, got {self.target_bpc!r}")
+        if self.rotary and (self.n_embd // max(self.n_head, 1)) % 2:
+            raise ConfigError(f"--rotary needs an even head size, got --n-embd {self.n_embd} / --n-head {self.n_head}")
         if self.tokenizer not in TOKENIZERS:
             raise ConfigError(f"--tokenizer must be one of {', '.join(TOKENIZERS)}, got {self.tokenizer!r}")
         if self.tokenizer == "char" and self.vocab_size is not None:
@@ -158,7 +197,20 @@ class TrainConfig:
             n_embd=self.n_embd,
             dropout=self.dropout,
             bias=self.bias,
+            rotary=self.rotary,
+            norm=self.norm,
+            qk_norm=self.qk_norm,
+            activation=self.activation,
+            tie_embeddings=self.tie_embeddings,
+            logit_softcap=float(self.logit_softcap),
         )
+
+    @classmethod
+    def from_recipe(cls, recipe: str | None, given: dict[str, Any]) -> TrainConfig:
+        """The recipe's flags (transformer/speedrun.py's RECIPES), the flags given on top."""
+        if recipe is not None and recipe not in RECIPES:
+            raise ConfigError(f"--recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
+        return cls(**{**RECIPES.get(recipe, {}), **given, "recipe": recipe})
 
 
 def flag(name: str) -> str:
@@ -234,9 +286,14 @@ def eval_rng(seed: int, it: int) -> np.random.Generator:
 
 
 def write_log(path: Path, history: list[dict[str, float]]) -> None:
-    """log.csv: a header, then one row per evaluation (val_bpc is empty in rows logged before it existed)."""
+    """log.csv: a header, then one row per evaluation (val_bpc is empty in rows logged before it existed).
+
+    val_tokens is set in rows measured over the whole validation split (a run with a target's
+    last row), and empty where the validation loss is the eval_iters batches' estimate.
+    """
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["iter", "train_loss", "val_loss", "lr", "val_bpc"], lineterminator="\n")
+    fieldnames = ["iter", "train_loss", "val_loss", "lr", "val_bpc", "val_tokens"]
+    writer = csv.DictWriter(buffer, fieldnames=fieldnames, lineterminator="\n")
     writer.writeheader()
     writer.writerows(history)
     ckpt.atomic_write_text(path, buffer.getvalue())
@@ -308,8 +365,7 @@ def _state_arrays(model: GPT, optimizer) -> tuple[dict[str, np.ndarray], dict[st
                 arrays[f"optimizer.{index}.{name}"] = value
             else:
                 numbers.setdefault(str(index), {})[name] = value
-    groups = [{**g, "betas": list(g["betas"])} for g in opt["param_groups"]]
-    return arrays, {"state": numbers, "param_groups": groups}
+    return arrays, {"state": numbers, "param_groups": opt["param_groups"]}  # JSON turns tuples into lists
 
 
 def _restore_state(model: GPT, optimizer, arrays: dict[str, np.ndarray], optimizer_numbers: dict, source: str) -> None:
@@ -321,7 +377,10 @@ def _restore_state(model: GPT, optimizer, arrays: dict[str, np.ndarray], optimiz
         if name.startswith("optimizer."):
             _, index, key = name.split(".", 2)
             state.setdefault(int(index), {})[key] = value
-    groups = [{**g, "betas": tuple(g["betas"])} for g in optimizer_numbers["param_groups"]]
+    groups = [
+        {name: tuple(value) if name in TUPLE_SETTINGS else value for name, value in g.items()}
+        for g in optimizer_numbers["param_groups"]
+    ]
     try:
         optimizer.load_state_dict({"state": state, "param_groups": groups})
     except (KeyError, ValueError) as e:
@@ -343,13 +402,14 @@ class Run:
     splits: dict[str, np.ndarray]  # "train" and "val" token ids (N,)
     model: GPT
     optimizer: Any
-    schedule: CosineWithWarmup
+    schedule: LRScheduler
     model_rng: np.random.Generator  # initial weights, then dropout masks
     batch_rng: np.random.Generator  # training batches
     iter: int = 0  # the next iteration to run
     last_eval: int = -1
     best_val: float = math.inf
     history: list[dict[str, float]] = field(default_factory=list)
+    reached_target: bool = False  # the whole validation split reached config.target_bpc: stop
 
 
 def setup_process(ranks: World) -> None:
@@ -387,7 +447,8 @@ def training_memory_bytes(model: GPTConfig, batch_size: int) -> dict[str, int]:
     """
     C, L, T = model.n_embd, model.n_layer, model.block_size
     vectors = (13 * L + 2) * C if model.bias else (2 * L + 1) * C  # biases and layer-norm weights
-    parameters = model.vocab_size * C + T * C + L * 12 * C * C + vectors  # the lm_head is wte, tied
+    embeddings = model.vocab_size * C * (1 if model.tie_embeddings else 2) + (0 if model.rotary else T * C)
+    parameters = embeddings + L * 12 * C * C + vectors
     per_token = L * (15 * C + model.n_head * T) + model.vocab_size
     return {"weights and AdamW moments": 12 * parameters, "activations": 4 * batch_size * T * per_token}
 
@@ -447,10 +508,8 @@ def prepare_run(
     model_rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(MODEL_STREAM,)))
     batch_rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(BATCH_STREAM,)))
     model = GPT(config.model_config(tokenizer.vocab_size), rng=model_rng)
-    optimizer = model.configure_optimizers(config.weight_decay, config.learning_rate, (BETA1, config.beta2))
-    schedule = CosineWithWarmup(
-        optimizer, config.learning_rate, config.min_lr, config.warmup_iters, config.lr_decay_iters
-    )
+    optimizer = make_optimizer(model, config)
+    schedule = make_schedule(optimizer, config)
     run = Run(
         config, run_dir, corpus, tokenizer, {"train": train_ids, "val": val_ids},
         model, optimizer, schedule, model_rng, batch_rng,
@@ -531,9 +590,15 @@ def evaluate_and_save(run: Run, it: int, lr: float, ranks: World) -> None:
     chars_per_token = run.tokenizer.chars_per_token()  # (vocab_size,)
     losses = estimate_loss(run.model, run.splits, run.config, eval_rng(run.config.seed, it), chars_per_token, ranks)
     run.last_eval = it
-    run.history.append(
-        {"iter": it, "train_loss": losses["train"], "val_loss": losses["val"], "lr": lr, "val_bpc": losses["val_bpc"]}
-    )
+    row = {"iter": it, "train_loss": losses["train"], "val_loss": losses["val"], "lr": lr, "val_bpc": losses["val_bpc"]}
+    target = run.config.target_bpc
+    # with a target, a cheap estimate past it (or the last iteration) is confirmed on every validation token
+    if target is not None and (losses["val_bpc"] <= target or it == run.config.max_iters):
+        whole = whole_split_loss(run.model, run.splits["val"], run.config.block_size, chars_per_token, ranks)
+        row.update(val_loss=whole["loss"], val_bpc=whole["bpc"], val_tokens=whole["tokens"])
+        run.reached_target = whole["bpc"] <= target
+    run.history.append(row)
+    losses = {**losses, "val": row["val_loss"], "val_bpc": row["val_bpc"]}
     improved = losses["val"] < run.best_val
     run.best_val = min(run.best_val, losses["val"])
     if not ranks.is_main:
@@ -542,9 +607,11 @@ def evaluate_and_save(run: Run, it: int, lr: float, ranks: World) -> None:
     if improved:
         ckpt.save_model(run.run_dir / ckpt.CKPT_FILE, run.model.state_dict(), iter=it, val_loss=run.best_val)
         note = " (best so far, saved)"
+    whole = " over the whole split" if "val_tokens" in row else ""
+    reached = f", the target {target} reached" if run.reached_target else ""
     tqdm.write(
         f"iter {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}, "
-        f"val {losses['val_bpc']:.3f} bits/char{note}"
+        f"val {losses['val_bpc']:.3f} bits/char{whole}{note}{reached}"
     )
     write_log(run.run_dir / ckpt.LOG_FILE, run.history)
     plot_losses(run.run_dir / ckpt.PLOT_FILE, run.history)
@@ -588,8 +655,9 @@ class StepTimer:
 def finish(run: Run, timer: StepTimer, wall: float, start_iter: int, sample_chars: int, echo) -> dict[str, Any]:
     """Say how the run went, print a sample, and return the summary train() returns."""
     final = run.history[-1] if run.history else {}
+    last_iter = run.last_eval if run.reached_target else run.config.max_iters
     echo(
-        f"done: {run.config.max_iters - start_iter} iterations in {wall:.1f} s "
+        f"done: {last_iter - start_iter} iterations in {wall:.1f} s "
         f"({timer.mean_ms():.1f} ms per training step); "
         f"val loss {final.get('val_loss', math.nan):.4f}, best {run.best_val:.4f}"
     )
@@ -599,9 +667,11 @@ def finish(run: Run, timer: StepTimer, wall: float, start_iter: int, sample_char
         rng = np.random.default_rng(run.config.seed)
         stream_text(run.model, run.tokenizer, start, sample_chars, temperature=0.8, rng=rng)
     return {
-        "iter": run.config.max_iters,
+        "iter": last_iter,
         "train_loss": final.get("train_loss"),
         "val_loss": final.get("val_loss"),
+        "val_bpc": final.get("val_bpc"),
+        "reached_target": run.reached_target,
         "best_val_loss": run.best_val,
         "wall_seconds": wall,
         "ms_per_iter": timer.mean_ms(),
@@ -695,7 +765,7 @@ def train(
                 lr = schedule.step(it)
                 if due_for_evaluation(run, it):
                     evaluate_and_save(run, it, lr, ranks)
-                if it == config.max_iters:
+                if it == config.max_iters or run.reached_target:
                     break
 
                 timer.start()
