@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: train test lint bench docs clean
+.PHONY: train speedrun test lint bench docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,12 +20,19 @@ SHARED_CORPUS := $(wildcard ../shared/data/tinyshakespeare.txt)
 
 # One rank per core (`make train RANKS=1` for one process); one process when MPI is missing.
 RANKS ?= $(shell nproc 2>/dev/null || echo 1)
+# sets the shell variable `launch` to what starts the ranks (empty: one process)
+CHOOSE_LAUNCH = if test "$(RANKS)" -gt 1 && test -x $(BIN)/mpiexec && $(BIN)/python -c 'import mpi4py' 2>/dev/null; \
+	then launch="$(BIN)/mpiexec -n $(RANKS)"; else launch=""; fi
 
 train: $(STAMP)
-	if test "$(RANKS)" -gt 1 && test -x $(BIN)/mpiexec && $(BIN)/python -c 'import mpi4py' 2>/dev/null; \
-	then launch="$(BIN)/mpiexec -n $(RANKS)"; else launch=""; fi; \
+	$(CHOOSE_LAUNCH); \
 	$$launch $(BIN)/minigrad-gpt train --out runs/shakespeare-char $(if $(SHARED_CORPUS),--data $(SHARED_CORPUS))
 	$(BIN)/minigrad-gpt sample --out runs/shakespeare-char --num-samples 2 --max-new-tokens 500
+
+# The speedrun recipe (docs/training.md, "The speedrun"): nanoGPT's validation loss, sooner.
+speedrun: $(STAMP)
+	$(CHOOSE_LAUNCH); \
+	$$launch $(BIN)/minigrad-gpt train --recipe speedrun --out runs/speedrun $(if $(SHARED_CORPUS),--data $(SHARED_CORPUS))
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile

@@ -71,7 +71,7 @@ def test_a_short_run_writes_every_run_file(tmp_path):
     assert (run_dir / LOCK_FILE).read_bytes() == b""  # released, naming nobody
 
     rows = read_log(run_dir / ckpt.LOG_FILE)
-    assert list(rows[0]) == ["iter", "train_loss", "val_loss", "lr", "val_bpc"]
+    assert list(rows[0]) == ["iter", "train_loss", "val_loss", "lr", "val_bpc", "val_tokens"]
     assert [int(r["iter"]) for r in rows] == [0, 10, 20, 30]
     val = [float(r["val_loss"]) for r in rows]
     vocab_size = len(set(generated_corpus().text))
@@ -82,8 +82,9 @@ def test_a_short_run_writes_every_run_file(tmp_path):
 
     config = json.loads((run_dir / ckpt.CONFIG_FILE).read_text())
     assert config["model"] == dict(
-        vocab_size=vocab_size, block_size=8, n_layer=1, n_head=2, n_embd=16, dropout=0.0, bias=True, fused=True
-    )
+        vocab_size=vocab_size, block_size=8, n_layer=1, n_head=2, n_embd=16, dropout=0.0, bias=True, fused=True,
+        rotary=False, norm="layernorm", qk_norm=False, activation="gelu", tie_embeddings=True, logit_softcap=0.0,
+    )  # fmt: skip
     assert config["train"]["max_iters"] == 30 and config["train"]["lr_decay_iters"] == 30
     assert (run_dir / ckpt.PLOT_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -182,8 +183,9 @@ def test_the_checkpoint_loads_into_nanogpt_in_pytorch_with_the_same_logits(tmp_p
 
     ours, _ = load_run(tmp_path / "run")
     model_config = json.loads((tmp_path / "run" / ckpt.CONFIG_FILE).read_text())["model"]
-    del model_config["fused"]  # how minigrad runs the model (kernels or definitions), not a size
-    theirs = nanogpt.GPT(nanogpt.GPTConfig(**model_config))
+    # nanoGPT's fields; the rest (fused, the later recipes' switches) are minigrad's, here at nanoGPT's model
+    nanogpt_fields = ("block_size", "vocab_size", "n_layer", "n_head", "n_embd", "dropout", "bias")
+    theirs = nanogpt.GPT(nanogpt.GPTConfig(**{name: model_config[name] for name in nanogpt_fields}))
     state = load_file(str(tmp_path / "run" / ckpt.CKPT_FILE))
     assert "lm_head.weight" in state and "transformer.wte.weight" in state
     theirs.load_state_dict(state, strict=True)

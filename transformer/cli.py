@@ -121,6 +121,28 @@ TRAIN_FLAG_HELP = {
 }
 
 
+def add_recipe_flags(p: argparse.ArgumentParser, defaults: TrainConfig) -> None:
+    """The later recipes' switches and choices, the stopping target, and --recipe itself."""
+    for name, help_text in TRAIN_SWITCHES.items():
+        p.add_argument(
+            flag(name), action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+            help=f"{help_text} (default: {flag(name) if getattr(defaults, name) else '--no-' + flag(name)[2:]})",
+        )  # fmt: skip
+    for name, (choices, help_text) in TRAIN_CHOICES.items():
+        p.add_argument(
+            flag(name), choices=choices, default=argparse.SUPPRESS,
+            help=f"{help_text} (default: {getattr(defaults, name)})",
+        )  # fmt: skip
+    p.add_argument(
+        "--target-bpc", type=_number(float, 0, low_open=True), default=argparse.SUPPRESS,
+        help="stop once the whole validation split reaches this many bits per character (default: none)",
+    )  # fmt: skip
+    p.add_argument(
+        "--recipe", choices=tuple(RECIPES), default=argparse.SUPPRESS,
+        help="start from a recipe's flags (the flags given override them); speedrun: nanoGPT's quality, sooner",
+    )  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog=PROG, description="Train a GPT on minigrad and sample from it.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,graph}")
@@ -143,24 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="biases in the Linears and LayerNorms, as GPT-2 (default: --bias; nanoGPT's train.py uses --no-bias)",
     )
-    for name, help_text in TRAIN_SWITCHES.items():
-        p.add_argument(
-            flag(name), action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-            help=f"{help_text} (default: {flag(name) if getattr(defaults, name) else '--no-' + flag(name)[2:]})",
-        )  # fmt: skip
-    for name, (choices, help_text) in TRAIN_CHOICES.items():
-        p.add_argument(
-            flag(name), choices=choices, default=argparse.SUPPRESS,
-            help=f"{help_text} (default: {getattr(defaults, name)})",
-        )  # fmt: skip
-    p.add_argument(
-        "--target-bpc", type=_number(float, 0, low_open=True), default=argparse.SUPPRESS,
-        help="stop once the whole validation split reaches this many bits per character (default: none)",
-    )  # fmt: skip
-    p.add_argument(
-        "--recipe", choices=tuple(RECIPES), default=argparse.SUPPRESS,
-        help="start from a recipe's flags (the flags given override them); speedrun: nanoGPT's quality, sooner",
-    )  # fmt: skip
+    add_recipe_flags(p, defaults)
     p.add_argument(
         "--tokenizer",
         choices=TOKENIZERS,

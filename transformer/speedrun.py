@@ -56,7 +56,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         tie_embeddings=False,
         # more text per step: a larger batch uses the BLAS better than more, smaller steps
         batch_size=32,
-        max_iters=600,
+        max_iters=400,
         # evaluate often and cheaply; the whole split confirms before the run stops
         eval_interval=25,
         eval_iters=4,
