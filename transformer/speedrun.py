@@ -54,11 +54,12 @@ RECIPES: dict[str, dict[str, Any]] = {
         qk_norm=True,
         activation="relu2",
         tie_embeddings=False,
-        # more text per step: a larger batch uses the BLAS better than more, smaller steps
+        # more text per step: a larger batch uses the BLAS better than more, smaller steps;
+        # 200 of them (27% of nanoGPT's characters) end the warm-down just past the target
         batch_size=32,
-        max_iters=400,
-        # evaluate often and cheaply; the whole split confirms before the run stops
-        eval_interval=25,
+        max_iters=200,
+        # evaluate rarely and cheaply; the whole split confirms before the run stops
+        eval_interval=50,
         eval_iters=4,
         target_bpc=round(TARGET_BPC, 4),
     ),
