@@ -450,4 +450,9 @@ __all__ += [
     "softplus",
 ]
 
+# convolution, pooling, resizing and batch normalisation (F.conv2d, ...), composed in minigrad/conv.py
+from minigrad.conv import *  # noqa: E402, F403
+from minigrad.conv import __all__ as _conv_names  # noqa: E402
 from minigrad.tensor import concatenate, where  # noqa: E402  (this section's own imports)
+
+__all__ += _conv_names

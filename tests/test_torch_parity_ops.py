@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from test_conv import torch_cases as conv_torch_cases
 from test_ops_gradcheck import einsum_equations, function_classes, public_ops
 
 import minigrad as mg
@@ -434,6 +435,7 @@ def cases() -> dict:
             for M, suffix in ((kernels, ""), (F, "_definition"))
             for name, case in network_cases(M, normal, targets, big, ids, attn_mask, float_mask).items()
         }
+        | conv_torch_cases(TF, normal)
     )
 
 
