@@ -467,7 +467,8 @@ def batch_norm(
         if count <= 1:
             raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got {input.shape}")
         mean = input.mean(axis=axes, keepdims=True)  # (1, C, 1, ...)
-        var = ((input - mean) ** 2).mean(axis=axes, keepdims=True)  # (1, C, 1, ...) biased, as it normalises
+        centered = input - mean
+        var = (centered * centered).mean(axis=axes, keepdims=True)  # (1, C, 1, ...) biased, as it normalises
         _move_towards(running_mean, mean.data.reshape(C), momentum)
         _move_towards(running_var, var.data.reshape(C) * (count / (count - 1)), momentum)
     else:
