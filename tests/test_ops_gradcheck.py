@@ -988,9 +988,9 @@ def function_classes() -> set[type]:
     return {cls for cls in found if cls.__module__.split(".")[0] == "minigrad"}
 
 
-# Test files of their own that register gradient checks with `checks` (the convolutions'):
+# Test files of their own that register gradient checks with `checks` (convolutions, selections):
 # importing them completes the registry when this file runs alone.
-CHECKED_ELSEWHERE = ("test_conv",)
+CHECKED_ELSEWHERE = ("test_conv", "test_selection")
 
 
 def registered_tests() -> dict[type | str, list[str]]:
@@ -1030,7 +1030,7 @@ NOT_OPS = {
 NOT_DIFFERENTIABLE = {
     "Tensor.argmax", "Tensor.argmin", "Tensor.all", "Tensor.any", "Tensor.isclose", "Tensor.long",
     "mg.isclose", "mg.arange", "mg.eye", "mg.full", "mg.linspace", "mg.zeros", "mg.ones", "mg.zeros_like",
-    "mg.ones_like", "mg.full_like", "mg.rand", "mg.randint", "mg.randn", "F.one_hot",
+    "mg.ones_like", "mg.full_like", "mg.rand", "mg.randint", "mg.randn", "F.one_hot", "Tensor.nonzero",
 }  # fmt: skip
 # Differentiable, but only in float32: the float64 finite differences cannot see them; the
 # torch parity test compares their values and gradients.
