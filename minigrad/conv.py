@@ -240,7 +240,10 @@ def conv_transpose2d(
     N, C, H, W = input.shape
     C_weight, O_group, kh, kw = weight.shape
     if C != C_weight or C % groups:
-        raise ValueError(f"conv_transpose2d: input with {C} channels needs weight (C, O / groups, kh, kw) with C = {C}")
+        raise ValueError(
+            f"conv_transpose2d: input with {C} channels needs weight (C, O / groups, kh, kw) with C = {C}, "
+            f"divisible by groups={groups}; got weight of shape {tuple(weight.shape)}"
+        )
     G = groups
     pixels = input.transpose(0, 2, 3, 1).reshape(N * H * W, G, C // G).transpose(1, 0, 2)  # (G, N·H·W, C / G)
     filters = weight.reshape(G, C // G, O_group * kh * kw)  # (G, C / G, O / G · kh · kw)
@@ -269,7 +272,9 @@ def _pool_geometry(size: int, kernel: int, stride: int, padding: int, dilation: 
         )
     reach = size + 2 * padding - _span(kernel, dilation)
     if reach < 0:
-        raise ValueError(f"the pooling window ({_span(kernel, dilation)}) is larger than the padded input ({reach})")
+        raise ValueError(
+            f"the pooling window ({_span(kernel, dilation)}) is larger than the padded input ({size + 2 * padding})"
+        )
     out = (reach + (stride - 1 if ceil_mode else 0)) // stride + 1
     if ceil_mode and (out - 1) * stride >= size + padding:
         out -= 1
@@ -298,11 +303,14 @@ def max_pool2d(
 ):  # fmt: skip
     """The largest value of every window, as torch.nn.functional.max_pool2d.
 
-    input (N, C, H, W) -> (N, C, OH, OW), with OH as for conv2d (ceil_mode rounds up); padding
+    input (N, C, H, W) or (C, H, W) -> (N, C, OH, OW), with OH as for conv2d (ceil_mode rounds up); padding
     is −∞, never chosen. The gradient goes to the first maximum of each window, as torch's.
     return_indices=True also gives, for each output, the flat index h·W + w of its maximum
     within its input plane (int64, (N, C, OH, OW)).
     """
+    if input.ndim == 3:  # one unbatched image
+        out = max_pool2d(input[None], kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+        return (out[0][0], out[1][0]) if return_indices else out[0]
     windows, (kernel, stride, padding, dilation, _) = _pool_windows(
         input, kernel_size, stride, padding, dilation, ceil_mode, -math.inf
     )
@@ -324,10 +332,12 @@ def avg_pool2d(
 ) -> Tensor:  # fmt: skip
     """The mean of every window, as torch.nn.functional.avg_pool2d.
 
-    input (N, C, H, W) -> (N, C, OH, OW). The padding counts as zeros in the divisor when
+    input (N, C, H, W) or (C, H, W) -> (N, C, OH, OW). The padding counts as zeros in the divisor when
     count_include_pad (never the extra cells ceil_mode adds); otherwise only input pixels count.
     divisor_override, when given, divides every window's sum instead.
     """
+    if input.ndim == 3:  # one unbatched image
+        return avg_pool2d(input[None], kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)[0]
     windows, (kernel, stride, padding, _, after) = _pool_windows(input, kernel_size, stride, padding, 1, ceil_mode, 0.0)
     sums = windows.sum(axis=-1).transpose(0, 3, 1, 2)  # (N, C, OH, OW)
     if divisor_override is not None:

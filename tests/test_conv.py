@@ -272,6 +272,9 @@ MODULES = {
     "max_pool": (lambda M: M.MaxPool2d(3, stride=2, padding=1, ceil_mode=True), (2, 3, 5, 6)),
     "avg_pool": (lambda M: M.AvgPool2d((2, 3), padding=1, count_include_pad=False), (2, 3, 5, 6)),
     "adaptive": (lambda M: M.AdaptiveAvgPool2d((2, None)), (2, 3, 5, 6)),
+    "max_pool_unbatched": (lambda M: M.MaxPool2d(2), (3, 5, 6)),
+    "avg_pool_unbatched": (lambda M: M.AvgPool2d(2, ceil_mode=True), (3, 5, 6)),
+    "conv2d_unbatched": (lambda M: M.Conv2d(3, 2, 2, padding_mode="reflect", padding=1), (3, 5, 6)),
 }  # fmt: skip
 
 
