@@ -10,7 +10,7 @@ Both models train on the same random subsets of scikit-learn's 8×8 digits (100,
 800 and all 1437 training images), three seeds each, with the same optimiser, schedule,
 batch size and number of steps, and are scored on the same 360 held-out digits.
 
-    python examples/vit_vs_cnn.py --out docs/figures   # the full experiment: ~5 CPU minutes (16 on a busy 2-core machine)
+    python examples/vit_vs_cnn.py --out docs/figures   # the full run: ~5 CPU minutes, 16 on a busy machine
     python examples/vit_vs_cnn.py --sizes 100 400 --seeds 1 --steps 100   # a quick look
 """
 
