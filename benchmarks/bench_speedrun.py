@@ -41,7 +41,7 @@ VARIANTS = {  # name: (what is taken out, the flags that take it out)
     "layernorm": ("RMSNorm: LayerNorm", ["--norm", "layernorm"]),
     "no-qk-norm": ("QK-norm", ["--no-qk-norm"]),
     "gelu": ("ReLU²: GELU", ["--activation", "gelu"]),
-    "tied": ("the untied head: tied to the embedding", ["--tie-embeddings"]),
+    "untied": ("(an idea added) an untied head", ["--no-tie-embeddings"]),
     "biases": ("no biases: GPT-2's biases", ["--bias"]),
     "batch-12": ("batch 32: batch 12, as many characters", ["--batch-size", "12", "--max-iters", str(BATCH_12_ITERS)]),
     "softcap": ("(an idea added) logit soft-cap 15", ["--logit-softcap", "15"]),
@@ -80,6 +80,11 @@ def spread(values: list[float], digits: int) -> str:
     return f"{statistics.mean(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
 
+def ratio(wall: float, rival: float) -> str:
+    """wall / rival as "0.42x", or "-" when nanoGPT did not run."""
+    return f"{wall / rival:.2f}x" if math.isfinite(rival) else "-"
+
+
 def print_table(results: dict[str, list[dict[str, float]]], nanogpt_walls: list[float]) -> None:
     rival = statistics.mean(nanogpt_walls) if nanogpt_walls else math.nan
     print(
@@ -92,7 +97,7 @@ def print_table(results: dict[str, list[dict[str, float]]], nanogpt_walls: list[
         reached = sum(r["bpc"] <= TARGET_BPC for r in runs)
         print(
             f"| {VARIANTS[name][0] if name in VARIANTS else name} | {reached}/{len(runs)} | {spread(walls, 1)} | "
-            f"{statistics.mean(walls) / rival:.2f}x | {spread([r['iters'] for r in runs], 0)} | "
+            f"{ratio(statistics.mean(walls), rival)} | {spread([r['iters'] for r in runs], 0)} | "
             f"{spread([r['chars'] / 1e6 for r in runs], 2)} | {spread([r['gflops'] for r in runs], 0)} | "
             f"{spread([r['bpc'] for r in runs], 4)} |"
         )

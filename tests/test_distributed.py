@@ -90,7 +90,8 @@ def one_process(corpus: Path, out: Path, resume: bool = False, **overrides) -> N
 
 def read_log(run_dir: Path) -> list[dict[str, float]]:
     with open(run_dir / ckpt.LOG_FILE, newline="") as f:
-        return [{name: float(value) for name, value in row.items()} for row in csv.DictReader(f)]
+        # val_tokens is empty in rows that estimate the validation loss from a few batches
+        return [{name: float(value) for name, value in row.items() if value != ""} for row in csv.DictReader(f)]
 
 
 def assert_same_losses(run_a: Path, run_b: Path) -> None:

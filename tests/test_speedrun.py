@@ -45,7 +45,7 @@ def test_the_command_line_recipe_run_records_its_flags_and_ends_on_a_whole_split
     saved = json.loads((out / ckpt.CONFIG_FILE).read_text())
     assert saved["train"]["recipe"] == "speedrun" and saved["train"]["optimizer"] == "muon"
     assert saved["train"]["rotary"] is False and saved["model"]["rotary"] is False  # the flag given wins
-    assert saved["model"]["norm"] == "rmsnorm" and saved["model"]["tie_embeddings"] is False
+    assert saved["model"]["norm"] == "rmsnorm" and saved["model"]["qk_norm"] is True
     rows = read_log(out / ckpt.LOG_FILE)
     assert [row["iter"] for row in rows] == ["0", "3", "6"]
     assert [row["val_tokens"] for row in rows[:-1]] == ["", ""]  # cheap estimates above the target
