@@ -28,7 +28,7 @@ import numpy as np
 from minigrad import functional as F
 from minigrad.autograd import Function
 from minigrad.ops import unbroadcast
-from minigrad.tensor import Tensor, _constant
+from minigrad.tensor import Tensor, array_of
 
 # Elements per chunk of an elementwise chain: a few 256 KB float32 buffers fit in L2 cache.
 _CHUNK = 1 << 16
@@ -369,7 +369,7 @@ def cross_entropy(
 ) -> Tensor:
     """`functional.cross_entropy` in one fused node."""
     return CrossEntropy.apply(
-        logits, _constant(targets), ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing
+        logits, array_of(targets), ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing
     )
 
 
