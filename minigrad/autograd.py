@@ -163,17 +163,24 @@ def _starting_gradient(root, grad) -> np.ndarray:
     return grad
 
 
+def run_backward(fn: Function, output, g):
+    """fn's vector-Jacobian product with `g`, reported to the tracer when one is installed."""
+    tracer = _state.tracer
+    if tracer is None:
+        return fn.backward(g)
+    return tracer.backward(untraced(lambda: fn.backward(g), tracer), fn, g)
+
+
 def propagate(
-    roots: list, root_grads: list, retain_graph: bool, reached: Callable, vjp: Callable | None = None, order=None
-):
+    roots: list, root_grads: list, retain_graph: bool, reached: Callable, vjp: Callable = run_backward, order=None
+) -> None:
     """Send the gradients of `roots` back through the graph, each op's backward once.
 
     Tensors are visited in reverse topological order, so each op's backward runs after every op
     that used its output has sent its gradient. `reached(tensor, g)` is told each tensor's whole
     gradient and returns whether to go on into the op that made it; `vjp(fn, output, g)` runs
-    an op's backward (by default `fn.backward(g)`, reported to the tracer).
+    an op's backward. `order` saves sorting the graph again when the caller already has.
     """
-    vjp = vjp or run_backward
     grads: dict = {}
     for root, g in zip(roots, root_grads):
         _add_gradient(grads, root, g)
@@ -213,14 +220,6 @@ def topological_order(*roots) -> list:
                 if needs and id(parent) not in visited:
                     stack.append((parent, False))
     return order
-
-
-def run_backward(fn: Function, output, g):
-    """fn's vector-Jacobian product with `g`, reported to the tracer when one is installed."""
-    tracer = _state.tracer
-    if tracer is None:
-        return fn.backward(g)
-    return tracer.backward(untraced(lambda: fn.backward(g), tracer), fn, g)
 
 
 def _send_to_inputs(fn: Function, input_grads, grads: dict) -> None:

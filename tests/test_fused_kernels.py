@@ -197,7 +197,7 @@ def _recording_backward(fn, seen):
 @pytest.mark.parametrize("keep", [0, 10**9], ids=["recomputed", "kept"])
 def test_attention_in_batch_blocks_and_causal_tiles_equals_the_definition(monkeypatch, block, keep):
     monkeypatch.setattr(K, "_ATTENTION_BLOCK", block)  # scores per block; 40 gives blocks of 2 and 1
-    monkeypatch.setattr(K, "_KEEP_WEIGHTS", keep)  # weights kept for backward up to this size
+    monkeypatch.setattr(K, "_MAX_SAVED_WEIGHTS", keep)  # weights kept for backward up to this size
     monkeypatch.setattr(K, "_CAUSAL_TILE", 3)  # 4 positions: tiles of 3 and 1 queries
     rng = np.random.default_rng(8)
     q, k, v = (Tensor(rng.standard_normal((5, 2, 4, 3)), dtype=np.float64, requires_grad=True) for _ in range(3))
