@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from minigrad import ops
-from minigrad.tensor import Tensor, array_of, as_operand, as_tensors, concatenate, where
+from minigrad.tensor import Tensor, array_of, as_tensors, concatenate, where
 from minigrad.torch_spellings import shape_from_args, torch_keywords
 
 # ---------------------------------------------------------------- reductions
@@ -41,8 +41,14 @@ def var(x: Tensor, axis=None, ddof: int = 0, keepdims: bool = False) -> Tensor:
 
 @torch_keywords
 def std(x: Tensor, axis=None, ddof: int = 0, keepdims: bool = False) -> Tensor:
-    """sqrt(var): the population standard deviation unless ddof (or correction) says otherwise."""
-    return x.var(axis, ddof, keepdims).sqrt()
+    """sqrt(var): the population standard deviation unless ddof (or correction) says otherwise.
+
+    Where the std is 0 its gradient is 0, as torch's: sqrt's slope there is infinite, and
+    infinity times var's zero gradient would be NaN.
+    """
+    variance = x.var(axis, ddof, keepdims)
+    flat = variance.data == 0
+    return where(flat, 0.0, where(flat, 1.0, variance).sqrt())
 
 
 @torch_keywords
@@ -111,17 +117,14 @@ def _arg_reduce(reduce, data: np.ndarray, axis, keepdims: bool) -> Tensor:
 # ---------------------------------------------------------------- elementwise
 
 
-def minimum(x: Tensor, other) -> Tensor:
-    # min(a, b) = −max(−a, −b): ties share the gradient equally, as in maximum
-    return -((-x).maximum(-as_operand(other, x)))
-
-
 def clamp(x: Tensor, min=None, max=None) -> Tensor:
     """Values below `min` become `min`, above `max` become `max` (numbers or tensors).
 
     As torch.clamp: the gradient passes where min ≤ x ≤ max, and to `min`/`max` where they
     were taken; with min > max every element is `max`.
     """
+    if min is None and max is None:
+        raise ValueError("clamp: give min, max or both (torch.clamp refuses neither)")
     out = x
     if min is not None:
         out = where(x < min, min, out)
@@ -163,21 +166,25 @@ def __invert__(x: Tensor) -> Tensor:
 
 
 def __and__(x: Tensor, other) -> Tensor:
-    return Tensor._from_array(np.asarray(_logical(x) & _logical(other)))
+    return Tensor._from_array(np.asarray(_logical(x) & _logical(other, x)))
 
 
 def __or__(x: Tensor, other) -> Tensor:
-    return Tensor._from_array(np.asarray(_logical(x) | _logical(other)))
+    return Tensor._from_array(np.asarray(_logical(x) | _logical(other, x)))
 
 
 def __xor__(x: Tensor, other) -> Tensor:
-    return Tensor._from_array(np.asarray(_logical(x) ^ _logical(other)))
+    return Tensor._from_array(np.asarray(_logical(x) ^ _logical(other, x)))
 
 
 __rand__, __ror__, __rxor__ = __and__, __or__, __xor__
 
 
-def _logical(x) -> np.ndarray:
+def _logical(x, like: Tensor | None = None) -> np.ndarray:
+    if like is not None and like.dtype.kind in "iu" and isinstance(x, int) and not isinstance(x, bool):
+        # A Python int takes the integer tensor's dtype, wrapping as torch does: int32 | 0xFFFFFFFF
+        # is int32 -1, uint8 & 0x0F stays uint8 (np.asarray would make it int64 first).
+        return np.asarray(x).astype(like.dtype)
     array = array_of(x)
     if array.dtype.kind not in "biu":
         raise TypeError(f"logical operators need boolean or integer tensors, not {array.dtype}")
@@ -254,12 +261,17 @@ def chunk(x: Tensor, chunks: int, dim: int = 0) -> tuple:
 
 def tril(x: Tensor, diagonal: int = 0) -> Tensor:
     """The lower triangle of the last two dimensions (j ≤ i + diagonal), zeros elsewhere."""
-    return where(_triangle(x.shape, diagonal, "tril"), x, 0)
+    return where(_triangle(x.shape, diagonal, "tril"), x, _zero(x))
 
 
 def triu(x: Tensor, diagonal: int = 0) -> Tensor:
     """The upper triangle of the last two dimensions (j ≥ i + diagonal), zeros elsewhere."""
-    return where(~_triangle(x.shape, diagonal - 1, "triu"), x, 0)
+    return where(~_triangle(x.shape, diagonal - 1, "triu"), x, _zero(x))
+
+
+def _zero(x: Tensor) -> Tensor:
+    """A 0 of x's dtype: the Python number 0 would turn a bool tensor into int64."""
+    return Tensor(np.zeros((), dtype=x.dtype))
 
 
 def _triangle(shape: tuple, diagonal: int, name: str) -> np.ndarray:

@@ -79,7 +79,9 @@ def arange(start, end=None, step=1, dtype=None, requires_grad: bool = False) -> 
 
 
 def linspace(start, end, steps: int, dtype=DEFAULT_FLOAT, requires_grad: bool = False) -> Tensor:
-    """`steps` evenly spaced numbers from start to end, both included."""
+    """`steps` evenly spaced numbers from start to end, both included (floating dtypes only)."""
+    if np.dtype(dtype) == np.bool_:
+        raise TypeError("linspace: dtype=bool is not supported (torch's linspace refuses it too)")
     return Tensor(np.linspace(start, end, steps), dtype=dtype, requires_grad=requires_grad)
 
 

@@ -289,6 +289,9 @@ class Tensor:
     def maximum(self, other):
         return ops.Maximum.apply(self, as_operand(other, self))
 
+    def minimum(self, other):
+        return ops.Minimum.apply(self, as_operand(other, self))
+
     # Flat between jumps: these have a zero gradient wherever they have one (ops.Rounding).
     def sign(self):
         return ops.Rounding.apply(self, function=np.sign)
@@ -481,7 +484,7 @@ def _add_methods(module, names: str) -> None:
 
 _add_methods(
     composed,
-    """mean var std prod logsumexp argmax argmin all any minimum clamp clip square rsqrt log2 exp2 isclose
+    """mean var std prod logsumexp argmax argmin all any clamp clip square rsqrt log2 exp2 isclose
     __invert__ __and__ __rand__ __or__ __ror__ __xor__ __rxor__
     flip roll repeat tile split chunk tril triu diag trace""",
 )

@@ -8,6 +8,8 @@ hide Python's sum, max, min, abs, round, all and any, so this module uses none o
 
 from __future__ import annotations
 
+import numbers
+
 from minigrad.tensor import Tensor, as_operand, as_tensors, concatenate
 
 # name -> the function calling the method of that name (for the tests that compare each with torch)
@@ -25,13 +27,23 @@ def _method_as_function(name: str):
 
 
 def minimum(a, b) -> Tensor:
-    a, b = as_tensors([a, b])
+    a, b = _tensor_first(a, b)
     return a.minimum(b)
 
 
 def maximum(a, b) -> Tensor:
-    a, b = as_tensors([a, b])
+    a, b = _tensor_first(a, b)
     return a.maximum(b)
+
+
+def _tensor_first(a, b) -> tuple:
+    """The operands of a symmetric op, a tensor first; a Python number beside it stays weakly
+    typed, as in the method (`minimum(int32 tensor, 7)` is int32, not int64)."""
+    if isinstance(a, numbers.Number) and isinstance(b, Tensor):
+        a, b = b, a
+    if isinstance(a, Tensor) and isinstance(b, numbers.Number):
+        return a, b
+    return tuple(as_tensors([a, b]))
 
 
 def isclose(a, b, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> Tensor:
