@@ -4,18 +4,16 @@ Every name below is imported from the file that defines it; the reading order of
 is in README.md.
 """
 
-# the subpackages, as torch's: `mg.nn.Linear`, `mg.optim.AdamW`, `mg.functional.gelu`
-from minigrad import functional, kernels, memory, nn, optim  # noqa: E402, I001  (they import the above)
 from minigrad.autograd import Function
 from minigrad.composed import einsum, stack, tensordot
 from minigrad.creation import (
     arange,
     default_rng,
-    manual_seed,
     eye,
     full,
     full_like,
     linspace,
+    manual_seed,
     ones,
     ones_like,
     rand,
@@ -95,6 +93,10 @@ from minigrad.torch_functions import (  # mg.sum(x, dim=1), mg.sin(x), ... as to
     var,
 )
 from minigrad.torch_spellings import ValuesIndices
+
+# isort: split
+# the subpackages, as torch's: `mg.nn.Linear`, `mg.optim.AdamW`, `mg.functional.gelu` (they import the above)
+from minigrad import functional, kernels, memory, nn, optim
 
 __all__ = [
     "Function",
