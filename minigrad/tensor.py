@@ -469,12 +469,11 @@ def where(condition, a, b) -> Tensor:
 
 
 # ---------------------------------------------------------------- the rest of Tensor's methods
-# Composed of the methods above (minigrad/composed.py), and PyTorch's spellings, which add
-# names and compute nothing new (minigrad/torch_spellings.py): each a function whose first
-# argument is the tensor, made a method here, so that every method of Tensor is listed in
-# this file.
+# Composed of the methods above (composed.py; selection.py for torch's selections and scatters)
+# and PyTorch's spellings, which compute nothing new (torch_spellings.py): each a function of
+# the tensor, made a method here, so that every method of Tensor is listed in this file.
 
-from minigrad import composed, torch_spellings  # noqa: E402  (they are written with the Tensor above)
+from minigrad import composed, selection, torch_spellings  # noqa: E402  (they are written with the Tensor above)
 
 
 def _add_methods(module, names: str) -> None:
@@ -492,5 +491,9 @@ _add_methods(
     torch_spellings,
     """size numel dim grad_fn is_leaf tolist __contains__ float double long clone to amax amin
     permute swapaxes t expand flatten unflatten squeeze unsqueeze sort topk""",
+)
+_add_methods(
+    selection,
+    "cummax cummin logcumsumexp std_mean var_mean repeat_interleave masked_select nonzero scatter scatter_reduce",
 )
 Tensor.view = Tensor.reshape  # torch's name; minigrad's tensors never share storage, so a view is a reshape
