@@ -35,6 +35,9 @@ from safetensors.numpy import save as safetensors_save
 from transformer import checkpoint as ckpt
 from transformer.checkpoint import CheckpointError
 from transformer.gpt import GPT, GPTConfig
+from transformer.hf_tokenizer import TokenizerFileError
+from transformer.hf_tokenizer import load_pretrained as load_pretrained_tokenizer
+from transformer.tokenizer import Tokenizer
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -255,7 +258,8 @@ def pretrained_dir(name_or_dir: str | os.PathLike) -> Path:
     try:
         return Path(snapshot_download(name, allow_patterns=PRETRAINED_FILES))
     except Exception as e:  # offline, unknown name, refused: huggingface_hub and its HTTP client raise many kinds
-        reason = " ".join(str(e).split())[:200] or type(e).__name__
+        reason = " ".join(str(e).split()) or type(e).__name__
+        reason = reason if len(reason) <= 200 else reason[:200] + "..."
         raise CheckpointError(
             f"cannot fetch {name} from the Hugging Face Hub and it is not in the cache ({reason}); "
             f"offline, pass a directory holding {CONFIG_FILE} and {WEIGHTS_FILE}"
@@ -270,3 +274,38 @@ def load_pretrained(name_or_dir: str | os.PathLike) -> GPT:
     model = GPT(config, rng=np.random.default_rng(0))  # every weight is replaced by the file's
     model.load_state_dict(state, strict=True)
     return model.eval()
+
+
+# ---------------------------------------------------------------- fine-tuning
+
+
+def finetuning_start(
+    name_or_dir: str | os.PathLike, block_size: int, dropout: float
+) -> tuple[GPTConfig, dict[str, np.ndarray], Tokenizer]:
+    """What `train --init-from` starts from: the model's config and weights, and its tokenizer.
+
+    As nanoGPT's crop_block_size, a block shorter than the model's keeps the first block_size
+    position embeddings. CheckpointError if the block is longer than the model's, or the
+    tokenizer's size differs from the embedding's number of rows.
+    """
+    directory = pretrained_dir(name_or_dir)
+    config = config_from_hf(ckpt.read_json(directory / CONFIG_FILE), directory / CONFIG_FILE)
+    if block_size > config.block_size:
+        raise CheckpointError(f"--block-size {block_size} is longer than {directory}'s model ({config.block_size})")
+    try:
+        tokenizer = load_pretrained_tokenizer(directory)
+    except TokenizerFileError as e:
+        raise CheckpointError(str(e)) from None
+    if tokenizer.vocab_size > config.vocab_size:
+        raise CheckpointError(
+            f"{directory}: the tokenizer has {tokenizer.vocab_size} tokens, more than the model's "
+            f"{config.vocab_size} embedding rows"
+        )
+    if tokenizer.vocab_size < config.vocab_size:  # a run's sampler draws from every row, and each must decode
+        raise CheckpointError(
+            f"{directory}: the model's embedding has {config.vocab_size} rows (padded?) but the tokenizer only "
+            f"{tokenizer.vocab_size} tokens; a run needs one token per row"
+        )
+    state = read_gpt2_weights(directory / WEIGHTS_FILE, config)
+    state["transformer.wpe.weight"] = state["transformer.wpe.weight"][:block_size]
+    return dataclasses.replace(config, block_size=block_size, dropout=dropout), state, tokenizer
