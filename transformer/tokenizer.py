@@ -373,7 +373,7 @@ class BPETokenizer:
         ids = np.asarray(ids).reshape(-1)
         if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
             raise ValueError(f"token ids must lie in [0, {self.vocab_size}), got {ids.min()}..{ids.max()}")
-        ids = ids if self.own_ids is None else self.own_ids[ids]
+        ids = ids if self.own_ids is None else self.own_ids[ids.astype(np.int64)]
         return b"".join(self.vocab[i] for i in ids.tolist())
 
     def decode(self, ids: Iterable[int]) -> str:
