@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import save as safetensors_save
 
+from minigrad.nn import Dropout
 from transformer import checkpoint as ckpt
 from transformer.checkpoint import CheckpointError
 from transformer.gpt import GPT, GPTConfig
@@ -266,13 +267,34 @@ def pretrained_dir(name_or_dir: str | os.PathLike) -> Path:
         ) from None
 
 
+class ZeroInitialisation:
+    """Stands in for a np.random.Generator while a model is built only to receive loaded weights.
+
+    Every draw is float32 zeros, so building GPT-2 small costs no 124M random numbers (and no
+    float64 copies of them) that the file's weights would overwrite at once; PyTorch's
+    `torch.nn.utils.skip_init` serves the same purpose. Only the initialisation's draws exist.
+    """
+
+    def normal(self, loc: float = 0.0, scale: float = 1.0, size=None) -> np.ndarray:
+        return np.zeros(size, np.float32)
+
+    def uniform(self, low: float = 0.0, high: float = 1.0, size=None) -> np.ndarray:
+        return np.zeros(size, np.float32)
+
+    def standard_normal(self, size=None) -> np.ndarray:
+        return np.zeros(size, np.float32)
+
+
 def load_pretrained(name_or_dir: str | os.PathLike) -> GPT:
     """GPT-2 (any size) from a directory or hub name, in eval mode; its config comes from config.json."""
     directory = pretrained_dir(name_or_dir)
     config = config_from_hf(ckpt.read_json(directory / CONFIG_FILE), directory / CONFIG_FILE)
     state = read_gpt2_weights(directory / WEIGHTS_FILE, config)
-    model = GPT(config, rng=np.random.default_rng(0))  # every weight is replaced by the file's
+    model = GPT(config, rng=ZeroInitialisation())  # every weight is replaced by the file's
     model.load_state_dict(state, strict=True)
+    for module in model.modules():  # dropout, if trained further, draws from minigrad's generator
+        if isinstance(module, Dropout):
+            module.rng = None
     return model.eval()
 
 
