@@ -303,3 +303,13 @@ def test_command_line_errors_are_one_line(pretrained_dir, tmp_path):
 def test_export_refuses_its_own_run_directory(tmp_path):
     one_line_error(*cli("export", "--out", str(tmp_path), "--to", str(tmp_path)), "--to must be another directory")
     one_line_error(*cli("export", "--out", str(tmp_path / "none"), "--to", str(tmp_path / "hf")), "no run in")
+
+
+def test_a_truncated_merges_file_is_a_clear_error(tmp_path):
+    """Fewer merges than the vocabulary holds: the tokens of the lost merges are made by nothing."""
+    BPETokenizer(BPETokenizer.train(CORPUS, 280, pattern="gpt2").merges, "gpt2").save_pretrained(tmp_path)
+    (tmp_path / "tokenizer.json").unlink()
+    lines = (tmp_path / "merges.txt").read_text().splitlines()
+    (tmp_path / "merges.txt").write_text("\n".join(lines[: len(lines) // 2]))
+    with pytest.raises(TokenizerFileError, match="is neither a byte, nor made by a merge, nor special"):
+        BPETokenizer.from_pretrained(tmp_path)
