@@ -38,7 +38,6 @@ def to_torch(state: dict) -> dict:
 
 
 def torch_twin(ours: GPT) -> "nanogpt.GPT":
-    # nanoGPT's fields; the others are minigrad's (fused, and the later recipes' switches, here off)
     nanogpt_fields = {field.name for field in dataclasses.fields(nanogpt.GPTConfig)}
     config = {k: v for k, v in vars(ours.config).items() if k in nanogpt_fields}
     twin = nanogpt.GPT(nanogpt.GPTConfig(**config))

@@ -32,6 +32,7 @@ Sampling with a KV cache, for speed, lives in transformer/sample.py.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,8 +67,12 @@ class GPTConfig:
     activation: str = "gelu"  # the MLP's nonlinearity: "gelu" (erf form) or "relu2", relu(x)²
     tie_embeddings: bool = True  # lm_head.weight is wte.weight; False: two tensors
     logit_softcap: float = 0.0  # c > 0 bounds the logits softly to (-c, c): c·tanh(logits / c); 0: off
+    gelu_approximate: str = "none"  # the exact erf GELU, as nanoGPT; "tanh" for GPT-2's own weights (gelu_new)
+    layer_norm_eps: float = 1e-5
 
     def __post_init__(self):
+        if self.gelu_approximate not in ("none", "tanh"):
+            raise ValueError(f'gelu_approximate must be "none" or "tanh", got {self.gelu_approximate!r}')
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
         if not 0.0 <= self.dropout < 1.0:
@@ -91,7 +96,7 @@ def norm_layer(config: GPTConfig) -> Module:
     """
     if config.norm == "rmsnorm":
         return RMSNorm(config.n_embd)
-    return LayerNorm(config.n_embd, bias=config.bias, fused=config.fused)
+    return LayerNorm(config.n_embd, config.layer_norm_eps, bias=config.bias, fused=config.fused)
 
 
 class CausalSelfAttention(Module):
@@ -172,8 +177,10 @@ class MLP(Module):
     def __init__(self, config: GPTConfig, rng: np.random.Generator | None = None):
         super().__init__()
         self.c_fc = Linear(config.n_embd, 4 * config.n_embd, bias=config.bias, rng=rng, fused=config.fused)
-        # GELU is the exact erf form, as nn.GELU() in nanoGPT (which calls this module `gelu`)
-        self.activation = GELU(fused=config.fused) if config.activation == "gelu" else ReLUSquared()
+        # GELU: the exact erf form by default, as nn.GELU() in nanoGPT (which calls this module `gelu`)
+        self.activation = (
+            GELU(config.gelu_approximate, fused=config.fused) if config.activation == "gelu" else ReLUSquared()
+        )
         self.c_proj = Linear(4 * config.n_embd, config.n_embd, bias=config.bias, rng=rng, fused=config.fused)
         self.dropout = Dropout(config.dropout, rng=rng)
 
@@ -368,6 +375,20 @@ class GPT(Module):
     def configure_optimizers(self, weight_decay: float, learning_rate: float, betas: tuple[float, float]):
         """minigrad.optim.AdamW over `optimizer_groups(weight_decay)`, as nanoGPT's helper."""
         return AdamW(self.optimizer_groups(weight_decay), lr=learning_rate, betas=betas)
+
+    @classmethod
+    def from_pretrained(cls, name_or_dir: str | os.PathLike) -> GPT:
+        """GPT-2 (small to XL) from a Hugging Face directory (config.json + model.safetensors) or a
+        hub name such as "gpt2" (through the Hugging Face cache); in eval mode. See transformer/huggingface.py."""
+        from transformer.huggingface import load_pretrained  # that module imports this one
+
+        return load_pretrained(name_or_dir)
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """Write config.json + model.safetensors that transformers' GPT2LMHeadModel.from_pretrained loads."""
+        from transformer.huggingface import save_pretrained
+
+        save_pretrained(self, directory)
 
 
 def filter_logits(logits: np.ndarray, top_k: int | None = None, top_p: float | None = None) -> np.ndarray:
