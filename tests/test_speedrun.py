@@ -59,6 +59,12 @@ def test_recipe_and_resume_do_not_mix(tmp_path, capsys):
     assert "--recipe starts a new run" in capsys.readouterr().err
 
 
+def test_recipe_and_a_pretrained_model_do_not_mix(tmp_path, capsys):
+    assert main(["train", "--recipe", "speedrun", "--init-from", str(tmp_path), "--out", str(tmp_path / "run")]) == 2
+    assert "--recipe trains a model of its own design" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def brute_force_loss(model: GPT, ids: np.ndarray, block_size: int) -> float:
     """The mean cross-entropy of every next token, window by window, in float64 NumPy."""
     total, count = 0.0, 0
