@@ -9,12 +9,12 @@ import signal
 import numpy as np
 import pytest
 
-from transformer import GPT, GPTConfig
+from transformer import GPT, GPTConfig, train_state
 from transformer import checkpoint as ckpt
 from transformer import train as train_module
+from transformer.checkpoint import load_run
 from transformer.data import Corpus
 from transformer.rundir import LOCK_FILE
-from transformer.sample import load_run
 from transformer.train import ConfigError, TrainConfig, TrainingInterrupted, resume_config, train
 
 
@@ -111,8 +111,8 @@ def test_resuming_takes_exactly_the_steps_of_an_uninterrupted_run(tmp_path):
     assert resumed["history"] == straight["history"]  # every logged loss, bit for bit
     assert_same_checkpoint(tmp_path / "straight", tmp_path / "split")
     assert file_bytes(tmp_path / "straight")[ckpt.LOG_FILE] == file_bytes(tmp_path / "split")[ckpt.LOG_FILE]
-    arrays_a, info_a = ckpt.load_train_state(tmp_path / "straight")
-    arrays_b, info_b = ckpt.load_train_state(tmp_path / "split")
+    arrays_a, info_a = train_state.load_train_state(tmp_path / "straight")
+    arrays_b, info_b = train_state.load_train_state(tmp_path / "split")
     assert sorted(arrays_a) == sorted(arrays_b)
     for name in arrays_a:  # weights and optimizer moments
         np.testing.assert_array_equal(arrays_a[name], arrays_b[name], err_msg=name)
@@ -136,7 +136,7 @@ def test_ctrl_c_saves_the_state_and_the_run_resumes_exactly(tmp_path, monkeypatc
     monkeypatch.setattr(train_module, "get_batch", real_get_batch)
     assert 0 < stopped.value.iter < 30
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is gone again
-    _, info = ckpt.load_train_state(tmp_path / "split")
+    _, info = train_state.load_train_state(tmp_path / "split")
     assert info["iter"] == stopped.value.iter
 
     resumed = run(resume_config(tmp_path / "split", {}), resume=True, echo=quiet)

@@ -28,11 +28,13 @@ from pathlib import Path
 import numpy as np
 
 from transformer import checkpoint as ckpt
+from transformer.atomic import atomic_write_text
+from transformer.checkpoint import load_run
 from transformer.distributed import DistributedError, launched_rank, launched_size, world
-from transformer.sample import load_run, stream_text
+from transformer.run import BAD_INPUT
+from transformer.sample import stream_text
 from transformer.tokenizer import UnknownCharacterError
 from transformer.train import (
-    BAD_INPUT,
     BPE_VOCAB_SIZE,
     TOKENIZERS,
     TrainConfig,
@@ -226,12 +228,12 @@ def run_graph(args: argparse.Namespace) -> int:
         if out:
             graph = draw_graph(loss, model=model)
             if fmt in ("dot", "gv"):
-                ckpt.atomic_write_text(out, graph.source)  # DOT text needs no Graphviz program
+                atomic_write_text(out, graph.source)  # DOT text needs no Graphviz program
             else:
                 render(graph, out, fmt)
             print(f"wrote {out}")
         if args.html:
-            ckpt.atomic_write_text(Path(args.html), explore(loss, model=model).html())  # runs the backward
+            atomic_write_text(Path(args.html), explore(loss, model=model).html())  # runs the backward
             print(f"wrote {args.html}")
     except GraphvizNotFoundError as e:
         text_instead = (
