@@ -113,7 +113,12 @@ def build_run(config: TrainConfig, corpus: Corpus, tokenizer: Tokenizer, splits:
 
 
 def prepare_run(
-    config: TrainConfig, resume: bool, corpus: Corpus | None, warn: Callable[[str], None], echo, ranks: World
+    config: TrainConfig,
+    resume: bool,
+    corpus: Corpus | None,
+    warn: Callable[[str], None],
+    echo: Callable[[str], None],
+    ranks: World,
 ) -> Run:
     """Read the corpus (and, resuming, the saved run and its tokenizer), build model and optimizer; write nothing.
 
@@ -213,7 +218,14 @@ def open_run_dir(run: Run, resume: bool, echo: Callable[[str], None]) -> None:
 
 
 @contextmanager
-def opened_run(config: TrainConfig, resume: bool, corpus: Corpus | None, warn, echo, ranks: World) -> Iterator[Run]:
+def opened_run(
+    config: TrainConfig,
+    resume: bool,
+    corpus: Corpus | None,
+    warn: Callable[[str], None],
+    echo: Callable[[str], None],
+    ranks: World,
+) -> Iterator[Run]:
     """Check the input, lock the run directory, build the run and write its config; unlock at the end.
 
     Bad input on any rank ends every rank the same way, before a file is written. Rank 0, the

@@ -26,6 +26,7 @@ import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import regex
@@ -45,7 +46,7 @@ class SavedAsJson:
         atomic_write_text(path, self.to_json())
 
     @classmethod
-    def load(cls, path: str | os.PathLike):
+    def load(cls, path: str | os.PathLike) -> Self:
         """The tokenizer saved in `path`; OSError if it cannot be read, ValueError if it is not this kind."""
         return cls.from_json(Path(path).read_text(encoding="utf-8"))
 
