@@ -43,6 +43,7 @@ from transformer.tokenizer import BPETokenizer, CharTokenizer, Tokenizer, Unknow
 if TYPE_CHECKING:
     from transformer.train import TrainConfig
 
+Say = Callable[[str], None]  # where a line of the run's output goes: stdout, stderr, or nowhere
 # independent random streams drawn from one seed: initial weights and dropout, batches, evaluation
 MODEL_STREAM, BATCH_STREAM, EVAL_STREAM = 0, 1, 2
 
@@ -88,7 +89,7 @@ def eval_rng(seed: int, it: int) -> np.random.Generator:
 # ---------------------------------------------------------------- building a run
 
 
-def make_tokenizer(config: TrainConfig, text: str, train_text: str, echo: Callable[[str], None]) -> Tokenizer:
+def make_tokenizer(config: TrainConfig, text: str, train_text: str, echo: Say) -> Tokenizer:
     """The tokenizer of a new run: the corpus's characters, or BPE merges learned from the training split alone."""
     if config.tokenizer == "char":
         return CharTokenizer.from_text(text)
@@ -112,14 +113,7 @@ def build_run(config: TrainConfig, corpus: Corpus, tokenizer: Tokenizer, splits:
     return Run(config, Path(config.out), corpus, tokenizer, splits, model, optimizer, schedule, model_rng, batch_rng)
 
 
-def prepare_run(
-    config: TrainConfig,
-    resume: bool,
-    corpus: Corpus | None,
-    warn: Callable[[str], None],
-    echo: Callable[[str], None],
-    ranks: World,
-) -> Run:
+def prepare_run(config: TrainConfig, resume: bool, corpus: Corpus | None, warn: Say, echo: Say, ranks: World) -> Run:
     """Read the corpus (and, resuming, the saved run and its tokenizer), build model and optimizer; write nothing.
 
     Every check on the input happens here, so bad input ends the run before a file is touched.
@@ -196,7 +190,7 @@ def save_state(run: Run, it: int) -> None:
 # ---------------------------------------------------------------- the run directory
 
 
-def open_run_dir(run: Run, resume: bool, echo: Callable[[str], None]) -> None:
+def open_run_dir(run: Run, resume: bool, echo: Say) -> None:
     """Write config.json and the vocabulary (resuming, the log and plot too); say what is trained on what."""
     if resume:
         echo(f"resuming {run.run_dir} at iteration {run.iter} of {run.config.max_iters}")
@@ -219,12 +213,7 @@ def open_run_dir(run: Run, resume: bool, echo: Callable[[str], None]) -> None:
 
 @contextmanager
 def opened_run(
-    config: TrainConfig,
-    resume: bool,
-    corpus: Corpus | None,
-    warn: Callable[[str], None],
-    echo: Callable[[str], None],
-    ranks: World,
+    config: TrainConfig, resume: bool, corpus: Corpus | None, warn: Say, echo: Say, ranks: World
 ) -> Iterator[Run]:
     """Check the input, lock the run directory, build the run and write its config; unlock at the end.
 
@@ -249,7 +238,7 @@ def opened_run(
 
 
 @contextmanager
-def stop_on_ctrl_c(say: Callable[[str], None]) -> Iterator[threading.Event]:
+def stop_on_ctrl_c(say: Say) -> Iterator[threading.Event]:
     """Turn Ctrl-C into a request the loop reads at the start of the next iteration.
 
     Stopping there, never in the middle of an optimizer step, leaves weights, moments and
