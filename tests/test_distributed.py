@@ -108,7 +108,20 @@ def test_ranks_train_the_model_one_process_trains(tmp_path, ranks):
     ours, _ = ckpt.load_arrays(tmp_path / "many" / ckpt.CKPT_FILE)
     theirs, _ = ckpt.load_arrays(tmp_path / "one" / ckpt.CKPT_FILE)
     for name in theirs:
-        np.testing.assert_allclose(ours[name], theirs[name], atol=1e-4, err_msg=name)
+        np.testing.assert_allclose(*without_key_biases(name, ours[name], theirs[name]), atol=1e-4, err_msg=name)
+
+
+def without_key_biases(name: str, *weights: np.ndarray) -> list[np.ndarray]:
+    """The weights, less the keys' third of a c_attn bias: the one weight whose exact gradient is 0.
+
+    A key bias adds q . b_k to every score of a query alike, and softmax cancels what all
+    scores share, so its gradient is rounding noise, which AdamW's normalised steps follow:
+    two runs that sum in different orders move it apart by up to the learning rate per step.
+    """
+    if not name.endswith("attn.c_attn.bias"):
+        return list(weights)
+    C = TINY["n_embd"]
+    return [np.delete(w, np.s_[C : 2 * C]) for w in weights]
 
 
 def test_a_run_resumes_with_another_number_of_ranks(tmp_path):
