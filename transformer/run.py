@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 import signal
 import threading
 import time
@@ -35,7 +36,7 @@ from transformer import train_state
 from transformer.atomic import atomic_write_json, check_writable_dir
 from transformer.data import Corpus, CorpusError, check_long_enough, resolve_corpus, split_train_val
 from transformer.distributed import World
-from transformer.gpt import GPT
+from transformer.gpt import GPT, GPTConfig
 from transformer.rundir import locked_run_dir
 from transformer.runlog import plot_losses, write_log
 from transformer.tokenizer import BPETokenizer, CharTokenizer, Tokenizer, UnknownCharacterError, VocabularyTooLargeError
@@ -113,6 +114,38 @@ def build_run(config: TrainConfig, corpus: Corpus, tokenizer: Tokenizer, splits:
     return Run(config, Path(config.out), corpus, tokenizer, splits, model, optimizer, schedule, model_rng, batch_rng)
 
 
+def training_memory_bytes(model: GPTConfig, batch_size: int) -> dict[str, int]:
+    """A lower estimate of the float32 memory training holds at once, by part: bytes.
+
+    From the second step on, the weights and AdamW's two moments stay (12 bytes a parameter)
+    while a forward pass builds its graph: about 15 values of n_embd per token in each block
+    (the layer norms, q, k, v, the attention and MLP outputs, the MLP's 4·n_embd hidden values
+    before and after GELU), the attention weights (n_head · block_size per token) and the
+    logits (vocab_size per token). The gradients come as the graph is freed and are not counted.
+    Computed in closed form, so that an absurd --n-layer is refused at once.
+    """
+    C, L, T = model.n_embd, model.n_layer, model.block_size
+    vectors = (13 * L + 2) * C if model.bias else (2 * L + 1) * C  # biases and layer-norm weights
+    parameters = model.vocab_size * C + T * C + L * 12 * C * C + vectors  # the lm_head is wte, tied
+    per_token = L * (15 * C + model.n_head * T) + model.vocab_size
+    return {"weights and AdamW moments": 12 * parameters, "activations": 4 * batch_size * T * per_token}
+
+
+def check_fits_in_memory(model: GPTConfig, batch_size: int) -> None:
+    """ConfigError, before anything is allocated, when a training step cannot fit in this machine's memory."""
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # no sysconf (Windows) or no such name: nothing to compare with
+        return
+    parts = training_memory_bytes(model, batch_size)
+    if sum(parts.values()) > physical:
+        spelled = ", ".join(f"{name} {size:,}" for name, size in parts.items())
+        raise ConfigError(
+            f"this model needs at least {sum(parts.values()):,} bytes to train ({spelled}), more than this "
+            f"machine's {physical:,} bytes of memory; use a smaller --n-layer, --n-embd, --block-size or --batch-size"
+        )
+
+
 def prepare_run(config: TrainConfig, resume: bool, corpus: Corpus | None, warn: Say, echo: Say, ranks: World) -> Run:
     """Read the corpus (and, resuming, the saved run and its tokenizer), build model and optimizer; write nothing.
 
@@ -141,7 +174,10 @@ def prepare_run(config: TrainConfig, resume: bool, corpus: Corpus | None, warn: 
         "train": tokenizer.encode(train_text).astype(np.int32),
         "val": tokenizer.encode(val_text).astype(np.int32),
     }
-    check_long_enough(splits["train"], splits["val"], config.block_size)
+    check_long_enough(
+        splits["train"], splits["val"], config.block_size, "characters" if config.tokenizer == "char" else "tokens"
+    )
+    check_fits_in_memory(config.model_config(tokenizer.vocab_size), config.batch_size)
     run = build_run(config, corpus, tokenizer, splits)
     if resume:
         restore_run(run, saved_arrays, saved)

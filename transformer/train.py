@@ -46,6 +46,7 @@ from transformer.run import ConfigError, Run, eval_rng, opened_run, save_state, 
 from transformer.runlog import TRACE_FILE, StepTimer, plot_losses, write_log
 from transformer.sample import stream_text
 
+BETA1 = 0.9  # nanoGPT's; only beta2 is a flag
 # the model's shape: a resumed run must keep it
 ARCHITECTURE_FLAGS = ("n_layer", "n_head", "n_embd", "block_size", "bias", "tokenizer", "vocab_size")
 TOKENIZERS = ("char", "bpe")
@@ -80,7 +81,7 @@ class TrainConfig:
     learning_rate: float = 1e-3
     min_lr: float = 1e-4
     warmup_iters: int = 100
-    beta1: ClassVar[float] = 0.9  # nanoGPT's; not a flag, so not saved in config.json
+    beta1: ClassVar[float] = BETA1  # not a flag, so not saved in config.json
     beta2: float = 0.99
     weight_decay: float = 0.1
     grad_clip: float = 1.0  # 0 turns clipping off
