@@ -85,7 +85,7 @@ def test_bad_vocabulary_files_say_what_is_wrong(text, message):
 def test_the_tokenizer_and_the_data_import_no_model():
     """The text side of the trainer stands alone: importing it builds no GPT, not even its module."""
     probe = (
-        "import sys, transformer.tokenizer, transformer.data; "
+        "import sys, transformer.tokenizer, transformer.hf_tokenizer, transformer.data; "
         "print(sorted(m for m in ('transformer.gpt', 'transformer.checkpoint') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout

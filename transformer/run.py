@@ -103,10 +103,34 @@ def make_tokenizer(config: TrainConfig, text: str, train_text: str, echo: Say) -
     return tokenizer
 
 
-def build_run(config: TrainConfig, corpus: Corpus, tokenizer: Tokenizer, splits: dict[str, np.ndarray]) -> Run:
-    """A new run: the model initialised from the seed, AdamW and its learning-rate schedule."""
+def adopt_pretrained(config: TrainConfig) -> tuple[GPTConfig, dict[str, np.ndarray], Tokenizer]:
+    """The model config, weights and tokenizer `--init-from` names; the run's architecture flags
+    become the pretrained model's, so config.json says what is trained and --resume checks it."""
+    from transformer.huggingface import finetuning_start  # the Hugging Face formats, only when asked for
+
+    model_config, state, tokenizer = finetuning_start(config.init_from, config.block_size, config.dropout)
+    config.n_layer, config.n_head, config.n_embd, config.bias = (
+        model_config.n_layer, model_config.n_head, model_config.n_embd, model_config.bias
+    )  # fmt: skip
+    config.tokenizer = "bpe" if isinstance(tokenizer, BPETokenizer) else "char"
+    config.vocab_size = tokenizer.vocab_size if config.tokenizer == "bpe" else None
+    return model_config, state, tokenizer
+
+
+def build_run(
+    config: TrainConfig,
+    model_config: GPTConfig,
+    corpus: Corpus,
+    tokenizer: Tokenizer,
+    splits: dict[str, np.ndarray],
+    weights: dict[str, np.ndarray] | None = None,
+) -> Run:
+    """A new run: the model initialised from the seed (or holding `weights`, a fine-tuning start),
+    AdamW and its learning-rate schedule."""
     model_rng, batch_rng = seeded_rng(config.seed, MODEL_STREAM), seeded_rng(config.seed, BATCH_STREAM)
-    model = GPT(config.model_config(tokenizer.vocab_size), rng=model_rng)
+    model = GPT(model_config, rng=model_rng)
+    if weights is not None:
+        model.load_state_dict(weights, strict=True)
     optimizer = model.configure_optimizers(config.weight_decay, config.learning_rate, (config.beta1, config.beta2))
     schedule = CosineWithWarmup(
         optimizer, config.learning_rate, config.min_lr, config.warmup_iters, config.lr_decay_iters
@@ -168,7 +192,10 @@ def prepare_run(config: TrainConfig, resume: bool, corpus: Corpus | None, warn: 
             "pass the same --data to resume"
         )
     train_text, val_text = split_train_val(corpus.text)
-    if not resume:
+    weights = None
+    if config.init_from and not resume:
+        model_config, weights, tokenizer = adopt_pretrained(config)
+    elif not resume:
         tokenizer = make_tokenizer(config, corpus.text, train_text, echo)
     splits = {
         "train": tokenizer.encode(train_text).astype(np.int32),
@@ -178,7 +205,11 @@ def prepare_run(config: TrainConfig, resume: bool, corpus: Corpus | None, warn: 
         splits["train"], splits["val"], config.block_size, "characters" if config.tokenizer == "char" else "tokens"
     )
     check_fits_in_memory(config.model_config(tokenizer.vocab_size), config.batch_size)
-    run = build_run(config, corpus, tokenizer, splits)
+    if not config.init_from:
+        model_config = config.model_config(tokenizer.vocab_size)
+    elif resume:  # the pretrained model's own config: its GELU and epsilon are no training flags
+        model_config = ckpt.read_model_config(run_dir / ckpt.CONFIG_FILE)
+    run = build_run(config, model_config, corpus, tokenizer, splits, weights)
     if resume:
         restore_run(run, saved_arrays, saved)
     # each rank draws its own dropout masks: rank r's stream is rank 0's jumped r times ahead

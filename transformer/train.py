@@ -48,7 +48,7 @@ from transformer.sample import stream_text
 
 BETA1 = 0.9  # nanoGPT's; only beta2 is a flag
 # the model's shape: a resumed run must keep it
-ARCHITECTURE_FLAGS = ("n_layer", "n_head", "n_embd", "block_size", "bias", "tokenizer", "vocab_size")
+ARCHITECTURE_FLAGS = ("n_layer", "n_head", "n_embd", "block_size", "bias", "tokenizer", "vocab_size", "init_from")
 TOKENIZERS = ("char", "bpe")
 BPE_VOCAB_SIZE = 512  # --vocab-size when --tokenizer bpe is given without it
 
@@ -92,6 +92,7 @@ class TrainConfig:
     bias: bool = True
     tokenizer: str = "char"  # "char": one token per character; "bpe": byte-level BPE learned from the training split
     vocab_size: int | None = None  # bpe only: 256 byte tokens plus the merges (None: BPE_VOCAB_SIZE)
+    init_from: str | None = None  # a Hugging Face GPT-2 directory (or hub name) to fine-tune, with its tokenizer
 
     def __post_init__(self):
         if self.lr_decay_iters is None:
