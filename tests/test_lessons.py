@@ -1,9 +1,11 @@
-"""The lessons in docs/lessons: every notebook runs top to bottom in a fresh kernel with its
-exercises untouched, is stored without outputs, and every checker accepts its reference solution
-and names the typical mistakes it knows."""
+"""The lessons in docs/lessons: every notebook runs top to bottom in a fresh kernel, with its
+exercises untouched and with their reference answers, and is stored without outputs; what the
+lessons show inline (pictures, live loss curves, the explorer) is there; every checker accepts
+its reference solution and names the typical mistakes it knows."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -23,67 +25,91 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 SECONDS_PER_LESSON = 60
 
 sys.path.insert(0, str(LESSONS))
+sys.path.insert(0, str(REPO / "tools"))
+from headless_browser import browser_paths, open_notebook_output, start_chromium  # noqa: E402
+
 import checks  # noqa: E402
 import solutions  # noqa: E402
 
+nbclient = pytest.importorskip("nbclient")
+nbformat = pytest.importorskip("nbformat")
+BROWSER = browser_paths() is not None and importlib.util.find_spec("selenium") is not None
 
-def execute(path: Path):
-    """The notebook run in a fresh kernel from its own folder, as JupyterLab runs it."""
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    notebook = nbformat.read(path, as_version=4)
-    client = nbclient.NotebookClient(
-        notebook, timeout=SECONDS_PER_LESSON, kernel_name="python3", resources={"metadata": {"path": str(LESSONS)}}
-    )
+
+class CountingClient(nbclient.NotebookClient):
+    """nbclient's NotebookClient, counting the displays each cell updated in place (a live picture)."""
+
+    def __init__(self, notebook):
+        super().__init__(
+            notebook, timeout=SECONDS_PER_LESSON, kernel_name="python3", resources={"metadata": {"path": str(LESSONS)}}
+        )
+        self.updates: dict[int, int] = {}
+
+    def process_message(self, msg, cell, cell_index):
+        if msg.get("msg_type") == "update_display_data":
+            self.updates[cell_index] = self.updates.get(cell_index, 0) + 1
+        return super().process_message(msg, cell, cell_index)
+
+
+def run(notebook, monkeypatch) -> tuple:
+    """Execute `notebook` in a fresh kernel from the lessons' folder, as JupyterLab runs it.
+
+    Returns the notebook, now with outputs, and {cell index: displays it updated in place}.
+    """
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    if (SHARED_DATA / "tinyshakespeare.txt").is_file():
+        monkeypatch.setenv("MINIGRAD_DATA", str(SHARED_DATA))  # else the lesson finds it as the trainer does
+    client = CountingClient(notebook)
     client.execute()
+    return notebook, client.updates
+
+
+EXECUTED: dict[Path, tuple] = {}  # path -> (the notebook run untouched, its updates, seconds), for the tests below
+
+
+def untouched(path: Path, monkeypatch):
+    if path not in EXECUTED:
+        start = time.perf_counter()
+        notebook, updates = run(nbformat.read(path, as_version=4), monkeypatch)
+        EXECUTED[path] = notebook, updates, time.perf_counter() - start
+    return EXECUTED[path]
+
+
+def shown(cell) -> str:
+    return "".join(o.get("data", {}).get("text/plain", "") for o in cell.outputs)
+
+
+def exercise_cells(notebook) -> list:
+    return [c for c in notebook.cells if "exercise" in c.metadata.get("tags", [])]
+
+
+def solved(notebook):
+    """The notebook with each exercise answered by the reference solution (the check line kept)."""
+    for cell in exercise_cells(notebook):
+        name = re.search(r"^(?:def|class) (\w+)", cell.source, flags=re.M)[1]
+        check = cell.source.rstrip().splitlines()[-1]
+        cell.source = f"from solutions import {name}\n\n{check}"
     return notebook
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_lesson_runs_with_its_exercises_untouched(path, monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    if (SHARED_DATA / "tinyshakespeare.txt").is_file():
-        monkeypatch.setenv("MINIGRAD_DATA", str(SHARED_DATA))
-    start = time.perf_counter()
-    notebook = execute(path)
-    seconds = time.perf_counter() - start
+    notebook, _, seconds = untouched(path, monkeypatch)
     assert seconds < SECONDS_PER_LESSON, f"{path.name} took {seconds:.0f} s"
     errors = [o for c in notebook.cells for o in c.get("outputs", []) if o["output_type"] == "error"]
     assert errors == []
-    exercises = [c for c in notebook.cells if "exercise" in c.metadata.get("tags", [])]
-    assert 2 <= len(exercises) <= 5
-    for cell in exercises:
-        shown = "".join(o.get("data", {}).get("text/plain", "") for o in cell.outputs)
-        assert "not done yet" in shown, cell.source
-
-
-def solved(notebook):
-    """The notebook with each exercise answered by the reference solution (the check line kept)."""
-    for cell in notebook.cells:
-        if "exercise" in cell.metadata.get("tags", []):
-            name = re.search(r"^(?:def|class) (\w+)", cell.source, flags=re.M)[1]
-            check = cell.source.rstrip().splitlines()[-1]
-            cell.source = f"from solutions import {name}\n\n{check}"
-    return notebook
+    assert 2 <= len(exercise_cells(notebook)) <= 5
+    for cell in exercise_cells(notebook):
+        assert "not done yet" in shown(cell), cell.source
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_lesson_runs_with_its_exercises_solved(path, monkeypatch):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    if (SHARED_DATA / "tinyshakespeare.txt").is_file():
-        monkeypatch.setenv("MINIGRAD_DATA", str(SHARED_DATA))
-    notebook = solved(nbformat.read(path, as_version=4))
-    nbclient.NotebookClient(
-        notebook, timeout=SECONDS_PER_LESSON, kernel_name="python3", resources={"metadata": {"path": str(LESSONS)}}
-    ).execute()
-    for cell in notebook.cells:
-        if "exercise" in cell.metadata.get("tags", []):
-            shown = "".join(o.get("data", {}).get("text/plain", "") for o in cell.outputs)
-            assert shown.startswith("✓"), shown
-    text = "".join(o.get("text", "") for c in notebook.cells for o in c.get("outputs", []))
-    assert "finish" not in text and "(finish" not in text  # every "use yours once done" branch took yours
+    notebook, _ = run(solved(nbformat.read(path, as_version=4)), monkeypatch)
+    for cell in exercise_cells(notebook):
+        assert shown(cell).startswith("✓"), shown(cell)
+    printed = "".join(o.get("text", "") for c in notebook.cells for o in c.get("outputs", []))
+    assert "finish" not in printed  # every "yours once it passes" branch took the learner's answer
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -95,7 +121,6 @@ def test_lessons_are_stored_without_outputs(path):
 
 
 def test_there_are_enough_exercises_and_each_has_a_checker():
-    nbformat = pytest.importorskip("nbformat")
     checked = set()
     for path in NOTEBOOKS:
         for cell in nbformat.read(path, as_version=4).cells:
@@ -205,3 +230,58 @@ def test_an_unknown_mistake_still_says_where():
     result = checks.unbroadcast(unbroadcast)
     assert not result.passed and "Hint" not in result.message
     assert re.match(r"the summed gradient is off at \[0\]: 0 where -?\d", result.message)
+
+
+# ---------------------------------------------------------------- what the lessons show
+
+
+def outputs_of(notebook, mime: str) -> list[str]:
+    return [o["data"][mime] for c in notebook.cells for o in c.get("outputs", []) if mime in o.get("data", {})]
+
+
+@pytest.mark.parametrize("name", ["01_derivatives", "03_backward", "05_attention", "07_gpt", "09_double_backward"])
+def test_draw_graph_shows_its_svg_inline(name, monkeypatch):
+    notebook, _, _ = untouched(LESSONS / f"{name}.ipynb", monkeypatch)
+    assert any("<svg" in svg for svg in outputs_of(notebook, "image/svg+xml"))
+
+
+@pytest.mark.parametrize("name", ["04_gradcheck_and_optimisers", "07_gpt"])
+def test_training_shows_a_live_loss_curve(name, monkeypatch):
+    notebook, updates, _ = untouched(LESSONS / f"{name}.ipynb", monkeypatch)
+    assert updates and max(updates.values()) >= 3  # the curve was redrawn in place as it trained
+    (cell,) = [notebook.cells[i] for i in updates]
+    assert [o["output_type"] for o in cell.outputs if "image/png" in o.get("data", {})] == ["display_data"]
+
+
+@pytest.mark.skipif(not BROWSER, reason="needs chromium, chromedriver and selenium")
+def test_the_explorer_inline_in_lesson_3_steps_in_a_browser(monkeypatch, tmp_path):
+    notebook, _, _ = untouched(LESSONS / "03_backward.ipynb", monkeypatch)
+    (frame,) = [h for h in outputs_of(notebook, "text/html") if "minigrad-graph" in h]
+    browser = start_chromium()
+    try:
+        open_notebook_output(browser, frame, tmp_path / "lesson.html")
+        order = browser.execute_script("return window.minigradExplorer.data.backward_order")
+        walked = browser.execute_script(
+            "const ids = []; let id; while ((id = window.minigradExplorer.step()) !== null) ids.push(id); return ids;"
+        )
+        assert walked == order and len(walked) > 5
+        assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+    finally:
+        browser.quit()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_lesson_links_resolve(path):
+    """Every source file, guide and picture a lesson links to exists."""
+    from test_docs import LINK
+
+    broken, prose = [], [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown"]
+    for text in prose:
+        for match in LINK.finditer(text):
+            target = match["target"].partition("#")[0]
+            if target and not re.match(r"^[a-z]+:", target) and not (LESSONS / target).exists():
+                broken.append(target)
+    assert broken == []
+    assert any(
+        "](../../minigrad/" in c.source or "](../../transformer/" in c.source for c in nbformat.read(path, 4).cells
+    )
