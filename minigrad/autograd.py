@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from minigrad import source_lines
+
 
 class _State:
     """Global switches: is a graph being recorded, is anomaly detection on, which modules run."""
@@ -188,6 +190,7 @@ class Function:
                 fn.parents = tuple(a if isinstance(a, Tensor) else None for a in args)
                 fn.needs_input_grad = needs
                 fn.scope = _state.scope
+                fn.origin = source_lines.caller()  # which lines asked for it, for the pictures (minigrad.viz)
                 if cls.definition is not None:
                     fn.arguments = (args, kwargs)  # to run the definition again under create_graph
                 return Tensor._wrap(data, fn)

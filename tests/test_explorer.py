@@ -439,3 +439,22 @@ def test_a_small_graph_opens_unfolded(browser, tmp_path):
     model, loss = mlp_step()
     load(browser, explore(loss, model=model), tmp_path)
     assert not any("folded" in c.get_attribute("class") for c in browser.find_elements("css selector", "g.cluster"))
+
+
+@needs_browser
+def test_clicking_an_op_shows_the_line_that_made_it(browser, tmp_path):
+    x = Tensor([1.0, -2.0, 3.0], requires_grad=True, name="x")
+    y = (x * x + x).sum()
+    data = load(browser, explore(y), tmp_path)
+    add = next(n for n in data["nodes"] if n["op"] == "Add")
+    assert add["source"] == [f"tests/test_explorer.py:{y_line()}  y = (x * x + x).sum()"]
+    browser.find_element("css selector", f'[data-node-id="{add["id"]}"]').click()
+    shown = browser.find_element("css selector", "#details .made-by").text
+    assert shown == f"made by tests/test_explorer.py:{y_line()}  y = (x * x + x).sum()"
+    assert errors(browser) == []
+
+
+def y_line() -> int:
+    """The line of `y = (x * x + x).sum()` in the test above."""
+    lines = Path(__file__).read_text().splitlines()
+    return lines.index("    y = (x * x + x).sum()") + 1

@@ -265,6 +265,8 @@ def test_the_explorer_inline_in_lesson_3_steps_in_a_browser(monkeypatch, tmp_pat
             "const ids = []; let id; while ((id = window.minigradExplorer.step()) !== null) ids.push(id); return ids;"
         )
         assert walked == order and len(walked) > 5
+        browser.find_element("css selector", f'[data-node-id="{order[0]}"]').click()  # the loss: made in the cell
+        assert browser.find_element("css selector", "#details .made-by").text.startswith("made by cell:")
         assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
     finally:
         browser.quit()
