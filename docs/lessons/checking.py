@@ -63,7 +63,7 @@ class Exercise:
 
     def __call__(self, answer) -> Result:
         if answer is None:
-            return Result(self.name, False, "not done yet: write it in the cell above.", done=False)
+            return Result(self.name, False, "not done yet: write it, then run the cell again.", done=False)
         cases = self.cases()
         for args in cases:
             try:
@@ -119,7 +119,7 @@ class Exercise:
         return self.fallback or None
 
     def _blank(self) -> str:
-        return f"not done yet: {self.name} still returns None. Write its body in the cell above and run both cells."
+        return f"not done yet: {self.name} still returns None: write its body, then run the cell again."
 
     def _raised(self, error: Exception, args: tuple) -> str:
         message = f"your code raised {type(error).__name__}: {error} (for {describe(self.solution, args)})."

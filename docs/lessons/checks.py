@@ -816,4 +816,54 @@ second_derivative = Exercise(
     errors=[(RuntimeError, _NEEDS_GRAPH)],
 )
 
+# ---------------------------------------------------------------- 10 making it fast
+
+
+def _softmax_backward_case(seed: int):
+    out = S.softmax(_normal(2, 4, seed=seed))
+    return (_normal(2, 4, seed=seed + 1), out)
+
+
+softmax_backward = Exercise(
+    "softmax_backward",
+    S.softmax_backward,
+    cases=lambda: [_softmax_backward_case(0), (_normal(2, 3, 5, seed=2), S.softmax(_normal(2, 3, 5, seed=3)))],
+    outputs=["the gradient of x"],
+    mistakes=[
+        (
+            lambda grad, out: grad * out * (1 - out),
+            "that is only the Jacobian's diagonal: every output of a softmax depends on every input, "
+            "so subtract the weighted sum, out·(grad − Σ grad·out).",
+        ),
+        (
+            lambda grad, out: out * (grad - (grad * out).sum(axis=0, keepdims=True)),
+            "sum over the last axis, the one softmax normalised (axis=-1, keepdims=True).",
+        ),
+    ],
+)
+
+
+def _onehot_forgotten(logits, targets):
+    return S.softmax(logits) / len(targets)
+
+
+def _cross_entropy_summed(logits, targets):
+    return S.cross_entropy_backward(logits, targets) * len(targets)
+
+
+cross_entropy_backward = Exercise(
+    "cross_entropy_backward",
+    S.cross_entropy_backward,
+    cases=lambda: [(_normal(4, 5), np.array([0, 3, 1, 4])), (_normal(3, 3, seed=1), np.array([2, 2, 0]))],
+    outputs=["the gradient of the logits"],
+    mistakes=[
+        (_cross_entropy_summed, "the loss is the mean over the N rows, so each row's gradient is divided by N."),
+        (_onehot_forgotten, "subtract 1 at each row's target: d(-log p_t)/dz = softmax(z) − onehot(t)."),
+        (
+            lambda logits, targets: (S.softmax(logits) - np.eye(logits.shape[1])[targets]) * -1 / len(targets),
+            "mind the sign: the loss falls as the target's logit rises, so its gradient there is negative.",
+        ),
+    ],
+)
+
 EXERCISES = {name: value for name, value in dict(globals()).items() if isinstance(value, Exercise)}

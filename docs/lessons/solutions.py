@@ -253,3 +253,18 @@ def second_derivative(f, x: Tensor) -> Tensor:
     (first,) = mg.grad(f(x).sum(), x, create_graph=True)
     (second,) = mg.grad(first.sum(), x)
     return second
+
+
+# ---------------------------------------------------------------- 10 making it fast
+
+
+def softmax_backward(grad: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """The vector-Jacobian product of out = softmax(x) over the last axis: out·(grad − Σ grad·out)."""
+    return out * (grad - (grad * out).sum(axis=-1, keepdims=True))
+
+
+def cross_entropy_backward(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """d mean cross-entropy / d logits (N, C): (softmax(logits) − onehot(targets)) / N."""
+    grad = softmax(logits)
+    grad[np.arange(len(targets)), targets] -= 1
+    return grad / len(targets)
