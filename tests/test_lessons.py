@@ -272,18 +272,21 @@ def test_the_explorer_inline_in_lesson_3_steps_in_a_browser(monkeypatch, tmp_pat
         browser.quit()
 
 
+def missing_links(texts: list[str]) -> list[str]:
+    """The relative links in Markdown `texts` (written in docs/lessons) whose files do not exist."""
+    from test_docs import LINK, prose
+
+    targets = [m["target"].partition("#")[0] for text in texts for m in LINK.finditer(prose(text))]
+    return [t for t in targets if t and not re.match(r"^[a-z]+:", t) and not (LESSONS / t).exists()]
+
+
+def test_the_lessons_readme_links_resolve():
+    assert missing_links([(LESSONS / "README.md").read_text(encoding="utf-8")]) == []
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_lesson_links_resolve(path):
-    """Every source file, guide and picture a lesson links to exists."""
-    from test_docs import LINK
-
-    broken, prose = [], [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown"]
-    for text in prose:
-        for match in LINK.finditer(text):
-            target = match["target"].partition("#")[0]
-            if target and not re.match(r"^[a-z]+:", target) and not (LESSONS / target).exists():
-                broken.append(target)
-    assert broken == []
-    assert any(
-        "](../../minigrad/" in c.source or "](../../transformer/" in c.source for c in nbformat.read(path, 4).cells
-    )
+    """Every source file, guide and picture a lesson links to exists, and it links its source files."""
+    texts = [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown"]
+    assert missing_links(texts) == []
+    assert any("](../../minigrad/" in text or "](../../transformer/" in text for text in texts)
