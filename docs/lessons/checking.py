@@ -57,6 +57,8 @@ class Exercise:
     errors: list[tuple[type, str]] = field(default_factory=list)
     run: Callable | None = None
     validate: Callable | None = None
+    # The answers compute in float64: any correct order of operations agrees with the reference to
+    # about 1e-15 relative, and the mistakes checked for are off by 1e-6 (a one-sided difference) or more.
     rtol: float = 1e-7
     atol: float = 1e-10
     fallback: str = ""
@@ -154,10 +156,12 @@ def difference(got, want, name: str, rtol: float = 1e-7, atol: float = 1e-10) ->
     if close.all():
         return None
     if want_array.ndim == 0:
-        return f"{name} is {_number(got_array)} where {_number(want_array)} was expected"
+        got_text, want_text = _numbers(got_array, want_array)
+        return f"{name} is {got_text} where {want_text} was expected"
     index = tuple(int(i) for i in np.argwhere(~close)[0])
     where = ", ".join(map(str, index))
-    return f"{name} is off at [{where}]: {_number(got_array[index])} where {_number(want_array[index])} was expected"
+    got_text, want_text = _numbers(got_array[index], want_array[index])
+    return f"{name} is off at [{where}]: {got_text} where {want_text} was expected"
 
 
 def _list_difference(got, want: list, name: str) -> str | None:
@@ -227,8 +231,13 @@ def _shape(shape: tuple) -> str:
     return str(tuple(int(n) for n in shape))
 
 
-def _number(value) -> str:
-    value = np.asarray(value)
-    if value.dtype == bool:
-        return str(bool(value))
-    return f"{float(value):.6g}"
+def _numbers(got, want) -> tuple[str, str]:
+    """Two numbers written with 6 significant digits, or as many more as it takes to tell them apart."""
+    got, want = np.asarray(got), np.asarray(want)
+    if got.dtype == bool or want.dtype == bool:
+        return str(bool(got)), str(bool(want))
+    for digits in range(6, 18):
+        pair = f"{float(got):.{digits}g}", f"{float(want):.{digits}g}"
+        if pair[0] != pair[1]:
+            break
+    return pair
