@@ -31,8 +31,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
-	$(BIN)/ruff check minigrad transformer examples tests benchmarks tools
-	$(BIN)/ruff format --check minigrad transformer examples tests benchmarks tools
+	$(BIN)/ruff check minigrad transformer examples tests benchmarks tools docs/lessons
+	$(BIN)/ruff format --check minigrad transformer examples tests benchmarks tools docs/lessons
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_gpt.py
