@@ -409,7 +409,19 @@ def pad(input: Tensor, pad, mode: str = "constant", value: float | None = None) 
 def _pad_axis(x: Tensor, axis: int, before: int, after: int, mode: str, value: float) -> Tensor:
     n = x.shape[axis]
     lead = (slice(None),) * axis
-    x = x[lead + (slice(max(-before, 0), n - max(-after, 0)),)]  # negative sizes crop
+    if mode in ("reflect", "replicate"):
+        # as torch: positions come from the uncropped length, so a negative size crops the padded result
+        if mode == "reflect" and (before >= n or after >= n):
+            raise ValueError(
+                f"pad: reflect padding of {max(before, after)} needs a dimension longer than that, got {n}"
+            )
+        position = np.arange(-before, n + after)
+        if mode == "replicate":
+            return x[lead + (np.clip(position, 0, n - 1),)]
+        period = 2 * (n - 1)
+        position = (n - 1) - np.abs((n - 1) - position % period) if n > 1 else np.zeros_like(position)
+        return x[lead + (position,)]
+    x = x[lead + (slice(max(-before, 0), n - max(-after, 0)),)]  # negative sizes crop first
     n, before, after = x.shape[axis], max(before, 0), max(after, 0)
     if mode == "constant":
         edges = [
@@ -417,19 +429,11 @@ def _pad_axis(x: Tensor, axis: int, before: int, after: int, mode: str, value: f
             for size in (before, after)
         ]
         return concatenate([edges[0], x, edges[1]], axis=axis)
-    position = np.arange(-before, n + after)
-    if mode == "reflect":
-        if before >= n or after >= n:
-            raise ValueError(
-                f"pad: reflect padding of {max(before, after)} needs a dimension longer than that, got {n}"
-            )
-        period = 2 * (n - 1)
-        position = (n - 1) - np.abs((n - 1) - position % period) if n > 1 else np.zeros_like(position)
-    elif mode == "replicate":
-        position = np.clip(position, 0, n - 1)
-    else:
-        position = position % n
-    return x[lead + (position,)]
+    if before > n or after > n:  # torch refuses too: the copy would repeat the input
+        raise ValueError(
+            f"pad: circular padding of {max(before, after)} would wrap around a dimension of {n} more than once"
+        )
+    return x[lead + (np.arange(-before, n + after) % n,)]
 
 
 __all__ += [

@@ -103,10 +103,11 @@ BINARY = {
     "mul": (lambda a, b: a * b, "any"),
     "div": (lambda a, b: a / b, "nonzero"),
     "maximum": (lambda a, b: a.maximum(b), "distinct"),
+    "minimum": (lambda a, b: a.minimum(b), "distinct"),
 }
 
 
-@checks(ops.Add, ops.Sub, ops.Mul, ops.Div, ops.Maximum, "Tensor.maximum")
+@checks(ops.Add, ops.Sub, ops.Mul, ops.Div, ops.Maximum, ops.Minimum, "Tensor.maximum")
 @pytest.mark.parametrize("name", BINARY)
 @given(pair=broadcast_pairs, seed=seeds)
 def test_binary_ops_broadcast(name, pair, seed):
