@@ -23,6 +23,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one thread: steps comparab
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing it
+from machine import machine  # noqa: E402
+
 import minigrad as mg  # noqa: E402
 from minigrad import source_lines  # noqa: E402
 from transformer.gpt import GPT, GPTConfig  # noqa: E402
@@ -95,6 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     noting = statistics.median(time_spent_noting(model, optimizer, x, y) for _ in range(5))
     on, off = statistics.median(times[True]), statistics.median(times[False])
     kind = "readable definitions" if args.readable else "fused kernels"
+    print(machine())
     print(f"GPT step (4 layers, 128 wide, batch 12 x 64, {kind}), median of {args.steps} each:")
     print(f"  noting lines: {on * 1e3:.1f} ms   not noting: {off * 1e3:.1f} ms   ratio {on / off:.3f}")
     print(
