@@ -121,6 +121,8 @@ def cross_entropy(
     """
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f'cross_entropy: reduction must be "mean", "sum" or "none", not {reduction!r}')
+    if _constant(targets).dtype.kind == "f":  # a probability for every class, as torch reads float targets
+        return soft_cross_entropy(logits, _constant(targets), reduction, label_smoothing)
     C = logits.shape[-1]
     targets = _constant(targets).reshape(-1)  # (N,)
     log_probs = logits.reshape(-1, C).log_softmax(axis=-1)  # (N, C)
@@ -140,6 +142,21 @@ def cross_entropy(
         return losses
     total = losses.sum()
     return total if reduction == "sum" else total / float(kept.sum())
+
+
+def soft_cross_entropy(logits: Tensor, probabilities: np.ndarray, reduction: str, label_smoothing: float) -> Tensor:
+    """cross_entropy against class probabilities (..., C) of the logits' shape: −Σ_c t_c log softmax(z)_c
+    per row, t smoothed to (1 − ε) t + ε / C; "mean" averages over the rows, as torch."""
+    if probabilities.shape != logits.shape:
+        raise ValueError(
+            f"cross_entropy: probability targets must have the logits' shape {logits.shape}, got {probabilities.shape}"
+        )
+    C = logits.shape[-1]
+    t = probabilities.astype(logits.dtype) * (1.0 - label_smoothing) + label_smoothing / C
+    losses = -(logits.log_softmax(axis=-1) * t).sum(axis=-1)  # (...,)
+    if reduction == "none":
+        return losses
+    return losses.sum() if reduction == "sum" else losses.mean()
 
 
 def dropout_mask(shape: tuple, p: float, dtype, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -454,4 +471,9 @@ __all__ += [
     "softplus",
 ]
 
+# convolution, pooling, resizing and batch normalisation (F.conv2d, ...), composed in minigrad/conv.py
+from minigrad.conv import *  # noqa: E402, F403
+from minigrad.conv import __all__ as _conv_names  # noqa: E402
 from minigrad.tensor import concatenate, where  # noqa: E402  (this section's own imports)
+
+__all__ += _conv_names

@@ -195,6 +195,11 @@ def vision(figures: Path) -> None:
         run_example(name, "--out", str(figures))
 
 
+def vit_vs_cnn(figures: Path) -> None:
+    """docs/vision.md's "Do transformers need more data?": a ResNet and the ViT on growing slices of the digits."""
+    run_example("vit_vs_cnn.py", "--out", str(figures))
+
+
 def data_parallel(figures: Path) -> None:
     """docs/training.md's picture of one data-parallel step: shards, all-reduce, the same update."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -289,6 +294,7 @@ STEPS = {
     "curvature": curvature,
     "bpe vocabulary": bpe_vocabulary,
     "vision (vit, swin, coattention)": vision,
+    "vit vs cnn (3 seeds × 5 data sizes × 2 models, the longest step)": vit_vs_cnn,
     "data parallel": data_parallel,
     "learning-rate schedule (lr)": learning_rate_schedule,
 }
