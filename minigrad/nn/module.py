@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from minigrad.autograd import module_scope
+from minigrad.modes import module_scope
 from minigrad.tensor import Tensor
 
 
