@@ -11,8 +11,7 @@ from test_gpt import module_gradcheck, spread_weights, tiny_model
 import minigrad as mg
 from minigrad import Tensor, no_grad
 from transformer import GPT, GPTConfig
-from transformer.checkpoint import gpt_state_shapes
-from transformer.gpt import Block, CausalSelfAttention, ReLUSquared
+from transformer.gpt import Block, CausalSelfAttention, ReLUSquared, parameter_shapes
 from transformer.sample import KVCache, cached_logits
 
 MODERN = dict(rotary=True, norm="rmsnorm", qk_norm=True, activation="relu2", tie_embeddings=False, logit_softcap=5.0)
@@ -52,8 +51,8 @@ def test_defaults_are_nanogpts():
 def test_state_dict_names_and_shapes_are_what_the_checkpoint_expects(overrides):
     model = tiny_model(**overrides, bias=True)
     shapes = {name: value.shape for name, value in model.state_dict().items()}
-    assert shapes == gpt_state_shapes(model.config)
-    assert list(shapes) == list(gpt_state_shapes(model.config))
+    assert shapes == parameter_shapes(model.config)
+    assert list(shapes) == list(parameter_shapes(model.config))
 
 
 def test_rotary_drops_the_position_table_and_rmsnorm_the_norm_biases():

@@ -10,7 +10,7 @@ from test_train import generated_corpus, quiet, read_log, run, tiny
 
 from minigrad import no_grad
 from minigrad.optim import MuonWithAdamW
-from transformer import GPT, GPTConfig
+from transformer import GPT, GPTConfig, train_state
 from transformer import checkpoint as ckpt
 from transformer.cli import main
 from transformer.data import split_train_val
@@ -139,8 +139,8 @@ def test_a_muon_run_resumes_exactly(tmp_path):
     run(tiny(tmp_path / "split", max_iters=10, lr_decay_iters=20, **settings), echo=quiet)
     resumed = run(resume_config(tmp_path / "split", {"max_iters": 20}), resume=True, echo=quiet)
     assert resumed["history"] == straight["history"]
-    arrays_a, _ = ckpt.load_train_state(tmp_path / "straight")
-    arrays_b, _ = ckpt.load_train_state(tmp_path / "split")
+    arrays_a, _ = train_state.load_train_state(tmp_path / "straight")
+    arrays_b, _ = train_state.load_train_state(tmp_path / "split")
     for name in arrays_a:
         np.testing.assert_array_equal(arrays_a[name], arrays_b[name], err_msg=name)
 

@@ -25,7 +25,6 @@ from minigrad.optim import AdamW, CosineWithWarmup, LRScheduler, MuonWithAdamW
 from transformer.distributed import World
 from transformer.gpt import GPT
 
-BETA1 = 0.9  # nanoGPT's; only beta2 is a flag
 TARGET_BPC = 1.8857 / math.log(2)  # nanoGPT's validation loss at 2000 iterations, in bits: 2.7205
 OPTIMIZERS = ("adamw", "muon")
 SCHEDULES = ("cosine", "trapezoid")
@@ -92,7 +91,7 @@ def trapezoid_lr(
 def make_optimizer(model: GPT, config) -> AdamW | MuonWithAdamW:
     """The optimizer `config.optimizer` names: nanoGPT's AdamW, or Muon for the blocks' matrices
     (at config.muon_lr) with AdamW (at config.learning_rate) for everything else."""
-    betas = (BETA1, config.beta2)
+    betas = (config.beta1, config.beta2)
     if config.optimizer == "adamw":
         return model.configure_optimizers(config.weight_decay, config.learning_rate, betas)
     groups = model.muon_groups(config.weight_decay, config.muon_lr / config.learning_rate)
