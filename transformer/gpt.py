@@ -313,7 +313,8 @@ class GPT(Module):
         identity for small logits, never beyond ±c, so the model cannot buy a lower loss by
         making its logits ever larger and its softmax ever sharper.
         """
-        logits = self.lm_head(self.transformer.ln_f(x))  # (B, T, V)
+        x = self.transformer.ln_f(x)  # (B, T, C)
+        logits = self.lm_head(x)  # (B, T, V)
         cap = self.config.logit_softcap
         return cap * (logits / cap).tanh() if cap > 0 else logits
 
