@@ -46,6 +46,7 @@ globals().update(METHODS_AS_FUNCTIONS)  # mg.sum(x, dim=1), mg.sin(x), ... as to
 
 # the subpackages, as torch's: `mg.nn.Linear`, `mg.optim.AdamW`, `mg.functional.gelu`
 from minigrad import functional, kernels, memory, nn, optim  # noqa: E402  (they import the above)
+from minigrad.kernels import use_kernels  # noqa: E402  (the one switch: fused kernels or definitions)
 
 __all__ = [
     "Function",
@@ -88,6 +89,7 @@ __all__ = [
     "set_grad_enabled",
     "stack",
     "tensordot",
+    "use_kernels",
     "where",
     "zeros",
     "zeros_like",

@@ -17,10 +17,17 @@ Every module and parameter is named as in nanoGPT's GPT, so `state_dict()` loads
 One difference from nanoGPT: `model(idx)` without targets returns the logits of every
 position (B, T, V), not only the last one, so that both calls have the same shape.
 
+Attention is the one of transformer/attention.py's modules: `functional.scaled_dot_product_attention`
+with the heads split and merged by `split_heads` and `merge_heads`. The modules here keep
+nanoGPT's names (c_attn, c_fc, ...), so they are not blocks.py's torch.nn-named layers.
 `GPTConfig(fused=False)` runs the model on the readable definitions of minigrad/functional.py
 alone (attention as q kᵀ, scale, causal mask, softmax, @ v), as nanoGPT's `flash=False`;
-fused=True, the default, runs minigrad/kernels.py's fused twins, with the same numbers.
-Sampling with a KV cache, for speed, lives in transformer/sample.py.
+fused=True, the default, runs minigrad/kernels.py's fused twins, with the same numbers: the
+GPT's forward runs under `minigrad.use_kernels(config.fused)`.
+
+The forward takes an optional KV cache (transformer/sample.py's `KVCache`): then idx holds
+only the positions after those the cache has seen, each block's attention meets the cached
+keys and values, and the cache learns the new ones. Sampling lives in transformer/sample.py.
 """
 
 from __future__ import annotations
@@ -31,10 +38,12 @@ from dataclasses import dataclass
 import numpy as np
 
 import minigrad.functional as F
-from minigrad import default_rng, kernels, no_grad
+from minigrad import default_rng, kernels
 from minigrad.nn import GELU, Dropout, Embedding, LayerNorm, Linear, Module, ModuleDict, ModuleList
+from minigrad.ops import softmax_array
 from minigrad.optim import AdamW
 from minigrad.tensor import Tensor
+from transformer.attention import merge_heads, split_heads
 
 
 @dataclass
@@ -67,41 +76,36 @@ class CausalSelfAttention(Module):
 
     def __init__(self, config: GPTConfig, rng: np.random.Generator | None = None):
         super().__init__()
-        self.c_attn = Linear(config.n_embd, 3 * config.n_embd, bias=config.bias, rng=rng, fused=config.fused)
-        self.c_proj = Linear(config.n_embd, config.n_embd, bias=config.bias, rng=rng, fused=config.fused)
+        self.c_attn = Linear(config.n_embd, 3 * config.n_embd, bias=config.bias, rng=rng)
+        self.c_proj = Linear(config.n_embd, config.n_embd, bias=config.bias, rng=rng)
         # dropout on the attention weights happens inside attention; this module holds its
         # probability and generator, and follows train()/eval()
         self.attn_dropout = Dropout(config.dropout, rng=rng)
         self.resid_dropout = Dropout(config.dropout, rng=rng)
-        self.n_head, self.n_embd, self.fused = config.n_head, config.n_embd, config.fused
+        self.n_head, self.n_embd = config.n_head, config.n_embd
 
     def heads(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Queries, keys and values of x (B, T, C), each split into heads: (B, nh, T, hs)."""
-        B, T, C = x.shape
+        C = x.shape[-1]
         qkv = self.c_attn(x)  # (B, T, 3C): all heads' q, k, v in one matmul
-        q, k, v = (qkv[:, :, i * C : (i + 1) * C] for i in range(3))  # (B, T, C) each
-        q = q.reshape(B, T, self.n_head, C // self.n_head).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
-        k = k.reshape(B, T, self.n_head, C // self.n_head).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
-        v = v.reshape(B, T, self.n_head, C // self.n_head).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
-        return q, k, v
+        q, k, v = (split_heads(qkv[:, :, i * C : (i + 1) * C], self.n_head) for i in range(3))
+        return q, k, v  # (B, nh, T, hs) each
 
-    def attend(self, q: Tensor, k: Tensor, v: Tensor, attn_mask=None, is_causal: bool = False) -> Tensor:
-        """softmax(q kᵀ / √hs + mask) v per head, the heads side by side again, then c_proj.
-
-        q (B, nh, Tq, hs), k and v (B, nh, Tk, hs) -> (B, Tq, C).
-        """
-        attention = kernels.scaled_dot_product_attention if self.fused else F.scaled_dot_product_attention
-        dropout_p = self.attn_dropout.p if self.training else 0.0
-        y = attention(
-            q, k, v, attn_mask, dropout_p=dropout_p, is_causal=is_causal, rng=self.attn_dropout.rng
-        )  # (B, nh, Tq, hs)
-        B, nh, Tq, hs = y.shape
-        y = y.transpose(0, 2, 1, 3).reshape(B, Tq, nh * hs)  # (B, Tq, C): the heads side by side
-        return self.resid_dropout(self.c_proj(y))  # (B, Tq, C)
-
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, kv_cache=None) -> Tensor:
+        """x (B, T, C) -> (B, T, C). With kv_cache (a LayerKVCache), x holds the positions after
+        those the cache has seen; they attend to the cached keys and values too, which the cache
+        then extends by theirs."""
         q, k, v = self.heads(x)  # (B, nh, T, hs) each
-        return self.attend(q, k, v, is_causal=True)  # (B, T, C)
+        T, past = x.shape[1], 0 if kv_cache is None else len(kv_cache)
+        if kv_cache is not None:
+            k, v = kv_cache.extend(k, v)  # (B, nh, past + T, hs)
+        # the new query i sits at position past + i and may see keys 0 .. past + i
+        mask = None if past == 0 else F.causal_mask(T, past + T, offset=past)
+        dropout_p = self.attn_dropout.p if self.training else 0.0
+        y = kernels.scaled_dot_product_attention(
+            q, k, v, mask, dropout_p=dropout_p, is_causal=past == 0, rng=self.attn_dropout.rng
+        )  # (B, nh, T, hs)
+        return self.resid_dropout(self.c_proj(merge_heads(y)))  # (B, T, C)
 
 
 class MLP(Module):
@@ -109,9 +113,9 @@ class MLP(Module):
 
     def __init__(self, config: GPTConfig, rng: np.random.Generator | None = None):
         super().__init__()
-        self.c_fc = Linear(config.n_embd, 4 * config.n_embd, bias=config.bias, rng=rng, fused=config.fused)
-        self.gelu = GELU(fused=config.fused)  # the exact erf form, as nn.GELU() in nanoGPT
-        self.c_proj = Linear(4 * config.n_embd, config.n_embd, bias=config.bias, rng=rng, fused=config.fused)
+        self.c_fc = Linear(config.n_embd, 4 * config.n_embd, bias=config.bias, rng=rng)
+        self.gelu = GELU()  # the exact erf form, as nn.GELU() in nanoGPT
+        self.c_proj = Linear(4 * config.n_embd, config.n_embd, bias=config.bias, rng=rng)
         self.dropout = Dropout(config.dropout, rng=rng)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -126,18 +130,18 @@ class Block(Module):
 
     Normalising the input of each sublayer, not its output, leaves the residual stream an
     identity path from embedding to head, which keeps deep stacks trainable (GPT-2).
-    x (B, T, C) -> (B, T, C).
+    x (B, T, C) -> (B, T, C); kv_cache as in CausalSelfAttention.
     """
 
     def __init__(self, config: GPTConfig, rng: np.random.Generator | None = None):
         super().__init__()
-        self.ln_1 = LayerNorm(config.n_embd, bias=config.bias, fused=config.fused)
+        self.ln_1 = LayerNorm(config.n_embd, bias=config.bias)
         self.attn = CausalSelfAttention(config, rng)
-        self.ln_2 = LayerNorm(config.n_embd, bias=config.bias, fused=config.fused)
+        self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config, rng)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.attn(self.ln_1(x))  # (B, T, C)
+    def forward(self, x: Tensor, kv_cache=None) -> Tensor:
+        x = x + self.attn(self.ln_1(x), kv_cache)  # (B, T, C)
         x = x + self.mlp(self.ln_2(x))  # (B, T, C)
         return x
 
@@ -153,17 +157,16 @@ class GPT(Module):
     def __init__(self, config: GPTConfig, rng: np.random.Generator | None = None):
         super().__init__()
         self.config = config
-        fused = config.fused
         self.transformer = ModuleDict(
             dict(
-                wte=Embedding(config.vocab_size, config.n_embd, rng=rng, fused=fused),
-                wpe=Embedding(config.block_size, config.n_embd, rng=rng, fused=fused),
+                wte=Embedding(config.vocab_size, config.n_embd, rng=rng),
+                wpe=Embedding(config.block_size, config.n_embd, rng=rng),
                 drop=Dropout(config.dropout, rng=rng),
                 h=ModuleList([Block(config, rng) for _ in range(config.n_layer)]),
-                ln_f=LayerNorm(config.n_embd, bias=config.bias, fused=fused),
+                ln_f=LayerNorm(config.n_embd, bias=config.bias),
             )
         )
-        self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False, rng=rng, fused=fused)
+        self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False, rng=rng)
         # weight tying: one tensor, registered under both names (listed once by named_parameters)
         self.transformer.wte.weight = self.lm_head.weight
         self._init_weights(default_rng() if rng is None else rng)
@@ -183,6 +186,11 @@ class GPT(Module):
             elif name.endswith("bias"):
                 param.data[...] = 0.0
 
+    @property
+    def fused(self) -> bool:
+        """The config's choice, under which every call of the model runs (see `Module.fused`)."""
+        return self.config.fused
+
     def num_parameters(self, non_embedding: bool = False) -> int:
         """The number of parameters (the tied weight counted once).
 
@@ -192,24 +200,27 @@ class GPT(Module):
         count = super().num_parameters()
         return count - self.transformer.wpe.weight.size if non_embedding else count
 
-    def forward(self, idx, targets=None) -> tuple[Tensor, Tensor | None]:
+    def forward(self, idx, targets=None, kv_cache=None) -> tuple[Tensor, Tensor | None]:
         """idx (B, T) token ids -> (logits (B, T, vocab_size), loss or None).
 
         With targets (B, T) the loss is the mean cross-entropy over the positions whose target
-        is not -1.
+        is not -1. With kv_cache (transformer/sample.py's KVCache), idx holds the tokens after
+        the len(kv_cache) positions the cache has seen, and the cache learns them.
         """
         idx = token_ids(idx, self.config.vocab_size)
         B, T = idx.shape
-        if T > self.config.block_size:
+        past = 0 if kv_cache is None else len(kv_cache)
+        if past + T > self.config.block_size:
             raise ValueError(
-                f"GPT: cannot forward a sequence of length {T}, block size is only "
+                f"GPT: cannot forward a sequence of length {past + T}, block size is only "
                 f"{self.config.block_size}; crop the input to its last {self.config.block_size} tokens"
             )
         tok_emb = self.transformer.wte(idx)  # (B, T, C) token embeddings
-        pos_emb = self.transformer.wpe(np.arange(T))  # (T, C) position embeddings
+        pos_emb = self.transformer.wpe(np.arange(past, past + T))  # (T, C) position embeddings
         x = self.transformer.drop(tok_emb + pos_emb)  # (B, T, C)
-        for block in self.transformer.h:
-            x = block(x)  # (B, T, C)
+        layer_caches = [None] * len(self.transformer.h) if kv_cache is None else kv_cache.layers
+        for block, layer_cache in zip(self.transformer.h, layer_caches):
+            x = block(x, layer_cache)  # (B, T, C)
         x = self.transformer.ln_f(x)  # (B, T, C)
         logits = self.lm_head(x)  # (B, T, V)
 
@@ -218,8 +229,7 @@ class GPT(Module):
             targets = np.asarray(targets.data if isinstance(targets, Tensor) else targets)
             if targets.shape != (B, T):
                 raise ValueError(f"GPT: targets have shape {targets.shape}, expected {(B, T)} like idx")
-            cross_entropy = kernels.cross_entropy if self.config.fused else F.cross_entropy
-            loss = cross_entropy(logits.reshape(B * T, -1), targets.reshape(-1), ignore_index=-1)  # ()
+            loss = kernels.cross_entropy(logits.reshape(B * T, -1), targets.reshape(-1), ignore_index=-1)  # ()
         return logits, loss
 
     def generate(
@@ -236,22 +246,15 @@ class GPT(Module):
         Each token is drawn from softmax(logits / temperature), restricted to the top_k most
         likely tokens and/or the smallest set holding probability top_p (nucleus sampling);
         temperature 0 picks the most likely token (greedy). The context is cropped to its last
-        block_size tokens, as nanoGPT does. The model runs in eval mode and without a graph;
-        transformer/sample.py's `generate` draws the same tokens faster, with a KV cache.
+        block_size tokens, as nanoGPT does. The model runs in eval mode and without a graph.
+        The loop is transformer/sample.py's `generate_tokens`, with its KV cache.
         """
+        from transformer.sample import generate_tokens  # sample.py imports this module: bound at call time
+
         idx = token_ids(idx, self.config.vocab_size)
-        rng = default_rng() if rng is None else rng
-        was_training = self.training
-        self.eval()
-        try:
-            with no_grad():
-                for _ in range(max_new_tokens):
-                    logits, _ = self(idx[:, -self.config.block_size :])  # (B, T, V)
-                    next_ids = sample(logits.data[:, -1, :], temperature, top_k, top_p, rng)  # (B,)
-                    idx = np.concatenate([idx, next_ids[:, None]], axis=1)  # (B, T + 1)
-        finally:
-            self.train(was_training)
-        return idx
+        sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p, rng=rng)
+        steps = generate_tokens(self, idx, max_new_tokens, **sampling)  # (B,) each
+        return np.concatenate([idx] + [next_ids[:, None] for next_ids in steps], axis=1)
 
     def optimizer_groups(self, weight_decay: float) -> list[dict]:
         """AdamW parameter groups as nanoGPT's: weight decay on every parameter with ndim >= 2
@@ -285,9 +288,7 @@ def filter_logits(logits: np.ndarray, top_k: int | None = None, top_p: float | N
         if not 0.0 < top_p <= 1.0:
             raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
         order = np.argsort(-logits, axis=-1, kind="stable")  # (B, V) most likely first
-        sorted_logits = np.take_along_axis(logits, order, axis=-1)  # (B, V)
-        probs = np.exp(sorted_logits - sorted_logits[:, :1])  # (B, V)
-        probs /= probs.sum(axis=-1, keepdims=True)
+        probs, _ = softmax_array(np.take_along_axis(logits, order, axis=-1))  # (B, V) most likely first
         mass_before = np.cumsum(probs, axis=-1) - probs  # (B, V) probability of the more likely tokens
         drop_sorted = mass_before >= top_p  # the first token always stays: its mass_before is 0
         drop = np.empty_like(drop_sorted)
@@ -310,7 +311,7 @@ def sample(
         return np.argmax(logits, axis=-1).astype(np.int64)
     rng = default_rng() if rng is None else rng
     scaled = filter_logits(np.asarray(logits, dtype=np.float64) / temperature, top_k, top_p)  # (B, V)
-    probs = np.exp(scaled - scaled.max(axis=-1, keepdims=True))  # (B, V), 0 outside the support
+    probs, _ = softmax_array(scaled)  # (B, V), 0 outside the support
     cdf = np.cumsum(probs, axis=-1)  # (B, V)
     # inverse-CDF sampling: the first token whose cumulative probability exceeds u ~ U[0, total)
     u = rng.random((cdf.shape[0], 1)) * cdf[:, -1:]  # (B, 1)

@@ -1,7 +1,9 @@
 """Layers: Linear, Embedding, LayerNorm, RMSNorm, Dropout and the activations — PyTorch's names and layouts.
 
-A layer with a fast kernel takes `fused`: True (the default) runs minigrad/kernels.py's fused
-op, False the readable definition of minigrad/functional.py; the numbers are the same.
+A layer with a fast kernel calls it from minigrad/kernels.py, which runs the fused op or the
+readable definition of minigrad/functional.py as `minigrad.use_kernels` says; the numbers are
+the same. Such a layer also takes `fused` (None: follow the switch; True or False: this layer's
+own setting, see `Module`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,13 @@ class Linear(Module):
     """
 
     def __init__(
-        self, in_features: int, out_features: int, bias: bool = True, rng=None, dtype=np.float32, fused: bool = True
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        rng=None,
+        dtype=np.float32,
+        fused: bool | None = None,
     ):
         super().__init__()
         self.fused = fused
@@ -34,8 +42,7 @@ class Linear(Module):
         self.bias = Parameter(rng.uniform(-bound, bound, (out_features,)), dtype=dtype) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
-        linear = kernels.linear if self.fused else F.linear
-        return linear(x, self.weight, self.bias)
+        return kernels.linear(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
@@ -56,7 +63,7 @@ class Embedding(Module):
         padding_idx: int | None = None,
         rng=None,
         dtype=np.float32,
-        fused: bool = True,
+        fused: bool | None = None,
     ):
         super().__init__()
         self.fused = fused
@@ -71,8 +78,7 @@ class Embedding(Module):
             self.weight.data[padding_idx] = 0
 
     def forward(self, ids) -> Tensor:
-        embedding = kernels.embedding if self.fused else F.embedding
-        out = embedding(ids, self.weight)  # (..., C)
+        out = kernels.embedding(ids, self.weight)  # (..., C)
         if self.padding_idx is None:
             return out
         padding = (np.asarray(ids.data if isinstance(ids, Tensor) else ids) == self.padding_idx)[..., None]
@@ -88,7 +94,12 @@ class LayerNorm(Module):
     variance; then scale (weight) and shift (bias), both of that shape."""
 
     def __init__(
-        self, normalized_shape: int | tuple, eps: float = 1e-5, bias: bool = True, dtype=np.float32, fused: bool = True
+        self,
+        normalized_shape: int | tuple,
+        eps: float = 1e-5,
+        bias: bool = True,
+        dtype=np.float32,
+        fused: bool | None = None,
     ):
         super().__init__()
         self.fused = fused
@@ -97,8 +108,7 @@ class LayerNorm(Module):
         self.bias = Parameter(np.zeros(normalized_shape), dtype=dtype) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
-        layer_norm = kernels.layer_norm if self.fused else F.layer_norm
-        return layer_norm(x, self.weight, self.bias, eps=self.eps)
+        return kernels.layer_norm(x, self.weight, self.bias, eps=self.eps)
 
     def extra_repr(self) -> str:
         return f"{self.normalized_shape}, eps={self.eps}"
@@ -144,7 +154,7 @@ class Dropout(Module):
 class GELU(Module):
     """x · Φ(x), Φ the standard normal CDF (the exact erf form; approximate="tanh" for GPT-2's)."""
 
-    def __init__(self, approximate: str = "none", fused: bool = True):
+    def __init__(self, approximate: str = "none", fused: bool | None = None):
         super().__init__()
         self.fused = fused
         if approximate not in ("none", "tanh"):
@@ -152,8 +162,7 @@ class GELU(Module):
         self.approximate = approximate
 
     def forward(self, x: Tensor) -> Tensor:
-        gelu = kernels.gelu if self.fused else F.gelu
-        return gelu(x, approximate=self.approximate)
+        return kernels.gelu(x, approximate=self.approximate)
 
     def extra_repr(self) -> str:
         return f"approximate={self.approximate!r}" if self.approximate != "none" else ""
