@@ -7,8 +7,9 @@ from theirs, and `minigrad.viz.draw_graph` shows every step. `GPTConfig(fused=Fa
 whole GPT on these functions alone.
 
 minigrad/kernels.py holds a fast twin of most of them: one `Function` with a backward derived
-by hand, the same arguments and the same numbers (tests hold each pair equal). A reader never
-needs to open it to understand what the model computes.
+by hand, the same arguments and the same numbers (tests hold each pair equal). The models call
+the twins, and `minigrad.use_kernels(False)` makes every such call run the definition here
+instead. A reader never needs to open kernels.py to understand what the model computes.
 """
 
 from __future__ import annotations

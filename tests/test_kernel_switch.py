@@ -215,3 +215,11 @@ def test_sampling_has_one_loop_and_the_gpt_forward_takes_the_cache():
         assert len(cache) == 3
         with pytest.raises(ValueError, match="block size is only 4"):
             model(np.array([[1, 2]]), kv_cache=cache)
+
+
+def test_the_gpts_parts_built_alone_keep_their_configs_setting():
+    from transformer.gpt import Block
+
+    config = GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8, fused=False)
+    block = Block(config, np.random.default_rng(0))
+    assert ops_drawn(block(mg.randn(2, 8, 8))).isdisjoint(KERNEL_OPS)

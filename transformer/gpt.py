@@ -17,13 +17,14 @@ Every module and parameter is named as in nanoGPT's GPT, so `state_dict()` loads
 One difference from nanoGPT: `model(idx)` without targets returns the logits of every
 position (B, T, V), not only the last one, so that both calls have the same shape.
 
-Attention is the one of transformer/attention.py's modules: `functional.scaled_dot_product_attention`
-with the heads split and merged by `split_heads` and `merge_heads`. The modules here keep
-nanoGPT's names (c_attn, c_fc, ...), so they are not blocks.py's torch.nn-named layers.
+Attention is the one every model of this package uses: `scaled_dot_product_attention`, with
+the heads split and merged by transformer/attention.py's `split_heads` and `merge_heads`. The
+modules here keep nanoGPT's names (c_attn, c_fc, ...), which is why they are not the
+torch.nn-named layers of transformer/blocks.py.
 `GPTConfig(fused=False)` runs the model on the readable definitions of minigrad/functional.py
 alone (attention as q kᵀ, scale, causal mask, softmax, @ v), as nanoGPT's `flash=False`;
 fused=True, the default, runs minigrad/kernels.py's fused twins, with the same numbers: the
-GPT's forward runs under `minigrad.use_kernels(config.fused)`.
+GPT and each of its parts run under `minigrad.use_kernels(config.fused)` (`Module.fused`).
 
 The forward takes an optional KV cache (transformer/sample.py's `KVCache`): then idx holds
 only the positions after those the cache has seen, each block's attention meets the cached
@@ -83,6 +84,7 @@ class CausalSelfAttention(Module):
         self.attn_dropout = Dropout(config.dropout, rng=rng)
         self.resid_dropout = Dropout(config.dropout, rng=rng)
         self.n_head, self.n_embd = config.n_head, config.n_embd
+        self.fused = config.fused  # kernels or definitions, as for the whole model (see Module.fused)
 
     def heads(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Queries, keys and values of x (B, T, C), each split into heads: (B, nh, T, hs)."""
@@ -117,6 +119,7 @@ class MLP(Module):
         self.gelu = GELU()  # the exact erf form, as nn.GELU() in nanoGPT
         self.c_proj = Linear(4 * config.n_embd, config.n_embd, bias=config.bias, rng=rng)
         self.dropout = Dropout(config.dropout, rng=rng)
+        self.fused = config.fused
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.c_fc(x)  # (B, T, 4C)
@@ -139,6 +142,7 @@ class Block(Module):
         self.attn = CausalSelfAttention(config, rng)
         self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config, rng)
+        self.fused = config.fused
 
     def forward(self, x: Tensor, kv_cache=None) -> Tensor:
         x = x + self.attn(self.ln_1(x), kv_cache)  # (B, T, C)
@@ -157,6 +161,7 @@ class GPT(Module):
     def __init__(self, config: GPTConfig, rng: np.random.Generator | None = None):
         super().__init__()
         self.config = config
+        self.fused = config.fused  # every call runs under use_kernels(config.fused) (see Module.fused)
         self.transformer = ModuleDict(
             dict(
                 wte=Embedding(config.vocab_size, config.n_embd, rng=rng),
@@ -185,11 +190,6 @@ class GPT(Module):
                 param.data[...] = rng.normal(0.0, 0.02, param.shape)
             elif name.endswith("bias"):
                 param.data[...] = 0.0
-
-    @property
-    def fused(self) -> bool:
-        """The config's choice, under which every call of the model runs (see `Module.fused`)."""
-        return self.config.fused
 
     def num_parameters(self, non_embedding: bool = False) -> int:
         """The number of parameters (the tied weight counted once).
