@@ -24,15 +24,7 @@ class Linear(Module):
     Initialised as torch.nn.Linear: U(-1/√in, 1/√in) for both weight and bias.
     """
 
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        bias: bool = True,
-        rng=None,
-        dtype=np.float32,
-        fused: bool | None = None,
-    ):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, rng=None, dtype=np.float32, fused=None):
         super().__init__()
         self.fused = fused
         rng = default_rng() if rng is None else rng
@@ -94,12 +86,7 @@ class LayerNorm(Module):
     variance; then scale (weight) and shift (bias), both of that shape."""
 
     def __init__(
-        self,
-        normalized_shape: int | tuple,
-        eps: float = 1e-5,
-        bias: bool = True,
-        dtype=np.float32,
-        fused: bool | None = None,
+        self, normalized_shape: int | tuple, eps: float = 1e-5, bias: bool = True, dtype=np.float32, fused=None
     ):
         super().__init__()
         self.fused = fused
@@ -182,46 +169,49 @@ class SiLU(Module):
         return F.silu(x)
 
 
-class LeakyReLU(Module):
+class _ActivationWithSettings(Module):
+    """An elementwise function of functional.py as a layer, its settings kept as attributes."""
+
+    function = staticmethod(F.relu)  # each subclass names its own
+
+    def __init__(self, **settings):
+        super().__init__()
+        self.setting_names = tuple(settings)
+        for name, value in settings.items():
+            setattr(self, name, value)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.function(x, **{name: getattr(self, name) for name in self.setting_names})
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{name}={getattr(self, name)}" for name in self.setting_names)
+
+
+class LeakyReLU(_ActivationWithSettings):
     """x where x > 0, negative_slope · x elsewhere."""
 
+    function = staticmethod(F.leaky_relu)
+
     def __init__(self, negative_slope: float = 0.01):
-        super().__init__()
-        self.negative_slope = negative_slope
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.leaky_relu(x, self.negative_slope)
-
-    def extra_repr(self) -> str:
-        return f"negative_slope={self.negative_slope}"
+        super().__init__(negative_slope=negative_slope)
 
 
-class ELU(Module):
+class ELU(_ActivationWithSettings):
     """x where x > 0, alpha · (eˣ − 1) elsewhere."""
 
+    function = staticmethod(F.elu)
+
     def __init__(self, alpha: float = 1.0):
-        super().__init__()
-        self.alpha = alpha
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.elu(x, self.alpha)
-
-    def extra_repr(self) -> str:
-        return f"alpha={self.alpha}"
+        super().__init__(alpha=alpha)
 
 
-class Softplus(Module):
+class Softplus(_ActivationWithSettings):
     """log(1 + e^(βx)) / β (x itself where βx > threshold)."""
 
+    function = staticmethod(F.softplus)
+
     def __init__(self, beta: float = 1.0, threshold: float = 20.0):
-        super().__init__()
-        self.beta, self.threshold = beta, threshold
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.softplus(x, self.beta, self.threshold)
-
-    def extra_repr(self) -> str:
-        return f"beta={self.beta}, threshold={self.threshold}"
+        super().__init__(beta=beta, threshold=threshold)
 
 
 class Mish(Module):
