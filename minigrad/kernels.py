@@ -77,7 +77,7 @@ def kernels_enabled() -> bool:
 def twin_of(definition: Callable) -> Callable:
     """Decorator: the decorated kernel runs while kernels are enabled, `definition` otherwise.
 
-    Both take the same arguments. This is the only place that reads the switch; the result
+    Both take the same arguments. This is the only place that acts on the switch; the result
     keeps the two as `.kernel` and `.definition`.
     """
 
@@ -92,7 +92,7 @@ def twin_of(definition: Callable) -> Callable:
     return decorate
 
 
-# ---------------------------------------------------------------- fast sums
+# ---------------------------------------------------------------- chunks and fast sums
 
 # Elements per chunk of an elementwise chain: a few 256 KB float32 buffers fit in L2 cache.
 _CHUNK = 1 << 16
