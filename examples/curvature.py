@@ -1,11 +1,12 @@
 """How sharp is a GPT's loss? The top Hessian eigenvalue, by power iteration on HVPs, over training.
 
 The Hessian H of the loss over all parameters is far too big to build (P × P numbers for P
-parameters), but a Hessian-vector product H v costs about two backward passes: record the
-gradient with `mg.grad(loss, params, create_graph=True)` and differentiate g · v once more
-(`mg.hvp`). Power iteration needs nothing else: v ← H v / ‖H v‖ turns v towards the
-eigenvector of the eigenvalue largest in magnitude, and vᵀ H v converges to that eigenvalue,
-the loss's sharpest curvature.
+parameters), but a Hessian-vector product H v needs only a few passes over the graph: record
+the gradient with `mg.grad(loss, params, create_graph=True)` and differentiate g · v once more
+(`mg.hvp`; several training steps' worth of work, measured in docs/autograd.md). Power
+iteration needs nothing else: v ← H v / ‖H v‖ turns v towards the eigenvector of the
+eigenvalue largest in magnitude, and vᵀ H v converges to that eigenvalue, the loss's
+sharpest curvature.
 
 Measured every few steps while a small GPT trains on Tiny Shakespeare, on one fixed batch,
 it shows how the landscape changes under the optimizer: as the loss falls, the sharpness

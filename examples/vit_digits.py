@@ -94,8 +94,9 @@ def train(
     """
     rng = np.random.default_rng(seed)
     params = [p for p in model.parameters() if p.requires_grad]
-    # weight decay on matrices only; biases, norms, tokens and position tables keep their size
-    decayed = [p for p in params if p.ndim == 2 and p.shape[0] > 1]
+    # weight decay on the weights of linear and convolution layers (matrices, and filter banks of
+    # 4 axes); biases, norms and tokens keep their size
+    decayed = [p for p in params if p.ndim >= 2 and p.shape[0] > 1]
     kept = [p for p in params if not any(p is q for q in decayed)]
     optimizer = AdamW([{"params": decayed, "weight_decay": weight_decay}, {"params": kept, "weight_decay": 0.0}], lr=lr)
     schedule = CosineWithWarmup(optimizer, lr, lr / 20, warmup_iters=max(1, steps // 20), lr_decay_iters=steps)

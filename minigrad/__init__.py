@@ -45,7 +45,14 @@ from minigrad.tensor import (
 globals().update(METHODS_AS_FUNCTIONS)  # mg.sum(x, dim=1), mg.sin(x), ... as torch.sum, torch.sin
 
 # the subpackages, as torch's: `mg.nn.Linear`, `mg.optim.AdamW`, `mg.functional.gelu`
-from minigrad import functional, kernels, memory, nn, optim  # noqa: E402  (they import the above)
+from minigrad import (  # noqa: E402  (they import the above)
+    functional,
+    kernels,
+    memory,
+    nn,
+    optim,
+    selection,  # noqa: E402, F401  (adds x.cummax, x.scatter_reduce, ... to Tensor)
+)
 from minigrad.kernels import use_kernels  # noqa: E402  (the one switch: fused kernels or definitions)
 
 __all__ = [

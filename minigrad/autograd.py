@@ -282,7 +282,9 @@ def hvp(func, inputs, v=None, create_graph: bool = False, strict: bool = False) 
 
     inputs and v: a Tensor each, or tuples of them of the same shapes (v may be None when the
     input is one number). The product is computed by double backward,
-    H v = ∂/∂x (∂f/∂x · v), never forming H, at the cost of about two backward passes. The
+    H v = ∂/∂x (∂f/∂x · v), never forming H: a forward, a backward that records its own graph
+    (fused kernels run their readable definitions for it), and a backward through that graph,
+    several training steps' worth of work (docs/autograd.md counts and times it). The
     inputs themselves are passed to func (one not requiring a gradient is replaced by a copy
     that does), so func may also reach them another way, as the parameters of a model.
     create_graph=True keeps the graph of H v; strict=True refuses an input whose block of H is

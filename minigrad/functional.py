@@ -144,6 +144,8 @@ def cross_entropy(
     reduction "mean" averages over the kept rows, "sum" adds them, "none" gives each row's
     loss (N,) (0 on ignored rows).
     """
+    if targets_are_probabilities(targets):  # a probability for every class, as torch reads float targets
+        return soft_cross_entropy(logits, _constant(targets), reduction, label_smoothing)
     targets, kept, picked = cross_entropy_targets(logits.shape, targets, ignore_index, reduction)
     log_probs = logits.reshape(-1, logits.shape[-1]).log_softmax(axis=-1)  # (N, C)
     losses = -log_probs[np.arange(len(targets)), picked]  # (N,) −log p[target]
@@ -154,6 +156,24 @@ def cross_entropy(
         return losses
     total = losses.sum()
     return total if reduction == "sum" else total / float(kept.sum())
+
+
+def targets_are_probabilities(targets) -> bool:
+    """Whether cross_entropy's targets are class probabilities (floats), not class ids (integers)."""
+    return _constant(targets).dtype.kind == "f"
+
+
+def soft_cross_entropy(logits: Tensor, probabilities: np.ndarray, reduction: str, label_smoothing: float) -> Tensor:
+    """cross_entropy against class probabilities (..., C) of the logits' shape: −Σ_c t_c log softmax(z)_c
+    per row, t smoothed to (1 − ε) t + ε / C; "mean" averages over the rows, as torch."""
+    if probabilities.shape != logits.shape:
+        raise ValueError(
+            f"cross_entropy: probability targets must have the logits' shape {logits.shape}, got {probabilities.shape}"
+        )
+    C = logits.shape[-1]
+    t = probabilities.astype(logits.dtype) * (1.0 - label_smoothing) + label_smoothing / C
+    losses = -(logits.log_softmax(axis=-1) * t).sum(axis=-1)  # (...,)
+    return _reduce(losses, reduction)
 
 
 def dropout_mask(shape: tuple, p: float, dtype, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -275,6 +295,7 @@ __all__ = [
     "normalized_axes",
     "rms_norm",
     "scaled_dot_product_attention",
+    "targets_are_probabilities",
 ]
 
 
@@ -439,7 +460,19 @@ def pad(input: Tensor, pad, mode: str = "constant", value: float | None = None) 
 def _pad_axis(x: Tensor, axis: int, before: int, after: int, mode: str, value: float) -> Tensor:
     n = x.shape[axis]
     lead = (slice(None),) * axis
-    x = x[lead + (slice(max(-before, 0), n - max(-after, 0)),)]  # negative sizes crop
+    if mode in ("reflect", "replicate"):
+        # as torch: positions come from the uncropped length, so a negative size crops the padded result
+        if mode == "reflect" and (before >= n or after >= n):
+            raise ValueError(
+                f"pad: reflect padding of {max(before, after)} needs a dimension longer than that, got {n}"
+            )
+        position = np.arange(-before, n + after)
+        if mode == "replicate":
+            return x[lead + (np.clip(position, 0, n - 1),)]
+        period = 2 * (n - 1)
+        position = (n - 1) - np.abs((n - 1) - position % period) if n > 1 else np.zeros_like(position)
+        return x[lead + (position,)]
+    x = x[lead + (slice(max(-before, 0), n - max(-after, 0)),)]  # negative sizes crop first
     n, before, after = x.shape[axis], max(before, 0), max(after, 0)
     if mode == "constant":
         edges = [
@@ -447,19 +480,11 @@ def _pad_axis(x: Tensor, axis: int, before: int, after: int, mode: str, value: f
             for size in (before, after)
         ]
         return concatenate([edges[0], x, edges[1]], axis=axis)
-    position = np.arange(-before, n + after)
-    if mode == "reflect":
-        if before >= n or after >= n:
-            raise ValueError(
-                f"pad: reflect padding of {max(before, after)} needs a dimension longer than that, got {n}"
-            )
-        period = 2 * (n - 1)
-        position = (n - 1) - np.abs((n - 1) - position % period) if n > 1 else np.zeros_like(position)
-    elif mode == "replicate":
-        position = np.clip(position, 0, n - 1)
-    else:
-        position = position % n
-    return x[lead + (position,)]
+    if before > n or after > n:  # torch refuses too: the copy would repeat the input
+        raise ValueError(
+            f"pad: circular padding of {max(before, after)} would wrap around a dimension of {n} more than once"
+        )
+    return x[lead + (np.arange(-before, n + after) % n,)]
 
 
 __all__ += [
@@ -480,4 +505,9 @@ __all__ += [
     "softplus",
 ]
 
+# convolution, pooling, resizing and batch normalisation (F.conv2d, ...), composed in minigrad/conv.py
+from minigrad.conv import *  # noqa: E402, F403
+from minigrad.conv import __all__ as _conv_names  # noqa: E402
 from minigrad.tensor import concatenate, where  # noqa: E402  (this section's own imports)
+
+__all__ += _conv_names

@@ -423,7 +423,9 @@ class CrossEntropy(Function):
 def cross_entropy(
     logits: Tensor, targets, ignore_index: int = -1, reduction: str = "mean", label_smoothing: float = 0.0
 ) -> Tensor:
-    """`functional.cross_entropy` in one fused node."""
+    """`functional.cross_entropy` in one fused node (class probabilities as targets: the definition)."""
+    if F.targets_are_probabilities(targets):
+        return F.cross_entropy(logits, targets, ignore_index, reduction, label_smoothing)
     return CrossEntropy.apply(
         logits, targets, ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing
     )

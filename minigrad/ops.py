@@ -207,17 +207,25 @@ class Maximum(Function):
     """Elementwise max(a, b); where a == b the gradient is split equally, as PyTorch does."""
 
     tensor_backward = True
+    pick, a_wins = staticmethod(np.maximum), staticmethod(np.greater)
 
     def forward(self, a, b):
         self.a, self.b = a, b
-        return np.maximum(a, b)
+        return self.pick(a, b)
 
     def backward(self, g):
         a, b = constant(self.a), constant(self.b)
-        share_a = (a > b) + 0.5 * (a == b)  # a constant: the second derivative is 0 away from ties
+        share_a = self.a_wins(a, b) + 0.5 * (a == b)  # a constant: the second derivative is 0 away from ties
         ga = unbroadcast(g * share_a, _shape_of(a)) if self.needs_input_grad[0] else None
         gb = unbroadcast(g * (1 - share_a), _shape_of(b)) if self.needs_input_grad[1] else None
         return ga, gb
+
+
+class Minimum(Maximum):
+    """Elementwise min(a, b): Maximum with the comparison turned round (exact for every dtype,
+    where −max(−a, −b) overflows at INT_MIN and has no bool or unsigned negation)."""
+
+    pick, a_wins = staticmethod(np.minimum), staticmethod(np.less)
 
 
 # ---------------------------------------------------------------- elementwise unary

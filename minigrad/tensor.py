@@ -298,17 +298,17 @@ class Tensor:
         return Tensor._wrap(np.asarray(~_logical(self)))
 
     def __and__(self, other):
-        return Tensor._wrap(np.asarray(_logical(self) & _logical(other)))
+        return Tensor._wrap(np.asarray(_logical(self) & _logical(other, self)))
 
     __rand__ = __and__
 
     def __or__(self, other):
-        return Tensor._wrap(np.asarray(_logical(self) | _logical(other)))
+        return Tensor._wrap(np.asarray(_logical(self) | _logical(other, self)))
 
     __ror__ = __or__
 
     def __xor__(self, other):
-        return Tensor._wrap(np.asarray(_logical(self) ^ _logical(other)))
+        return Tensor._wrap(np.asarray(_logical(self) ^ _logical(other, self)))
 
     __rxor__ = __xor__
 
@@ -349,8 +349,7 @@ class Tensor:
         return ops.Maximum.apply(self, _operand(other, self))
 
     def minimum(self, other):
-        # min(a, b) = −max(−a, −b): ties share the gradient equally, as in maximum
-        return -((-self).maximum(-_operand(other, self)))
+        return ops.Minimum.apply(self, _operand(other, self))
 
     def log2(self):
         return self.log() * (1 / math.log(2))
@@ -370,6 +369,8 @@ class Tensor:
         As torch.clamp: the gradient passes where min ≤ x ≤ max, and to `min`/`max` where they
         were taken; with min > max every element is `max`.
         """
+        if min is None and max is None:
+            raise ValueError("clamp: give min, max or both (torch.clamp refuses neither)")
         out = self
         if min is not None:
             out = where(self < min, min, out)
@@ -450,8 +451,14 @@ class Tensor:
             return (centered * centered).sum(axis=axis, keepdims=keepdims) / max(count - ddof, 0)
 
     def std(self, axis=None, ddof: int = 0, keepdims: bool = False, *, dim=None, keepdim=None, correction=None):
-        """sqrt(var): the population standard deviation unless ddof (or correction) says otherwise."""
-        return self.var(axis, ddof, keepdims, dim=dim, keepdim=keepdim, correction=correction).sqrt()
+        """sqrt(var): the population standard deviation unless ddof (or correction) says otherwise.
+
+        Where the std is 0 its gradient is 0, as torch's: sqrt's slope there is infinite, and
+        infinity times var's zero gradient would be NaN.
+        """
+        var = self.var(axis, ddof, keepdims, dim=dim, keepdim=keepdim, correction=correction)
+        flat = var.data == 0
+        return where(flat, 0.0, where(flat, 1.0, var).sqrt())
 
     def max(self, axis=None, keepdims: bool = False, *, dim=None, keepdim=None):
         """The largest elements along `axis` (ties share the gradient, as torch.amax).
@@ -708,11 +715,15 @@ class Tensor:
 
     def tril(self, diagonal: int = 0):
         """The lower triangle of the last two dimensions (j ≤ i + diagonal), zeros elsewhere."""
-        return where(_triangle(self.shape, diagonal, "tril"), self, 0)
+        return where(_triangle(self.shape, diagonal, "tril"), self, self._zero())
 
     def triu(self, diagonal: int = 0):
         """The upper triangle of the last two dimensions (j ≥ i + diagonal), zeros elsewhere."""
-        return where(~_triangle(self.shape, diagonal - 1, "triu"), self, 0)
+        return where(~_triangle(self.shape, diagonal - 1, "triu"), self, self._zero())
+
+    def _zero(self) -> Tensor:
+        """A 0 of this tensor's dtype: the Python number 0 would turn a bool tensor into int64."""
+        return Tensor(np.zeros((), dtype=self.dtype))
 
     def diag(self, diagonal: int = 0):
         """torch.diag: a 1-D tensor's diagonal matrix, or a matrix's diagonal as a 1-D tensor."""
@@ -797,7 +808,11 @@ def _flat_shape(shape: tuple, start: int, end: int) -> tuple:
     return shape[:start] + (int(np.prod(shape[start : end + 1])),) + shape[end + 1 :]
 
 
-def _logical(x) -> np.ndarray:
+def _logical(x, like: Tensor | None = None) -> np.ndarray:
+    if like is not None and like.dtype.kind in "iu" and isinstance(x, int) and not isinstance(x, bool):
+        # A Python int takes the integer tensor's dtype, wrapping as torch does: int32 | 0xFFFFFFFF
+        # is int32 -1, uint8 & 0x0F stays uint8 (np.asarray would make it int64 first).
+        return np.asarray(x).astype(like.dtype)
     array = _constant(x)
     if array.dtype.kind not in "biu":
         raise TypeError(f"logical operators need boolean or integer tensors, not {array.dtype}")
@@ -981,13 +996,23 @@ def tensordot(a, b, dims=2) -> Tensor:
 
 
 def minimum(a, b) -> Tensor:
-    a, b = _like_first_tensor([a, b])
+    a, b = _tensor_first(a, b)
     return a.minimum(b)
 
 
 def maximum(a, b) -> Tensor:
-    a, b = _like_first_tensor([a, b])
+    a, b = _tensor_first(a, b)
     return a.maximum(b)
+
+
+def _tensor_first(a, b) -> tuple:
+    """The operands of a symmetric op, a tensor first; a Python number beside it stays weakly
+    typed, as in the method (`minimum(int32 tensor, 7)` is int32, not int64)."""
+    if isinstance(a, numbers.Number) and isinstance(b, Tensor):
+        a, b = b, a
+    if isinstance(a, Tensor) and isinstance(b, numbers.Number):
+        return a, b
+    return tuple(_like_first_tensor([a, b]))
 
 
 def isclose(a, b, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> Tensor:
@@ -1066,7 +1091,9 @@ def arange(start, end=None, step=1, dtype=None, requires_grad: bool = False) -> 
 
 
 def linspace(start, end, steps: int, dtype=DEFAULT_FLOAT, requires_grad: bool = False) -> Tensor:
-    """`steps` evenly spaced numbers from start to end, both included."""
+    """`steps` evenly spaced numbers from start to end, both included (floating dtypes only)."""
+    if np.dtype(dtype) == np.bool_:
+        raise TypeError("linspace: dtype=bool is not supported (torch's linspace refuses it too)")
     return Tensor(np.linspace(start, end, steps), dtype=dtype, requires_grad=requires_grad)
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from transformer import checkpoint as ckpt
 from transformer.cli import main
+from transformer.rundir import LOCK_FILE
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_FLAGS = [
@@ -80,6 +81,43 @@ def test_bad_corpora(run_dir, capsys, content, message):
         corpus.write_bytes(content)
     before = snapshot(run_dir)
     fails_cleanly(["train", "--data", corpus, "--out", run_dir, *TINY_FLAGS], capsys, message)
+    assert snapshot(run_dir) == before
+
+
+def test_a_corpus_too_short_counts_bpe_tokens_not_characters(run_dir, capsys):
+    corpus = run_dir.parent / "short.txt"
+    corpus.write_text("too short for a block of 8\n", encoding="utf-8")  # 256 tokens: the bytes, no merge
+    err = fails_cleanly(
+        [
+            "train",
+            "--data",
+            corpus,
+            "--out",
+            run_dir.parent / "bpe",
+            *TINY_FLAGS,
+            "--tokenizer",
+            "bpe",
+            "--vocab-size",
+            "256",
+        ],
+        capsys,
+        "the corpus is too short: ",
+        " tokens leave ",
+    )
+    assert "characters" not in err
+
+
+def test_a_model_too_large_for_memory_is_refused_before_it_is_built(run_dir, capsys):
+    """A million-wide, thousand-layer model needs ~2e17 bytes: more than any machine has, refused at once."""
+    before = snapshot(run_dir)
+    fails_cleanly(
+        ["train", "--data", run_dir.parent / "corpus.txt", "--out", run_dir.parent / "huge", *TINY_FLAGS,
+         "--n-embd", "1048576", "--n-layer", "1000"],
+        capsys,
+        "bytes to train (weights and AdamW moments ",
+        "bytes of memory; use a smaller --n-layer",
+    )  # fmt: skip
+    assert {p.name for p in (run_dir.parent / "huge").glob("*")} <= {LOCK_FILE}  # nothing written but the lock
     assert snapshot(run_dir) == before
 
 

@@ -7,6 +7,7 @@ for the rare snippet that needs something the suite cannot provide (a finished t
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -170,3 +171,38 @@ def test_code_references_name_what_the_file_defines():
                 if missing:
                     stale.append(f"{document.name}: {match['path']} has no {', '.join(missing)} (from `{name}`)")
     assert not stale, "\n".join(stale)
+
+
+def test_figures_are_current():
+    """Every figure was drawn by today's code: manifest.json's hash of each figure's drawing code
+    (tools/make_docs.py `SOURCES`) equals the hash of that code now, and every figure has one."""
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        import make_docs
+    finally:
+        sys.path.remove(str(REPO / "tools"))
+    figures = REPO / "docs" / "figures"
+    recorded = json.loads((figures / make_docs.MANIFEST).read_text(encoding="utf-8"))
+    expected = make_docs.expected_manifest()
+    on_disk = {p.name for p in figures.iterdir()} - {make_docs.MANIFEST}
+    assert on_disk == set(expected), (
+        f"figures no step of tools/make_docs.py declares: {sorted(on_disk - set(expected))}; "
+        f"declared but missing: {sorted(set(expected) - on_disk)}"
+    )
+    stale = sorted({entry["step"] for name, entry in expected.items() if recorded.get(name) != entry})
+    hint = " ".join(f"--only '{step}'" for step in stale)
+    assert not stale, f"figures older than the code that draws them; redraw with python tools/make_docs.py {hint}"
+
+
+def test_a_changed_drawing_changes_its_hash(monkeypatch):
+    """The staleness check can fail: editing the drawing code of a step changes that step's hash only."""
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        import make_docs
+    finally:
+        sys.path.remove(str(REPO / "tools"))
+    before = make_docs.expected_manifest()
+    real = make_docs.source_text
+    monkeypatch.setattr(make_docs, "source_text", lambda s: real(s) + ("#" if s == "examples/curvature.py" else ""))
+    after = make_docs.expected_manifest()
+    assert {name for name in before if before[name] != after[name]} == {"curvature.png"}

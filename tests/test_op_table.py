@@ -3,16 +3,17 @@ file or a test that does not check its op, fails here."""
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 
-import test_ops_gradcheck
-from test_ops_gradcheck import GRADIENT_TESTS, function_classes, public_ops
+from test_ops_gradcheck import CHECKED_ELSEWHERE, function_classes, public_ops, registered_tests
 
 REPO = Path(__file__).resolve().parent.parent
 TABLE = REPO / "docs" / "ops.md"
-OP = re.compile(r"^`(ops|functional|kernels)\.(\w+)`$")
-TEST = re.compile(r"^`test_ops_gradcheck\.py::(\w+)`$")
+OP = re.compile(r"^`(ops|functional|kernels|conv)\.(\w+)`$")
+TEST_FILES = ("test_ops_gradcheck",) + CHECKED_ELSEWHERE
+TEST = re.compile(rf"^`({'|'.join(TEST_FILES)})\.py::(\w+)`$")
 LINK = re.compile(r"^\[[^\]]+\]\(\.\./(minigrad/\w+\.py)\)$")
 
 
@@ -58,6 +59,12 @@ def test_a_deleted_row_is_noticed():
     assert missing_rows(without_exp) == ["minigrad.ops.Exp"]
 
 
+def test_a_deleted_row_of_a_convolution_primitive_is_noticed():
+    text = TABLE.read_text(encoding="utf-8")
+    without = "\n".join(line for line in text.splitlines() if not line.startswith("| `conv.Col2im`"))
+    assert missing_rows(without) == ["minigrad.conv.Col2im"]
+
+
 def test_each_row_names_its_file_and_a_test_that_checks_it():
     for cls, cells in op_rows(TABLE.read_text(encoding="utf-8")).items():
         assert len(cells) == 7, f"the row of {cls.__name__} needs 7 cells, has {len(cells)}"
@@ -68,7 +75,7 @@ def test_each_row_names_its_file_and_a_test_that_checks_it():
         assert link and link.group(1) == cls.__module__.replace(".", "/") + ".py", f"{op}: file {file_cell}"
         test = TEST.match(test_cell)
         assert test, f"{op}: test cell {test_cell} should read `test_ops_gradcheck.py::test_name`"
-        assert test.group(1) in GRADIENT_TESTS[cls], f"{op}: {test.group(1)} is not registered as checking it"
+        assert test.group(2) in registered_tests()[cls], f"{op}: {test.group(2)} is not registered as checking it"
 
 
 def test_composed_rows_name_existing_tests():
@@ -76,7 +83,8 @@ def test_composed_rows_name_existing_tests():
     for cells in table_rows(op_tables):
         test = TEST.match(cells[-1])
         assert test, f"row {cells[0]}: last cell {cells[-1]} is not a test"
-        assert callable(getattr(test_ops_gradcheck, test.group(1), None)), f"no test named {test.group(1)}"
+        module = importlib.import_module(test.group(1))
+        assert callable(getattr(module, test.group(2), None)), f"no test named {test.group(2)} in {test.group(1)}.py"
 
 
 def test_every_public_op_has_a_row():

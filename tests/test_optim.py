@@ -223,12 +223,17 @@ def run_torch(torch, optimizer, params, grads):
         optimizer.step()
 
 
-@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-13), (np.float32, 2e-6)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
-def test_matches_torch_for_25_steps(name, dtype, tol):
+def test_matches_torch_for_25_steps(name, dtype):
     torch = pytest.importorskip("torch")
     cls, kwargs = OPTIMIZERS[name]
-    params, grads = make_params(dtype=dtype), grad_sequence(25, dtype=dtype)
+    steps = 25
+    # Both sides get the same gradients, so only their elementwise rounding differs: each step
+    # rounds p - update once (half an eps of |p|, on each side) and the update, a fraction of
+    # |p| here, to a few eps of itself; the gaps add up over the steps, never amplified.
+    tol = steps * np.finfo(dtype).eps
+    params, grads = make_params(dtype=dtype), grad_sequence(steps, dtype=dtype)
     twins = torch_twin(torch, params)
     opt = cls(params, **kwargs)
     twin_opt = getattr(torch.optim, cls.__name__)(twins, **kwargs)

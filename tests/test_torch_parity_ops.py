@@ -12,7 +12,10 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from test_conv import torch_cases as conv_torch_cases
 from test_ops_gradcheck import einsum_equations, function_classes, public_ops
+from test_selection import torch_cases as selection_torch_cases
+from test_selection import value_cases as selection_value_cases
 
 import minigrad as mg
 import minigrad.functional as F
@@ -434,6 +437,8 @@ def cases() -> dict:
             for M, suffix in ((kernels, ""), (F, "_definition"))
             for name, case in network_cases(M, normal, targets, big, ids, attn_mask, float_mask).items()
         }
+        | conv_torch_cases(TF, normal)
+        | selection_torch_cases(torch, normal)
     )
 
 
@@ -711,7 +716,7 @@ def value_cases() -> dict:
             lambda: [torch.rand(2, 3), torch.randn(2, 3), torch.randint(5, (4,)), torch.randint(2, 9, (2, 2))],
             [],
         ),
-    }
+    } | selection_value_cases()
 
 
 VALUE_CASES = value_cases()

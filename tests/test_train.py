@@ -5,6 +5,7 @@ import csv
 import json
 import os
 import signal
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -204,3 +205,23 @@ def test_estimate_loss_leaves_no_graph_and_restores_training_mode():
     assert model.training and set(losses) == {"val", "val_bpc"} and np.isfinite(losses["val"])
     assert losses["val_bpc"] == pytest.approx(losses["val"] / np.log(2), rel=1e-6)
     assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_the_memory_estimate_counts_every_parameter_and_stays_below_real_steps(bias):
+    """The parameter count is exact; the whole estimate stays under what two steps really hold."""
+    config = GPTConfig(vocab_size=65, block_size=32, n_layer=2, n_head=4, n_embd=32, bias=bias)
+    estimate = train_module.training_memory_bytes(config, batch_size=4)
+    tracemalloc.start()
+    model = GPT(config, rng=np.random.default_rng(0))
+    assert estimate["weights and AdamW moments"] == 12 * sum(p.data.size for p in model.parameters())
+    optimizer = model.configure_optimizers(0.1, 1e-3, (0.9, 0.99))
+    ids = np.random.default_rng(1).integers(0, config.vocab_size, (4, config.block_size))
+    for _ in range(2):
+        _, loss = model(ids, ids)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert sum(estimate.values()) <= peak

@@ -58,3 +58,33 @@ def test_caption_pairs_are_half_right_and_wrong_in_one_place(monkeypatch):
     assert np.all(wrong_places[targets == 1] == 0)
     assert np.all(wrong_places[targets == 0] == 1)
     assert 0.45 < targets.mean() < 0.55
+
+
+def test_vit_vs_cnn_runs_the_whole_grid(tmp_path):
+    out = run_example(
+        "vit_vs_cnn.py", "--sizes", "40", "2000", "--seeds", "2", "--steps", "40", "--width", "4", "--n-embd", "8",
+        "--n-layer", "1", "--n-head", "2", "--lr", "1e-2", "--out", "figs", cwd=tmp_path,
+    )  # fmt: skip
+    rows = (tmp_path / "figs" / "vit_vs_cnn.csv").read_text().splitlines()
+    assert rows[0] == "model,size,seed,accuracy" and len(rows) == 1 + 2 * 2 * 2  # models × sizes × seeds
+    assert {row.split(",")[1] for row in rows[1:]} == {"40", "1437"}  # "all" is every training image
+    assert (tmp_path / "figs" / "vit_vs_cnn.png").stat().st_size > 1000
+    assert "the curves" in out.splitlines()[-2]
+    resnet_on_all = [float(row.split(",")[3]) for row in rows[1:] if row.startswith("resnet,1437")]
+    assert min(resnet_on_all) > 0.3  # chance is 0.1: 40 steps of a 4-wide ResNet already learn
+
+
+def test_vit_vs_cnn_subsets_are_balanced_and_the_verdict_reads_the_spread(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "examples"))
+    from vit_vs_cnn import subset, verdict
+
+    labels = np.arange(1000) % 10
+    picked = subset(labels, 100, seed=0)
+    assert len(set(picked)) == 100 and np.all(np.bincount(labels[picked]) == 10)
+    assert set(picked) != set(subset(labels, 100, seed=1))
+    spread = np.array([0.0])
+    table = {("resnet", 100): (0.9, 0.01, spread), ("vit", 100): (0.7, 0.01, spread)}
+    table |= {("resnet", 800): (0.97, 0.01, spread), ("vit", 800): (0.965, 0.01, spread)}
+    assert verdict(table).startswith("the curves meet (within one spread of the seeds) at [800]")
+    table["vit", 800] = (0.9, 0.01, spread)
+    assert verdict(table).startswith("the curves do not meet")

@@ -9,6 +9,7 @@ import pytest
 from test_gpt import module_gradcheck  # gradcheck over a module's parameters, bound back in place
 
 import minigrad as mg
+import minigrad.functional as F
 from minigrad import Tensor
 from transformer.blocks import TransformerEncoderLayer
 from transformer.vit import VisionTransformer, ViTConfig, patchify
@@ -30,18 +31,27 @@ def test_patchify_reads_patches_in_order():
 
 
 def test_patch_embedding_is_a_strided_convolution():
-    """Linear(C·P·P, E) on the patches = Conv2d(C, E, kernel P, stride P), the usual way to write it."""
+    """Conv2d(C, E, kernel P, stride P), as torch's and timm's ViT write it, = Linear(C·P·P, E) on the patches."""
     rng = np.random.default_rng(0)
     mg.manual_seed(0)
     model = VisionTransformer(ViTConfig(image_size=6, patch_size=3, in_channels=2, n_embd=5, n_layer=1, n_head=1))
-    images = rng.standard_normal((2, 2, 6, 6))
-    tokens = model.patch_embed(patchify(images, 3)).data  # (2, 4, 5)
-    kernel = model.patch_embed.weight.data.reshape(5, 2, 3, 3)  # (E, C, P, P)
-    for i in range(2):
-        for j in range(2):
-            window = images[:, :, 3 * i : 3 * i + 3, 3 * j : 3 * j + 3]  # (B, C, P, P) what the kernel sees
-            conv = np.einsum("bcyx,ecyx->be", window, kernel) + model.patch_embed.bias.data
-            np.testing.assert_allclose(tokens[:, 2 * i + j], conv, rtol=1e-5, atol=1e-5)
+    model.to(np.float64)
+    images = Tensor(rng.standard_normal((2, 2, 6, 6)), dtype=np.float64)
+    weight, bias = model.patch_embed.weight, model.patch_embed.bias  # (E, C, P, P), (E,)
+    forms = {
+        "conv": lambda: model.patch_embed(images).flatten(2).swapaxes(1, 2),  # (2, 4, 5): a token per output pixel
+        "linear": lambda: F.linear(patchify(images, 3), weight.reshape(5, -1), bias),  # (2, 4, 5) reshape-and-Linear
+    }
+    g = rng.standard_normal((2, 4, 5))
+    results = {}
+    for name, form in forms.items():
+        model.zero_grad()
+        tokens = form()
+        tokens.backward(g)
+        results[name] = [tokens.data, weight.grad, bias.grad]
+    for conv, linear in zip(results["conv"], results["linear"]):
+        np.testing.assert_allclose(conv, linear, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(model.embed(images).data[:, 1:] - model.pos_embed.weight.data[1:], results["conv"][0])
 
 
 def test_names_shapes_and_loss():
@@ -50,7 +60,7 @@ def test_names_shapes_and_loss():
     names = dict(model.named_parameters())
     assert names["cls_token"].shape == (1, 1, 8)
     assert names["pos_embed.weight"].shape == (1 + 4, 8)  # one position per patch and one for the class token
-    assert names["patch_embed.weight"].shape == (8, 4)
+    assert names["patch_embed.weight"].shape == (8, 1, 2, 2)  # (E, C, P, P), timm's patch_embed.proj layout
     assert "blocks.0.self_attn.in_proj_weight" in names  # the project's torch-named encoder layer
     block = model.blocks[0]
     assert isinstance(block, TransformerEncoderLayer) and block.norm_first

@@ -7,11 +7,20 @@ same scripts a reader runs. Run from anywhere:
     python tools/make_docs.py              # everything
     python tools/make_docs.py --only pe    # just the figures whose step name contains "pe"
     python tools/make_docs.py --figures /tmp/figures   # somewhere else (the tests do this)
+
+Beside the figures, manifest.json records for each one a hash of the code that drew it: the
+step's function below, the example script it runs and the project functions that render the
+picture (`SOURCES`). tests/test_docs.py recomputes the hashes, so a figure older than its
+drawing code fails the suite until `make docs` draws it again.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import importlib
+import inspect
+import json
 import os
 import shutil
 import subprocess
@@ -101,7 +110,21 @@ def trained_gpt(figures: Path) -> None:
     else:
         data = ["--data", str(SHARED_CORPUS)] if SHARED_CORPUS.exists() else []
         run_example("attention_maps.py", "--train-dir", str(DOCS_RUN), "--out", str(figures), *data)
-    shutil.copyfile(DOCS_RUN / "loss.png", figures / "loss.png")
+    redraw_loss_plot(DOCS_RUN, figures / "loss.png")
+
+
+def redraw_loss_plot(run: Path, path: Path) -> None:
+    """loss.png drawn again by the trainer's own plot from the run's log.csv, so the picture follows
+    today's plotting code even when the run was trained earlier."""
+    import csv
+
+    from transformer.train import plot_losses
+
+    with open(run / "log.csv", newline="", encoding="utf-8") as log:
+        history = [
+            {key: float(value) if value else float("nan") for key, value in row.items()} for row in csv.DictReader(log)
+        ]
+    plot_losses(path, history)
 
 
 def positional_encodings(figures: Path) -> None:
@@ -172,6 +195,11 @@ def vision(figures: Path) -> None:
         run_example(name, "--out", str(figures))
 
 
+def vit_vs_cnn(figures: Path) -> None:
+    """docs/vision.md's "Do transformers need more data?": a ResNet and the ViT on growing slices of the digits."""
+    run_example("vit_vs_cnn.py", "--out", str(figures))
+
+
 def data_parallel(figures: Path) -> None:
     """docs/training.md's picture of one data-parallel step: shards, all-reduce, the same update."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -221,6 +249,41 @@ def data_parallel(figures: Path) -> None:
     fig.savefig(figures / "data_parallel.png")
 
 
+def learning_rate_schedule(figures: Path) -> None:
+    """lr_schedule.png: the trainer's learning rate at every step of the default recipe, with the
+    warm-up enlarged."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from minigrad.optim import cosine_with_warmup
+    from transformer.train import TrainConfig
+
+    recipe = TrainConfig()
+    steps = range(recipe.max_iters + 1)
+    rates = [cosine_with_warmup(it, recipe.learning_rate, recipe.min_lr, recipe.warmup_iters, recipe.lr_decay_iters)
+             for it in steps]  # fmt: skip
+    fig = Figure(figsize=(9, 3.4), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    whole, start = fig.subplots(1, 2, width_ratios=(2, 1))
+    whole.plot(steps, rates, color="tab:blue")
+    whole.axhline(recipe.min_lr, color="grey", linestyle=":", label=f"--min-lr {recipe.min_lr:g}")
+    whole.axvline(
+        recipe.warmup_iters, color="tab:orange", linestyle="--", label=f"--warmup-iters {recipe.warmup_iters}"
+    )
+    whole.set(xlabel="step", ylabel="learning rate", title="linear warm-up, then cosine decay to --min-lr")
+    whole.legend()
+    early = steps[: 2 * recipe.warmup_iters]
+    start.plot(early, rates[: len(early)], ".", markersize=3, color="tab:blue")
+    start.axvline(recipe.warmup_iters, color="tab:orange", linestyle="--")
+    start.set(xlabel="step", title=f"the first {len(early)} steps")
+    middle = recipe.warmup_iters // 2
+    label = f"lr·(step + 1)/{recipe.warmup_iters + 1}"
+    start.annotate(
+        label, (middle, rates[middle]), (1.1 * middle, 0.3 * recipe.learning_rate), arrowprops={"arrowstyle": "->"}
+    )
+    fig.savefig(figures / "lr_schedule.png")
+
+
 STEPS = {
     "graphs": graphs,
     "graphs of a gradient (double backward)": double_backward_graph,
@@ -231,8 +294,96 @@ STEPS = {
     "curvature": curvature,
     "bpe vocabulary": bpe_vocabulary,
     "vision (vit, swin, coattention)": vision,
+    "vit vs cnn (3 seeds × 5 data sizes × 2 models, the longest step)": vit_vs_cnn,
     "data parallel": data_parallel,
+    "learning-rate schedule (lr)": learning_rate_schedule,
 }
+
+# What each step draws, and what draws it besides the step's own function: example scripts
+# (paths) and the project's functions or modules that render the picture (dotted names). The
+# models a picture shows are its subject, not its drawing code: retraining a model for a
+# picture takes minutes, so a change to a model does not mark its trained pictures stale.
+OUTPUTS = {
+    graphs: ("autograd_graph.svg", "attention_graph.svg", "block_graph.svg", "gpt_graph.svg"),
+    double_backward_graph: ("double_backward_graph.svg",),
+    trained_gpt: ("attention_maps.png", "loss.png"),
+    positional_encodings: ("pe_sinusoidal.png", "pe_learned.png", "pe_rope.png", "pe_alibi.png"),
+    explorer: ("explorer_gpt.png", "explorer_3op_0.png", "explorer_3op_2.png", "explorer_3op_3.png"),
+    sampling: ("sampling.png",),
+    curvature: ("curvature.png",),
+    bpe_vocabulary: ("bpe_compression.png",),
+    vision: (
+        "vit_patches.png",
+        "vit_attention.png",
+        "vit_loss.png",
+        "swin_windows.png",
+        "swin_relative_bias.png",
+        "swin_loss.png",
+        "coattention.png",
+        "coattention_loss.png",
+    ),  # fmt: skip
+    data_parallel: ("data_parallel.png",),
+    learning_rate_schedule: ("lr_schedule.png",),
+}
+SOURCES = {
+    graphs: ("minigrad.viz",),
+    double_backward_graph: ("minigrad.viz",),
+    trained_gpt: ("examples/attention_maps.py", "tools.make_docs.redraw_loss_plot", "transformer.train.plot_losses"),
+    positional_encodings: ("examples/positional_encodings.py",),
+    explorer: ("minigrad.viz", "tools/headless_browser.py"),
+    sampling: ("examples/sampling_distributions.py",),
+    curvature: ("examples/curvature.py",),
+    bpe_vocabulary: ("examples/bpe_vocabulary.py",),
+    vision: ("examples/vit_digits.py", "examples/swin_digits.py", "examples/coattention_digits.py"),
+    data_parallel: ("transformer.distributed.shard_rows",),
+    learning_rate_schedule: ("minigrad.optim.cosine_with_warmup", "transformer.train.TrainConfig"),
+}
+MANIFEST = "manifest.json"
+
+
+def source_text(source: str) -> str:
+    """The text of a source named in SOURCES: a file of the repository, or a module, class or function."""
+    if "/" in source:
+        return (REPO / source).read_text(encoding="utf-8")
+    if source.startswith("tools.make_docs."):
+        return inspect.getsource(globals()[source.rpartition(".")[2]])
+    parts = source.split(".")
+    for split in range(len(parts), 0, -1):  # the longest prefix that is a module, then attributes
+        try:
+            thing = importlib.import_module(".".join(parts[:split]))
+        except ModuleNotFoundError:
+            continue
+        for name in parts[split:]:
+            thing = getattr(thing, name)
+        return inspect.getsource(thing)
+    raise ValueError(f"{source} names no module of the project")
+
+
+def drawing_hash(step) -> str:
+    """sha256 of the step's function and of every source that draws its pictures."""
+    digest = hashlib.sha256(inspect.getsource(step).encode("utf-8"))
+    for source in SOURCES[step]:
+        digest.update(source.encode("utf-8") + b"\0" + source_text(source).encode("utf-8"))
+    return digest.hexdigest()
+
+
+def expected_manifest() -> dict[str, dict[str, str]]:
+    """{figure: {"step": its step's name, "drawn_by": the hash of its drawing code}} for today's code."""
+    names = {step: name for name, step in STEPS.items()}
+    return {
+        figure: {"step": names[step], "drawn_by": drawing_hash(step)}
+        for step in STEPS.values()
+        for figure in OUTPUTS[step]
+    }
+
+
+def record_drawn(figures: Path, step) -> None:
+    """Write the step's figures' hashes into the manifest beside them, keeping the other entries."""
+    path = figures / MANIFEST
+    manifest = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    expected = expected_manifest()
+    manifest.update({figure: expected[figure] for figure in OUTPUTS[step]})
+    path.write_text(json.dumps(dict(sorted(manifest.items())), indent=1) + "\n", encoding="utf-8")
 
 
 def main() -> None:
@@ -246,6 +397,7 @@ def main() -> None:
             continue
         start = time.perf_counter()
         step(args.figures)
+        record_drawn(args.figures, step)
         print(f"[make docs] {name}: {time.perf_counter() - start:.1f} s")
     for path in sorted(args.figures.iterdir()):
         print(f"[make docs] {path}  {path.stat().st_size / 1024:.0f} KB")

@@ -7,8 +7,9 @@ layer normalisation, in one of two arrangements:
     post-norm (the paper, norm_first=False):   x = LayerNorm(x + Sublayer(x))
     pre-norm  (GPT-2,     norm_first=True):    x = x + Sublayer(LayerNorm(x))
 
-Pre-norm leaves a clean identity path from input to output, which makes deep stacks train
-without a learning-rate warm-up; post-norm is what the paper (and PyTorch's default) does.
+Pre-norm leaves a clean identity path from input to output; Xiong et al. (2020) show that deep
+pre-norm stacks can then train without a learning-rate warm-up, though GPT-2, nanoGPT and this
+project's trainer still warm up. Post-norm is what the paper (and PyTorch's default) does.
 Parameter names are PyTorch's (self_attn, multihead_attn, linear1, linear2, norm1..norm3), so
 state dicts move between the two unchanged.
 """

@@ -58,6 +58,10 @@ class OneLineParser(argparse.ArgumentParser):
         said_once = launched_rank() == 0  # under mpiexec every rank parses the same flags
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n" if said_once else None)
 
+    def print_help(self, file=None):
+        if launched_rank() == 0:  # under mpiexec every rank parses --help; the launcher's rank 0 prints it
+            super().print_help(file)
+
 
 def _number(kind, low=None, high=None, low_open=False, high_open=False, optional=False):
     """An argparse type: a finite number of `kind` in the given range, else a message saying which."""

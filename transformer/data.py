@@ -140,13 +140,16 @@ def split_train_val(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ids[:n], ids[n:]
 
 
-def check_long_enough(train: np.ndarray, val: np.ndarray, block_size: int) -> None:
-    """CorpusError unless both splits hold one window of block_size + 1 tokens (inputs and the next token)."""
+def check_long_enough(train: np.ndarray, val: np.ndarray, block_size: int, unit: str = "characters") -> None:
+    """CorpusError unless both splits hold one window of block_size + 1 tokens (inputs and the next token).
+
+    `unit` names the tokens in the message: "characters", or "tokens" for BPE.
+    """
     for name, split in (("training", train), ("validation", val)):
         if len(split) < block_size + 1:
             total = len(train) + len(val)
             raise CorpusError(
-                f"the corpus is too short: {total} characters leave {len(split)} for {name}, "
+                f"the corpus is too short: {total} {unit} leave {len(split)} for {name}, "
                 f"fewer than block_size + 1 = {block_size + 1}; use a longer text or a smaller --block-size"
             )
 

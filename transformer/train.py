@@ -376,6 +376,37 @@ def make_tokenizer(config: TrainConfig, text: str, train_text: str, echo: Callab
     return tokenizer
 
 
+def training_memory_bytes(model: GPTConfig, batch_size: int) -> dict[str, int]:
+    """A lower estimate of the float32 memory training holds at once, by part: bytes.
+
+    From the second step on, the weights and AdamW's two moments stay (12 bytes a parameter)
+    while a forward pass builds its graph: about 15 values of n_embd per token in each block
+    (the layer norms, q, k, v, the attention and MLP outputs, the MLP's 4·n_embd hidden values
+    before and after GELU), the attention weights (n_head · block_size per token) and the
+    logits (vocab_size per token). The gradients come as the graph is freed and are not counted.
+    """
+    C, L, T = model.n_embd, model.n_layer, model.block_size
+    vectors = (13 * L + 2) * C if model.bias else (2 * L + 1) * C  # biases and layer-norm weights
+    parameters = model.vocab_size * C + T * C + L * 12 * C * C + vectors  # the lm_head is wte, tied
+    per_token = L * (15 * C + model.n_head * T) + model.vocab_size
+    return {"weights and AdamW moments": 12 * parameters, "activations": 4 * batch_size * T * per_token}
+
+
+def check_fits_in_memory(model: GPTConfig, batch_size: int) -> None:
+    """ConfigError, before anything is allocated, when a training step cannot fit in this machine's memory."""
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # no sysconf (Windows) or no such name: nothing to compare with
+        return
+    parts = training_memory_bytes(model, batch_size)
+    if sum(parts.values()) > physical:
+        spelled = ", ".join(f"{name} {size:,}" for name, size in parts.items())
+        raise ConfigError(
+            f"this model needs at least {sum(parts.values()):,} bytes to train ({spelled}), more than this "
+            f"machine's {physical:,} bytes of memory; use a smaller --n-layer, --n-embd, --block-size or --batch-size"
+        )
+
+
 def prepare_run(
     config: TrainConfig,
     resume: bool,
@@ -410,7 +441,8 @@ def prepare_run(
         tokenizer = make_tokenizer(config, corpus.text, train_text, echo)
     train_ids = tokenizer.encode(train_text).astype(np.int32)
     val_ids = tokenizer.encode(val_text).astype(np.int32)
-    check_long_enough(train_ids, val_ids, config.block_size)
+    check_long_enough(train_ids, val_ids, config.block_size, "characters" if config.tokenizer == "char" else "tokens")
+    check_fits_in_memory(config.model_config(tokenizer.vocab_size), config.batch_size)
 
     model_rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(MODEL_STREAM,)))
     batch_rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(BATCH_STREAM,)))

@@ -23,7 +23,7 @@ import numpy as np
 
 import minigrad as mg
 from minigrad import kernels
-from minigrad.nn import LayerNorm, Linear, Module, ModuleList, Parameter
+from minigrad.nn import Conv2d, LayerNorm, Linear, Module, ModuleList, Parameter
 from minigrad.tensor import Tensor
 from transformer.blocks import TransformerEncoderLayer
 from transformer.positional import LearnedPositionalEmbedding
@@ -68,7 +68,8 @@ def patchify(images, patch_size: int) -> Tensor:
 class VisionTransformer(Module):
     """images (B, C, H, W) -> class logits (B, num_classes), and the loss when targets are given.
 
-    Parameters, named as in timm's ViT: patch_embed (Linear(C·P·P, E)), cls_token (1, 1, E),
+    Parameters, named as in timm's ViT: patch_embed (Conv2d(C, E, kernel P, stride P): a linear
+    map of each patch, weight (E, C, P, P) as timm's patch_embed.proj), cls_token (1, 1, E),
     pos_embed (a LearnedPositionalEmbedding over N + 1 tokens), blocks (pre-norm
     TransformerEncoderLayers with GELU), norm (the final LayerNorm), head (Linear(E, classes)).
     """
@@ -78,7 +79,7 @@ class VisionTransformer(Module):
         self.config = c = config
         if c.image_size % c.patch_size:
             raise ValueError(f"image_size {c.image_size} is not divisible by patch_size {c.patch_size}")
-        self.patch_embed = Linear(c.in_channels * c.patch_size**2, c.n_embd)
+        self.patch_embed = Conv2d(c.in_channels, c.n_embd, kernel_size=c.patch_size, stride=c.patch_size)
         self.cls_token = Parameter(0.02 * mg.default_rng().standard_normal((1, 1, c.n_embd)))
         self.pos_embed = LearnedPositionalEmbedding(c.num_patches + 1, c.n_embd)
         self.blocks = ModuleList(
@@ -97,8 +98,9 @@ class VisionTransformer(Module):
 
     def embed(self, images) -> Tensor:
         """images (B, C, H, W) -> the encoder's input tokens z_0 (B, 1 + N, E), class token first."""
-        patches = patchify(images, self.config.patch_size)  # (B, N, C·P·P)
-        tokens = self.patch_embed(patches)  # (B, N, E)
+        images = images if isinstance(images, Tensor) else Tensor(images)
+        # one output pixel per patch = patchify, then a Linear(C·P·P, E) (docs/vision.md says why)
+        tokens = self.patch_embed(images).flatten(2).swapaxes(1, 2)  # (B, E, H/P, W/P) -> (B, N, E)
         B, _, E = tokens.shape
         cls = self.cls_token.broadcast_to(B, 1, E)  # (B, 1, E) the same learned vector for every image
         return self.pos_embed(mg.concatenate([cls, tokens], axis=1))  # (B, 1 + N, E)

@@ -62,6 +62,7 @@ class Module:
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())  # name -> (Tensor or None, persistent)
         object.__setattr__(self, "training", True)
 
     def __setattr__(self, name: str, value) -> None:
@@ -73,6 +74,14 @@ class Module:
                 f"cannot assign a {type(value).__name__} to parameter {name!r} of {type(self).__name__}; "
                 "assign a Parameter (or None), or change the values in place with .data[...] = ..."
             )
+        if name in self._buffers:
+            if value is not None and not isinstance(value, Tensor):
+                raise TypeError(
+                    f"buffer {name!r} of {type(self).__name__} must be a Tensor or None, not {type(value).__name__}"
+                )
+            self._buffers[name] = (value, self._buffers[name][1])
+            object.__setattr__(self, name, value)
+            return
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
         if isinstance(value, Parameter):
@@ -91,6 +100,7 @@ class Module:
 
     def __delattr__(self, name: str) -> None:
         self._parameters.pop(name, None)
+        self._buffers.pop(name, None)
         if name in self.__dict__:
             self._modules.pop(name, None)
             object.__delattr__(self, name)
@@ -104,6 +114,30 @@ class Module:
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"add_module({name!r}, ...) needs a Module, got {type(module).__name__}")
         self._modules[name] = module
+
+    def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
+        """Keep a Tensor that is state but not learned (batch norm's running statistics), as torch.
+
+        A buffer moves with `to(dtype)` and, when persistent, is saved and loaded by the state
+        dict under its dotted name; optimizers never see it.
+        """
+        if not isinstance(name, str) or not name or "." in name:
+            raise KeyError(f"a buffer name must be a non-empty string without '.', got {name!r}")
+        if name in self._parameters or name in self._modules:
+            raise KeyError(f"{type(self).__name__} already has a parameter or module called {name!r}")
+        self._buffers[name] = (None, persistent)
+        setattr(self, name, tensor)
+
+    def named_buffers(self, prefix: str = "", persistent_only: bool = False) -> Iterator[tuple[str, Tensor]]:
+        """(dotted name, buffer) pairs of this module and every descendant."""
+        for module_name, module in self.named_modules(prefix):
+            for name, (tensor, persistent) in module._buffers.items():
+                if tensor is not None and (persistent or not persistent_only):
+                    yield (f"{module_name}.{name}" if module_name else name), tensor
+
+    def buffers(self) -> Iterator[Tensor]:
+        for _, tensor in self.named_buffers():
+            yield tensor
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
@@ -207,24 +241,41 @@ class Module:
         for param in self.parameters():
             param.data = param.data.astype(dtype)
             param.grad = None
+        for tensor in self.buffers():
+            if tensor.dtype.kind == "f":  # a count (num_batches_tracked) stays an integer
+                tensor.data = tensor.data.astype(dtype)
         return self
 
     # ------------------------------------------------------------ state dict
 
     def state_dict(self) -> OrderedDict:
-        """Every parameter by dotted name, as NumPy arrays (copies). Tied tensors appear under
-        each of their names, as in PyTorch's state dicts."""
-        return OrderedDict((name, p.data.copy()) for name, p in self.named_parameters(remove_duplicate=False))
+        """Every parameter and persistent buffer by dotted name, as NumPy arrays (copies), in
+        PyTorch's order: each module's parameters, then its buffers, then its children's. Tied
+        tensors appear under each of their names, as in PyTorch's state dicts."""
+        return OrderedDict((name, t.data.copy()) for name, t in self._named_state().items())
+
+    def _named_state(self) -> OrderedDict:
+        """What the state dict holds: name -> the Parameter or buffer Tensor itself."""
+        state = OrderedDict()
+        for module_name, module in self.named_modules():
+            prefix = f"{module_name}." if module_name else ""
+            for name, param in module._parameters.items():
+                if param is not None:
+                    state[prefix + name] = param
+            for name, (tensor, persistent) in module._buffers.items():
+                if tensor is not None and persistent:
+                    state[prefix + name] = tensor
+        return state
 
     def load_state_dict(self, state_dict, strict: bool = True) -> IncompatibleKeys:
-        """Copy arrays (NumPy, or anything with `.numpy()`) into the parameters, in place.
+        """Copy arrays (NumPy, or anything with `.numpy()`) into the parameters and buffers, in place.
 
         With strict=True a missing or unexpected key is an error; a shape mismatch always is.
         Every problem is checked before anything is copied, so a failed load leaves the module
         as it was, and the error (`StateDictError`) names every key at fault. Returns the
         missing and unexpected keys.
         """
-        own = OrderedDict(self.named_parameters(remove_duplicate=False))
+        own = self._named_state()
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         problems = []

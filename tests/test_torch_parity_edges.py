@@ -1,0 +1,251 @@
+"""Edges where an answer used to differ from PyTorch's: a zero std's gradient, integer and bool
+dtypes through minimum, bitwise operators and triangles, padding that crops, and the calls
+torch refuses. Values, dtypes and gradients are compared with torch; skips without it.
+"""
+
+from __future__ import annotations
+
+import hypothesis.extra.numpy as hnp
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import minigrad as mg
+import minigrad.functional as F
+from minigrad import Tensor
+
+torch = pytest.importorskip("torch")
+
+INTEGER_DTYPES = [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64]
+# torch has only these of them for minimum and tril; for uint16/32/64 NumPy's answer is the reference
+TORCH_HAS_EVERY_OP = {np.int8, np.int16, np.int32, np.int64, np.uint8, np.bool_}
+small_shapes = hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4)
+ALL_INT_DTYPES = [*INTEGER_DTYPES, np.bool_]
+
+
+def arrays_of(dtype, shape) -> st.SearchStrategy:
+    """Arrays over the whole range of `dtype`, extremes included (INT_MIN, 0, the largest)."""
+    return hnp.arrays(dtype, shape)
+
+
+def torch_value(array: np.ndarray) -> np.ndarray:
+    """A torch result back as NumPy, whatever its integer dtype."""
+    return array.numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
+
+
+# ---------------------------------------------------------------- std's gradient where std = 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "values, dim",
+    [([[0.3, -1.2, 2.0]], 0), ([2.0, 2.0, 2.0], None), ([[1.0, 1.0], [0.5, -0.5]], 1), ([[1.5, 2.5, 1.5]], 1)],
+)
+def test_std_where_it_is_zero_has_torchs_zero_gradient(values, dim, dtype):
+    data = np.array(values, dtype=dtype)
+    x, twin = Tensor(data, dtype=dtype, requires_grad=True), torch.tensor(data, requires_grad=True)
+    ours = x.std(dim=dim) if dim is not None else x.std()
+    theirs = twin.std(dim=dim, correction=0) if dim is not None else twin.std(correction=0)
+    weights = np.arange(1, ours.data.size + 1, dtype=dtype).reshape(ours.shape)
+    (ours * Tensor(weights, dtype=dtype)).sum().backward()
+    (theirs * torch.tensor(weights)).sum().backward()
+    np.testing.assert_allclose(ours.data, theirs.detach().numpy(), rtol=1e-6)
+    assert np.isfinite(x.grad).all()
+    np.testing.assert_allclose(x.grad, twin.grad.numpy(), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.filterwarnings("ignore:std\\(\\). degrees of freedom")  # torch's, for a lane of one: NaN in both
+def test_std_keeps_nan_where_no_degree_of_freedom_is_left():
+    x = Tensor([1.0], dtype=np.float64, requires_grad=True)
+    assert np.isnan(x.std(ddof=1).item()) and np.isnan(torch.tensor([1.0]).std().item())
+
+
+def test_std_zero_gradient_survives_a_gradient_check_elsewhere():
+    x = Tensor([[0.5, 0.5, 0.5], [0.25, -1.0, 2.0]], dtype=np.float64, requires_grad=True)
+    x.std(dim=1).sum().backward()
+    assert (x.grad[0] == 0).all()
+    assert mg.gradcheck(lambda t: t.std(dim=1), Tensor(x.data[1:], dtype=np.float64, requires_grad=True))
+
+
+# ---------------------------------------------------------------- minimum on every dtype
+
+
+@pytest.mark.parametrize("dtype", ALL_INT_DTYPES)
+@given(data=st.data(), shape=small_shapes)
+def test_minimum_of_integers_and_bools_matches_torch(dtype, data, shape):
+    a, b = data.draw(arrays_of(dtype, shape)), data.draw(arrays_of(dtype, shape))
+    ours = mg.minimum(Tensor(a), Tensor(b))
+    expected = (
+        torch_value(torch.minimum(torch.from_numpy(a), torch.from_numpy(b)))
+        if dtype in TORCH_HAS_EVERY_OP
+        else np.minimum(a, b)
+    )
+    assert ours.dtype == expected.dtype == dtype
+    np.testing.assert_array_equal(ours.data, expected)
+    np.testing.assert_array_equal(Tensor(a).maximum(Tensor(b)).data, np.maximum(a, b))
+
+
+def test_minimum_at_the_ends_of_the_integer_range():
+    int_min = Tensor(np.array([-(2**31), 5], dtype=np.int32))
+    ours = mg.minimum(int_min, 2**31 - 1)
+    theirs = torch.minimum(torch.tensor([-(2**31), 5], dtype=torch.int32), torch.tensor(2**31 - 1, dtype=torch.int32))
+    assert ours.dtype == np.int32 and ours.tolist() == theirs.tolist() == [-(2**31), 5]
+    assert mg.minimum(Tensor(np.array([0], dtype=np.uint8)), 1).tolist() == [0]
+
+
+def test_minimum_splits_a_tie_and_passes_the_smaller_gradient_as_torch():
+    a, b = np.array([1.0, 2.0, 3.0]), np.array([2.0, 2.0, 1.0])
+    x, y = Tensor(a, dtype=np.float64, requires_grad=True), Tensor(b, dtype=np.float64, requires_grad=True)
+    tx, ty = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
+    x.minimum(y).sum().backward()
+    torch.minimum(tx, ty).sum().backward()
+    np.testing.assert_array_equal(x.grad, tx.grad.numpy())
+    np.testing.assert_array_equal(y.grad, ty.grad.numpy())
+
+
+# ---------------------------------------------------------------- & | ^ with a Python int
+
+
+@pytest.mark.parametrize("operator", ["__and__", "__or__", "__xor__", "__rand__", "__ror__", "__rxor__"])
+@pytest.mark.parametrize("dtype", INTEGER_DTYPES)
+@given(
+    data=st.data(),
+    shape=small_shapes,
+    number=st.one_of(st.integers(-(2**63), 2**64 - 1), st.sampled_from([0x0F, 0xFFFFFFFF, -1, 2**63 - 1])),
+)
+def test_bitwise_with_a_python_int_keeps_the_dtype_and_wraps_as_torch(operator, dtype, data, shape, number):
+    a = data.draw(arrays_of(dtype, shape))
+    ours = getattr(Tensor(a), operator)(number)
+    theirs = getattr(torch.from_numpy(a), operator)(number)
+    assert ours.dtype == dtype
+    np.testing.assert_array_equal(ours.data, torch_value(theirs))
+
+
+@pytest.mark.parametrize(
+    "dtype, number, expected",
+    [
+        (np.int32, 1, [1, 3]),
+        (np.int32, 0xFFFFFFFF, [-1, -1]),
+        (np.uint8, 0x0F, [0, 2]),
+        (np.uint64, 0xFFFFFFFF, [0, 2]),
+    ],
+)
+def test_the_reported_bitwise_cases(dtype, number, expected):
+    a = np.array([0, 2], dtype=dtype)
+    operator = "__and__" if dtype in (np.uint8, np.uint64) else "__or__"
+    ours = getattr(Tensor(a), operator)(number)
+    assert ours.dtype == dtype and ours.tolist() == expected == getattr(torch.from_numpy(a), operator)(number).tolist()
+
+
+def test_bool_with_a_python_int_becomes_int64_as_torch():
+    mask = np.array([True, False])
+    assert (Tensor(mask) | 2).dtype == np.int64 and (torch.from_numpy(mask) | 2).dtype == torch.int64
+    assert (Tensor(mask) & True).dtype == np.bool_
+
+
+# ---------------------------------------------------------------- tril and triu keep the dtype
+
+
+@pytest.mark.parametrize("triangle", ["tril", "triu"])
+@pytest.mark.parametrize("dtype", ALL_INT_DTYPES)
+@given(data=st.data(), diagonal=st.integers(-3, 3))
+def test_triangles_keep_integer_and_bool_dtypes(triangle, dtype, data, diagonal):
+    a = data.draw(arrays_of(dtype, hnp.array_shapes(min_dims=2, max_dims=3, min_side=1, max_side=4)))
+    ours = getattr(Tensor(a), triangle)(diagonal)
+    if dtype in TORCH_HAS_EVERY_OP:
+        expected = torch_value(getattr(torch, triangle)(torch.from_numpy(a), diagonal))
+    else:
+        expected = getattr(np, triangle)(a, diagonal)
+    assert ours.dtype == expected.dtype == dtype
+    np.testing.assert_array_equal(ours.data, expected)
+
+
+# ---------------------------------------------------------------- F.pad with negative sizes
+
+
+def pad_both(x: np.ndarray, pad: tuple, mode: str) -> None:
+    """Values and gradients of F.pad against torch's, for float64 `x` of shape (1, 1, n)."""
+    ours_in, twin = Tensor(x, dtype=np.float64, requires_grad=True), torch.tensor(x, requires_grad=True)
+    ours, theirs = F.pad(ours_in, pad, mode=mode), torch.nn.functional.pad(twin, pad, mode=mode)
+    np.testing.assert_array_equal(ours.data, theirs.detach().numpy())
+    weights = np.arange(1.0, ours.data.size + 1).reshape(ours.shape)
+    (ours * Tensor(weights, dtype=np.float64)).sum().backward()
+    (theirs * torch.tensor(weights)).sum().backward()
+    np.testing.assert_array_equal(ours_in.grad, twin.grad.numpy())
+
+
+@pytest.mark.parametrize(
+    "pad, mode, expected",
+    [((3, -3), "reflect", [3, 2, 1, 0, 1]), ((3, -5), "replicate", [0, 0, 0]), ((-3, 3), "reflect", [3, 4, 3, 2, 1])],
+)
+def test_the_reported_cropping_pads(pad, mode, expected):
+    x = np.arange(5.0).reshape(1, 1, 5)
+    assert F.pad(Tensor(x), pad, mode=mode).tolist() == [[expected]]
+    pad_both(x, pad, mode)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate"])
+@given(n=st.integers(2, 6), data=st.data())
+def test_padding_that_crops_one_side_matches_torch(mode, n, data):
+    largest = n - 1 if mode == "reflect" else 2 * n  # torch's reflect needs padding < the length
+    before = data.draw(st.integers(-2 * n, largest))
+    assume(1 - n - before <= largest)
+    after = data.draw(st.integers(1 - n - before, largest))  # at least one value left
+    pad_both(np.random.default_rng(n).standard_normal((1, 1, n)), (before, after), mode)
+
+
+# ---------------------------------------------------------------- what torch refuses
+
+
+def test_clamp_with_neither_bound_is_refused_as_torch():
+    with pytest.raises(RuntimeError):
+        torch.clamp(torch.zeros(2))
+    with pytest.raises(ValueError, match="give min, max or both"):
+        Tensor([1.0, 2.0]).clip(None, None)
+    assert Tensor([1.0, 2.0]).clip(None, 1.5).tolist() == [1.0, 1.5]
+
+
+def test_linspace_to_bool_is_refused_as_torch():
+    with pytest.raises(NotImplementedError):
+        torch.linspace(0, 1, 5, dtype=torch.bool)
+    with pytest.raises(TypeError, match="dtype=bool"):
+        mg.linspace(0, 1, 5, dtype=bool)
+
+
+def test_circular_padding_that_wraps_twice_is_refused_as_torch():
+    with pytest.raises(RuntimeError, match="wrapping around more than once"):
+        torch.nn.functional.pad(torch.zeros(1, 1, 5), (6, 0), mode="circular")
+    with pytest.raises(ValueError, match="more than once"):
+        F.pad(Tensor(np.zeros((1, 1, 5))), (6, 0), mode="circular")
+    pad_both(np.arange(5.0).reshape(1, 1, 5), (5, 0), "circular")  # wrapping once is allowed in both
+    pad_both(np.arange(5.0).reshape(1, 1, 5), (1, -2), "circular")  # cropped first, then wrapped
+
+
+# ---------------------------------------------------------------- documented differences
+
+
+def test_an_int_apart_from_an_index_array_puts_the_indexed_axis_first_as_numpy():
+    x, idx = np.arange(24).reshape(2, 3, 4), np.array([0, 3])
+    theirs = torch.from_numpy(x)[0, :, torch.from_numpy(idx)]
+    ours = Tensor(x)[0, :, idx]
+    assert ours.shape == x[0, :, idx].shape == (2, 3) and tuple(theirs.shape) == (3, 2)
+    np.testing.assert_array_equal(ours.data.T, theirs.numpy())
+    np.testing.assert_array_equal(Tensor(x)[0][:, idx].data, theirs.numpy())  # the slice first: torch's order
+
+
+def test_is_causal_with_a_mask_applies_both_as_torchs_cpu_kernel():
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal((1, 2, 4, 3)) for _ in range(3))
+    mask = np.array([[True, False, True, True]] * 4)
+    ours = F.scaled_dot_product_attention(
+        *(Tensor(a, dtype=np.float64) for a in (q, k, v)), attn_mask=mask, is_causal=True
+    )
+    both = F.scaled_dot_product_attention(
+        *(Tensor(a, dtype=np.float64) for a in (q, k, v)), attn_mask=mask & np.tril(np.ones((4, 4), bool))
+    )
+    theirs = torch.nn.functional.scaled_dot_product_attention(
+        *(torch.from_numpy(a) for a in (q, k, v)), attn_mask=torch.from_numpy(mask), is_causal=True
+    )
+    np.testing.assert_allclose(ours.data, theirs.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(ours.data, both.data)
