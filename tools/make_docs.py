@@ -322,6 +322,7 @@ OUTPUTS = {
         "coattention.png",
         "coattention_loss.png",
     ),  # fmt: skip
+    vit_vs_cnn: ("vit_vs_cnn.png",),
     data_parallel: ("data_parallel.png",),
     learning_rate_schedule: ("lr_schedule.png",),
 }
@@ -335,6 +336,7 @@ SOURCES = {
     curvature: ("examples/curvature.py",),
     bpe_vocabulary: ("examples/bpe_vocabulary.py",),
     vision: ("examples/vit_digits.py", "examples/swin_digits.py", "examples/coattention_digits.py"),
+    vit_vs_cnn: ("examples/vit_vs_cnn.py",),
     data_parallel: ("transformer.distributed.shard_rows",),
     learning_rate_schedule: ("minigrad.optim.cosine_with_warmup", "transformer.train.TrainConfig"),
 }
