@@ -151,7 +151,7 @@ def test_python_dash_m_transformer_is_the_same_command(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "transformer", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120
     )
-    assert result.returncode == 0 and "{train,sample,graph}" in result.stdout
+    assert result.returncode == 0 and "{train,sample,graph,export}" in result.stdout
 
 
 def test_ctrl_c_during_training_saves_and_exits_with_130(tmp_path, capsys, monkeypatch):

@@ -117,3 +117,18 @@ def test_curvature_measures_sharpness_and_draws_it(tmp_path, shakespeare_path):
     sharpness = [float(line.split()[-1]) for line in out.splitlines() if "top Hessian eigenvalue" in line]
     assert len(sharpness) == 3 and all(np.isfinite(sharpness))
     assert (tmp_path / "figs" / "curvature.png").stat().st_size > 1000
+
+
+def test_gpt2(tmp_path):
+    """examples/gpt2.py on a tiny model in GPT-2's layout (GPT-2's own weights need a download)."""
+    from transformer import GPT, GPTConfig
+    from transformer.tokenizer import BPETokenizer
+
+    text = "Hello, I'm a language model, a model of language; hello models, hello languages.\n" * 20
+    tokenizer = BPETokenizer(BPETokenizer.train(text, 270, pattern="gpt2").merges, "gpt2", ["<|endoftext|>"])
+    config = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=32, n_layer=1, n_head=2, n_embd=16)
+    GPT(config, rng=np.random.default_rng(0)).save_pretrained(tmp_path / "tiny-gpt2")
+    tokenizer.save_pretrained(tmp_path / "tiny-gpt2")
+    out = run_example("gpt2.py", "tiny-gpt2", "--max-new-tokens", "6", cwd=tmp_path)
+    assert out.startswith("loaded ") and "Hello, I'm a language model," in out
+    assert "6 tokens in" in out and "tokens/s" in out

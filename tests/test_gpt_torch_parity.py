@@ -1,6 +1,8 @@
 """Our GPT against nanoGPT's, in PyTorch (tests/reference/nanogpt.py): state dicts move both
 ways with strict=True, and logits, loss and every parameter gradient agree in float32."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -36,7 +38,8 @@ def to_torch(state: dict) -> dict:
 
 
 def torch_twin(ours: GPT) -> "nanogpt.GPT":
-    config = {k: v for k, v in vars(ours.config).items() if k != "fused"}  # nanoGPT's fields
+    nanogpt_fields = {field.name for field in dataclasses.fields(nanogpt.GPTConfig)}
+    config = {k: v for k, v in vars(ours.config).items() if k in nanogpt_fields}
     twin = nanogpt.GPT(nanogpt.GPTConfig(**config))
     twin.load_state_dict(to_torch(ours.state_dict()), strict=True)
     return twin

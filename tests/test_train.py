@@ -2,6 +2,7 @@
 Ctrl-C, and a checkpoint PyTorch's nanoGPT loads with strict=True."""
 
 import csv
+import dataclasses
 import json
 import os
 import signal
@@ -82,8 +83,9 @@ def test_a_short_run_writes_every_run_file(tmp_path):
 
     config = json.loads((run_dir / ckpt.CONFIG_FILE).read_text())
     assert config["model"] == dict(
-        vocab_size=vocab_size, block_size=8, n_layer=1, n_head=2, n_embd=16, dropout=0.0, bias=True, fused=True
-    )
+        vocab_size=vocab_size, block_size=8, n_layer=1, n_head=2, n_embd=16, dropout=0.0, bias=True, fused=True,
+        gelu_approximate="none", layer_norm_eps=1e-5,
+    )  # fmt: skip
     assert config["train"]["max_iters"] == 30 and config["train"]["lr_decay_iters"] == 30
     assert (run_dir / ckpt.PLOT_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -182,8 +184,9 @@ def test_the_checkpoint_loads_into_nanogpt_in_pytorch_with_the_same_logits(tmp_p
 
     ours, _ = load_run(tmp_path / "run")
     model_config = json.loads((tmp_path / "run" / ckpt.CONFIG_FILE).read_text())["model"]
-    del model_config["fused"]  # how minigrad runs the model (kernels or definitions), not a size
-    theirs = nanogpt.GPT(nanogpt.GPTConfig(**model_config))
+    assert model_config["gelu_approximate"] == "none" and model_config["layer_norm_eps"] == 1e-5  # nanoGPT's
+    nanogpt_fields = {field.name for field in dataclasses.fields(nanogpt.GPTConfig)}  # not minigrad's own (fused)
+    theirs = nanogpt.GPT(nanogpt.GPTConfig(**{k: v for k, v in model_config.items() if k in nanogpt_fields}))
     state = load_file(str(tmp_path / "run" / ckpt.CKPT_FILE))
     assert "lm_head.weight" in state and "transformer.wte.weight" in state
     theirs.load_state_dict(state, strict=True)

@@ -322,7 +322,7 @@ OUTPUTS = {
         "coattention.png",
         "coattention_loss.png",
     ),  # fmt: skip
-    vit_vs_cnn: ("vit_vs_cnn.png",),
+    vit_vs_cnn: ("vit_vs_cnn.png", "vit_vs_cnn.csv"),
     data_parallel: ("data_parallel.png",),
     learning_rate_schedule: ("lr_schedule.png",),
 }

@@ -1,9 +1,11 @@
-"""`minigrad-gpt train | sample | graph` (also `python -m transformer ...`).
+"""`minigrad-gpt train | sample | graph | export` (also `python -m transformer ...`).
 
     minigrad-gpt train --out runs/shakespeare-char            # nanoGPT's CPU recipe, ~2000 steps
     minigrad-gpt train --out runs/shakespeare-char --resume   # continue an interrupted run
     minigrad-gpt train --out runs/shakespeare-bpe --tokenizer bpe --vocab-size 512   # on BPE tokens
     minigrad-gpt sample --out runs/shakespeare-char --start "ROMEO:" --temperature 0.8
+    minigrad-gpt train --out runs/gpt2-shakespeare --init-from path/to/gpt2   # fine-tune GPT-2 (Hugging Face layout)
+    minigrad-gpt export --out runs/shakespeare-char --to hf/shakespeare-char  # for transformers' from_pretrained
     minigrad-gpt graph --out gpt.svg                           # the computation graph of a small GPT
     minigrad-gpt graph --html step.html                        # ... and its backward, step by step
     mpiexec -n 4 minigrad-gpt train --out runs/shakespeare-char  # 4 ranks share every batch (data parallel)
@@ -104,7 +106,7 @@ TRAIN_FLAG_HELP = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog=PROG, description="Train a GPT on minigrad and sample from it.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,graph}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,graph,export}")
     defaults = TrainConfig()
 
     # train: every flag is SUPPRESSed when absent, so the flags actually given can override a resumed run's
@@ -137,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"BPE vocabulary: 256 byte tokens plus the merges, at least 256 (default: {BPE_VOCAB_SIZE})",
     )
     p.add_argument(
+        "--init-from",
+        default=argparse.SUPPRESS,
+        metavar="DIR",
+        help="fine-tune GPT-2 from a Hugging Face directory (config.json, model.safetensors, its tokenizer) "
+        "or hub name; the model's sizes and tokenizer replace --n-layer, --n-head, --n-embd, --bias, --tokenizer",
+    )
+    p.add_argument(
         "--profile-steps",
         type=_number(int, 0),
         default=0,
@@ -157,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-samples", type=_number(int, 1), default=1, help="how many samples (default: 1)")
     p.add_argument("--seed", type=_number(int, 0), default=1337, help="random seed (default: 1337)")
 
+    p = commands.add_parser("export", help="write a run's model and tokenizer in the Hugging Face layout")
+    p.add_argument("--out", default=defaults.out, help=f"run directory (default: {defaults.out})")
+    p.add_argument("--to", required=True, help="directory for config.json, model.safetensors and tokenizer.json")
+
     p = commands.add_parser("graph", help="draw the computation graph of a small GPT's forward and loss")
     p.add_argument("--out", help="output file: .svg, .png or .pdf (needs Graphviz's dot), or .dot")
     p.add_argument("--html", help="output file: the backward explorer of one training step, one offline .html page")
@@ -172,6 +185,9 @@ def run_train(args: argparse.Namespace) -> int:
         config = world().agree(lambda: resume_config(given.get("out", TrainConfig.out), given), BAD_INPUT)
     else:
         config = TrainConfig(**given)
+    clashing = [name for name in ("n_layer", "n_head", "n_embd", "bias", "tokenizer", "vocab_size") if name in given]
+    if "init_from" in given and clashing:
+        raise UsageError(f"{flag(clashing[0])} comes from the model --init-from names; leave it out")
     try:
         train(config, resume=args.resume, profile_steps=args.profile_steps)
     except TrainingInterrupted as stop:
@@ -204,6 +220,16 @@ def run_sample(args: argparse.Namespace) -> int:
         if i:
             print("-" * 40, flush=True)
         stream_text(model, tokenizer, args.start, args.max_new_tokens, args.temperature, args.top_k, args.top_p, rng)
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    if Path(args.to).resolve() == Path(args.out).resolve():
+        raise UsageError("--to must be another directory than the run: both would hold a config.json")
+    model, tokenizer = load_run(args.out)
+    model.save_pretrained(args.to)
+    tokenizer.save_pretrained(args.to)
+    print(f"wrote {args.to}: {model.num_parameters():,} parameters and a {tokenizer!r} for transformers")
     return 0
 
 
@@ -247,7 +273,7 @@ def run_graph(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": run_train, "sample": run_sample, "graph": run_graph}
+COMMANDS = {"train": run_train, "sample": run_sample, "graph": run_graph, "export": run_export}
 
 
 def main(argv: list[str] | None = None) -> int:

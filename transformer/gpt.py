@@ -34,6 +34,7 @@ keys and values, and the cache learns the new ones. Sampling lives in transforme
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,8 +60,12 @@ class GPTConfig:
     dropout: float = 0.0
     bias: bool = True  # biases in the Linears and LayerNorms, as GPT-2; False is a bit better and faster
     fused: bool = True  # minigrad/kernels.py's fused ops; False: functional.py's definitions only
+    gelu_approximate: str = "none"  # the exact erf GELU, as nanoGPT; "tanh" for GPT-2's own weights (gelu_new)
+    layer_norm_eps: float = 1e-5
 
     def __post_init__(self):
+        if self.gelu_approximate not in ("none", "tanh"):
+            raise ValueError(f'gelu_approximate must be "none" or "tanh", got {self.gelu_approximate!r}')
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
         if not 0.0 <= self.dropout < 1.0:
@@ -116,7 +121,7 @@ class MLP(Module):
     def __init__(self, config: GPTConfig, rng: np.random.Generator | None = None):
         super().__init__()
         self.c_fc = Linear(config.n_embd, 4 * config.n_embd, bias=config.bias, rng=rng)
-        self.gelu = GELU()  # the exact erf form, as nn.GELU() in nanoGPT
+        self.gelu = GELU(config.gelu_approximate)  # exact erf by default, as nanoGPT
         self.c_proj = Linear(4 * config.n_embd, config.n_embd, bias=config.bias, rng=rng)
         self.dropout = Dropout(config.dropout, rng=rng)
         self.fused = config.fused
@@ -138,9 +143,9 @@ class Block(Module):
 
     def __init__(self, config: GPTConfig, rng: np.random.Generator | None = None):
         super().__init__()
-        self.ln_1 = LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_1 = LayerNorm(config.n_embd, config.layer_norm_eps, bias=config.bias)
         self.attn = CausalSelfAttention(config, rng)
-        self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_2 = LayerNorm(config.n_embd, config.layer_norm_eps, bias=config.bias)
         self.mlp = MLP(config, rng)
         self.fused = config.fused
 
@@ -168,7 +173,7 @@ class GPT(Module):
                 wpe=Embedding(config.block_size, config.n_embd, rng=rng),
                 drop=Dropout(config.dropout, rng=rng),
                 h=ModuleList([Block(config, rng) for _ in range(config.n_layer)]),
-                ln_f=LayerNorm(config.n_embd, bias=config.bias),
+                ln_f=LayerNorm(config.n_embd, config.layer_norm_eps, bias=config.bias),
             )
         )
         self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False, rng=rng)
@@ -271,6 +276,20 @@ class GPT(Module):
     def configure_optimizers(self, weight_decay: float, learning_rate: float, betas: tuple[float, float]):
         """minigrad.optim.AdamW over `optimizer_groups(weight_decay)`, as nanoGPT's helper."""
         return AdamW(self.optimizer_groups(weight_decay), lr=learning_rate, betas=betas)
+
+    @classmethod
+    def from_pretrained(cls, name_or_dir: str | os.PathLike) -> GPT:
+        """GPT-2 (small to XL) from a Hugging Face directory (config.json + model.safetensors) or a
+        hub name such as "gpt2" (through the Hugging Face cache); in eval mode. See transformer/huggingface.py."""
+        from transformer.huggingface import load_pretrained  # that module imports this one
+
+        return load_pretrained(name_or_dir)
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """Write config.json + model.safetensors that transformers' GPT2LMHeadModel.from_pretrained loads."""
+        from transformer.huggingface import save_pretrained
+
+        save_pretrained(self, directory)
 
 
 def filter_logits(logits: np.ndarray, top_k: int | None = None, top_p: float | None = None) -> np.ndarray:

@@ -109,6 +109,19 @@ class CharTokenizer:
     def load(cls, path: str | os.PathLike) -> CharTokenizer:
         return cls.from_json(Path(path).read_text(encoding="utf-8"))
 
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike) -> CharTokenizer:
+        """The tokenizer `save_pretrained` wrote (a tokenizer.json mapping each character to its id)."""
+        from transformer.hf_tokenizer import load_pretrained  # that module imports this one
+
+        return load_pretrained(directory, cls)
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """Write tokenizer.json and tokenizer_config.json, which transformers.AutoTokenizer loads."""
+        from transformer.hf_tokenizer import save_pretrained
+
+        save_pretrained(self, directory)
+
     def __eq__(self, other) -> bool:
         return isinstance(other, CharTokenizer) and self.chars == other.chars
 
@@ -240,10 +253,19 @@ class BPETokenizer:
     ([257, 108, 121], 'lowly')
     """
 
-    def __init__(self, merges: Iterable[Pair], pattern: str | None = None, special_tokens: Iterable[str] = ()):
+    def __init__(
+        self,
+        merges: Iterable[Pair],
+        pattern: str | None = None,
+        special_tokens: Iterable[str] = (),
+        numbering: Iterable[int] | None = None,
+    ):
         """`merges`: the pairs in order, merge i minting 256 + i. `pattern`: "gpt4" (None), "gpt2",
         or a regular expression (`regex` syntax). `special_tokens`: strings that always encode as
-        one token each, numbered after the merges."""
+        one token each, numbered after the merges. `numbering`: the ids the tokens have outside
+        (token t, in the order above, is id numbering[t] to encode and decode), for vocabularies
+        numbered otherwise, as GPT-2's, whose first ids are the byte tokens in another order;
+        `vocab` and `merges` keep the order above."""
         self.merges: list[Pair] = []
         self.vocab: list[bytes] = [bytes([b]) for b in range(256)]  # token id -> its bytes
         for i, pair in enumerate(merges):
@@ -275,6 +297,13 @@ class BPETokenizer:
         # longest first, so a special token that contains another wins
         longest_first = sorted(self.special_tokens, key=len, reverse=True)
         self.special_pattern = regex.compile("|".join(map(regex.escape, longest_first))) if longest_first else None
+
+        self.numbering = None if numbering is None else np.array(list(numbering), dtype=np.int64)  # ours -> outside
+        if self.numbering is not None and sorted(self.numbering.tolist()) != list(range(len(self.vocab))):
+            raise ValueError(
+                f"numbering must give each of the {len(self.vocab)} tokens one id in 0..{len(self.vocab) - 1}"
+            )
+        self.own_ids = None if numbering is None else np.argsort(self.numbering)  # outside -> ours
 
     @classmethod
     def train(cls, text: str, vocab_size: int, pattern: str | None = None) -> BPETokenizer:
@@ -336,13 +365,15 @@ class BPETokenizer:
                 ids += known[chunk]
             if i < len(specials):
                 ids.append(self.special_ids[specials[i]])
-        return np.array(ids, dtype=np.int64)
+        ids = np.array(ids, dtype=np.int64)
+        return ids if self.numbering is None else self.numbering[ids]
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         """ids (N,) -> the bytes they stand for (a piece may end inside a character)."""
         ids = np.asarray(ids).reshape(-1)
         if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
             raise ValueError(f"token ids must lie in [0, {self.vocab_size}), got {ids.min()}..{ids.max()}")
+        ids = ids if self.own_ids is None else self.own_ids[ids.astype(np.int64)]
         return b"".join(self.vocab[i] for i in ids.tolist())
 
     def decode(self, ids: Iterable[int]) -> str:
@@ -353,7 +384,8 @@ class BPETokenizer:
     def chars_per_token(self) -> np.ndarray:
         """(vocab_size,) int64: how many characters each token begins. A character is counted in
         the token that holds its first byte, so a text's tokens sum to its length."""
-        return np.array([sum((b & 0xC0) != 0x80 for b in token) for token in self.vocab], dtype=np.int64)
+        counts = np.array([sum((b & 0xC0) != 0x80 for b in token) for token in self.vocab], dtype=np.int64)
+        return counts if self.own_ids is None else counts[self.own_ids]
 
     def to_json(self) -> str:
         obj = {
@@ -361,6 +393,7 @@ class BPETokenizer:
             "pattern": self.pattern,
             "merges": [list(pair) for pair in self.merges],
             "special_tokens": self.special_tokens,
+            **({} if self.numbering is None else {"numbering": self.numbering.tolist()}),
         }
         return json.dumps(obj, ensure_ascii=False, indent=None) + "\n"
 
@@ -371,7 +404,7 @@ class BPETokenizer:
         well_formed = isinstance(obj.get("merges"), list) and isinstance(obj.get("pattern"), str)
         if obj.get("type") != "bpe" or not well_formed:
             raise ValueError('expected {"type": "bpe", "pattern": "...", "merges": [[a, b], ...]}')
-        return cls(obj["merges"], obj["pattern"], obj.get("special_tokens", []))
+        return cls(obj["merges"], obj["pattern"], obj.get("special_tokens", []), obj.get("numbering"))
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the merges, pattern and special tokens as JSON, atomically."""
@@ -381,11 +414,29 @@ class BPETokenizer:
     def load(cls, path: str | os.PathLike) -> BPETokenizer:
         return cls.from_json(Path(path).read_text(encoding="utf-8"))
 
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike) -> BPETokenizer:
+        """A byte-level BPE in Hugging Face's files: GPT-2's vocab.json + merges.txt, or a tokenizer.json.
+        It encodes as transformers' tokenizer of those files does (see transformer/hf_tokenizer.py)."""
+        from transformer.hf_tokenizer import load_pretrained  # that module imports this one
+
+        return load_pretrained(directory, cls)
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """Write tokenizer.json and tokenizer_config.json, which transformers.AutoTokenizer loads."""
+        from transformer.hf_tokenizer import save_pretrained
+
+        save_pretrained(self, directory)
+
     def __eq__(self, other) -> bool:
-        return isinstance(other, BPETokenizer) and (self.merges, self.pattern, self.special_tokens) == (
+        if not isinstance(other, BPETokenizer):
+            return False
+        numbering, other_numbering = (None if t.numbering is None else t.numbering.tolist() for t in (self, other))
+        return (self.merges, self.pattern, self.special_tokens, numbering) == (
             other.merges,
             other.pattern,
             other.special_tokens,
+            other_numbering,
         )
 
     def __repr__(self) -> str:

@@ -62,7 +62,7 @@ BETA1 = 0.9  # nanoGPT's; only beta2 is a flag
 MODEL_STREAM, BATCH_STREAM, EVAL_STREAM = 0, 1, 2
 TRACE_FILE = "trace.json"  # --profile-steps: Chrome trace-event JSON of the first steps
 # the model's shape: a resumed run must keep it
-ARCHITECTURE_FLAGS = ("n_layer", "n_head", "n_embd", "block_size", "bias", "tokenizer", "vocab_size")
+ARCHITECTURE_FLAGS = ("n_layer", "n_head", "n_embd", "block_size", "bias", "tokenizer", "vocab_size", "init_from")
 TOKENIZERS = ("char", "bpe")
 BPE_VOCAB_SIZE = 512  # --vocab-size when --tokenizer bpe is given without it
 
@@ -113,6 +113,7 @@ class TrainConfig:
     bias: bool = True
     tokenizer: str = "char"  # "char": one token per character; "bpe": byte-level BPE learned from the training split
     vocab_size: int | None = None  # bpe only: 256 byte tokens plus the merges (None: BPE_VOCAB_SIZE)
+    init_from: str | None = None  # a Hugging Face GPT-2 directory (or hub name) to fine-tune, with its tokenizer
 
     def __post_init__(self):
         if self.lr_decay_iters is None:
@@ -376,6 +377,20 @@ def make_tokenizer(config: TrainConfig, text: str, train_text: str, echo: Callab
     return tokenizer
 
 
+def adopt_pretrained(config: TrainConfig) -> tuple[GPTConfig, dict[str, np.ndarray], Tokenizer]:
+    """The model config, weights and tokenizer `--init-from` names; the run's architecture flags
+    become the pretrained model's, so config.json says what is trained and --resume checks it."""
+    from transformer.huggingface import finetuning_start  # the Hugging Face formats, only when asked for
+
+    model_config, state, tokenizer = finetuning_start(config.init_from, config.block_size, config.dropout)
+    config.n_layer, config.n_head, config.n_embd, config.bias = (
+        model_config.n_layer, model_config.n_head, model_config.n_embd, model_config.bias
+    )  # fmt: skip
+    config.tokenizer = "bpe" if isinstance(tokenizer, BPETokenizer) else "char"
+    config.vocab_size = tokenizer.vocab_size if config.tokenizer == "bpe" else None
+    return model_config, state, tokenizer
+
+
 def training_memory_bytes(model: GPTConfig, batch_size: int) -> dict[str, int]:
     """A lower estimate of the float32 memory training holds at once, by part: bytes.
 
@@ -437,7 +452,9 @@ def prepare_run(
                 "pass the same --data to resume"
             )
     train_text, val_text = split_train_val(corpus.text)
-    if not resume:
+    if config.init_from and not resume:
+        pretrained_config, pretrained_state, tokenizer = adopt_pretrained(config)
+    elif not resume:
         tokenizer = make_tokenizer(config, corpus.text, train_text, echo)
     train_ids = tokenizer.encode(train_text).astype(np.int32)
     val_ids = tokenizer.encode(val_text).astype(np.int32)
@@ -446,7 +463,12 @@ def prepare_run(
 
     model_rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(MODEL_STREAM,)))
     batch_rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(BATCH_STREAM,)))
-    model = GPT(config.model_config(tokenizer.vocab_size), rng=model_rng)
+    model_config = config.model_config(tokenizer.vocab_size)
+    if config.init_from:  # the pretrained model's own config: its GELU and epsilon are no training flags
+        model_config = pretrained_config if not resume else ckpt.read_model_config(run_dir / ckpt.CONFIG_FILE)
+    model = GPT(model_config, rng=model_rng)
+    if config.init_from and not resume:
+        model.load_state_dict(pretrained_state, strict=True)
     optimizer = model.configure_optimizers(config.weight_decay, config.learning_rate, (BETA1, config.beta2))
     schedule = CosineWithWarmup(
         optimizer, config.learning_rate, config.min_lr, config.warmup_iters, config.lr_decay_iters
