@@ -21,7 +21,6 @@ from matplotlib.figure import Figure  # drawn off-screen, no window or backend n
 import minigrad as mg
 import minigrad.functional as F
 from transformer import GPT
-from transformer.attention import merge_heads
 
 
 def attention_maps(model: GPT, idx: np.ndarray) -> np.ndarray:
@@ -35,7 +34,7 @@ def attention_maps(model: GPT, idx: np.ndarray) -> np.ndarray:
             h = block.ln_1(x)  # (1, T, C) the attention's input
             q, k, v = attn.heads(h)  # (1, nh, T, hs) each, as CausalSelfAttention splits them
             weights = F.attention_weights(q, k, is_causal=True)  # (1, nh, T, T)
-            y = merge_heads(weights @ v)  # (1, T, C) the heads side by side
+            y = (weights @ v).transpose(0, 2, 1, 3).reshape(h.shape)  # (1, T, C) the heads side by side
             # the recomputation must be the model's own attention, or the picture would lie
             assert np.allclose(attn.c_proj(y).data, attn(h).data, atol=1e-4), "recomputed attention differs"
             maps.append(weights.data[0])
