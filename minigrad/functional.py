@@ -20,7 +20,8 @@ import numpy as np
 
 from minigrad import ops
 from minigrad.autograd import Function
-from minigrad.tensor import Tensor, _constant, default_rng
+from minigrad.creation import default_rng
+from minigrad.tensor import Tensor, array_of
 
 _SQRT_HALF = math.sqrt(0.5)
 _vector_erf = np.frompyfunc(math.erf, 1, 1)
@@ -121,7 +122,7 @@ def cross_entropy_targets(logits_shape: tuple, targets, ignore_index: int, reduc
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f'cross_entropy: reduction must be "mean", "sum" or "none", not {reduction!r}')
     C = logits_shape[-1]
-    targets = _constant(targets).reshape(-1)  # (N,)
+    targets = array_of(targets).reshape(-1)  # (N,)
     rows = math.prod(logits_shape[:-1])
     if rows != targets.shape[0]:
         raise ValueError(f"cross_entropy: logits of shape {logits_shape} need {rows} targets, got {len(targets)}")
@@ -145,7 +146,7 @@ def cross_entropy(
     loss (N,) (0 on ignored rows).
     """
     if targets_are_probabilities(targets):  # a probability for every class, as torch reads float targets
-        return soft_cross_entropy(logits, _constant(targets), reduction, label_smoothing)
+        return soft_cross_entropy(logits, array_of(targets), reduction, label_smoothing)
     targets, kept, picked = cross_entropy_targets(logits.shape, targets, ignore_index, reduction)
     log_probs = logits.reshape(-1, logits.shape[-1]).log_softmax(axis=-1)  # (N, C)
     losses = -log_probs[np.arange(len(targets)), picked]  # (N,) −log p[target]
@@ -160,7 +161,7 @@ def cross_entropy(
 
 def targets_are_probabilities(targets) -> bool:
     """Whether cross_entropy's targets are class probabilities (floats), not class ids (integers)."""
-    return _constant(targets).dtype.kind == "f"
+    return array_of(targets).dtype.kind == "f"
 
 
 def soft_cross_entropy(logits: Tensor, probabilities: np.ndarray, reduction: str, label_smoothing: float) -> Tensor:
@@ -194,12 +195,12 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, rng: np.random.Gen
         return x
     if p == 1.0:
         return x * 0.0
-    return x * Tensor._wrap(dropout_mask(x.shape, p, x.dtype, rng))
+    return x * Tensor._from_array(dropout_mask(x.shape, p, x.dtype, rng))
 
 
 def embedding_ids(ids, num_embeddings: int) -> np.ndarray:
     """ids as an integer array, each in [0, num_embeddings); TypeError or IndexError if not."""
-    ids = _constant(ids)
+    ids = array_of(ids)
     if ids.dtype.kind not in "iu":
         raise TypeError(f"embedding ids must be integers, not {ids.dtype}")
     if ids.size and (ids.min() < 0 or ids.max() >= num_embeddings):
@@ -230,7 +231,7 @@ def attention_bias(mask, dtype, blocked_where: bool = False) -> np.ndarray:
     where the two conventions meet. A float mask already is a bias and comes back in `dtype`.
     The mask (an array or a Tensor) is a constant here; the shape is the mask's.
     """
-    mask = _constant(mask)
+    mask = array_of(mask)
     if mask.dtype == bool:
         return np.where(mask == blocked_where, -np.inf, 0.0).astype(dtype)
     return mask.astype(dtype, copy=False)
@@ -379,7 +380,7 @@ def nll_loss(input: Tensor, target, weight=None, ignore_index: int = -100, reduc
     input (N, C) log-probabilities, or (C,), or (N, C, d1, ...); target (N,), (), or (N, d1, ...)
     of class ids; rows whose target is `ignore_index` count for nothing.
     """
-    target = _constant(target)
+    target = array_of(target)
     if target.dtype.kind not in "iu":
         raise TypeError(f"nll_loss targets must be integers, not {target.dtype}")
     if input.ndim == 1:
@@ -397,7 +398,7 @@ def nll_loss(input: Tensor, target, weight=None, ignore_index: int = -100, reduc
             f"nll_loss targets must lie in [0, {classes}) or be ignore_index, got {target.min()}..{target.max()}"
         )
     picked = input.gather(1, safe[:, None]).squeeze(1)  # (N, d...)
-    weights = (np.ones(classes) if weight is None else _constant(weight))[safe] * kept
+    weights = (np.ones(classes) if weight is None else array_of(weight))[safe] * kept
     weights = weights.astype(input.dtype)
     return _reduce(-picked * weights, reduction, mean_divisor=weights.sum())
 
@@ -427,14 +428,14 @@ def binary_cross_entropy_with_logits(
 
 def one_hot(tensor, num_classes: int = -1) -> Tensor:
     """int64 (..., num_classes): 1 at each id's class; num_classes=-1 takes the largest id + 1."""
-    ids = _constant(tensor)
+    ids = array_of(tensor)
     if ids.dtype.kind not in "iu":
         raise TypeError(f"one_hot needs integer ids, not {ids.dtype}")
     if num_classes == -1:
         num_classes = int(ids.max()) + 1 if ids.size else 0
     if ids.size and (ids.min() < 0 or ids.max() >= num_classes):
         raise ValueError(f"one_hot: ids must lie in [0, {num_classes}), got {ids.min()}..{ids.max()}")
-    return Tensor._wrap((ids[..., None] == np.arange(num_classes)).astype(np.int64))
+    return Tensor._from_array((ids[..., None] == np.arange(num_classes)).astype(np.int64))
 
 
 def pad(input: Tensor, pad, mode: str = "constant", value: float | None = None) -> Tensor:

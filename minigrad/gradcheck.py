@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from minigrad.autograd import grad, no_grad
+from minigrad.higher_order import grad
+from minigrad.modes import no_grad
 from minigrad.tensor import Tensor
 
 

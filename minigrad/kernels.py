@@ -483,7 +483,7 @@ def _causal_bias(q_len: int, k_len: int, dtype: np.dtype) -> np.ndarray:
 _ATTENTION_BLOCK = 1 << 17
 # Attention weights up to this many numbers in all (4 MB of float32) are kept for backward;
 # larger ones are recomputed there, block by block, so they never take activation-sized memory.
-_KEEP_WEIGHTS = 1 << 20
+_MAX_SAVED_WEIGHTS = 1 << 20
 # Causal attention runs in tiles of this many queries: tile [a, b) needs keys 0 .. b-1 only.
 _CAUSAL_TILE = 64
 
@@ -542,21 +542,21 @@ class ScaledDotProductAttention(Function):
             bias = _causal_bias(Tq, Tk, q.dtype) if bias is None else bias + _causal_bias(Tq, Tk, q.dtype)
         self.q, self.k, self.v, self.bias = q, k, v, bias
         self.blocks = _batch_blocks(q, k, v, bias, dropout_p > 0.0 or self.mask_shape is not None)
-        self.keep = None
+        self.dropout_mask = None
         # tiles run inside the batch blocks; everything-at-once (blocks == [None]) is one tile
         self.tiles = _query_tiles(Tq, Tk, is_causal and mask is None and self.blocks != [None])
         batch = q.shape[:-2] if q.shape[:-2] == k.shape[:-2] else np.broadcast_shapes(q.shape[:-2], k.shape[:-2])
         n_scores = math.prod(batch) * Tq * Tk
         self.stats = [None] * len(self.blocks)  # per block, per tile: each row's (max, sum)
-        self.saved_weights = [None] * len(self.blocks) if n_scores <= _KEEP_WEIGHTS else None
+        self.saved_weights = [None] * len(self.blocks) if n_scores <= _MAX_SAVED_WEIGHTS else None
         if self.blocks == [None]:  # everything at once, broadcasting as NumPy does
             weights, stats = self._weights(q * self.scale, k, self.bias)  # (..., Tq, Tk)
             self.stats[0] = [stats]
             if self.saved_weights is not None:
                 self.saved_weights[0] = [weights]
             if dropout_p > 0.0:
-                self.keep = F.dropout_mask(weights.shape, dropout_p, weights.dtype, rng)
-                weights = weights * self.keep  # a new array: any saved weights stay undropped
+                self.dropout_mask = F.dropout_mask(weights.shape, dropout_p, weights.dtype, rng)
+                weights = weights * self.dropout_mask  # a new array: any saved weights stay undropped
             return weights @ v  # (..., Tq, dv)
 
         out = np.empty(q.shape[:-1] + v.shape[-1:], dtype=q.dtype)
@@ -608,12 +608,12 @@ class ScaledDotProductAttention(Function):
             weights = self.saved_weights[i][t]
         else:
             weights, _ = self._weights(q_scaled, k, bias, self.stats[i][t])  # the forward's weights, recomputed
-        dropped = weights * self.keep if self.keep is not None else weights
+        dropped = weights * self.dropout_mask if self.dropout_mask is not None else weights
         gv = np.swapaxes(dropped, -1, -2) @ g  # (..., Tk, dv)
         del dropped
         gscores = g @ np.swapaxes(v, -1, -2)  # d weights (..., Tq, Tk)
-        if self.keep is not None:
-            gscores *= self.keep
+        if self.dropout_mask is not None:
+            gscores *= self.dropout_mask
         # softmax backward: ds = w ⊙ (dw - Σ_k dw ⊙ w), computed in the dw buffer
         gscores -= _row_sums(gscores * weights)
         gscores *= weights

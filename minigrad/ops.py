@@ -9,7 +9,7 @@ Every backward runs two ways from the same lines. In `backward()` it gets NumPy 
 `mg.grad(..., create_graph=True)` it gets Tensors: `g`, and in place of `self.a`, `self.b`,
 `self.out` the tensors whose arrays forward saved there. So the rules use only what arrays
 and Tensors share — arithmetic, `@`, `sum`, `reshape`, `transpose`, indexing — plus the few
-helpers below (`exp`, `log`, `sin`, `where`, `cumsum`, `add_at`, `constant`, ...), and record a
+helpers below (`exp`, `log`, `sin`, `where`, `cumsum`, `add_at`, `detached`, ...), and record a
 graph of the gradient when handed Tensors. Each such op says `tensor_backward = True`.
 """
 
@@ -46,6 +46,13 @@ def normalize_axes(axis, ndim: int) -> tuple:
     return tuple(normalized) if ndim else ()
 
 
+def normalize_axis(axis, ndim: int) -> int:
+    """One axis (an int, negatives counted from the end) as a non-negative int; 0 for a 0-d tensor."""
+    if not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"expected one axis as an int, got {axis!r}")
+    return (normalize_axes(axis, ndim) or (0,))[0]
+
+
 def _shape_of(x) -> tuple:
     return np.shape(x)
 
@@ -57,8 +64,8 @@ def _is_tensor(x) -> bool:
     return isinstance(x, _tensor.Tensor)
 
 
-def constant(x):
-    """The values of x, outside any graph: for masks and conditions, whose derivative is zero."""
+def detached(x):
+    """The values of x outside any graph: a part of a rule whose derivative is zero (a mask, a tie)."""
     return x.data if _is_tensor(x) else x
 
 
@@ -195,10 +202,10 @@ class Pow(Function):
         with np.errstate(divide="ignore", invalid="ignore"):
             if self.needs_input_grad[0]:
                 # a^0 = 1 is flat in a, even at a = 0 where 0 · 0^(-1) would give NaN (as PyTorch)
-                ga = unbroadcast(where(constant(b) == 0, 0, g * b * a ** (b - 1)), _shape_of(a))
+                ga = unbroadcast(where(detached(b) == 0, 0, g * b * a ** (b - 1)), _shape_of(a))
             if self.needs_input_grad[1]:
                 # 0^b = 0 for b > 0 (and 1 at b = 0) is flat in b: take 0 · ln 0 as 0 (as PyTorch)
-                at_zero = (constant(a) == 0) & (constant(b) >= 0)
+                at_zero = (detached(a) == 0) & (detached(b) >= 0)
                 gb = unbroadcast(where(at_zero, 0, g * self.out * log(a)), _shape_of(b))
         return ga, gb
 
@@ -214,7 +221,7 @@ class Maximum(Function):
         return self.pick(a, b)
 
     def backward(self, g):
-        a, b = constant(self.a), constant(self.b)
+        a, b = detached(self.a), detached(self.b)
         share_a = self.a_wins(a, b) + 0.5 * (a == b)  # a constant: the second derivative is 0 away from ties
         ga = unbroadcast(g * share_a, _shape_of(a)) if self.needs_input_grad[0] else None
         gb = unbroadcast(g * (1 - share_a), _shape_of(b)) if self.needs_input_grad[1] else None
@@ -536,15 +543,25 @@ class MatMul(Function):
 # ---------------------------------------------------------------- softmax family
 
 
+def max_shift(a: np.ndarray, axis) -> np.ndarray:
+    """The max of `a` along `axis` (kept as size 1), by which the softmax family shifts its input.
+
+    softmax(a) = e^(a − m) / Σ e^(a − m) for any m; with m the max, e^(a − m) ≤ 1 never
+    overflows. A lane with no finite max (all −inf, or empty) is shifted by 0.
+    """
+    peak = np.max(a, axis=axis, keepdims=True, initial=-np.inf)
+    return np.where(np.isfinite(peak), peak, 0)
+
+
 def softmax_array(x: np.ndarray, axis: int = -1, out: np.ndarray | None = None, stats: tuple | None = None):
-    """softmax on a NumPy array: e^(x − m) / Σ e^(x − m) along `axis`, m the max, so exp cannot overflow.
+    """softmax on a NumPy array: e^(x − m) / Σ e^(x − m) along `axis`, m = `max_shift(x, axis)`.
 
     Returns the probabilities (x's shape; written into `out`, which may be x itself) and the
     `stats` (m, Σ), each with `axis` kept as 1. Given the stats of an earlier call on the same
     x, the same probabilities come back without a max or a sum. The Softmax op and the fused
     kernels (minigrad/kernels.py) that need a softmax of arrays all call this one.
     """
-    row_max = x.max(axis=axis, keepdims=True, initial=-np.inf) if stats is None else stats[0]
+    row_max = max_shift(x, axis) if stats is None else stats[0]
     e = np.asarray(x - row_max) if out is None else np.subtract(x, row_max, out=out)  # asarray: a 0-d x too
     np.exp(e, out=e)
     row_sum = e.sum(axis=axis, keepdims=True) if stats is None else stats[1]
@@ -571,10 +588,9 @@ class LogSoftmax(Function):
 
     def forward(self, a, axis=-1):
         self.axis = axis
-        shifted = a - a.max(axis=axis, keepdims=True, initial=-np.inf)  # initial: an empty axis has no max
-        out = shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
-        self.out = out
-        return out
+        shifted = a - max_shift(a, axis)
+        self.out = shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+        return self.out
 
     def backward(self, g):
         # d log softmax(x)_i / dx_j = δ_ij - softmax(x)_j  =>  dx = g - softmax(x) Σ g
@@ -608,7 +624,7 @@ class Cos(Function):
         return -g * sin(self.a)
 
 
-class Step(Function):
+class Rounding(Function):
     """A function that is flat between its jumps: floor, ceil, round, sign, trunc, a // b.
 
     Wherever it has a derivative, that derivative is 0 (PyTorch's choice for floor, ceil, round
@@ -617,9 +633,9 @@ class Step(Function):
 
     tensor_backward = True
 
-    def forward(self, *arrays, fn):
+    def forward(self, *arrays, function):
         self.shapes = [_shape_of(a) for a in arrays]
-        return fn(*arrays)
+        return function(*arrays)
 
     def backward(self, g):
         return tuple(np.zeros(shape, dtype=g.dtype) for shape in self.shapes)
@@ -637,7 +653,7 @@ class Remainder(Function):
     def backward(self, g):
         # a % b = a − b · floor(a / b), and floor is flat:  ga = g,  gb = −g · floor(a / b)
         a, b = self.a, self.b
-        quotient = np.floor_divide(constant(a), constant(b))  # flat in a and b: a constant
+        quotient = np.floor_divide(detached(a), detached(b))  # flat in a and b: a constant
         gb = unbroadcast(-g * quotient, _shape_of(b)) if self.needs_input_grad[1] else None
         return unbroadcast(g, _shape_of(a)), gb
 
@@ -679,10 +695,10 @@ class Cumsum(Function):
 def cumprod_by_steps(a, axis: int):
     """y_k = y_(k-1) · a_k along `axis`, one recorded multiplication per step: Cumprod's definition."""
     before = (slice(None),) * axis
-    products = [a[before + (0,)]]
+    products = [a[before + (slice(0, 1),)]]
     for k in range(1, a.shape[axis]):
-        products.append(products[-1] * a[before + (k,)])
-    return _tensor.stack(products, axis=axis)
+        products.append(products[-1] * a[before + (slice(k, k + 1),)])
+    return _tensor.concatenate(products, axis=axis)
 
 
 class Cumprod(Function):
@@ -717,7 +733,7 @@ class Cumprod(Function):
 # ---------------------------------------------------------------- gather and scatter
 
 
-def along(index: np.ndarray, axis: int) -> tuple:
+def gather_positions(index: np.ndarray, axis: int) -> tuple:
     """The NumPy index that picks, at each position p of `index`, the element of an array at p
     with p[axis] replaced by index[p] (torch.gather's addressing)."""
     grid = list(np.indices(index.shape, sparse=True))
@@ -726,12 +742,12 @@ def along(index: np.ndarray, axis: int) -> tuple:
 
 
 def scatter_add(base: np.ndarray, index: np.ndarray, src, axis: int):
-    """A copy of `base` with src[p] added at along(index, axis)[p]; repeated targets add up.
+    """A copy of `base` with src[p] added at gather_positions(index, axis)[p]; repeated targets add up.
     Recorded as the op `ScatterAdd` when src is a Tensor."""
     if _is_tensor(src):
         return ScatterAdd.apply(base, index, src, axis=axis)
     out = base.astype(np.result_type(base, src), copy=True)
-    np.add.at(out, along(index, axis), src)
+    np.add.at(out, gather_positions(index, axis), src)
     return out
 
 
@@ -742,7 +758,7 @@ class Gather(Function):
 
     def forward(self, a, index, axis):
         self.in_shape, self.index, self.axis = a.shape, index, axis
-        return a[along(index, axis)]
+        return a[gather_positions(index, axis)]
 
     def backward(self, g):
         # each picked element receives its g; an element picked k times receives k of them
@@ -759,8 +775,8 @@ class ScatterAdd(Function):
         return scatter_add(a, index, src, axis)
 
     def backward(self, g):
-        # a passes straight through; src[p] landed at along(index)[p], so it gets g from there: gather
-        return g, None, g[along(self.index, self.axis)]
+        # a passes straight through; src[p] landed at gather_positions(index)[p], so it gets g from there: gather
+        return g, None, g[gather_positions(self.index, self.axis)]
 
 
 # ---------------------------------------------------------------- einsum

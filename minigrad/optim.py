@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from minigrad.autograd import enable_grad
+from minigrad.modes import enable_grad
 from minigrad.tensor import Tensor
 
 

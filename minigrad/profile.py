@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from minigrad import autograd
+from minigrad import modes
 
 # Ops that only move or view data: no arithmetic.
 MOVEMENT = {"Reshape", "Transpose", "BroadcastTo", "GetItem", "Concatenate", "Embedding", "Where"}
@@ -74,7 +74,7 @@ class OpEvent:
         return 2 * forward_flops(self.name, self.output_shapes, self.input_shapes[0])
 
 
-class profile:
+class profile(modes.Tracer):
     """`with mg.profile() as prof:` records every op's forward and backward run inside.
 
     The same object may be entered again (a few training steps, one `with` each): the record
@@ -87,50 +87,38 @@ class profile:
     def __init__(self):
         self.events: list[OpEvent] = []
         self.forward_of: dict[int, OpEvent] = {}  # id(Function) -> the event of its forward
-        self.previous = None
+        self.tracing = modes.tracing(self)
         self.began_ns = 0
 
     def __enter__(self) -> profile:
-        self.previous = autograd._state.tracer
         self.began_ns = self.began_ns or time.perf_counter_ns()  # entered again: one timeline
-        autograd._state.tracer = self
-        return self
+        return self.tracing.__enter__()
 
     def __exit__(self, *exc):
-        autograd._state.tracer = self.previous
-        return False
+        return self.tracing.__exit__(*exc)
 
     # ------------------------------------------------------------ the engine calls these
     # Kept lean: what they cost is added to every op run while profiling. FLOPs are worked
     # out later, from the shapes.
 
-    def apply(self, cls, args, kwargs):
-        """Run `cls.apply(*args, **kwargs)` untraced (an op built of ops counts once), timed."""
-        state = autograd._state
-        state.tracer = None
+    def forward(self, run, cls, args, kwargs):
+        """Run the op (an op built of ops counts once), timed."""
         start = time.perf_counter_ns()
-        try:
-            out = cls.apply(*args, **kwargs)
-        finally:
-            state.tracer = self
+        out = run()
         duration = time.perf_counter_ns() - start
         fn = out._ctx
         inputs = [a.shape for a in args if hasattr(a, "shape")]
-        event = OpEvent(fn.name if fn else cls.__name__, "forward", start, duration, inputs, [out.shape], state.scope)
+        scope = modes.current_scope()
+        event = OpEvent(fn.name if fn else cls.__name__, "forward", start, duration, inputs, [out.shape], scope)
         self.events.append(event)
         if fn is not None:
             self.forward_of[id(fn)] = event
         return out
 
-    def backward(self, fn, grad):
-        """Run `fn.backward(grad)` untraced, timed."""
-        state = autograd._state
-        state.tracer = None
+    def backward(self, run, fn, grad):
+        """Run `fn.backward(grad)`, timed."""
         start = time.perf_counter_ns()
-        try:
-            input_grads = fn.backward(grad)
-        finally:
-            state.tracer = self
+        input_grads = run()
         duration = time.perf_counter_ns() - start
         grads = input_grads if isinstance(input_grads, tuple) else (input_grads,)
         sent = [g.shape for g in grads if g is not None]

@@ -3,8 +3,8 @@
 None of these needs a new derivative. Each finds its indices with NumPy (which element wins,
 where each source lands) and then moves values with the primitives of minigrad/ops.py —
 `gather`, `scatter_add`, indexing, `where` — so the gradient follows by the chain rule and
-goes exactly where torch sends it. They become Tensor methods with torch's names and
-arguments (`x.cummax(dim)`, `x.scatter_reduce(dim, index, src, "amax")`, ...) below.
+goes exactly where torch sends it. They are Tensor methods with torch's names and arguments
+(`x.cummax(dim)`, `x.scatter_reduce(dim, index, src, "amax")`, ...), listed in minigrad/tensor.py.
 """
 
 from __future__ import annotations
@@ -12,18 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from minigrad import ops
-from minigrad.tensor import Tensor, ValuesIndices, concatenate, where
-
-
-def _axis(dim: int, ndim: int) -> int:
-    if not -max(ndim, 1) <= dim < max(ndim, 1):
-        raise ValueError(f"dim {dim} is out of range for a tensor with {ndim} dimensions")
-    return dim % max(ndim, 1)
-
-
-def _array(x) -> np.ndarray:
-    return x.data if isinstance(x, Tensor) else np.asarray(x)
-
+from minigrad.tensor import Tensor, array_of, concatenate, where
+from minigrad.torch_spellings import ValuesIndices
 
 # ---------------------------------------------------------------- running maxima and minima
 
@@ -32,7 +22,7 @@ def _running_extreme(x: Tensor, dim: int, better) -> ValuesIndices:
     """(values, indices) of the best element so far along dim; a tie moves the index on, as torch."""
     if x.ndim == 0:
         return ValuesIndices(x * 1, Tensor(np.zeros((), dtype=np.int64)))
-    dim = _axis(dim, x.ndim)
+    dim = ops.normalize_axis(dim, x.ndim)
     data = np.moveaxis(x.data, dim, -1)  # (..., n)
     indices = np.zeros(data.shape, dtype=np.int64)
     best = data[..., 0]
@@ -68,7 +58,7 @@ def logcumsumexp(self: Tensor, dim: int) -> Tensor:
     """
     if self.ndim == 0:
         return self * 1
-    dim = _axis(dim, self.ndim)
+    dim = ops.normalize_axis(dim, self.ndim)
     lanes = self.swapaxes(dim, -1)  # (..., n)
     n = lanes.shape[-1]
     later = np.triu(np.ones((n, n), dtype=bool), k=1)  # later[k, j]: j > k, outside prefix k
@@ -98,8 +88,8 @@ def repeat_interleave(self: Tensor, repeats, dim: int | None = None) -> Tensor:
     [a, b].repeat_interleave(2) = [a, a, b, b]. repeats: an int or one count per slice; with
     dim None the tensor is flattened first. An indexing, so copies' gradients add up."""
     x = self.reshape(-1) if dim is None else self
-    dim = 0 if dim is None else _axis(dim, x.ndim)
-    counts = np.broadcast_to(_array(repeats), (x.shape[dim],))
+    dim = 0 if dim is None else ops.normalize_axis(dim, x.ndim)
+    counts = np.broadcast_to(array_of(repeats), (x.shape[dim],))
     if counts.dtype.kind not in "iu" or (counts < 0).any():
         raise ValueError(f"repeat_interleave: repeats must be non-negative integers, got {repeats!r}")
     return x[(slice(None),) * dim + (np.repeat(np.arange(x.shape[dim]), counts),)]
@@ -107,7 +97,7 @@ def repeat_interleave(self: Tensor, repeats, dim: int | None = None) -> Tensor:
 
 def masked_select(self: Tensor, mask) -> Tensor:
     """The elements where mask (boolean, broadcast with self) is True, in order, as a 1-D tensor."""
-    mask = _array(mask)
+    mask = array_of(mask)
     if mask.dtype != bool:
         raise TypeError(f"masked_select: the mask must be boolean, not {mask.dtype}")
     shape = np.broadcast_shapes(self.shape, mask.shape)
@@ -127,8 +117,8 @@ def nonzero(self: Tensor, *, as_tuple: bool = False):
 
 def _scatter_targets(self: Tensor, dim: int, index, src) -> tuple[int, np.ndarray, Tensor]:
     """dim, index and src checked as torch checks them; src cut to index's shape and made a Tensor."""
-    dim = _axis(dim, self.ndim)
-    index = _array(index)
+    dim = ops.normalize_axis(dim, self.ndim)
+    index = array_of(index)
     if index.dtype.kind not in "iu" or index.ndim != self.ndim:
         raise ValueError(
             f"scatter: index must be integers with {self.ndim} dimensions, got {index.dtype} {index.shape}"
@@ -145,7 +135,7 @@ def _scatter_targets(self: Tensor, dim: int, index, src) -> tuple[int, np.ndarra
 
 def _flat_targets(shape: tuple, index: np.ndarray, dim: int) -> np.ndarray:
     """For each entry of src (index's shape), the flat position in a tensor of `shape` it lands on."""
-    return np.ravel_multi_index(np.broadcast_arrays(*ops.along(index, dim)), shape)
+    return np.ravel_multi_index(np.broadcast_arrays(*ops.gather_positions(index, dim)), shape)
 
 
 def scatter(self: Tensor, dim: int, index, src) -> Tensor:
@@ -210,12 +200,3 @@ def _reduce_rows(rows: Tensor, reduce: str, counts: np.ndarray) -> Tensor:
         return rows.prod(dim=1)
     total = rows.sum(axis=1)
     return total if reduce == "sum" else total / np.maximum(counts, 1).astype(rows.dtype)
-
-
-# Tensor methods, with torch's names.
-METHODS = (
-    cummax, cummin, logcumsumexp, std_mean, var_mean, repeat_interleave, masked_select, nonzero, scatter,
-    scatter_reduce,
-)  # fmt: skip
-for _method in METHODS:
-    setattr(Tensor, _method.__name__, _method)

@@ -29,7 +29,7 @@ from pathlib import Path
 import graphviz
 import numpy as np
 
-from minigrad import autograd
+from minigrad import modes
 from minigrad.nn import Module, Parameter
 from minigrad.tensor import Tensor
 
@@ -337,11 +337,8 @@ def explore(tensor: Tensor, model: Module | None = None) -> Explorer:
             id=node_of[id(t)], shape=list(t.shape), dtype=str(t.dtype), value=_summary(t.data), grad=None
         )
     recorder = _BackwardRecorder(node_of, ops, leaves)
-    previous, autograd._state.tracer = autograd._state.tracer, recorder
-    try:
+    with modes.tracing(recorder):
         tensor.backward()
-    finally:
-        autograd._state.tracer = previous
     for step in recorder.steps:
         nodes[step["op"]]["grad"] = step["grad"]
     for t in leaves:
@@ -353,8 +350,8 @@ def explore(tensor: Tensor, model: Module | None = None) -> Explorer:
     return Explorer(data, svg)
 
 
-class _BackwardRecorder:
-    """Listens to the engine's backward (autograd's tracer slot) and keeps, per op it runs, the
+class _BackwardRecorder(modes.Tracer):
+    """Listens to the engine's backward (a tracer) and keeps, per op it runs, the
     gradient received and the gradients sent, with each input's running sum of what it got."""
 
     def __init__(self, node_of: dict[int, str], ops: list[Tensor], leaves: list[Tensor]):
@@ -367,15 +364,8 @@ class _BackwardRecorder:
         self.count: dict[int, int] = {}
         self.leaves = {id(t) for t in leaves}
 
-    def apply(self, cls, args, kwargs):
-        previous, autograd._state.tracer = autograd._state.tracer, None
-        try:
-            return cls.apply(*args, **kwargs)
-        finally:
-            autograd._state.tracer = previous
-
-    def backward(self, fn, grad: np.ndarray):
-        input_grads = fn.backward(grad)
+    def backward(self, run, fn, grad: np.ndarray):
+        input_grads = run()
         grads = input_grads if isinstance(input_grads, tuple) else (input_grads,)
         sent = []
         for position, (parent, needs, parent_grad) in enumerate(zip(fn.parents, fn.needs_input_grad, grads)):

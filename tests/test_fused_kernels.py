@@ -159,18 +159,18 @@ def test_a_float32_gpt_step_never_touches_float64(monkeypatch):
     from transformer import GPT, GPTConfig
 
     seen = []
-    wrap = Tensor._wrap.__func__
+    wrap = Tensor._from_array.__func__
 
     def recording_wrap(cls, data, ctx=None):
         tensor = wrap(cls, data, ctx)
         seen.append((ctx.name if ctx is not None else "no-grad op", tensor.dtype))
         return tensor
 
-    monkeypatch.setattr(Tensor, "_wrap", classmethod(recording_wrap))
+    monkeypatch.setattr(Tensor, "_from_array", classmethod(recording_wrap))
     model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8), rng=np.random.default_rng(0))
     ids = np.random.default_rng(1).integers(0, 11, (3, 8))
     _, loss = model(ids, np.roll(ids, -1, axis=1))
-    for tensor in autograd._topological_order(loss):
+    for tensor in autograd.topological_order(loss):
         fn = tensor._ctx
         if fn is not None:
             fn.backward = _recording_backward(fn, seen)
@@ -197,7 +197,7 @@ def _recording_backward(fn, seen):
 @pytest.mark.parametrize("keep", [0, 10**9], ids=["recomputed", "kept"])
 def test_attention_in_batch_blocks_and_causal_tiles_equals_the_definition(monkeypatch, block, keep):
     monkeypatch.setattr(K, "_ATTENTION_BLOCK", block)  # scores per block; 40 gives blocks of 2 and 1
-    monkeypatch.setattr(K, "_KEEP_WEIGHTS", keep)  # weights kept for backward up to this size
+    monkeypatch.setattr(K, "_MAX_SAVED_WEIGHTS", keep)  # weights kept for backward up to this size
     monkeypatch.setattr(K, "_CAUSAL_TILE", 3)  # 4 positions: tiles of 3 and 1 queries
     rng = np.random.default_rng(8)
     q, k, v = (Tensor(rng.standard_normal((5, 2, 4, 3)), dtype=np.float64, requires_grad=True) for _ in range(3))

@@ -554,12 +554,12 @@ VOCABULARY_UNARY = {
     "clamp_min": (lambda x: x.clamp(min=0.3), "any", ["Tensor.clamp"]),
     "clip_max": (lambda x: x.clip(max=-0.2), "any", ["Tensor.clamp"]),
     # flat between jumps: zero gradient (multiplied by x so that something is left to check)
-    "sign": (lambda x: x.sign() * x, "nonzero", [ops.Step, "Tensor.sign"]),
-    "floor": (lambda x: x.floor() + x, "any", [ops.Step, "Tensor.floor"]),
-    "ceil": (lambda x: x.ceil() * x, "any", [ops.Step, "Tensor.ceil"]),
-    "round": (lambda x: x.round() * x, "any", [ops.Step, "Tensor.round"]),
-    "round_decimals": (lambda x: x.round(decimals=1) + x, "any", [ops.Step, "Tensor.round"]),
-    "trunc": (lambda x: x.trunc() * x, "any", [ops.Step, "Tensor.trunc"]),
+    "sign": (lambda x: x.sign() * x, "nonzero", [ops.Rounding, "Tensor.sign"]),
+    "floor": (lambda x: x.floor() + x, "any", [ops.Rounding, "Tensor.floor"]),
+    "ceil": (lambda x: x.ceil() * x, "any", [ops.Rounding, "Tensor.ceil"]),
+    "round": (lambda x: x.round() * x, "any", [ops.Rounding, "Tensor.round"]),
+    "round_decimals": (lambda x: x.round(decimals=1) + x, "any", [ops.Rounding, "Tensor.round"]),
+    "trunc": (lambda x: x.trunc() * x, "any", [ops.Rounding, "Tensor.trunc"]),
     # (a round trip through float32 would defeat the finite differences: see the torch parity test)
     "astype": (lambda x: x.astype(np.float64) * x.double(), "any", [ops.Cast, "Tensor.astype", "Tensor.double"]),
     "clone": (lambda x: x.clone() * 2, "any", [ops.Cast, "Tensor.clone"]),
@@ -586,7 +586,7 @@ def test_vocabulary_elementwise(name, shape, seed):
     check(fn, leaf(seed, shape, kind))
 
 
-@checks(ops.Remainder, ops.Step, "Tensor.minimum", "mg.minimum", "mg.maximum", "Tensor.clamp")
+@checks(ops.Remainder, ops.Rounding, "Tensor.minimum", "mg.minimum", "mg.maximum", "Tensor.clamp")
 @given(pair=broadcast_pairs, seed=seeds)
 def test_vocabulary_binary(pair, seed):
     a_shape, b_shape = pair.input_shapes
@@ -1052,7 +1052,7 @@ def public_ops() -> dict[str, object]:
             found.setdefault(f"Tensor.{member.__name__}", member)
     for name in mg.__all__:
         member = getattr(mg, name)
-        if inspect.isfunction(member) and name not in mg.tensor.METHODS_AS_FUNCTIONS:
+        if inspect.isfunction(member) and name not in mg.torch_functions.METHODS_AS_FUNCTIONS:
             found.setdefault(f"mg.{member.__name__}", member)
     for name in F.__all__:
         member = getattr(F, name)

@@ -28,8 +28,9 @@ import numpy as np
 
 import minigrad.functional as F
 from minigrad import kernels
+from minigrad.creation import default_rng
 from minigrad.nn import Linear, Module, Parameter
-from minigrad.tensor import Tensor, default_rng
+from minigrad.tensor import Tensor
 from transformer.positional import ALiBi, RotaryEmbedding
 
 

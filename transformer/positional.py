@@ -20,8 +20,9 @@ import math
 import numpy as np
 
 import minigrad as mg
+from minigrad.creation import default_rng
 from minigrad.nn import Module, Parameter
-from minigrad.tensor import Tensor, default_rng
+from minigrad.tensor import Tensor
 
 
 def sinusoidal_table(max_len: int, d_model: int) -> np.ndarray:

@@ -12,8 +12,9 @@ import numpy as np
 
 import minigrad.functional as F
 from minigrad.conv import PADDING_MODES, correlate, pad_for_convolution
+from minigrad.creation import default_rng
 from minigrad.nn.module import Module, Parameter
-from minigrad.tensor import Tensor, default_rng
+from minigrad.tensor import Tensor
 
 
 def _tuple(value, n: int, name: str) -> tuple:

@@ -14,8 +14,9 @@ import numpy as np
 
 import minigrad.functional as F
 from minigrad import kernels
+from minigrad.creation import default_rng
 from minigrad.nn.module import Module, Parameter
-from minigrad.tensor import Tensor, default_rng, where
+from minigrad.tensor import Tensor, where
 
 
 class Linear(Module):

@@ -8,8 +8,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from minigrad.autograd import module_scope
 from minigrad.kernels import use_kernels
+from minigrad.modes import module_scope
 from minigrad.tensor import Tensor
 
 
