@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: train test lint bench docs clean
+.PHONY: train test lint bench docs lessons clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,8 +31,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
-	$(BIN)/ruff check minigrad transformer examples tests benchmarks tools
-	$(BIN)/ruff format --check minigrad transformer examples tests benchmarks tools
+	$(BIN)/ruff check minigrad transformer examples tests benchmarks tools docs/lessons
+	$(BIN)/ruff format --check minigrad transformer examples tests benchmarks tools docs/lessons
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_gpt.py
@@ -41,6 +41,16 @@ bench: $(STAMP)
 # attention heatmaps, sampling distributions, the vision models.
 docs: $(STAMP)
 	$(BIN)/python tools/make_docs.py
+
+# The lessons (docs/lessons) in JupyterLab, installed into .venv on first use.
+LESSONS_STAMP := $(VENV)/.lessons-installed
+
+$(LESSONS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,vision,mpi,lessons]'
+	touch $(LESSONS_STAMP)
+
+lessons: $(LESSONS_STAMP)
+	$(BIN)/jupyter lab --ServerApp.root_dir=docs/lessons
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis

@@ -96,7 +96,7 @@ def main() -> None:
     brief.add_argument("--block-size", type=int, default=64)
     args = parser.parse_args()
 
-    from transformer.sample import load_run
+    from transformer.checkpoint import load_run
 
     model, tokenizer = load_run(args.run if args.run is not None else train_briefly(args))
     text = args.text[-model.config.block_size :]  # the model sees at most block_size characters

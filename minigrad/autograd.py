@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from minigrad import source_lines
 from minigrad.modes import check_finite, format_shape, untraced
 from minigrad.modes import state as _state  # read on every op; written only by the switches of modes.py
 
@@ -131,6 +132,7 @@ def _link(fn: Function, args: tuple, kwargs: dict, needs: tuple) -> None:
     fn.parents = tuple(a if isinstance(a, _tensor.Tensor) else None for a in args)
     fn.needs_input_grad = needs
     fn.scope = _state.scope
+    fn.origin = source_lines.caller()  # which lines asked for it, for the pictures (minigrad.viz)
     if fn.definition is not None:
         fn.arguments = (args, kwargs)  # to run the definition again under create_graph
 

@@ -4,7 +4,8 @@
     graph = draw_graph(loss, model=model)          # a graphviz.Digraph; graph.source is DOT text
     render(graph, "gpt.svg")                       # needs Graphviz's `dot` program
 
-Each op is one node (its name, output shape and dtype), each leaf one node (the parameter's
+Each op is one node (its name, output shape and dtype, and on hover the lines of code that
+made it: the caller's own line and the model's), each leaf one node (the parameter's
 name when a `model` or `params` tells it, its shape, and the norm of its gradient once
 backward has run), and the edges follow the data from inputs to the loss. Every op made
 inside a `Module` call lands in that module's cluster, labelled with its dotted name
@@ -29,7 +30,7 @@ from pathlib import Path
 import graphviz
 import numpy as np
 
-from minigrad import modes
+from minigrad import modes, source_lines
 from minigrad.nn import Module, Parameter
 from minigrad.tensor import Tensor
 
@@ -188,6 +189,9 @@ class _Drawing:
         self.node_of[id(t)] = node = f"n{len(self.node_of)}"
         label = _html(f"<b>{html.escape(t._ctx.name)}</b>", f"{_shape(t.shape)} {t.dtype}")
         attrs = dict(STYLE["op"], label=label)
+        made_by = _made_by(t)
+        if made_by:  # shown on hover: the caller's line, and the model's
+            attrs["tooltip"] = "\\n".join(graphviz.escape(line) for line in made_by)
         if t is self.root:
             attrs["penwidth"] = "2.5"
         self.cluster_at(path, modules, names).nodes.append((node, attrs))
@@ -325,7 +329,10 @@ def explore(tensor: Tensor, model: Module | None = None) -> Explorer:
         _, names = drawing.named_scope(t._ctx.scope)
         parents = [p for p in t._ctx.parents if p is not None]
         nodes[node_of[id(t)]] = dict(
-            op=t._ctx.name, inputs=[node_of[id(p)] for p in parents], module=names[-1] if names else ""
+            op=t._ctx.name,
+            inputs=[node_of[id(p)] for p in parents],
+            module=names[-1] if names else "",
+            source=_made_by(t),
         )
     for t in leaves:
         known = drawing.leaf_names.get(id(t))
@@ -507,6 +514,11 @@ def _emit(dot: graphviz.Digraph, cluster: _Cluster, folded_labels: dict[str, dic
         sub.attr(label=child.label, style="rounded,dashed", color="#8c8c8c", fontcolor="#333333", labeljust="l")
         _emit(sub, child, folded_labels, counter)
         dot.subgraph(sub)
+
+
+def _made_by(t: Tensor) -> list[str]:
+    """The lines that asked for the op that made `t` (`file:line  text`): the caller's own, then the model's."""
+    return source_lines.describe(getattr(t._ctx, "origin", None))
 
 
 def _count(n: int, noun: str) -> str:

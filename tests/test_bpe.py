@@ -25,6 +25,8 @@ from transformer.tokenizer import (
     CharTokenizer,
     UnknownCharacterError,
     VocabularyTooLargeError,
+    learn_merges,
+    learn_merges_by_recount,
     load_tokenizer,
 )
 
@@ -120,6 +122,26 @@ def test_merges_equal_the_reference_on_random_text(text, vocab_size, name):
             BPETokenizer.train(text, vocab_size, name)
         return
     assert BPETokenizer.train(text, vocab_size, name).merges == merges
+
+
+@given(st.text(alphabet="ab c\n\u00e9\U0001f600", max_size=80), st.integers(0, 30), st.sampled_from(["gpt2", "gpt4"]))
+def test_the_fast_merges_are_the_definitions(text, num_merges, pattern):
+    """learn_merges (counts updated in place, a heap) finds the merges of the readable loop that recounts."""
+    chunks = [chunk.encode("utf-8") for chunk in BPETokenizer([], pattern).split(text)]
+    try:
+        expected = learn_merges_by_recount(chunks, num_merges)
+    except VocabularyTooLargeError as too_large:
+        with pytest.raises(VocabularyTooLargeError) as raised:
+            learn_merges(chunks, num_merges)
+        assert str(raised.value) == str(too_large)
+        return
+    assert learn_merges(chunks, num_merges) == expected
+
+
+def test_the_definition_breaks_ties_by_the_text_as_it_stands():
+    chunks = [b"cccbbab"]
+    assert learn_merges_by_recount(chunks, 2) == [(ord("c"), ord("c")), (256, ord("c"))]
+    assert learn_merges_by_recount([b"yz", b" ab", b" ab", b" yz"], 1) == [(ord("y"), ord("z"))]
 
 
 # ---------------------------------------------------------------- round trips

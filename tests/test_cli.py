@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from transformer import GPT, GPTConfig
+from transformer import GPT, GPTConfig, train_state
 from transformer import checkpoint as ckpt
+from transformer.checkpoint import load_run
 from transformer.cli import main
-from transformer.sample import generate_tokens, load_run
+from transformer.sample import generate_tokens
 from transformer.tokenizer import CharTokenizer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -60,7 +61,7 @@ def test_resume_through_the_command_line_continues_to_the_new_total(trained_run,
     assert main(["train", "--out", str(run_dir), "--resume", "--max-iters", "18"]) == 0
     out = capsys.readouterr().out
     assert f"resuming {run_dir} at iteration 12 of 18" in out and "iter 18:" in out
-    _, info = ckpt.load_train_state(run_dir)
+    _, info = train_state.load_train_state(run_dir)
     assert info["iter"] == 18 and [row["iter"] for row in info["history"]] == [0, 6, 12, 18]
 
 
@@ -173,5 +174,5 @@ def test_ctrl_c_during_training_saves_and_exits_with_130(tmp_path, capsys, monke
     assert main(["train", "--data", str(corpus), "--out", str(tmp_path / "run"), *TINY_FLAGS]) == 130
     err = capsys.readouterr().err
     assert "interrupted at iteration" in err and f"train --out {tmp_path / 'run'} --resume" in err
-    _, info = ckpt.load_train_state(tmp_path / "run")
+    _, info = train_state.load_train_state(tmp_path / "run")
     assert 0 < info["iter"] < 12

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from transformer import atomic
 from transformer import checkpoint as ckpt
 from transformer.cli import main
 from transformer.rundir import LOCK_FILE
@@ -195,7 +196,7 @@ def test_resume_with_a_corrupt_training_state(run_dir, capsys):
 
 def test_resume_with_a_torn_training_state(run_dir, capsys):
     info = json.loads((run_dir / ckpt.STATE_JSON_FILE).read_text())
-    ckpt.atomic_write_json(run_dir / ckpt.STATE_JSON_FILE, {**info, "save_id": "another save"})
+    atomic.atomic_write_json(run_dir / ckpt.STATE_JSON_FILE, {**info, "save_id": "another save"})
     before = snapshot(run_dir)
     fails_cleanly(["train", "--out", run_dir, "--resume"], capsys, "come from different saves")
     assert snapshot(run_dir) == before
@@ -233,10 +234,10 @@ def test_sample_without_a_run(tmp_path, capsys):
         (lambda d: (d / ckpt.CONFIG_FILE).write_text("{"), "config.json is not valid JSON"),
         (lambda d: (d / ckpt.VOCAB_FILE).write_text('{"type": "char", "chars": ["a"]}'), "has 1 tokens"),
         (
-            lambda d: ckpt.atomic_write_json(d / ckpt.CONFIG_FILE, _with_model(d, n_embd=32)),
+            lambda d: atomic.atomic_write_json(d / ckpt.CONFIG_FILE, _with_model(d, n_embd=32)),
             "has shape",
         ),
-        (lambda d: ckpt.atomic_write_json(d / ckpt.CONFIG_FILE, _with_model(d, n_layer=2)), "lacks transformer.h.1"),
+        (lambda d: atomic.atomic_write_json(d / ckpt.CONFIG_FILE, _with_model(d, n_layer=2)), "lacks transformer.h.1"),
     ],
     ids=["corrupt", "missing", "bad-config", "vocab-mismatch", "shape-mismatch", "layer-mismatch"],
 )

@@ -19,6 +19,7 @@ import pytest
 
 from minigrad.optim import cosine_with_warmup
 from transformer import checkpoint as ckpt
+from transformer import train_state
 from transformer.distributed import World, shard_rows
 from transformer.train import BETA1, TrainConfig, resume_config, train
 
@@ -253,7 +254,7 @@ def test_one_rank_failing_ends_the_job_and_leaves_the_last_save(tmp_path, how):
     started = time.monotonic()
     job = mpiexec(2, str(driver), how, "28", "train", *train_flags(corpus, tmp_path / "run"), timeout=60)
     assert job.returncode != 0 and time.monotonic() - started < 60
-    _, info = ckpt.load_train_state(tmp_path / "run")
+    _, info = train_state.load_train_state(tmp_path / "run")
     assert info["iter"] == 10 and [row["iter"] for row in read_log(tmp_path / "run")] == [0, 10]
     one_process(corpus, tmp_path / "run", resume=True)
     assert_same_losses(tmp_path / "straight", tmp_path / "run")
@@ -261,10 +262,10 @@ def test_one_rank_failing_ends_the_job_and_leaves_the_last_save(tmp_path, how):
 
 RANK_0_CANNOT_WRITE = """
 import sys
-from transformer import checkpoint, cli
+from transformer import checkpoint, cli, train_state
 from transformer.distributed import world
 
-real_save, calls = checkpoint.save_train_state, []
+real_save, calls = train_state.save_train_state, []
 
 def save_then_fail(run_dir, *args):
     calls.append(1)
@@ -272,7 +273,7 @@ def save_then_fail(run_dir, *args):
         raise checkpoint.RunWriteError(f"cannot write {run_dir}/train_state.safetensors: No space left on device")
     return real_save(run_dir, *args)
 
-checkpoint.save_train_state = save_then_fail
+train_state.save_train_state = save_then_fail
 sys.exit(cli.main(sys.argv[1:]))
 """
 
@@ -288,7 +289,7 @@ def test_a_failed_write_on_rank_0_ends_every_rank_with_one_line(tmp_path):
     ours = [line for line in job.stderr.splitlines() if line.startswith("minigrad-gpt")]
     said = f"minigrad-gpt train: error: cannot write {tmp_path / 'run'}/train_state.safetensors: No space left"
     assert len(ours) == 1 and ours[0].startswith(said) and ours[0].endswith("--resume"), job.stderr
-    _, info = ckpt.load_train_state(tmp_path / "run")
+    _, info = train_state.load_train_state(tmp_path / "run")
     assert info["iter"] == 0  # the first save stands
 
 
@@ -314,6 +315,6 @@ def test_ctrl_c_stops_every_rank_and_saves_once(tmp_path):
     assert job.returncode == 130, stderr
     assert stderr.count("interrupted at iteration") == 1
     stopped_at = int(stderr.split("interrupted at iteration ")[1].split(";")[0])
-    _, info = ckpt.load_train_state(run_dir)
+    _, info = train_state.load_train_state(run_dir)
     assert info["iter"] == stopped_at > 50
     assert not [p for p in os.listdir(run_dir) if p.endswith(".tmp")]

@@ -19,7 +19,7 @@ from minigrad import Tensor, nn
 from minigrad.viz import Explorer, GraphvizNotFoundError, explore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
-from headless_browser import browser_paths, open_file, start_chromium  # noqa: E402
+from headless_browser import browser_paths, open_file, open_notebook_output, start_chromium  # noqa: E402
 
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
 needs_browser = pytest.mark.skipif(
@@ -388,3 +388,73 @@ def test_hovering_an_edge_shows_the_gradient_sent_back_along_it(browser, tmp_pat
     cells = details.find_elements("css selector", 'table[data-kind="edge"] td[data-stat="mean"]')
     assert [float(c.text) for c in cells] == [1.0]  # Add passes its gradient, ones, to x
     assert errors(browser) == []
+
+
+@needs_browser
+def test_the_inline_form_steps_inside_a_sandboxed_notebook_output(browser, tmp_path):
+    model, loss = mlp_step()
+    explorer = explore(loss, model=model)
+    open_notebook_output(browser, explorer._repr_html_(), tmp_path / "notebook.html")
+    try:
+        walked = browser.execute_script(
+            "const ids = []; let id; while ((id = window.minigradExplorer.step()) !== null) ids.push(id); return ids;"
+        )
+        assert walked == explorer.data["backward_order"]
+        browser.find_element("id", "reset").click()  # the controls work in the frame too
+        assert browser.execute_script("return window.minigradExplorer.done") == 0
+        browser.find_element("id", "step").click()
+        assert browser.execute_script("return window.minigradExplorer.done") == 1
+        assert errors(browser) == []
+    finally:
+        browser.switch_to.default_content()
+
+
+@needs_browser
+def test_a_large_graph_opens_fitted_to_the_window_with_its_modules_folded(browser, tmp_path):
+    from transformer.gpt import GPT, GPTConfig
+
+    config = GPTConfig(
+        vocab_size=65, block_size=8, n_layer=2, n_head=2, n_embd=16, fused=False
+    )  # the readable ops: a few hundred nodes
+    rng = np.random.default_rng(0)
+    model = GPT(config, rng=rng)
+    idx = rng.integers(0, 65, size=(2, 8))
+    _, loss = model(idx, np.roll(idx, -1, axis=1))
+    data = load(browser, explore(loss, model=model), tmp_path)
+    assert len(data["nodes"]) > 150
+    clusters = browser.find_elements("css selector", "g.cluster")
+    assert clusters and all("folded" in c.get_attribute("class") for c in clusters)
+    drawing, pane = browser.execute_script(
+        "const r = document.querySelector('#canvas svg').getBoundingClientRect();"
+        "const p = document.getElementById('graph');"
+        "return [[r.width, r.height], [p.clientWidth, p.clientHeight]];"
+    )
+    assert drawing[0] <= pane[0] and drawing[1] <= pane[1]
+    assert browser.execute_script("return window.minigradExplorer.step()") == data["backward_order"][0]
+    assert errors(browser) == []
+
+
+@needs_browser
+def test_a_small_graph_opens_unfolded(browser, tmp_path):
+    model, loss = mlp_step()
+    load(browser, explore(loss, model=model), tmp_path)
+    assert not any("folded" in c.get_attribute("class") for c in browser.find_elements("css selector", "g.cluster"))
+
+
+@needs_browser
+def test_clicking_an_op_shows_the_line_that_made_it(browser, tmp_path):
+    x = Tensor([1.0, -2.0, 3.0], requires_grad=True, name="x")
+    y = (x * x + x).sum()
+    data = load(browser, explore(y), tmp_path)
+    add = next(n for n in data["nodes"] if n["op"] == "Add")
+    assert add["source"] == [f"tests/test_explorer.py:{y_line()}  y = (x * x + x).sum()"]
+    browser.find_element("css selector", f'[data-node-id="{add["id"]}"]').click()
+    shown = browser.find_element("css selector", "#details .made-by").text
+    assert shown == f"made by tests/test_explorer.py:{y_line()}  y = (x * x + x).sum()"
+    assert errors(browser) == []
+
+
+def y_line() -> int:
+    """The line of `y = (x * x + x).sum()` in the test above."""
+    lines = Path(__file__).read_text().splitlines()
+    return lines.index("    y = (x * x + x).sum()") + 1

@@ -27,11 +27,12 @@ import pytest
 from safetensors.numpy import save as plain_safetensors
 from test_cli_bad_input import corpus_text
 
-from transformer import GPT, GPTConfig
+from transformer import GPT, GPTConfig, atomic, train_state
 from transformer import checkpoint as ckpt
-from transformer import sample as sample_module
+from transformer import run as run_module
 from transformer import train as train_module
 from transformer.cli import main
+from transformer.gpt import parameter_shapes
 from transformer.rundir import LOCK_FILE, locked_run_dir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,7 +41,7 @@ TINY_FLAGS = [
     "--max-iters", "6", "--warmup-iters", "1", "--eval-interval", "2", "--eval-iters", "1",
     "--learning-rate", "1e-2",
 ]  # fmt: skip
-TEMPORARY = ckpt.TEMPORARY_NAME  # ".<file name>.<32 hex digits>.tmp"
+TEMPORARY = atomic.TEMPORARY_NAME  # ".<file name>.<32 hex digits>.tmp"
 
 
 @pytest.fixture(scope="module")
@@ -220,7 +221,7 @@ def test_a_real_file_size_limit_efbig_stops_a_resumed_run(trained, tmp_path, cap
     assert after[ckpt.STATE_JSON_FILE] == before[ckpt.STATE_JSON_FILE]
     # the last complete state resumes, without the limit, to the end
     assert run_cli(["train", "--out", run_dir, "--resume", "--max-iters", "10"], capsys)[0] == 0
-    assert ckpt.load_train_state(run_dir)[1]["iter"] == 10
+    assert train_state.load_train_state(run_dir)[1]["iter"] == 10
 
 
 # ---------------------------------------------------------------- load validation
@@ -229,7 +230,7 @@ def test_a_real_file_size_limit_efbig_stops_a_resumed_run(trained, tmp_path, cap
 def edit_config(run_dir: Path, section: str, **changes) -> None:
     config = json.loads((run_dir / ckpt.CONFIG_FILE).read_text())
     config[section].update(changes)
-    ckpt.atomic_write_json(run_dir / ckpt.CONFIG_FILE, config)
+    atomic.atomic_write_json(run_dir / ckpt.CONFIG_FILE, config)
 
 
 def refuse_to_build(monkeypatch):
@@ -238,8 +239,8 @@ def refuse_to_build(monkeypatch):
     def built(*args, **kwargs):
         raise AssertionError("a model was built before the config was checked against the checkpoint")
 
-    monkeypatch.setattr(sample_module, "GPT", built)
-    monkeypatch.setattr(train_module, "GPT", built)
+    monkeypatch.setattr(ckpt, "GPT", built)  # the run loader
+    monkeypatch.setattr(run_module, "GPT", built)  # the trainer
 
 
 def test_a_config_edited_to_a_huge_model_is_refused_before_allocating(run_dir, monkeypatch, capsys):
@@ -265,7 +266,7 @@ def test_a_model_too_large_for_memory_is_one_line(trained, tmp_path, monkeypatch
     def out_of_memory(*args, **kwargs):
         raise MemoryError("Unable to allocate 224. GiB for an array with shape (300000, 100000)")
 
-    monkeypatch.setattr(train_module, "GPT", out_of_memory)
+    monkeypatch.setattr(run_module, "GPT", out_of_memory)
     argv = ["train", "--data", trained / "corpus.txt", "--out", tmp_path / "run", *TINY_FLAGS]
     status, _, err = run_cli(argv, capsys)
     assert status == 2
@@ -310,7 +311,7 @@ def test_a_damaged_training_config_refuses_to_resume(run_dir, monkeypatch, capsy
         del config["train"]["n_layer"]
     else:
         config["train"] = train_section
-    ckpt.atomic_write_json(run_dir / ckpt.CONFIG_FILE, config)
+    atomic.atomic_write_json(run_dir / ckpt.CONFIG_FILE, config)
     refuse_to_build(monkeypatch)
     before = files(run_dir)
     status, _, err = run_cli(["train", "--out", run_dir, "--resume", *flags], capsys)
@@ -323,7 +324,7 @@ def test_a_damaged_training_config_refuses_to_resume(run_dir, monkeypatch, capsy
 @pytest.mark.parametrize("n_layer", [1, 3])
 def test_the_shapes_computed_from_a_config_are_the_models(bias, n_layer):
     config = GPTConfig(vocab_size=13, block_size=5, n_layer=n_layer, n_head=2, n_embd=6, bias=bias)
-    shapes = ckpt.gpt_state_shapes(config)
+    shapes = parameter_shapes(config)
     state = GPT(config, rng=np.random.default_rng(0)).state_dict()
     assert list(shapes) == list(state)
     assert shapes == {name: array.shape for name, array in state.items()}
@@ -379,7 +380,7 @@ def test_weights_must_be_floating_point(tmp_path):
     state["transformer.wpe.weight"] = state["transformer.wpe.weight"].astype(np.int64)
     ckpt.save_arrays(tmp_path / "ckpt.safetensors", state)
     with pytest.raises(ckpt.CheckpointError, match="transformer.wpe.weight is stored as I64, expected floating point"):
-        ckpt.load_model(tmp_path / "ckpt.safetensors", model)
+        ckpt.load_arrays(tmp_path / "ckpt.safetensors", parameter_shapes(model.config))
 
 
 def test_files_without_a_checksum_still_load(tmp_path):
@@ -387,9 +388,9 @@ def test_files_without_a_checksum_still_load(tmp_path):
     model = GPT(GPTConfig(vocab_size=5, block_size=4, n_layer=1, n_head=1, n_embd=4), rng=np.random.default_rng(0))
     state = {name: a.copy() for name, a in model.state_dict().items()}
     (tmp_path / "ckpt.safetensors").write_bytes(plain_safetensors(state))
-    other = GPT(model.config, rng=np.random.default_rng(1))
-    assert ckpt.load_model(tmp_path / "ckpt.safetensors", other) == {}
-    np.testing.assert_array_equal(other.state_dict()["lm_head.weight"], state["lm_head.weight"])
+    arrays, metadata = ckpt.load_arrays(tmp_path / "ckpt.safetensors", parameter_shapes(model.config))
+    assert metadata == {}
+    np.testing.assert_array_equal(arrays["lm_head.weight"], state["lm_head.weight"])
 
 
 @pytest.mark.parametrize("where", ["a weight", "the metadata"])
@@ -407,7 +408,7 @@ def test_a_change_that_leaves_a_valid_file_is_found_by_the_checksum(tmp_path, wh
     with pytest.raises(
         ckpt.CheckpointError, match="is damaged: its contents do not match the checksum saved with them"
     ):
-        ckpt.load_model(path, model)
+        ckpt.load_arrays(path, parameter_shapes(model.config))
 
 
 # ---------------------------------------------------------------- damaged files
@@ -550,7 +551,7 @@ def test_a_second_trainer_is_refused_and_a_killed_one_leaves_no_lock(run_dir, tr
     finally:
         kill(first)
     # the kernel dropped the lock with the process: the run resumes at once, from wherever it got to
-    reached = ckpt.load_train_state(run_dir)[1]["iter"]
+    reached = train_state.load_train_state(run_dir)[1]["iter"]
     status, out, err = run_cli(["train", "--out", run_dir, "--resume", "--max-iters", str(reached + 2)], capsys)
     assert status == 0, err
     assert not temporaries(run_dir)
@@ -605,8 +606,8 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(train
     assert status == 0, err
     assert files(run_dir)[ckpt.LOG_FILE] == files(reference)[ckpt.LOG_FILE]  # row for row
     assert_same_arrays(run_dir / ckpt.CKPT_FILE, reference / ckpt.CKPT_FILE)
-    _, info = ckpt.load_train_state(run_dir)
-    _, reference_info = ckpt.load_train_state(reference)
+    _, info = train_state.load_train_state(run_dir)
+    _, reference_info = train_state.load_train_state(reference)
     assert info["rng"] == reference_info["rng"] and info["iter"] == 12
     assert_same_arrays(run_dir / ckpt.STATE_ARRAYS_FILE, reference / ckpt.STATE_ARRAYS_FILE, same_metadata=False)
     assert not temporaries(run_dir)

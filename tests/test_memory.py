@@ -33,6 +33,7 @@ def recording(**hooks_by_moment):
 os.register_at_fork = recording
 before = threading.active_count()
 import minigrad, minigrad.nn, minigrad.optim, minigrad.functional, minigrad.kernels, transformer
+import transformer.gpt, transformer.encoder_decoder, transformer.train
 import minigrad.memory as m
 ours = [name for name in hooks if name.split(".")[0] in ("minigrad", "transformer")]
 print(m.keeps_freed_memory(), threading.active_count() - before, len(ours))

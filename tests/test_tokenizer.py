@@ -1,6 +1,8 @@
 """CharTokenizer: sorted vocabulary, exact round trips, clear errors, safe JSON files."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -78,3 +80,23 @@ def test_json_round_trip_keeps_every_character(tmp_path):
 def test_bad_vocabulary_files_say_what_is_wrong(text, message):
     with pytest.raises(ValueError, match=message):
         CharTokenizer.from_json(text)
+
+
+def test_the_tokenizer_and_the_data_import_no_model():
+    """The text side of the trainer stands alone: importing it builds no GPT, not even its module."""
+    probe = (
+        "import sys, transformer.tokenizer, transformer.hf_tokenizer, transformer.data; "
+        "print(sorted(m for m in ('transformer.gpt', 'transformer.checkpoint') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_the_package_still_names_its_models():
+    import transformer
+    from transformer import GPT, GPTConfig, Transformer
+
+    assert transformer.GPT is GPT and GPTConfig.__module__ == "transformer.gpt"
+    assert Transformer.__module__ == "transformer.encoder_decoder"
+    with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
+        _ = transformer.Nothing

@@ -11,12 +11,13 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from transformer import GPT, GPTConfig
+from transformer import GPT, GPTConfig, train_state
 from transformer import checkpoint as ckpt
+from transformer import run as run_module
 from transformer import train as train_module
+from transformer.checkpoint import load_run
 from transformer.data import Corpus
 from transformer.rundir import LOCK_FILE
-from transformer.sample import load_run
 from transformer.train import ConfigError, TrainConfig, TrainingInterrupted, resume_config, train
 
 
@@ -114,8 +115,8 @@ def test_resuming_takes_exactly_the_steps_of_an_uninterrupted_run(tmp_path):
     assert resumed["history"] == straight["history"]  # every logged loss, bit for bit
     assert_same_checkpoint(tmp_path / "straight", tmp_path / "split")
     assert file_bytes(tmp_path / "straight")[ckpt.LOG_FILE] == file_bytes(tmp_path / "split")[ckpt.LOG_FILE]
-    arrays_a, info_a = ckpt.load_train_state(tmp_path / "straight")
-    arrays_b, info_b = ckpt.load_train_state(tmp_path / "split")
+    arrays_a, info_a = train_state.load_train_state(tmp_path / "straight")
+    arrays_b, info_b = train_state.load_train_state(tmp_path / "split")
     assert sorted(arrays_a) == sorted(arrays_b)
     for name in arrays_a:  # weights and optimizer moments
         np.testing.assert_array_equal(arrays_a[name], arrays_b[name], err_msg=name)
@@ -139,7 +140,7 @@ def test_ctrl_c_saves_the_state_and_the_run_resumes_exactly(tmp_path, monkeypatc
     monkeypatch.setattr(train_module, "get_batch", real_get_batch)
     assert 0 < stopped.value.iter < 30
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is gone again
-    _, info = ckpt.load_train_state(tmp_path / "split")
+    _, info = train_state.load_train_state(tmp_path / "split")
     assert info["iter"] == stopped.value.iter
 
     resumed = run(resume_config(tmp_path / "split", {}), resume=True, echo=quiet)
@@ -214,7 +215,7 @@ def test_estimate_loss_leaves_no_graph_and_restores_training_mode():
 def test_the_memory_estimate_counts_every_parameter_and_stays_below_real_steps(bias):
     """The parameter count is exact; the whole estimate stays under what two steps really hold."""
     config = GPTConfig(vocab_size=65, block_size=32, n_layer=2, n_head=4, n_embd=32, bias=bias)
-    estimate = train_module.training_memory_bytes(config, batch_size=4)
+    estimate = run_module.training_memory_bytes(config, batch_size=4)
     tracemalloc.start()
     model = GPT(config, rng=np.random.default_rng(0))
     assert estimate["weights and AdamW moments"] == 12 * sum(p.data.size for p in model.parameters())

@@ -53,3 +53,23 @@ def start_chromium(width: int = 1400, height: int = 900):
 
 def open_file(browser, path: str | Path) -> None:
     browser.get(Path(path).resolve().as_uri())
+
+
+def open_notebook_output(browser, output_html: str, path: str | Path) -> None:
+    """Show an HTML cell output as a notebook front end does, then enter the frame it holds.
+
+    The output goes into a sandboxed frame that may run scripts and nothing else (as VS Code's
+    and Colab's output frames are; JupyterLab places a trusted output in the page itself, which
+    allows more). The browser is left inside the first frame the output holds (the explorer's).
+    """
+    import html
+
+    page = (
+        '<!doctype html><html><head><meta charset="utf-8"></head><body style="margin:0">'
+        f'<iframe id="output" sandbox="allow-scripts" style="width:100%;height:760px;border:0" '
+        f'srcdoc="{html.escape(output_html)}"></iframe></body></html>'
+    )
+    Path(path).write_text(page, encoding="utf-8")
+    open_file(browser, path)
+    browser.switch_to.frame(browser.find_element("id", "output"))
+    browser.switch_to.frame(browser.find_element("tag name", "iframe"))

@@ -118,7 +118,7 @@ def redraw_loss_plot(run: Path, path: Path) -> None:
     today's plotting code even when the run was trained earlier."""
     import csv
 
-    from transformer.train import plot_losses
+    from transformer.runlog import plot_losses
 
     with open(run / "log.csv", newline="", encoding="utf-8") as log:
         history = [
@@ -329,7 +329,7 @@ OUTPUTS = {
 SOURCES = {
     graphs: ("minigrad.viz",),
     double_backward_graph: ("minigrad.viz",),
-    trained_gpt: ("examples/attention_maps.py", "tools.make_docs.redraw_loss_plot", "transformer.train.plot_losses"),
+    trained_gpt: ("examples/attention_maps.py", "tools.make_docs.redraw_loss_plot", "transformer.runlog.plot_losses"),
     positional_encodings: ("examples/positional_encodings.py",),
     explorer: ("minigrad.viz", "tools/headless_browser.py"),
     sampling: ("examples/sampling_distributions.py",),

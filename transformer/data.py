@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from transformer.checkpoint import atomic_write_bytes
+from transformer.atomic import atomic_write_bytes
 
 TINY_SHAKESPEARE_NAME = "tinyshakespeare.txt"
 TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"

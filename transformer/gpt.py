@@ -348,3 +348,27 @@ def token_ids(idx, vocab_size: int) -> np.ndarray:
     if idx.size and (idx.min() < 0 or idx.max() >= vocab_size):
         raise ValueError(f"GPT: token ids must lie in [0, {vocab_size}), got {idx.min()}..{idx.max()}")
     return idx.astype(np.int64, copy=False)
+
+
+def parameter_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
+    """The names and shapes of `GPT(config).state_dict()`, in its order, without building the model.
+
+    A checkpoint's header is checked against these before a model is built from an untrusted
+    config, so a mismatch is an error instead of a huge allocation.
+    """
+    V, T, C = config.vocab_size, config.block_size, config.n_embd
+
+    def norm(name: str) -> dict[str, tuple[int, ...]]:
+        return {f"{name}.weight": (C,), **({f"{name}.bias": (C,)} if config.bias else {})}
+
+    def linear(name: str, out_features: int, in_features: int) -> dict[str, tuple[int, ...]]:
+        bias = {f"{name}.bias": (out_features,)} if config.bias else {}
+        return {f"{name}.weight": (out_features, in_features), **bias}
+
+    shapes = {"transformer.wte.weight": (V, C), "transformer.wpe.weight": (T, C)}
+    for i in range(config.n_layer):
+        block = f"transformer.h.{i}"
+        shapes |= norm(f"{block}.ln_1") | linear(f"{block}.attn.c_attn", 3 * C, C)
+        shapes |= linear(f"{block}.attn.c_proj", C, C) | norm(f"{block}.ln_2")
+        shapes |= linear(f"{block}.mlp.c_fc", 4 * C, C) | linear(f"{block}.mlp.c_proj", C, 4 * C)
+    return shapes | norm("transformer.ln_f") | {"lm_head.weight": (V, C)}

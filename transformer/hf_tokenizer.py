@@ -28,7 +28,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from transformer.checkpoint import atomic_write_files
+from transformer.atomic import atomic_write_files
 from transformer.tokenizer import GPT2_SPLIT_PATTERN, BPETokenizer, CharTokenizer, Tokenizer
 
 TOKENIZER_FILE = "tokenizer.json"

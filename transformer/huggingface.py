@@ -33,9 +33,10 @@ import numpy as np
 from safetensors.numpy import save as safetensors_save
 
 from minigrad.nn import Dropout
+from transformer import atomic
 from transformer import checkpoint as ckpt
 from transformer.checkpoint import CheckpointError
-from transformer.gpt import GPT, GPTConfig
+from transformer.gpt import GPT, GPTConfig, parameter_shapes
 from transformer.hf_tokenizer import TokenizerFileError
 from transformer.hf_tokenizer import load_pretrained as load_pretrained_tokenizer
 from transformer.tokenizer import Tokenizer
@@ -156,7 +157,7 @@ def read_gpt2_weights(path: Path, config: GPTConfig) -> dict[str, np.ndarray]:
             shapes = {
                 n: tensors[t][1][::-1] if n.endswith(CONV1D_WEIGHTS) else tensors[t][1] for n, t in theirs.items()
             }
-            expected = ckpt.gpt_state_shapes(config)
+            expected = parameter_shapes(config)
             del expected["lm_head.weight"]
             ckpt.check_shapes_fit(shapes, expected, str(path), model)
             state = {}
@@ -187,7 +188,7 @@ def hf_state_dict(model: GPT) -> dict[str, np.ndarray]:
     """
     state = model.state_dict()
     tied = model.lm_head.weight is model.transformer.wte.weight
-    with_biases = ckpt.gpt_state_shapes(dataclasses.replace(model.config, bias=True))
+    with_biases = parameter_shapes(dataclasses.replace(model.config, bias=True))
     arrays = {}
     for name, shape in with_biases.items():
         if name == "lm_head.weight" and tied:
@@ -203,11 +204,11 @@ def save_pretrained(model: GPT, directory: str | os.PathLike) -> None:
     Both files are written before either replaces an older one, so a failed write leaves the
     directory as it was (a CheckpointError says why).
     """
-    directory = ckpt.check_writable_dir(directory)
+    directory = atomic.check_writable_dir(directory)
     tied = model.lm_head.weight is model.transformer.wte.weight
     weights = safetensors_save(hf_state_dict(model), metadata={"format": "pt"})  # transformers wants the format
-    ckpt.atomic_write_files(
-        {directory / CONFIG_FILE: ckpt.json_bytes(hf_config(model.config, tied)), directory / WEIGHTS_FILE: weights}
+    atomic.atomic_write_files(
+        {directory / CONFIG_FILE: atomic.json_bytes(hf_config(model.config, tied)), directory / WEIGHTS_FILE: weights}
     )
 
 

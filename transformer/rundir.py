@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from transformer.checkpoint import CheckpointError, RunWriteError, remove_temporaries
+from transformer.atomic import CheckpointError, RunWriteError, remove_temporaries
 
 try:
     import fcntl

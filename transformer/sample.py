@@ -15,51 +15,15 @@ from __future__ import annotations
 import codecs
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TextIO
 
 import numpy as np
 
 from minigrad import concatenate, default_rng, no_grad
 from minigrad.tensor import Tensor
-from transformer import checkpoint as ckpt
+from transformer.checkpoint import load_run as load_run  # the run loader, where sampling scripts look for it
 from transformer.gpt import GPT, sample, token_ids
-from transformer.tokenizer import Tokenizer, load_tokenizer
-
-
-def load_vocab(path: str | Path) -> Tokenizer:
-    """The run's tokenizer, of either kind; CheckpointError if the file is missing or not a tokenizer."""
-    try:
-        return load_tokenizer(path)
-    except FileNotFoundError:
-        raise ckpt.CheckpointError(f"{path} does not exist") from None
-    except OSError as e:
-        raise ckpt.CheckpointError(f"cannot read {path}: {e.strerror or e}") from None
-    except (ValueError, UnicodeDecodeError, RecursionError) as e:
-        raise ckpt.CheckpointError(f"{path} is not a tokenizer file ({e})") from None
-
-
-def load_run(run_dir: str | Path) -> tuple[GPT, Tokenizer]:
-    """The model in `run_dir` (config.json + ckpt.safetensors), in eval mode, and its tokenizer.
-
-    Every mismatch between the files (shapes, names, vocabulary size) is a CheckpointError.
-    """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ckpt.CheckpointError(f"no run in {run_dir}; train one with: minigrad-gpt train --out {run_dir}")
-    config = ckpt.read_model_config(run_dir / ckpt.CONFIG_FILE)
-    tokenizer = load_vocab(run_dir / ckpt.VOCAB_FILE)
-    if tokenizer.vocab_size != config.vocab_size:
-        raise ckpt.CheckpointError(
-            f"{run_dir / ckpt.VOCAB_FILE} has {tokenizer.vocab_size} tokens, "
-            f"but the model in {run_dir / ckpt.CONFIG_FILE} has vocab_size {config.vocab_size}"
-        )
-    # the checkpoint's header must have the config's shapes before the model is built
-    expected = ckpt.gpt_state_shapes(config)
-    arrays, _ = ckpt.load_arrays(run_dir / ckpt.CKPT_FILE, expected, f"the model in {run_dir / ckpt.CONFIG_FILE}")
-    model = GPT(config, rng=np.random.default_rng(0))  # the weights are replaced by the checkpoint's
-    model.load_state_dict(arrays, strict=True)
-    return model.eval(), tokenizer
+from transformer.tokenizer import Tokenizer
 
 
 class LayerKVCache:

@@ -9,7 +9,10 @@ shakespeare_char/prepare.py).
 the 256 byte values and learns merges of frequent adjacent pairs from a corpus, so common
 words become single tokens and a context of `block_size` tokens covers several times as many
 characters. Its merges follow minbpe's RegexTokenizer (the same split patterns, the same
-merges in the same order, ties included).
+merges in the same order, ties included). Training is defined by `learn_merges_by_recount`,
+a loop to read first: count every adjacent pair, merge the most frequent, repeat.
+`learn_merges` is its fast twin, tested equal: the same loop, with counts that are updated
+where a merge changed the text instead of recounted everywhere.
 
 Both are saved as JSON (`load_tokenizer` reads either), readable and safe to load: loading
 runs no code.
@@ -23,18 +26,48 @@ import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import regex
 
-from transformer.checkpoint import atomic_write_text
+from transformer.atomic import atomic_write_text
 
 
 class UnknownCharacterError(ValueError):
     """Text holds a character the vocabulary does not have."""
 
 
-class CharTokenizer:
+class TokenizerFiles:
+    """Saving and loading for a tokenizer that has `to_json` and `from_json`: its own JSON file,
+    and Hugging Face's files (transformer/hf_tokenizer.py)."""
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write `to_json()` to `path`, atomically (a reader never sees half a file)."""
+        atomic_write_text(path, self.to_json())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Self:
+        """The tokenizer saved in `path`; OSError if it cannot be read, ValueError if it is not this kind."""
+        return cls.from_json(Path(path).read_text(encoding="utf-8"))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike) -> Self:
+        """The tokenizer in a Hugging Face directory: for BPE, GPT-2's vocab.json + merges.txt or a
+        tokenizer.json, encoding as transformers' tokenizer of those files does; for characters, the
+        tokenizer.json `save_pretrained` wrote (a map from each character to its id)."""
+        from transformer.hf_tokenizer import load_pretrained  # that module imports this one
+
+        return load_pretrained(directory, cls)
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """Write tokenizer.json and tokenizer_config.json, which transformers.AutoTokenizer loads."""
+        from transformer.hf_tokenizer import save_pretrained
+
+        save_pretrained(self, directory)
+
+
+class CharTokenizer(TokenizerFiles):
     """Maps characters to ids 0..vocab_size-1 and back.
 
     >>> tok = CharTokenizer.from_text("hello")
@@ -101,27 +134,6 @@ class CharTokenizer:
             raise ValueError('expected {"type": "char", "chars": [...]}')
         return cls(obj["chars"])
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the vocabulary as JSON, atomically (a reader never sees half a file)."""
-        atomic_write_text(path, self.to_json())
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> CharTokenizer:
-        return cls.from_json(Path(path).read_text(encoding="utf-8"))
-
-    @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike) -> CharTokenizer:
-        """The tokenizer `save_pretrained` wrote (a tokenizer.json mapping each character to its id)."""
-        from transformer.hf_tokenizer import load_pretrained  # that module imports this one
-
-        return load_pretrained(directory, cls)
-
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """Write tokenizer.json and tokenizer_config.json, which transformers.AutoTokenizer loads."""
-        from transformer.hf_tokenizer import save_pretrained
-
-        save_pretrained(self, directory)
-
     def __eq__(self, other) -> bool:
         return isinstance(other, CharTokenizer) and self.chars == other.chars
 
@@ -163,82 +175,127 @@ def merge_pair(ids: list[int], pair: Pair, new_id: int) -> list[int]:
     return merged
 
 
-def learn_merges(chunks: Iterable[bytes], num_merges: int) -> list[Pair]:
-    """The first `num_merges` BPE merges of `chunks` (the text's pieces, in text order).
+def too_large(merges_made: int) -> VocabularyTooLargeError:
+    """The error for a text that ran out of pairs after `merges_made` merges."""
+    most = 256 + merges_made
+    return VocabularyTooLargeError(
+        f"the text supports at most {most} tokens: after {merges_made} merges "
+        f"every chunk is a single token; ask for a vocabulary of at most {most}"
+    )
 
-    Each merge takes the most frequent pair of adjacent tokens and mints the next id for it;
-    pairs never cross a chunk boundary. Among equally frequent pairs the one that occurs first
-    in the text wins, so the merges do not depend on hashing or heap order.
 
-    Instead of recounting the whole text for every merge, the pairs are counted once over the
-    distinct chunks (a chunk that occurs f times counts f times), and each merge recounts only
-    the chunks that hold its pair (`where[pair]`, kept exact), adjusting the totals by the
-    difference. The largest count comes from a heap of (-count, pair) entries that is never
-    searched: an entry whose count is no longer the pair's count is dropped when it surfaces.
+def learn_merges_by_recount(chunks: Iterable[bytes], num_merges: int) -> list[Pair]:
+    """BPE training as defined: count every adjacent pair, merge the most frequent, repeat.
+
+    `chunks` are the text's pieces in text order; pairs never cross from one chunk into the
+    next. The counts fill a dict in text order, so among equally frequent pairs `max` returns
+    the pair seen first. Every merge recounts the whole text, which makes this the readable
+    definition and a slow one: `learn_merges` finds the same merges by updating the counts.
     """
-    counted = Counter(chunks)  # insertion order: the distinct chunks in order of first appearance
-    words = [list(chunk) for chunk in counted]  # words[w]: the current token ids of distinct chunk w
-    freq = list(counted.values())
-    count: dict[Pair, int] = defaultdict(int)  # pair -> occurrences in the whole text
-    where: dict[Pair, set[int]] = defaultdict(set)  # pair -> the distinct chunks it occurs in now
-    for w, ids in enumerate(words):
-        for pair, n in Counter(zip(ids, ids[1:])).items():
-            count[pair] += n * freq[w]
-            where[pair].add(w)
-    heap = [(-n, pair) for pair, n in count.items()]
-    heapq.heapify(heap)
-
-    def first_occurrence(pair: Pair) -> tuple[int, int]:
-        # Distinct chunks are numbered in order of first appearance, so the pair's first
-        # occurrence in the text is in its lowest-numbered chunk, at its first position there.
-        w = min(where[pair])
-        ids = words[w]
-        return w, next(i for i in range(len(ids) - 1) if (ids[i], ids[i + 1]) == pair)
-
+    words = [list(chunk) for chunk in chunks]  # each chunk's current token ids
     merges: list[Pair] = []
     while len(merges) < num_merges:
+        counts: dict[Pair, int] = {}
+        for ids in words:
+            for pair in zip(ids, ids[1:]):
+                counts[pair] = counts.get(pair, 0) + 1
+        if not counts:
+            raise too_large(len(merges))
+        pair = max(counts, key=counts.get)  # the most frequent; of equals, the first seen
+        words = [merge_pair(ids, pair, 256 + len(merges)) for ids in words]
+        merges.append(pair)
+    return merges
+
+
+def learn_merges(chunks: Iterable[bytes], num_merges: int) -> list[Pair]:
+    """The first `num_merges` BPE merges of `chunks`: those of `learn_merges_by_recount`, found fast.
+
+    The loop is the definition's; only the counting differs (see PairCounts): a merge
+    recounts the few chunks that hold its pair instead of the whole text.
+    """
+    counts = PairCounts(chunks)
+    merges: list[Pair] = []
+    while len(merges) < num_merges:
+        pair = counts.most_frequent()
+        if pair is None:
+            raise too_large(len(merges))
+        counts.merge(pair, 256 + len(merges))
+        merges.append(pair)
+    return merges
+
+
+class PairCounts:
+    """The adjacent-pair counts of a text's chunks, kept exact while merges rewrite the chunks.
+
+    The pairs are counted once over the distinct chunks (a chunk that occurs f times counts f
+    times), and each merge recounts only the chunks that hold its pair (`where[pair]`, kept
+    exact), adjusting the totals by the difference. The largest count comes from a heap of
+    (-count, pair) entries that is never searched: an entry whose count is no longer the
+    pair's count is dropped when it surfaces.
+    """
+
+    def __init__(self, chunks: Iterable[bytes]):
+        counted = Counter(chunks)  # insertion order: the distinct chunks in order of first appearance
+        self.words = [list(chunk) for chunk in counted]  # words[w]: the current token ids of distinct chunk w
+        self.freq = list(counted.values())
+        self.count: dict[Pair, int] = defaultdict(int)  # pair -> occurrences in the whole text
+        self.where: dict[Pair, set[int]] = defaultdict(set)  # pair -> the distinct chunks it occurs in now
+        for w, ids in enumerate(self.words):
+            for pair, n in Counter(zip(ids, ids[1:])).items():
+                self.count[pair] += n * self.freq[w]
+                self.where[pair].add(w)
+        self.heap = [(-n, pair) for pair, n in self.count.items()]
+        heapq.heapify(self.heap)
+
+    def first_occurrence(self, pair: Pair) -> tuple[int, int]:
+        """(chunk, position) of the pair's first occurrence in the text."""
+        # distinct chunks are numbered in order of first appearance: the lowest-numbered one wins
+        w = min(self.where[pair])
+        ids = self.words[w]
+        return w, next(i for i in range(len(ids) - 1) if (ids[i], ids[i + 1]) == pair)
+
+    def most_frequent(self) -> Pair | None:
+        """The most frequent pair, of equals the one that occurs first in the text; None if no pair is left."""
+        heap, count = self.heap, self.count
         while heap and count.get(heap[0][1], 0) != -heap[0][0]:
             heapq.heappop(heap)  # stale: the pair's count changed since this entry was pushed
         if not heap:
-            raise VocabularyTooLargeError(
-                f"the text supports at most {256 + len(merges)} tokens: after {len(merges)} merges "
-                f"every chunk is a single token; ask for a vocabulary of at most {256 + len(merges)}"
-            )
+            return None
         top = -heap[0][0]
         tied = set()
         while heap and -heap[0][0] == top:
             _, pair = heapq.heappop(heap)
             if count.get(pair, 0) == top:
                 tied.add(pair)
-        pair = min(tied, key=first_occurrence) if len(tied) > 1 else tied.pop()
+        pair = min(tied, key=self.first_occurrence) if len(tied) > 1 else tied.pop()
         for other in tied - {pair}:
             heapq.heappush(heap, (-top, other))
+        return pair
 
-        new_id = 256 + len(merges)
-        merges.append(pair)
+    def merge(self, pair: Pair, new_id: int) -> None:
+        """Replace `pair` by `new_id` in every chunk that holds it, and bring the counts up to date."""
         changed = {}
-        for w in where[pair].copy():
-            before = Counter(zip(words[w], words[w][1:]))
-            words[w] = merge_pair(words[w], pair, new_id)
-            after = Counter(zip(words[w], words[w][1:]))
+        for w in self.where[pair].copy():
+            before = Counter(zip(self.words[w], self.words[w][1:]))
+            self.words[w] = merge_pair(self.words[w], pair, new_id)
+            after = Counter(zip(self.words[w], self.words[w][1:]))
             for p in before.keys() | after.keys():
                 delta = after[p] - before[p]
                 if delta:
-                    count[p] += delta * freq[w]
-                    changed[p] = count[p]
+                    self.count[p] += delta * self.freq[w]
+                    changed[p] = self.count[p]
                 if p not in after:
-                    where[p].discard(w)
+                    self.where[p].discard(w)
                 elif p not in before:
-                    where[p].add(w)
+                    self.where[p].add(w)
         for p, n in changed.items():
             if n:
-                heapq.heappush(heap, (-n, p))
+                heapq.heappush(self.heap, (-n, p))
             else:
-                del count[p], where[p]
-    return merges
+                del self.count[p], self.where[p]
 
 
-class BPETokenizer:
+class BPETokenizer(TokenizerFiles):
     """Byte-level byte-pair encoding, as GPT-2 and GPT-4 tokenize: 256 byte tokens plus learned merges.
 
     Text is cut into chunks by a split pattern (words with their leading space, numbers,
@@ -405,28 +462,6 @@ class BPETokenizer:
         if obj.get("type") != "bpe" or not well_formed:
             raise ValueError('expected {"type": "bpe", "pattern": "...", "merges": [[a, b], ...]}')
         return cls(obj["merges"], obj["pattern"], obj.get("special_tokens", []), obj.get("numbering"))
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the merges, pattern and special tokens as JSON, atomically."""
-        atomic_write_text(path, self.to_json())
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> BPETokenizer:
-        return cls.from_json(Path(path).read_text(encoding="utf-8"))
-
-    @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike) -> BPETokenizer:
-        """A byte-level BPE in Hugging Face's files: GPT-2's vocab.json + merges.txt, or a tokenizer.json.
-        It encodes as transformers' tokenizer of those files does (see transformer/hf_tokenizer.py)."""
-        from transformer.hf_tokenizer import load_pretrained  # that module imports this one
-
-        return load_pretrained(directory, cls)
-
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """Write tokenizer.json and tokenizer_config.json, which transformers.AutoTokenizer loads."""
-        from transformer.hf_tokenizer import save_pretrained
-
-        save_pretrained(self, directory)
 
     def __eq__(self, other) -> bool:
         if not isinstance(other, BPETokenizer):
