@@ -17,10 +17,11 @@ Every module and parameter is named as in nanoGPT's GPT, so `state_dict()` loads
 One difference from nanoGPT: `model(idx)` without targets returns the logits of every
 position (B, T, V), not only the last one, so that both calls have the same shape.
 
-Attention is the one every model of this package uses: `scaled_dot_product_attention`, with
-the heads split and merged by transformer/attention.py's `split_heads` and `merge_heads`. The
-modules here keep nanoGPT's names (c_attn, c_fc, ...), which is why they are not the
-torch.nn-named layers of transformer/blocks.py.
+Attention is the one every model of this package uses: `scaled_dot_product_attention`, the
+heads laid out as transformer/attention.py's `split_heads` and `merge_heads` lay them (written
+out here, as nanoGPT writes them, so that a graph's ops name this file's lines). The modules
+here keep nanoGPT's names (c_attn, c_fc, ...), which is why they are not the torch.nn-named
+layers of transformer/blocks.py.
 `GPTConfig(fused=False)` runs the model on the readable definitions of minigrad/functional.py
 alone (attention as q kᵀ, scale, causal mask, softmax, @ v), as nanoGPT's `flash=False`;
 fused=True, the default, runs minigrad/kernels.py's fused twins, with the same numbers: the
@@ -45,7 +46,6 @@ from minigrad.nn import GELU, Dropout, Embedding, LayerNorm, Linear, Module, Mod
 from minigrad.ops import softmax_array
 from minigrad.optim import AdamW
 from minigrad.tensor import Tensor
-from transformer.attention import merge_heads, split_heads
 
 
 @dataclass
@@ -93,10 +93,14 @@ class CausalSelfAttention(Module):
 
     def heads(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Queries, keys and values of x (B, T, C), each split into heads: (B, nh, T, hs)."""
-        C = x.shape[-1]
+        B, T, C = x.shape
         qkv = self.c_attn(x)  # (B, T, 3C): all heads' q, k, v in one matmul
-        q, k, v = (split_heads(qkv[:, :, i * C : (i + 1) * C], self.n_head) for i in range(3))
-        return q, k, v  # (B, nh, T, hs) each
+        q, k, v = (qkv[:, :, i * C : (i + 1) * C] for i in range(3))  # (B, T, C) each
+        # split_heads's layout, written out here as nanoGPT does, so the graph names this file
+        q = q.reshape(B, T, self.n_head, C // self.n_head).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
+        k = k.reshape(B, T, self.n_head, C // self.n_head).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
+        v = v.reshape(B, T, self.n_head, C // self.n_head).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
+        return q, k, v
 
     def forward(self, x: Tensor, kv_cache=None) -> Tensor:
         """x (B, T, C) -> (B, T, C). With kv_cache (a LayerKVCache), x holds the positions after
@@ -109,10 +113,11 @@ class CausalSelfAttention(Module):
         # the new query i sits at position past + i and may see keys 0 .. past + i
         mask = None if past == 0 else F.causal_mask(T, past + T, offset=past)
         dropout_p = self.attn_dropout.p if self.training else 0.0
-        y = kernels.scaled_dot_product_attention(
-            q, k, v, mask, dropout_p=dropout_p, is_causal=past == 0, rng=self.attn_dropout.rng
-        )  # (B, nh, T, hs)
-        return self.resid_dropout(self.c_proj(merge_heads(y)))  # (B, T, C)
+        attention = kernels.scaled_dot_product_attention  # the kernel or its definition: mg.use_kernels
+        y = attention(q, k, v, mask, dropout_p=dropout_p, is_causal=past == 0, rng=self.attn_dropout.rng)
+        B, nh, _, hs = y.shape  # (B, nh, T, hs)
+        y = y.transpose(0, 2, 1, 3).reshape(B, T, nh * hs)  # (B, T, C): the heads side by side (merge_heads)
+        return self.resid_dropout(self.c_proj(y))  # (B, T, C)
 
 
 class MLP(Module):
