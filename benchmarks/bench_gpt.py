@@ -12,7 +12,8 @@ the medians are reported, because a shared machine's speed drifts while a benchm
 Printed per side: milliseconds per training step (forward, backward, AdamW), the ratio
 minigrad / PyTorch, the peak resident memory of the training process and how much it grew
 during training, and tokens per second when sampling: minigrad's KV-cached `generate`
-(transformer/sample.py), minigrad recomputing the whole context every token (`GPT.generate`), and nanoGPT's
+(transformer/sample.py, which `GPT.generate` runs), minigrad recomputing the whole context every token
+(nanoGPT's loop, written out below for the comparison), and nanoGPT's
 `generate` in PyTorch. Sampling is timed twice: for `--sample-tokens` tokens (past the block
 size the context window slides, every token changes position, and any exact sampler
 recomputes the window, cache or not), and for block_size - 1 tokens, the KV cache's range.
@@ -152,9 +153,23 @@ def sample_minigrad(model, n_tokens: int, seed: int, use_cache: bool) -> float:
     t0 = time.perf_counter()
     from transformer import sample
 
-    generate = sample.generate if use_cache else type(model).generate  # the KV cache, or nanoGPT's loop
+    generate = sample.generate if use_cache else generate_without_cache  # the KV cache, or nanoGPT's loop
     generate(model, start, n_tokens, rng=np.random.default_rng(seed))
     return n_tokens / (time.perf_counter() - t0)
+
+
+def generate_without_cache(model, idx: np.ndarray, n_tokens: int, rng: np.random.Generator) -> np.ndarray:
+    """nanoGPT's loop, the rival of the KV cache: the whole (cropped) context through the model per token."""
+    from minigrad import no_grad
+    from transformer.gpt import sample
+
+    model.eval()
+    with no_grad():
+        for _ in range(n_tokens):
+            logits, _ = model(idx[:, -model.config.block_size :])  # (1, T, V)
+            idx = np.concatenate([idx, sample(logits.data[:, -1, :], rng=rng)[:, None]], axis=1)  # (1, T + 1)
+    model.train()
+    return idx
 
 
 def run_torch(size: dict, weights: str, steps: int, seed: int, sample_tokens: int) -> dict:

@@ -97,6 +97,7 @@ from minigrad.torch_spellings import ValuesIndices
 # isort: split
 # the subpackages, as torch's: `mg.nn.Linear`, `mg.optim.AdamW`, `mg.functional.gelu` (they import the above)
 from minigrad import functional, kernels, memory, nn, optim
+from minigrad.kernels import use_kernels  # the one switch: fused kernels or definitions
 
 __all__ = [
     "Function",
@@ -197,6 +198,7 @@ __all__ = [
     "trunc",
     "unflatten",
     "unsqueeze",
+    "use_kernels",
     "var",
     "where",
     "zeros",

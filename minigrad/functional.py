@@ -7,8 +7,9 @@ from theirs, and `minigrad.viz.draw_graph` shows every step. `GPTConfig(fused=Fa
 whole GPT on these functions alone.
 
 minigrad/kernels.py holds a fast twin of most of them: one `Function` with a backward derived
-by hand, the same arguments and the same numbers (tests hold each pair equal). A reader never
-needs to open it to understand what the model computes.
+by hand, the same arguments and the same numbers (tests hold each pair equal). The models call
+the twins, and `minigrad.use_kernels(False)` makes every such call run the definition here
+instead. A reader never needs to open kernels.py to understand what the model computes.
 """
 
 from __future__ import annotations
@@ -68,8 +69,11 @@ def gelu(x: Tensor, approximate: str = "none") -> Tensor:
     raise ValueError(f'gelu: approximate must be "none" or "tanh", not {approximate!r}')
 
 
-def _normalized_axes(x: Tensor, weight, normalized_shape) -> tuple[int, ...]:
-    """The trailing axes a norm works over: weight's shape, else normalized_shape, else the last."""
+def normalized_axes(x: Tensor, weight, normalized_shape) -> tuple[int, ...]:
+    """The trailing axes a norm works over: weight's shape, else normalized_shape, else the last.
+
+    ValueError when that shape is not x's trailing shape; minigrad/kernels.py's LayerNorm asks here too.
+    """
     shape = weight.shape if weight is not None else normalized_shape
     shape = (x.shape[-1],) if shape is None else ((shape,) if isinstance(shape, int) else tuple(shape))
     if tuple(x.shape[x.ndim - len(shape) :]) != shape or len(shape) > x.ndim:
@@ -86,7 +90,7 @@ def layer_norm(
     over those axes. x (..., *S), weight and bias S (S is weight's shape; without a weight,
     `normalized_shape`, else the last axis) -> (..., *S).
     """
-    axes = _normalized_axes(x, weight, normalized_shape)
+    axes = normalized_axes(x, weight, normalized_shape)
     mean = x.mean(axis=axes, keepdims=True)  # (..., 1, ..., 1)
     var = x.var(axis=axes, keepdims=True)  # (..., 1, ..., 1)
     y = (x - mean) / (var + eps).sqrt()  # (..., *S) zero mean, unit variance
@@ -103,9 +107,30 @@ def rms_norm(x: Tensor, weight: Tensor | None = None, eps: float = 1e-6) -> Tens
     The mean runs over the trailing axes weight covers (the last one without a weight).
     x (..., *S), weight S -> (..., *S).
     """
-    axes = _normalized_axes(x, weight, None)
+    axes = normalized_axes(x, weight, None)
     y = x / ((x * x).mean(axis=axes, keepdims=True) + eps).sqrt()
     return y * weight if weight is not None else y
+
+
+def cross_entropy_targets(logits_shape: tuple, targets, ignore_index: int, reduction: str) -> tuple:
+    """cross_entropy's checked targets: (targets (N,), kept (N,) bool, picked (N,) ids to read).
+
+    picked is the target where kept and 0 on ignored rows, so every row can be indexed.
+    ValueError on a reduction other than "mean", "sum" or "none", on a count of targets other
+    than the rows of logits (..., C), and on a kept target outside [0, C).
+    """
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f'cross_entropy: reduction must be "mean", "sum" or "none", not {reduction!r}')
+    C = logits_shape[-1]
+    targets = array_of(targets).reshape(-1)  # (N,)
+    rows = math.prod(logits_shape[:-1])
+    if rows != targets.shape[0]:
+        raise ValueError(f"cross_entropy: logits of shape {logits_shape} need {rows} targets, got {len(targets)}")
+    kept = targets != ignore_index  # (N,)
+    picked = np.where(kept, targets, 0)
+    if kept.any() and (picked.min() < 0 or picked.max() >= C):
+        raise ValueError(f"cross_entropy: targets must lie in [0, {C}) or equal ignore_index")
+    return targets, kept, picked
 
 
 def cross_entropy(
@@ -120,21 +145,10 @@ def cross_entropy(
     reduction "mean" averages over the kept rows, "sum" adds them, "none" gives each row's
     loss (N,) (0 on ignored rows).
     """
-    if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f'cross_entropy: reduction must be "mean", "sum" or "none", not {reduction!r}')
-    if array_of(targets).dtype.kind == "f":  # a probability for every class, as torch reads float targets
+    if targets_are_probabilities(targets):  # a probability for every class, as torch reads float targets
         return soft_cross_entropy(logits, array_of(targets), reduction, label_smoothing)
-    C = logits.shape[-1]
-    targets = array_of(targets).reshape(-1)  # (N,)
-    log_probs = logits.reshape(-1, C).log_softmax(axis=-1)  # (N, C)
-    if log_probs.shape[0] != targets.shape[0]:
-        raise ValueError(
-            f"cross_entropy: logits of shape {logits.shape} need {log_probs.shape[0]} targets, got {len(targets)}"
-        )
-    kept = targets != ignore_index  # (N,)
-    picked = np.where(kept, targets, 0)
-    if kept.any() and (picked.min() < 0 or picked.max() >= C):
-        raise ValueError(f"cross_entropy: targets must lie in [0, {C}) or equal ignore_index")
+    targets, kept, picked = cross_entropy_targets(logits.shape, targets, ignore_index, reduction)
+    log_probs = logits.reshape(-1, logits.shape[-1]).log_softmax(axis=-1)  # (N, C)
     losses = -log_probs[np.arange(len(targets)), picked]  # (N,) −log p[target]
     if label_smoothing:
         losses = (1.0 - label_smoothing) * losses - label_smoothing * log_probs.mean(axis=-1)  # (N,)
@@ -143,6 +157,11 @@ def cross_entropy(
         return losses
     total = losses.sum()
     return total if reduction == "sum" else total / float(kept.sum())
+
+
+def targets_are_probabilities(targets) -> bool:
+    """Whether cross_entropy's targets are class probabilities (floats), not class ids (integers)."""
+    return array_of(targets).dtype.kind == "f"
 
 
 def soft_cross_entropy(logits: Tensor, probabilities: np.ndarray, reduction: str, label_smoothing: float) -> Tensor:
@@ -155,9 +174,7 @@ def soft_cross_entropy(logits: Tensor, probabilities: np.ndarray, reduction: str
     C = logits.shape[-1]
     t = probabilities.astype(logits.dtype) * (1.0 - label_smoothing) + label_smoothing / C
     losses = -(logits.log_softmax(axis=-1) * t).sum(axis=-1)  # (...,)
-    if reduction == "none":
-        return losses
-    return losses.sum() if reduction == "sum" else losses.mean()
+    return _reduce(losses, reduction)
 
 
 def dropout_mask(shape: tuple, p: float, dtype, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -206,6 +223,20 @@ def causal_mask(q_len: int, k_len: int, offset: int = 0) -> np.ndarray:
     return np.tril(np.ones((q_len, k_len), dtype=bool), k=offset)
 
 
+def attention_bias(mask, dtype, blocked_where: bool = False) -> np.ndarray:
+    """An attention mask as the bias added to the scores: 0 where attention may happen, −inf where not.
+
+    A boolean mask blocks where it equals `blocked_where`: False for torch.nn.functional's
+    attn_mask (True = may attend), True for torch.nn's masks (True = masked out), the one place
+    where the two conventions meet. A float mask already is a bias and comes back in `dtype`.
+    The mask (an array or a Tensor) is a constant here; the shape is the mask's.
+    """
+    mask = array_of(mask)
+    if mask.dtype == bool:
+        return np.where(mask == blocked_where, -np.inf, 0.0).astype(dtype)
+    return mask.astype(dtype, copy=False)
+
+
 def attention_weights(query: Tensor, key: Tensor, attn_mask=None, is_causal: bool = False, scale=None) -> Tensor:
     """softmax(Q Kᵀ · scale + mask): how much each query looks at each key.
 
@@ -218,12 +249,11 @@ def attention_weights(query: Tensor, key: Tensor, attn_mask=None, is_causal: boo
     key_t = key.transpose(*range(key.ndim - 2), key.ndim - 1, key.ndim - 2)  # (..., d, Tk)
     scores = (query @ key_t) * scale  # (..., Tq, Tk)
     if is_causal:
-        scores = scores.masked_fill(~causal_mask(query.shape[-2], key.shape[-2]), -np.inf)
-    if attn_mask is not None:
-        if array_of(attn_mask).dtype == bool:
-            scores = scores.masked_fill(~array_of(attn_mask), -np.inf)  # True = may attend
-        else:
-            scores = scores + attn_mask  # added to the scores, and differentiated when a Tensor
+        scores = scores.masked_fill(~causal_mask(query.shape[-2], key.shape[-2]), -np.inf)  # no peeking ahead
+    if isinstance(attn_mask, Tensor) and attn_mask.requires_grad:
+        scores = scores + attn_mask  # a learned bias (Swin's relative positions), trained through the scores
+    elif attn_mask is not None:
+        scores = scores + attention_bias(attn_mask, scores.dtype)
     return scores.softmax(axis=-1)  # (..., Tq, Tk)
 
 
@@ -251,9 +281,11 @@ def scaled_dot_product_attention(
 
 
 __all__ = [
+    "attention_bias",
     "attention_weights",
     "causal_mask",
     "cross_entropy",
+    "cross_entropy_targets",
     "dropout",
     "dropout_mask",
     "embedding",
@@ -261,8 +293,10 @@ __all__ = [
     "gelu",
     "layer_norm",
     "linear",
+    "normalized_axes",
     "rms_norm",
     "scaled_dot_product_attention",
+    "targets_are_probabilities",
 ]
 
 

@@ -1,10 +1,15 @@
-"""Fast twins of the definitions in minigrad/functional.py.
+"""Fast twins of the definitions in minigrad/functional.py, and the one switch between the two.
 
 Each kernel is one `Function` whose backward was derived by hand, so a whole formula costs
 one graph node and a few NumPy passes instead of a dozen nodes, each keeping its inputs for
 backward. Each says which definition it replaces and carries it as `definition` (called with
-the same arguments); the tests hold every pair equal in value and gradient. The modules
-choose between the two with their `fused` flag (`GPTConfig(fused=...)`).
+the same arguments); the tests hold every pair equal in value and gradient.
+
+The layers and models call the functions of this file (`kernels.linear`, ...). Whether such a
+call runs the kernel or its readable definition is decided in one place, `use_kernels`: on by
+default, off inside `with use_kernels(False):`, and a Module with `fused` set (a layer built
+with `fused=`, a GPT built from `GPTConfig(fused=...)`) runs its forward under its own setting.
+With kernels off, `minigrad.viz.draw_graph` shows every op of every definition.
 
 Three habits make the kernels fast on a CPU, where NumPy runs every elementwise operation as
 its own pass over memory:
@@ -20,15 +25,74 @@ Every kernel keeps the dtype it was given: float32 in, float32 out, nothing in f
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+from collections.abc import Callable
 
 import numpy as np
 
 from minigrad import functional as F
 from minigrad.autograd import Function
-from minigrad.ops import unbroadcast
-from minigrad.tensor import Tensor, array_of
+from minigrad.ops import softmax_array, unbroadcast
+from minigrad.tensor import Tensor
+
+# ---------------------------------------------------------------- the switch: kernel or definition
+
+
+class _Switch:
+    kernels = True  # what a call of a function below runs: its kernel (True) or its definition
+
+
+_switch = _Switch()
+
+
+class use_kernels(contextlib.ContextDecorator):
+    """Run the fused kernels (True, the default) or the readable definitions of functional.py (False).
+
+    As torch.nn.attention.sdpa_kernel picks an attention backend: a context manager or a
+    decorator, and settings nest. The numbers are the same either way (to rounding);
+    use_kernels(False) makes every op of every definition visible to `minigrad.viz`.
+    """
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = bool(enabled)
+        self.previous: list[bool] = []
+
+    def __enter__(self):
+        self.previous.append(_switch.kernels)
+        _switch.kernels = self.enabled
+        return self
+
+    def __exit__(self, *exc):
+        _switch.kernels = self.previous.pop()
+        return False
+
+
+def kernels_enabled() -> bool:
+    """Whether the functions of this file run their kernels now (see `use_kernels`)."""
+    return _switch.kernels
+
+
+def twin_of(definition: Callable) -> Callable:
+    """Decorator: the decorated kernel runs while kernels are enabled, `definition` otherwise.
+
+    Both take the same arguments. This is the only place that acts on the switch; the result
+    keeps the two as `.kernel` and `.definition`.
+    """
+
+    def decorate(kernel: Callable) -> Callable:
+        @functools.wraps(kernel)
+        def kernel_or_definition(*args, **kwargs):
+            return (kernel if _switch.kernels else definition)(*args, **kwargs)
+
+        kernel_or_definition.kernel, kernel_or_definition.definition = kernel, definition
+        return kernel_or_definition
+
+    return decorate
+
+
+# ---------------------------------------------------------------- chunks and fast sums
 
 # Elements per chunk of an elementwise chain: a few 256 KB float32 buffers fit in L2 cache.
 _CHUNK = 1 << 16
@@ -104,8 +168,8 @@ def _chunk_buffers(n: int, dtype, count: int) -> list:
     return [np.empty(min(n, _CHUNK), dtype=dtype) for _ in range(count)]
 
 
-def erf(x: np.ndarray) -> np.ndarray:
-    """The error function on an array, without SciPy.
+def erf_array(x: np.ndarray) -> np.ndarray:
+    """The error function on a NumPy array, without SciPy (`functional.erf` is the Tensor op).
 
     float64 uses the C library's erf (exact to double precision, for gradient checks);
     other floats use Abramowitz & Stegun 7.1.26 (error below 1.5e-7), in cached chunks.
@@ -124,7 +188,7 @@ def erf(x: np.ndarray) -> np.ndarray:
 
 def _gelu_erf_float64(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """GELU and its derivative in double precision (the path gradient checks take)."""
-    cdf = 0.5 * (1.0 + erf(x * _SQRT_HALF))  # Φ(x)
+    cdf = 0.5 * (1.0 + erf_array(x * _SQRT_HALF))  # Φ(x)
     pdf = _INV_SQRT_2PI * np.exp(-0.5 * x * x)  # φ(x)
     return x * cdf, cdf + x * pdf
 
@@ -201,6 +265,7 @@ class GELU(Function):
         return _gelu_erf_backward_chunked(g, self.x, self.out)
 
 
+@twin_of(F.gelu)
 def gelu(x: Tensor, approximate: str = "none") -> Tensor:
     """`functional.gelu` in one fused node."""
     return GELU.apply(x, approximate=approximate)
@@ -236,6 +301,7 @@ class Linear(Function):
         return gx, gw, gb
 
 
+@twin_of(F.linear)
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """`functional.linear` in one fused node."""
     return Linear.apply(x, weight, bias)
@@ -255,7 +321,7 @@ class LayerNorm(Function):
     definition = staticmethod(F.layer_norm)
 
     def forward(self, x, weight=None, bias=None, eps=1e-5, normalized_shape=None):
-        n_axes = len(F._normalized_axes(x, weight, normalized_shape))
+        n_axes = len(F.normalized_axes(x, weight, normalized_shape))
         D = math.prod(x.shape[x.ndim - n_axes :])
         x2 = x.reshape(-1, D)  # (N, D)
         w = None if weight is None else weight.reshape(-1)  # (D,)
@@ -295,6 +361,7 @@ class LayerNorm(Function):
         return gx, gw, gb
 
 
+@twin_of(F.layer_norm)
 def layer_norm(
     x: Tensor, weight: Tensor | None = None, bias: Tensor | None = None, eps: float = 1e-5, normalized_shape=None
 ) -> Tensor:
@@ -315,31 +382,19 @@ class CrossEntropy(Function):
     definition = staticmethod(F.cross_entropy)
 
     def forward(self, logits, targets, ignore_index=-1, reduction="mean", label_smoothing=0.0):
-        if reduction not in ("mean", "sum", "none"):
-            raise ValueError(f'cross_entropy: reduction must be "mean", "sum" or "none", not {reduction!r}')
-        targets = np.asarray(targets).reshape(-1)
+        _, kept, picked = F.cross_entropy_targets(logits.shape, targets, ignore_index, reduction)
         logits2 = logits.reshape(-1, logits.shape[-1])  # (N, C)
         N, C = logits2.shape
-        if N != targets.shape[0]:
-            raise ValueError(f"cross_entropy: logits of shape {logits.shape} need {N} targets, got {targets.shape[0]}")
-        kept = targets != ignore_index
-        safe_targets = np.where(kept, targets, 0)
-        if kept.any() and (safe_targets.min() < 0 or safe_targets.max() >= C):
-            raise ValueError(f"cross_entropy: targets must lie in [0, {C}) or equal ignore_index")
         rows = np.arange(N)
-        # softmax with the row max subtracted, so exp cannot overflow
-        shifted = logits2 - logits2.max(axis=1, keepdims=True)
-        probs = np.exp(shifted)
-        sum_exp = _row_sums(probs)  # (N, 1)
-        log_sum = np.log(sum_exp[:, 0])  # (N,)
-        losses = log_sum - shifted[rows, safe_targets]  # (N,) -log p[target]
+        probs, (row_max, sum_exp) = softmax_array(logits2)  # (N, C), (N, 1), (N, 1)
+        log_sum = np.log(sum_exp[:, 0]) + row_max[:, 0]  # (N,) log Σ_c e^z_c
+        losses = log_sum - logits2[rows, picked]  # (N,) -log p[target]
         if label_smoothing:
-            smooth = log_sum - _row_sums(shifted)[:, 0] / C  # (N,) mean over classes of -log p[c]
+            smooth = log_sum - _row_sums(logits2)[:, 0] / C  # (N,) mean over classes of -log p[c]
             losses = (1.0 - label_smoothing) * losses + label_smoothing * smooth
-        probs /= sum_exp
         losses *= kept
         self.in_shape, self.probs, self.smoothing = logits.shape, probs, label_smoothing
-        self.rows, self.targets, self.kept, self.reduction = rows, safe_targets, kept, reduction
+        self.rows, self.targets, self.kept, self.reduction = rows, picked, kept, reduction
         self.count = int(kept.sum())
         if reduction == "none":
             return losses.astype(logits.dtype)
@@ -364,14 +419,15 @@ class CrossEntropy(Function):
         return grad.reshape(self.in_shape), None
 
 
+@twin_of(F.cross_entropy)
 def cross_entropy(
     logits: Tensor, targets, ignore_index: int = -1, reduction: str = "mean", label_smoothing: float = 0.0
 ) -> Tensor:
     """`functional.cross_entropy` in one fused node (class probabilities as targets: the definition)."""
-    if array_of(targets).dtype.kind == "f":
+    if F.targets_are_probabilities(targets):
         return F.cross_entropy(logits, targets, ignore_index, reduction, label_smoothing)
     return CrossEntropy.apply(
-        logits, array_of(targets), ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing
+        logits, targets, ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing
     )
 
 
@@ -405,6 +461,7 @@ class Embedding(Function):
         return None, grad
 
 
+@twin_of(F.embedding)
 def embedding(ids, weight: Tensor) -> Tensor:
     """`functional.embedding` in one fused node."""
     return Embedding.apply(F.embedding_ids(ids, weight.shape[0]), weight)
@@ -416,7 +473,7 @@ def embedding(ids, weight: Tensor) -> Tensor:
 @functools.lru_cache(maxsize=16)
 def _causal_bias(q_len: int, k_len: int, dtype: np.dtype) -> np.ndarray:
     """functional.causal_mask as an additive bias (0 may attend, -inf not), cached read-only."""
-    bias = np.where(F.causal_mask(q_len, k_len), 0.0, -np.inf).astype(dtype)
+    bias = F.attention_bias(F.causal_mask(q_len, k_len), dtype)
     bias.flags.writeable = False
     return bias
 
@@ -469,7 +526,7 @@ class ScaledDotProductAttention(Function):
     computed, used and dropped, and forward saves only each row's max and sum (Tq numbers).
     Backward repeats the same operations on each block to get the same weights back, at the
     price of one more q kᵀ product. The scale is applied to q (Tq × d numbers) rather than to
-    the scores (Tq × Tk), and the softmax runs in place with its row sums done by BLAS. Causal
+    the scores (Tq × Tk), and the softmax (`ops.softmax_array`) runs in place. Causal
     attention skips the keys a tile of queries cannot see (`_query_tiles`). Dropout, a mask
     with batch axes or a mask that needs its gradient take everything at once.
     """
@@ -479,7 +536,7 @@ class ScaledDotProductAttention(Function):
     def forward(self, q, k, v, mask=None, dropout_p=0.0, is_causal=False, scale=None, rng=None):
         Tq, Tk = q.shape[-2], k.shape[-2]
         self.scale = q.dtype.type(1.0 / math.sqrt(q.shape[-1]) if scale is None else scale)
-        bias = None if mask is None else (np.where(mask, 0.0, -np.inf) if mask.dtype == bool else mask).astype(q.dtype)
+        bias = None if mask is None else F.attention_bias(mask, q.dtype)
         self.mask_shape = None if mask is None or mask.dtype == bool else mask.shape  # a float mask gets a gradient
         if is_causal:
             bias = _causal_bias(Tq, Tk, q.dtype) if bias is None else bias + _causal_bias(Tq, Tk, q.dtype)
@@ -524,12 +581,7 @@ class ScaledDotProductAttention(Function):
         if bias is not None:
             in_place = bias.shape == weights.shape[weights.ndim - bias.ndim :]  # broadcast over leading axes only
             weights = np.add(weights, bias, out=weights) if in_place else weights + bias
-        row_max = weights.max(axis=-1, keepdims=True) if stats is None else stats[0]
-        weights -= row_max  # exp(s - max) cannot overflow
-        np.exp(weights, out=weights)
-        row_sum = _row_sums(weights) if stats is None else stats[1]
-        weights /= row_sum  # softmax over the keys
-        return weights, (row_max, row_sum)
+        return softmax_array(weights, out=weights, stats=stats)  # over the keys, in place
 
     def backward(self, g):
         if self.blocks == [None]:
@@ -572,30 +624,25 @@ class ScaledDotProductAttention(Function):
         return gq, gk, gv, gscores
 
 
+@twin_of(F.scaled_dot_product_attention)
 def scaled_dot_product_attention(
-    query: Tensor,
-    key: Tensor,
-    value: Tensor,
-    attn_mask=None,
-    dropout_p: float = 0.0,
-    is_causal: bool = False,
-    scale: float | None = None,
-    rng: np.random.Generator | None = None,
+    query: Tensor, key: Tensor, value: Tensor, attn_mask=None, *options, **named
 ) -> Tensor:
-    """`functional.scaled_dot_product_attention` in one fused node, with the same arguments."""
+    """`functional.scaled_dot_product_attention` in one fused node; dropout_p, is_causal, scale and rng as there."""
     if attn_mask is not None and not isinstance(attn_mask, Tensor):
         attn_mask = np.asarray(attn_mask)
-    return ScaledDotProductAttention.apply(
-        query, key, value, attn_mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale, rng=rng
-    )
+    return ScaledDotProductAttention.apply(query, key, value, attn_mask, *options, **named)
 
 
 __all__ = [
     "cross_entropy",
     "embedding",
-    "erf",
+    "erf_array",
     "gelu",
+    "kernels_enabled",
     "layer_norm",
     "linear",
     "scaled_dot_product_attention",
+    "twin_of",
+    "use_kernels",
 ]

@@ -553,13 +553,28 @@ def max_shift(a: np.ndarray, axis) -> np.ndarray:
     return np.where(np.isfinite(peak), peak, 0)
 
 
+def softmax_array(x: np.ndarray, axis: int = -1, out: np.ndarray | None = None, stats: tuple | None = None):
+    """softmax on a NumPy array: e^(x − m) / Σ e^(x − m) along `axis`, m = `max_shift(x, axis)`.
+
+    Returns the probabilities (x's shape; written into `out`, which may be x itself) and the
+    `stats` (m, Σ), each with `axis` kept as 1. Given the stats of an earlier call on the same
+    x, the same probabilities come back without a max or a sum. The Softmax op and the fused
+    kernels (minigrad/kernels.py) that need a softmax of arrays all call this one.
+    """
+    row_max = max_shift(x, axis) if stats is None else stats[0]
+    e = np.asarray(x - row_max) if out is None else np.subtract(x, row_max, out=out)  # asarray: a 0-d x too
+    np.exp(e, out=e)
+    row_sum = e.sum(axis=axis, keepdims=True) if stats is None else stats[1]
+    e /= row_sum
+    return e, (row_max, row_sum)
+
+
 class Softmax(Function):
     tensor_backward = True
 
     def forward(self, a, axis=-1):
         self.axis = axis
-        e = np.exp(a - max_shift(a, axis))
-        self.out = e / e.sum(axis=axis, keepdims=True)
+        self.out, _ = softmax_array(a, axis)
         return self.out
 
     def backward(self, g):

@@ -11,10 +11,13 @@ each head in a d_k = d_model / h dimensional subspace, and mixes the heads' outp
     MultiHead(Q, K, V) = Concat(head_1, ..., head_h) W^O,   head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V)
 
 Attention itself is `minigrad.functional.scaled_dot_product_attention`, the readable
-definition (softmax(Q Kᵀ / √d_k + mask) V), or its fused twin in minigrad/kernels.py.
+definition (softmax(Q Kᵀ / √d_k + mask) V), run by its fused twin in minigrad/kernels.py
+unless `minigrad.use_kernels(False)` says otherwise. Every model of this package (the GPT,
+the encoder-decoder, ViT, Swin, co-attention) attends through it, with the heads split and
+merged by `split_heads` and `merge_heads` below.
 The masks of this module follow torch.nn: a boolean mask is True where attention is NOT
 allowed, a float mask is added to the scores (so -inf forbids, and a finite value such as
-ALiBi's distance penalty biases).
+ALiBi's distance penalty biases); `functional.attention_bias` turns them into that bias.
 """
 
 from __future__ import annotations
@@ -44,11 +47,23 @@ def xavier_uniform_(param: Tensor, rng: np.random.Generator | None = None) -> Te
     return param
 
 
-def _as_bias(mask, dtype) -> np.ndarray:
-    """A torch.nn mask as an additive float bias: boolean True (not allowed) -> -inf, False -> 0;
-    a float mask as it is."""
-    mask = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
-    return np.where(mask, -np.inf, 0.0).astype(dtype) if mask.dtype == bool else mask.astype(dtype)
+def split_heads(x: Tensor, n_head: int) -> Tensor:
+    """(..., T, C) -> (..., n_head, T, C / n_head): each head's run of channels as a sequence of its own."""
+    *batch, T, C = x.shape
+    x = x.reshape(*batch, T, n_head, C // n_head)  # (..., T, nh, hs)
+    return _swap_head_and_time(x)  # (..., nh, T, hs)
+
+
+def merge_heads(x: Tensor) -> Tensor:
+    """The inverse of split_heads: (..., nh, T, hs) -> (..., T, nh · hs), the heads side by side again."""
+    *batch, nh, T, hs = x.shape
+    return _swap_head_and_time(x).reshape(*batch, T, nh * hs)  # (..., T, C)
+
+
+def _swap_head_and_time(x: Tensor) -> Tensor:
+    """(..., a, b, hs) -> (..., b, a, hs)."""
+    n = x.ndim
+    return x.transpose(*range(n - 3), n - 2, n - 3, n - 1)
 
 
 class MultiHeadAttention(Module):
@@ -59,8 +74,9 @@ class MultiHeadAttention(Module):
 
     `rotary` (a RotaryEmbedding over head_dim) rotates every head's queries and keys by their
     positions; `alibi` (an ALiBi over num_heads) adds its distance penalty to the scores. Both
-    carry no parameters, so the state dict is the same with or without them. `fused` picks
-    minigrad/kernels.py's attention (True) or functional.py's definition (False).
+    carry no parameters, so the state dict is the same with or without them. `fused` pins
+    minigrad/kernels.py's attention (True) or functional.py's definition (False) for this
+    module; None follows `minigrad.use_kernels`.
     """
 
     def __init__(
@@ -71,7 +87,7 @@ class MultiHeadAttention(Module):
         bias: bool = True,
         rotary: RotaryEmbedding | None = None,
         alibi: ALiBi | None = None,
-        fused: bool = True,
+        fused: bool | None = None,
     ):
         super().__init__()
         self.fused = fused
@@ -81,7 +97,7 @@ class MultiHeadAttention(Module):
         self.dropout = dropout
         self.in_proj_weight = xavier_uniform_(Parameter(np.zeros((3 * embed_dim, embed_dim))))
         self.in_proj_bias = Parameter(np.zeros(3 * embed_dim)) if bias else None
-        self.out_proj = Linear(embed_dim, embed_dim, bias=bias, fused=fused)
+        self.out_proj = Linear(embed_dim, embed_dim, bias=bias)
         if bias:
             self.out_proj.bias.data[...] = 0.0  # as PyTorch: attention starts without offsets
         self.rotary, self.alibi = rotary, alibi
@@ -106,56 +122,47 @@ class MultiHeadAttention(Module):
         """
         B, q_len, E = query.shape
         k_len = key.shape[1]
-        H, D = self.num_heads, self.head_dim
         if E != self.embed_dim or key.shape[-1] != E or value.shape[-1] != E:
             raise ValueError(
                 f"MultiHeadAttention expects inputs of width {self.embed_dim}, got query {query.shape}, "
                 f"key {key.shape}, value {value.shape}"
             )
-        q, k, v = self._in_projection(query, key, value)  # (B, Tq, E), (B, Tk, E), (B, Tk, E)
         # split E into H heads of D: each head attends in its own subspace
-        q = q.reshape(B, q_len, H, D).transpose(0, 2, 1, 3)  # (B, H, Tq, D)
-        k = k.reshape(B, k_len, H, D).transpose(0, 2, 1, 3)  # (B, H, Tk, D)
-        v = v.reshape(B, k_len, H, D).transpose(0, 2, 1, 3)  # (B, H, Tk, D)
+        q, k, v = (split_heads(t, self.num_heads) for t in self._in_projection(query, key, value))  # (B, H, T, D)
         if self.rotary is not None:
             q, k = self.rotary(q), self.rotary(k)  # (B, H, Tq, D), (B, H, Tk, D)
         bias = self._merged_bias(attn_mask, key_padding_mask, B, q_len, k_len, query.dtype)
         dropout_p = self.dropout if self.training else 0.0
+        out = kernels.scaled_dot_product_attention(q, k, v, bias, dropout_p=dropout_p, is_causal=is_causal)
         weights = None
-        if need_weights:  # the definition's steps, keeping the weights (the attention pattern)
+        if need_weights:  # the attention pattern, for reading: the definition's first steps again
             weights = F.attention_weights(q, k, bias, is_causal)  # (B, H, Tq, Tk)
-            out = F.dropout(weights, dropout_p, training=dropout_p > 0.0) @ v  # (B, H, Tq, D)
             if average_attn_weights:
                 weights = weights.mean(axis=1)  # (B, Tq, Tk)
-        else:
-            attention = kernels.scaled_dot_product_attention if self.fused else F.scaled_dot_product_attention
-            out = attention(q, k, v, bias, dropout_p=dropout_p, is_causal=is_causal)  # (B, H, Tq, D)
-        out = out.transpose(0, 2, 1, 3).reshape(B, q_len, E)  # (B, Tq, E) heads side by side again
-        return self.out_proj(out), weights  # (B, Tq, E)
+        return self.out_proj(merge_heads(out)), weights  # (B, Tq, E)
 
     def _in_projection(self, query: Tensor, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Q W^Q, K W^K, V W^V; in self-attention one product with the packed (3E, E) matrix."""
         E, w, b = self.embed_dim, self.in_proj_weight, self.in_proj_bias
-        linear = kernels.linear if self.fused else F.linear
         if query is key and key is value:
-            qkv = linear(query, w, b)  # (B, T, 3E)
+            qkv = kernels.linear(query, w, b)  # (B, T, 3E)
             return qkv[..., :E], qkv[..., E : 2 * E], qkv[..., 2 * E :]  # (B, T, E) each
         b_q, b_k, b_v = (None, None, None) if b is None else (b[:E], b[E : 2 * E], b[2 * E :])
-        q = linear(query, w[:E], b_q)  # (B, Tq, E)
-        k = linear(key, w[E : 2 * E], b_k)  # (B, Tk, E)
-        v = linear(value, w[2 * E :], b_v)  # (B, Tk, E)
+        q = kernels.linear(query, w[:E], b_q)  # (B, Tq, E)
+        k = kernels.linear(key, w[E : 2 * E], b_k)  # (B, Tk, E)
+        v = kernels.linear(value, w[2 * E :], b_v)  # (B, Tk, E)
         return q, k, v
 
-    def _merged_bias(self, attn_mask, key_padding_mask, B: int, q_len: int, k_len: int, dtype) -> np.ndarray | None:
+    def _merged_bias(self, attn_mask, key_padding_mask, B: int, q_len: int, k_len: int, dtype):
         """One additive bias (B or 1, H or 1, Tq, Tk) from the attention mask, the padding mask and ALiBi."""
         bias = None
         if attn_mask is not None:
-            mask = _as_bias(attn_mask, dtype)
+            mask = F.attention_bias(attn_mask, dtype, blocked_where=True)
             if mask.ndim == 3:  # one (Tq, Tk) mask per sequence and head, PyTorch's (B·H, Tq, Tk)
                 mask = mask.reshape(B, self.num_heads, q_len, k_len)
             bias = mask  # (Tq, Tk) or (B, H, Tq, Tk)
         if key_padding_mask is not None:
-            padding = _as_bias(key_padding_mask, dtype).reshape(B, 1, 1, k_len)  # (B, 1, 1, Tk)
+            padding = F.attention_bias(key_padding_mask, dtype, blocked_where=True).reshape(B, 1, 1, k_len)
             bias = padding if bias is None else bias + padding
         if self.alibi is not None:
             distance = self.alibi(q_len, k_len).astype(dtype)  # (H, Tq, Tk)

@@ -38,8 +38,9 @@ class FeedForward(Module):
     """FFN(x) = max(0, x W1 + b1) W2 + b2, applied to each position separately (section 3.3).
 
     x (B, T, d_model) -> (B, T, d_model) through a wider hidden layer (B, T, dim_feedforward);
-    activation "relu" (the paper) or "gelu" (GPT, BERT). The encoder and decoder layers hold
-    the same two linears directly, under PyTorch's names linear1 and linear2.
+    activation "relu" (the paper) or "gelu" (GPT, BERT). The encoder and decoder layers are
+    built on it too: they hold its parts directly, under torch.nn's names linear1, dropout and
+    linear2, and run its forward on them.
     """
 
     def __init__(self, d_model: int, dim_feedforward: int, dropout: float = 0.0, activation="relu", bias: bool = True):
@@ -53,12 +54,15 @@ class FeedForward(Module):
         return self.linear2(self.dropout(self.activation(self.linear1(x))))  # (B, T, d_model)
 
 
-class TransformerEncoderLayer(Module):
-    """Self-attention, then feed-forward; each in a residual connection with layer norm.
+class _TransformerLayer(Module):
+    """What the encoder and decoder layers share, with torch.nn's parameters in torch.nn's order.
 
-    Batch first: src (B, S, d_model) -> (B, S, d_model). The parameters are those of
-    torch.nn.TransformerEncoderLayer. `rotary` or `alibi` give the self-attention positions.
+    self_attn (a MultiHeadAttention; `rotary` or `alibi` give it positions), the decoder's
+    multihead_attn over the encoder's output, the feed-forward's linear1, dropout and linear2
+    (held directly, under torch.nn's names), a norm and a residual dropout per sublayer.
     """
+
+    cross_attention = False  # the decoder's: a sublayer attending to the encoder's output
 
     def __init__(
         self,
@@ -75,75 +79,60 @@ class TransformerEncoderLayer(Module):
     ):
         super().__init__()
         self.self_attn = MultiHeadAttention(d_model, nhead, dropout=dropout, bias=bias, rotary=rotary, alibi=alibi)
-        self.linear1 = Linear(d_model, dim_feedforward, bias=bias)
-        self.dropout = Dropout(dropout)
-        self.linear2 = Linear(dim_feedforward, d_model, bias=bias)
+        if self.cross_attention:  # queries from the decoder, keys and values from the encoder: no positions
+            self.multihead_attn = MultiHeadAttention(d_model, nhead, dropout=dropout, bias=bias)
+        feed_forward = FeedForward(d_model, dim_feedforward, dropout, activation, bias)
+        self.linear1, self.dropout, self.linear2 = feed_forward.linear1, feed_forward.dropout, feed_forward.linear2
         self.norm_first = norm_first
-        self.norm1 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
-        self.norm2 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
-        self.dropout1 = Dropout(dropout)
-        self.dropout2 = Dropout(dropout)
-        self.activation = _activation(activation)
+        sublayers = 3 if self.cross_attention else 2
+        for i in range(1, sublayers + 1):
+            setattr(self, f"norm{i}", LayerNorm(d_model, eps=layer_norm_eps, bias=bias))
+        for i in range(1, sublayers + 1):
+            setattr(self, f"dropout{i}", Dropout(dropout))
+        self.activation = feed_forward.activation
+
+    def _self_attention(self, x: Tensor, attn_mask, key_padding_mask, is_causal: bool) -> Tensor:
+        out, _ = self.self_attn(
+            x, x, x, key_padding_mask=key_padding_mask, need_weights=False, attn_mask=attn_mask, is_causal=is_causal
+        )  # (B, T, E)
+        return self.dropout1(out)
+
+    def _feed_forward(self, x: Tensor, residual_dropout: Dropout) -> Tensor:
+        # FeedForward's forward, on this layer's own linear1, activation, dropout and linear2
+        return residual_dropout(FeedForward.forward(self, x))  # (B, T, E)
+
+
+class TransformerEncoderLayer(_TransformerLayer):
+    """Self-attention, then feed-forward; each in a residual connection with layer norm.
+
+    Batch first: src (B, S, d_model) -> (B, S, d_model). The parameters (and the constructor's
+    arguments) are those of torch.nn.TransformerEncoderLayer; `rotary` or `alibi` give the
+    self-attention positions.
+    """
 
     def forward(self, src: Tensor, src_mask=None, src_key_padding_mask=None, is_causal: bool = False) -> Tensor:
         """src (B, S, E); src_mask (S, S); src_key_padding_mask (B, S), True at padding."""
         x = src  # (B, S, E)
         if self.norm_first:
             x = x + self._self_attention(self.norm1(x), src_mask, src_key_padding_mask, is_causal)  # (B, S, E)
-            x = x + self._feed_forward(self.norm2(x))  # (B, S, E)
+            x = x + self._feed_forward(self.norm2(x), self.dropout2)  # (B, S, E)
         else:
             x = self.norm1(x + self._self_attention(x, src_mask, src_key_padding_mask, is_causal))  # (B, S, E)
-            x = self.norm2(x + self._feed_forward(x))  # (B, S, E)
+            x = self.norm2(x + self._feed_forward(x, self.dropout2))  # (B, S, E)
         return x
 
-    def _self_attention(self, x: Tensor, attn_mask, key_padding_mask, is_causal: bool) -> Tensor:
-        out, _ = self.self_attn(
-            x, x, x, key_padding_mask=key_padding_mask, need_weights=False, attn_mask=attn_mask, is_causal=is_causal
-        )  # (B, S, E)
-        return self.dropout1(out)
 
-    def _feed_forward(self, x: Tensor) -> Tensor:
-        # FeedForward's formula, on this layer's own linear1 and linear2
-        return self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(x)))))  # (B, S, E)
-
-
-class TransformerDecoderLayer(Module):
+class TransformerDecoderLayer(_TransformerLayer):
     """Masked self-attention, cross-attention over the encoder's output (memory), feed-forward.
 
     Batch first: tgt (B, T, d_model), memory (B, S, d_model) -> (B, T, d_model). The
-    parameters are those of torch.nn.TransformerDecoderLayer. Pass the causal mask as tgt_mask
-    (or tgt_is_causal=True) so that position t sees the targets before it only. `rotary` or
-    `alibi` give the self-attention positions; cross-attention compares positions of two
-    different sequences and gets none.
+    parameters (and the constructor's arguments) are those of torch.nn.TransformerDecoderLayer.
+    Pass the causal mask as tgt_mask (or tgt_is_causal=True) so that position t sees the
+    targets before it only. `rotary` or `alibi` give the self-attention positions;
+    cross-attention compares positions of two different sequences and gets none.
     """
 
-    def __init__(
-        self,
-        d_model: int,
-        nhead: int,
-        dim_feedforward: int = 2048,
-        dropout: float = 0.1,
-        activation: str | Callable = "relu",
-        layer_norm_eps: float = 1e-5,
-        norm_first: bool = False,
-        bias: bool = True,
-        rotary: RotaryEmbedding | None = None,
-        alibi: ALiBi | None = None,
-    ):
-        super().__init__()
-        self.self_attn = MultiHeadAttention(d_model, nhead, dropout=dropout, bias=bias, rotary=rotary, alibi=alibi)
-        self.multihead_attn = MultiHeadAttention(d_model, nhead, dropout=dropout, bias=bias)
-        self.linear1 = Linear(d_model, dim_feedforward, bias=bias)
-        self.dropout = Dropout(dropout)
-        self.linear2 = Linear(dim_feedforward, d_model, bias=bias)
-        self.norm_first = norm_first
-        self.norm1 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
-        self.norm2 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
-        self.norm3 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
-        self.dropout1 = Dropout(dropout)
-        self.dropout2 = Dropout(dropout)
-        self.dropout3 = Dropout(dropout)
-        self.activation = _activation(activation)
+    cross_attention = True
 
     def forward(
         self,
@@ -160,18 +149,12 @@ class TransformerDecoderLayer(Module):
         if self.norm_first:
             x = x + self._self_attention(self.norm1(x), tgt_mask, tgt_key_padding_mask, tgt_is_causal)  # (B, T, E)
             x = x + self._cross_attention(self.norm2(x), memory, memory_mask, memory_key_padding_mask)  # (B, T, E)
-            x = x + self._feed_forward(self.norm3(x))  # (B, T, E)
+            x = x + self._feed_forward(self.norm3(x), self.dropout3)  # (B, T, E)
         else:
             x = self.norm1(x + self._self_attention(x, tgt_mask, tgt_key_padding_mask, tgt_is_causal))  # (B, T, E)
             x = self.norm2(x + self._cross_attention(x, memory, memory_mask, memory_key_padding_mask))  # (B, T, E)
-            x = self.norm3(x + self._feed_forward(x))  # (B, T, E)
+            x = self.norm3(x + self._feed_forward(x, self.dropout3))  # (B, T, E)
         return x
-
-    def _self_attention(self, x: Tensor, attn_mask, key_padding_mask, is_causal: bool) -> Tensor:
-        out, _ = self.self_attn(
-            x, x, x, key_padding_mask=key_padding_mask, need_weights=False, attn_mask=attn_mask, is_causal=is_causal
-        )  # (B, T, E)
-        return self.dropout1(out)
 
     def _cross_attention(self, x: Tensor, memory: Tensor, attn_mask, key_padding_mask) -> Tensor:
         # queries from the decoder, keys and values from the encoder's output
@@ -179,7 +162,3 @@ class TransformerDecoderLayer(Module):
             x, memory, memory, key_padding_mask=key_padding_mask, need_weights=False, attn_mask=attn_mask
         )  # (B, T, E)
         return self.dropout2(out)
-
-    def _feed_forward(self, x: Tensor) -> Tensor:
-        # FeedForward's formula, on this layer's own linear1 and linear2
-        return self.dropout3(self.linear2(self.dropout(self.activation(self.linear1(x)))))  # (B, T, E)

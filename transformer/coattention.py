@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import minigrad as mg
-import minigrad.functional as F
+from minigrad import kernels
 from minigrad.nn import Embedding, LayerNorm, Linear, Module, ModuleList, Parameter
 from minigrad.tensor import Tensor
 from transformer.attention import MultiHeadAttention
@@ -142,7 +142,7 @@ class CoAttentionTransformer(Module):
         """regions (B, Nv, region_dim), words (B, Nt) ids, targets (B,) or None -> (logits (B, 2), loss or None)."""
         visual, text, _ = self.streams(regions, words)
         logits = self.head(visual[:, 0] * text[:, 0])  # (B, 2) from <IMG> ⊙ [CLS]
-        loss = None if targets is None else F.cross_entropy(logits, np.asarray(targets))
+        loss = None if targets is None else kernels.cross_entropy(logits, np.asarray(targets))
         return logits, loss
 
     def cross_attention_maps(self, regions, words) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -46,27 +46,11 @@ class TransformerDecoder(Module):
         self.layers = ModuleList(layers)
         self.norm = norm
 
-    def forward(
-        self,
-        tgt: Tensor,
-        memory: Tensor,
-        tgt_mask=None,
-        memory_mask=None,
-        tgt_key_padding_mask=None,
-        memory_key_padding_mask=None,
-        tgt_is_causal: bool = False,
-    ) -> Tensor:
+    def forward(self, tgt: Tensor, memory: Tensor, *masks, **named_masks) -> Tensor:
+        """The masks (tgt_mask, memory_mask, the padding masks, tgt_is_causal) as TransformerDecoderLayer takes them."""
         x = tgt  # (B, T, E)
         for layer in self.layers:
-            x = layer(
-                x,
-                memory,
-                tgt_mask=tgt_mask,
-                memory_mask=memory_mask,
-                tgt_key_padding_mask=tgt_key_padding_mask,
-                memory_key_padding_mask=memory_key_padding_mask,
-                tgt_is_causal=tgt_is_causal,
-            )  # (B, T, E)
+            x = layer(x, memory, *masks, **named_masks)  # (B, T, E)
         return self.norm(x) if self.norm is not None else x  # (B, T, E)
 
 
@@ -148,4 +132,4 @@ class Transformer(Module):
     @staticmethod
     def generate_square_subsequent_mask(sz: int, dtype=np.float32) -> np.ndarray:
         """The causal mask (sz, sz) as PyTorch's: -inf above the diagonal (the future), 0 elsewhere."""
-        return np.where(F.causal_mask(sz, sz), 0.0, -np.inf).astype(dtype)
+        return F.attention_bias(F.causal_mask(sz, sz), dtype)

@@ -17,16 +17,25 @@ Every module and parameter is named as in nanoGPT's GPT, so `state_dict()` loads
 One difference from nanoGPT: `model(idx)` without targets returns the logits of every
 position (B, T, V), not only the last one, so that both calls have the same shape.
 
+Attention is the one every model of this package uses: `scaled_dot_product_attention`, the
+heads laid out as transformer/attention.py's `split_heads` and `merge_heads` lay them (written
+out here, as nanoGPT writes them, so that a graph's ops name this file's lines). The modules
+here keep nanoGPT's names (c_attn, c_fc, ...), which is why they are not the torch.nn-named
+layers of transformer/blocks.py.
+
 Later recipes (modded-nanogpt, nanochat) train the same network faster with a few changes,
 each a GPTConfig field whose default keeps nanoGPT's model: `rotary` (rotary position
 embeddings in attention, no wpe), `norm="rmsnorm"`, `qk_norm`, `activation="relu2"`,
 `tie_embeddings=False` (lm_head.weight its own tensor), `logit_softcap` and, already,
 `bias=False`. Each is explained where the model uses it.
-
 `GPTConfig(fused=False)` runs the model on the readable definitions of minigrad/functional.py
 alone (attention as q kᵀ, scale, causal mask, softmax, @ v), as nanoGPT's `flash=False`;
-fused=True, the default, runs minigrad/kernels.py's fused twins, with the same numbers.
-Sampling with a KV cache, for speed, lives in transformer/sample.py.
+fused=True, the default, runs minigrad/kernels.py's fused twins, with the same numbers: the
+GPT and each of its parts run under `minigrad.use_kernels(config.fused)` (`Module.fused`).
+
+The forward takes an optional KV cache (transformer/sample.py's `KVCache`): then idx holds
+only the positions after those the cache has seen, each block's attention meets the cached
+keys and values, and the cache learns the new ones. Sampling lives in transformer/sample.py.
 """
 
 from __future__ import annotations
@@ -38,8 +47,9 @@ from dataclasses import dataclass
 import numpy as np
 
 import minigrad.functional as F
-from minigrad import default_rng, kernels, no_grad
+from minigrad import default_rng, kernels
 from minigrad.nn import GELU, Dropout, Embedding, LayerNorm, Linear, Module, ModuleDict, ModuleList, RMSNorm
+from minigrad.ops import softmax_array
 from minigrad.optim import AdamW
 from minigrad.tensor import Tensor
 from transformer.positional import RotaryEmbedding
@@ -96,7 +106,7 @@ def norm_layer(config: GPTConfig) -> Module:
     """
     if config.norm == "rmsnorm":
         return RMSNorm(config.n_embd)
-    return LayerNorm(config.n_embd, config.layer_norm_eps, bias=config.bias, fused=config.fused)
+    return LayerNorm(config.n_embd, config.layer_norm_eps, bias=config.bias)
 
 
 class CausalSelfAttention(Module):
@@ -109,13 +119,14 @@ class CausalSelfAttention(Module):
 
     def __init__(self, config: GPTConfig, rng: np.random.Generator | None = None):
         super().__init__()
-        self.c_attn = Linear(config.n_embd, 3 * config.n_embd, bias=config.bias, rng=rng, fused=config.fused)
-        self.c_proj = Linear(config.n_embd, config.n_embd, bias=config.bias, rng=rng, fused=config.fused)
+        self.c_attn = Linear(config.n_embd, 3 * config.n_embd, bias=config.bias, rng=rng)
+        self.c_proj = Linear(config.n_embd, config.n_embd, bias=config.bias, rng=rng)
         # dropout on the attention weights happens inside attention; this module holds its
         # probability and generator, and follows train()/eval()
         self.attn_dropout = Dropout(config.dropout, rng=rng)
         self.resid_dropout = Dropout(config.dropout, rng=rng)
-        self.n_head, self.n_embd, self.fused = config.n_head, config.n_embd, config.fused
+        self.n_head, self.n_embd = config.n_head, config.n_embd
+        self.fused = config.fused  # kernels or definitions, as for the whole model (see Module.fused)
         self.qk_norm = config.qk_norm
         self.rotary = RotaryEmbedding(config.n_embd // config.n_head) if config.rotary else None
 
@@ -132,6 +143,7 @@ class CausalSelfAttention(Module):
         B, T, C = x.shape
         qkv = self.c_attn(x)  # (B, T, 3C): all heads' q, k, v in one matmul
         q, k, v = (qkv[:, :, i * C : (i + 1) * C] for i in range(3))  # (B, T, C) each
+        # split_heads's layout, written out here as nanoGPT does, so the graph names this file
         q = q.reshape(B, T, self.n_head, C // self.n_head).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
         k = k.reshape(B, T, self.n_head, C // self.n_head).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
         v = v.reshape(B, T, self.n_head, C // self.n_head).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
@@ -141,23 +153,22 @@ class CausalSelfAttention(Module):
             q, k = self.rotary(q, offset), self.rotary(k, offset)  # (B, nh, T, hs) each
         return q, k, v
 
-    def attend(self, q: Tensor, k: Tensor, v: Tensor, attn_mask=None, is_causal: bool = False) -> Tensor:
-        """softmax(q kᵀ / √hs + mask) v per head, the heads side by side again, then c_proj.
-
-        q (B, nh, Tq, hs), k and v (B, nh, Tk, hs) -> (B, Tq, C).
-        """
-        attention = kernels.scaled_dot_product_attention if self.fused else F.scaled_dot_product_attention
+    def forward(self, x: Tensor, kv_cache=None) -> Tensor:
+        """x (B, T, C) -> (B, T, C). With kv_cache (a LayerKVCache), x holds the positions after
+        those the cache has seen; they attend to the cached keys and values too, which the cache
+        then extends by theirs."""
+        T, past = x.shape[1], 0 if kv_cache is None else len(kv_cache)
+        q, k, v = self.heads(x, offset=past)  # (B, nh, T, hs) each
+        if kv_cache is not None:
+            k, v = kv_cache.extend(k, v)  # (B, nh, past + T, hs)
+        # the new query i sits at position past + i and may see keys 0 .. past + i
+        mask = None if past == 0 else F.causal_mask(T, past + T, offset=past)
         dropout_p = self.attn_dropout.p if self.training else 0.0
-        y = attention(
-            q, k, v, attn_mask, dropout_p=dropout_p, is_causal=is_causal, rng=self.attn_dropout.rng
-        )  # (B, nh, Tq, hs)
-        B, nh, Tq, hs = y.shape
-        y = y.transpose(0, 2, 1, 3).reshape(B, Tq, nh * hs)  # (B, Tq, C): the heads side by side
-        return self.resid_dropout(self.c_proj(y))  # (B, Tq, C)
-
-    def forward(self, x: Tensor) -> Tensor:
-        q, k, v = self.heads(x)  # (B, nh, T, hs) each
-        return self.attend(q, k, v, is_causal=True)  # (B, T, C)
+        attention = kernels.scaled_dot_product_attention  # the kernel or its definition: mg.use_kernels
+        y = attention(q, k, v, mask, dropout_p=dropout_p, is_causal=past == 0, rng=self.attn_dropout.rng)
+        B, nh, _, hs = y.shape  # (B, nh, T, hs)
+        y = y.transpose(0, 2, 1, 3).reshape(B, T, nh * hs)  # (B, T, C): the heads side by side (merge_heads)
+        return self.resid_dropout(self.c_proj(y))  # (B, T, C)
 
 
 class ReLUSquared(Module):
@@ -177,13 +188,12 @@ class MLP(Module):
 
     def __init__(self, config: GPTConfig, rng: np.random.Generator | None = None):
         super().__init__()
-        self.c_fc = Linear(config.n_embd, 4 * config.n_embd, bias=config.bias, rng=rng, fused=config.fused)
+        self.c_fc = Linear(config.n_embd, 4 * config.n_embd, bias=config.bias, rng=rng)
         # GELU: the exact erf form by default, as nn.GELU() in nanoGPT (which calls this module `gelu`)
-        self.activation = (
-            GELU(config.gelu_approximate, fused=config.fused) if config.activation == "gelu" else ReLUSquared()
-        )
-        self.c_proj = Linear(4 * config.n_embd, config.n_embd, bias=config.bias, rng=rng, fused=config.fused)
+        self.activation = GELU(config.gelu_approximate) if config.activation == "gelu" else ReLUSquared()
+        self.c_proj = Linear(4 * config.n_embd, config.n_embd, bias=config.bias, rng=rng)
         self.dropout = Dropout(config.dropout, rng=rng)
+        self.fused = config.fused
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.c_fc(x)  # (B, T, 4C)
@@ -197,7 +207,7 @@ class Block(Module):
 
     Normalising the input of each sublayer, not its output, leaves the residual stream an
     identity path from embedding to head, which keeps deep stacks trainable (GPT-2).
-    x (B, T, C) -> (B, T, C).
+    x (B, T, C) -> (B, T, C); kv_cache as in CausalSelfAttention.
     """
 
     def __init__(self, config: GPTConfig, rng: np.random.Generator | None = None):
@@ -206,9 +216,10 @@ class Block(Module):
         self.attn = CausalSelfAttention(config, rng)
         self.ln_2 = norm_layer(config)
         self.mlp = MLP(config, rng)
+        self.fused = config.fused
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.attn(self.ln_1(x))  # (B, T, C)
+    def forward(self, x: Tensor, kv_cache=None) -> Tensor:
+        x = x + self.attn(self.ln_1(x), kv_cache)  # (B, T, C)
         x = x + self.mlp(self.ln_2(x))  # (B, T, C)
         return x
 
@@ -224,19 +235,19 @@ class GPT(Module):
     def __init__(self, config: GPTConfig, rng: np.random.Generator | None = None):
         super().__init__()
         self.config = config
-        fused = config.fused
+        self.fused = config.fused  # every call runs under use_kernels(config.fused) (see Module.fused)
         # rotary embeddings put the positions into attention: no learned position table then
-        wpe = {} if config.rotary else dict(wpe=Embedding(config.block_size, config.n_embd, rng=rng, fused=fused))
+        wpe = {} if config.rotary else dict(wpe=Embedding(config.block_size, config.n_embd, rng=rng))
         self.transformer = ModuleDict(
             dict(
-                wte=Embedding(config.vocab_size, config.n_embd, rng=rng, fused=fused),
+                wte=Embedding(config.vocab_size, config.n_embd, rng=rng),
                 **wpe,
                 drop=Dropout(config.dropout, rng=rng),
                 h=ModuleList([Block(config, rng) for _ in range(config.n_layer)]),
                 ln_f=norm_layer(config),
             )
         )
-        self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False, rng=rng, fused=fused)
+        self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False, rng=rng)
         if config.tie_embeddings:
             # weight tying: one tensor, registered under both names (listed once by named_parameters)
             self.transformer.wte.weight = self.lm_head.weight
@@ -271,22 +282,25 @@ class GPT(Module):
         count = super().num_parameters()
         return count - self.transformer.wpe.weight.size if non_embedding and not self.config.rotary else count
 
-    def forward(self, idx, targets=None) -> tuple[Tensor, Tensor | None]:
+    def forward(self, idx, targets=None, kv_cache=None) -> tuple[Tensor, Tensor | None]:
         """idx (B, T) token ids -> (logits (B, T, vocab_size), loss or None).
 
         With targets (B, T) the loss is the mean cross-entropy over the positions whose target
-        is not -1.
+        is not -1. With kv_cache (transformer/sample.py's KVCache), idx holds the tokens after
+        the len(kv_cache) positions the cache has seen, and the cache learns them.
         """
         idx = token_ids(idx, self.config.vocab_size)
         B, T = idx.shape
-        if T > self.config.block_size:
+        past = 0 if kv_cache is None else len(kv_cache)
+        if past + T > self.config.block_size:
             raise ValueError(
-                f"GPT: cannot forward a sequence of length {T}, block size is only "
+                f"GPT: cannot forward a sequence of length {past + T}, block size is only "
                 f"{self.config.block_size}; crop the input to its last {self.config.block_size} tokens"
             )
-        x = self.transformer.drop(self.embed(idx))  # (B, T, C)
-        for block in self.transformer.h:
-            x = block(x)  # (B, T, C)
+        x = self.transformer.drop(self.embed(idx, offset=past))  # (B, T, C)
+        layer_caches = [None] * len(self.transformer.h) if kv_cache is None else kv_cache.layers
+        for block, layer_cache in zip(self.transformer.h, layer_caches):
+            x = block(x, layer_cache)  # (B, T, C)
         logits = self.head(x)  # (B, T, V)
 
         loss = None
@@ -294,8 +308,7 @@ class GPT(Module):
             targets = np.asarray(targets.data if isinstance(targets, Tensor) else targets)
             if targets.shape != (B, T):
                 raise ValueError(f"GPT: targets have shape {targets.shape}, expected {(B, T)} like idx")
-            cross_entropy = kernels.cross_entropy if self.config.fused else F.cross_entropy
-            loss = cross_entropy(logits.reshape(B * T, -1), targets.reshape(-1), ignore_index=-1)  # ()
+            loss = kernels.cross_entropy(logits.reshape(B * T, -1), targets.reshape(-1), ignore_index=-1)  # ()
         return logits, loss
 
     def embed(self, idx: np.ndarray, offset: int = 0) -> Tensor:
@@ -332,22 +345,15 @@ class GPT(Module):
         Each token is drawn from softmax(logits / temperature), restricted to the top_k most
         likely tokens and/or the smallest set holding probability top_p (nucleus sampling);
         temperature 0 picks the most likely token (greedy). The context is cropped to its last
-        block_size tokens, as nanoGPT does. The model runs in eval mode and without a graph;
-        transformer/sample.py's `generate` draws the same tokens faster, with a KV cache.
+        block_size tokens, as nanoGPT does. The model runs in eval mode and without a graph.
+        The loop is transformer/sample.py's `generate_tokens`, with its KV cache.
         """
+        from transformer.sample import generate_tokens  # sample.py imports this module: bound at call time
+
         idx = token_ids(idx, self.config.vocab_size)
-        rng = default_rng() if rng is None else rng
-        was_training = self.training
-        self.eval()
-        try:
-            with no_grad():
-                for _ in range(max_new_tokens):
-                    logits, _ = self(idx[:, -self.config.block_size :])  # (B, T, V)
-                    next_ids = sample(logits.data[:, -1, :], temperature, top_k, top_p, rng)  # (B,)
-                    idx = np.concatenate([idx, next_ids[:, None]], axis=1)  # (B, T + 1)
-        finally:
-            self.train(was_training)
-        return idx
+        sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p, rng=rng)
+        steps = generate_tokens(self, idx, max_new_tokens, **sampling)  # (B,) each
+        return np.concatenate([idx] + [next_ids[:, None] for next_ids in steps], axis=1)
 
     def muon_groups(self, weight_decay: float, muon_lr_scale: float) -> list[dict]:
         """MuonWithAdamW groups: the blocks' matrices to Muon (their rate lr · muon_lr_scale,
@@ -411,9 +417,7 @@ def filter_logits(logits: np.ndarray, top_k: int | None = None, top_p: float | N
         if not 0.0 < top_p <= 1.0:
             raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
         order = np.argsort(-logits, axis=-1, kind="stable")  # (B, V) most likely first
-        sorted_logits = np.take_along_axis(logits, order, axis=-1)  # (B, V)
-        probs = np.exp(sorted_logits - sorted_logits[:, :1])  # (B, V)
-        probs /= probs.sum(axis=-1, keepdims=True)
+        probs, _ = softmax_array(np.take_along_axis(logits, order, axis=-1))  # (B, V) most likely first
         mass_before = np.cumsum(probs, axis=-1) - probs  # (B, V) probability of the more likely tokens
         drop_sorted = mass_before >= top_p  # the first token always stays: its mass_before is 0
         drop = np.empty_like(drop_sorted)
@@ -436,7 +440,7 @@ def sample(
         return np.argmax(logits, axis=-1).astype(np.int64)
     rng = default_rng() if rng is None else rng
     scaled = filter_logits(np.asarray(logits, dtype=np.float64) / temperature, top_k, top_p)  # (B, V)
-    probs = np.exp(scaled - scaled.max(axis=-1, keepdims=True))  # (B, V), 0 outside the support
+    probs, _ = softmax_array(scaled)  # (B, V), 0 outside the support
     cdf = np.cumsum(probs, axis=-1)  # (B, V)
     # inverse-CDF sampling: the first token whose cumulative probability exceeds u ~ U[0, total)
     u = rng.random((cdf.shape[0], 1)) * cdf[:, -1:]  # (B, 1)

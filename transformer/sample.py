@@ -1,11 +1,13 @@
 """Sampling from a trained GPT, fast: a KV cache, and the text printed as it is drawn.
 
-`GPT.generate` is nanoGPT's loop: every new token runs the model over the whole context again.
-Here `generate_tokens` draws the same tokens (the same cropping and sampling, so the same
-tokens for the same generator — a test holds it to that), but keeps every layer's keys and
-values: as long as the context fits the block, a step feeds only the new token. Past the
-block size the window slides, every token moves to a new position, and the whole window is
-recomputed, as in nanoGPT. `stream_text` prints the text the moment it exists.
+nanoGPT's loop runs the model over the whole context again for every new token. Here
+`generate_tokens` draws the same tokens (the same cropping and sampling, so the same tokens
+for the same generator — a test holds it to that), but keeps every layer's keys and values
+in a `KVCache`, which `GPT.forward` accepts: as long as the context fits the block, a step
+feeds only the new token through the model's own blocks. Past the block size the window
+slides, every token moves to a new position, and the whole window is recomputed, as in
+nanoGPT. It is the one generation loop: `GPT.generate` and `generate` below both run it.
+`stream_text` prints the text the moment it exists.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from typing import TextIO
 
 import numpy as np
 
-import minigrad.functional as F
 from minigrad import concatenate, default_rng, no_grad
 from minigrad.tensor import Tensor
 from transformer.checkpoint import load_run as load_run  # the run loader, where sampling scripts look for it
@@ -60,43 +61,30 @@ class KVCache:
 
 
 def cached_logits(model: GPT, idx, cache: KVCache) -> Tensor:
-    """The GPT's forward for the positions after those `cache` has seen -> logits (B, T, V).
+    """The GPT's logits (B, T, V) for the new tokens idx (B, T) after the positions `cache` has seen.
 
-    idx (B, T) holds the new tokens only; each block's attention meets the cached keys and
-    values of the earlier positions, and the cache learns the new ones. The new query i sits
-    at position past + i and may see keys 0 .. past + i.
+    The model's own forward with the cache: each block's attention meets the cached keys and
+    values of the earlier positions, and the cache learns the new ones.
     """
     idx = token_ids(idx, model.config.vocab_size)
-    B, T = idx.shape
-    past = len(cache)
-    if past + T > model.config.block_size:
-        raise ValueError(f"KV cache: {past + T} positions do not fit the block size {model.config.block_size}")
-    x = model.embed(idx, offset=past)  # (B, T, C)
-    for block, layer in zip(model.transformer.h, cache.layers):
-        q, k, v = block.attn.heads(block.ln_1(x), offset=past)  # (B, nh, T, hs) each
-        k, v = layer.extend(k, v)  # (B, nh, past + T, hs)
-        x = x + block.attn.attend(q, k, v, attn_mask=F.causal_mask(T, past + T, offset=past))  # (B, T, C)
-        x = x + block.mlp(block.ln_2(x))  # (B, T, C)
-    return model.head(x)  # (B, T, V)
+    if len(cache) + idx.shape[1] > model.config.block_size:
+        raise ValueError(
+            f"KV cache: {len(cache) + idx.shape[1]} positions do not fit the block size {model.config.block_size}"
+        )
+    logits, _ = model(idx, kv_cache=cache)  # (B, T, V)
+    return logits
 
 
-def generate_tokens(
-    model: GPT,
-    idx,
-    max_new_tokens: int,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    rng: np.random.Generator | None = None,
-) -> Iterator[np.ndarray]:
-    """`model.generate`, with a KV cache, one step at a time: yield each step's token ids (B,).
+def generate_tokens(model: GPT, idx, max_new_tokens: int, **sampling) -> Iterator[np.ndarray]:
+    """`model.generate`'s loop, one step at a time: yield each step's token ids (B,).
 
-    Between steps the model is in eval mode and gradients are recorded as they were before,
-    so the caller may do anything with the tokens; the model's mode comes back when the loop
-    ends or is abandoned.
+    `sampling` is what `transformer.gpt.sample` takes (temperature, top_k, top_p, rng); one
+    generator serves every step, minigrad's default one when rng is None. Between steps the
+    model is in eval mode and gradients are recorded as they were before, so the caller may do
+    anything with the tokens; the model's mode comes back when the loop ends or is abandoned.
     """
     idx = token_ids(idx, model.config.vocab_size)
-    rng = default_rng() if rng is None else rng
+    sampling["rng"] = default_rng() if sampling.get("rng") is None else sampling["rng"]
     block_size = model.config.block_size
     was_training = model.training
     model.eval()
@@ -108,26 +96,15 @@ def generate_tokens(
                     logits = cached_logits(model, idx[:, len(cache) :], cache)  # (B, T_new, V)
                 else:  # the window slides: every position changes, the cache no longer holds
                     logits, _ = model(idx[:, -block_size:])  # (B, block_size, V)
-                next_ids = sample(logits.data[:, -1, :], temperature, top_k, top_p, rng)  # (B,)
+                next_ids = sample(logits.data[:, -1, :], **sampling)  # (B,)
             idx = np.concatenate([idx, next_ids[:, None]], axis=1)  # (B, T + 1)
             yield next_ids
     finally:
         model.train(was_training)
 
 
-def generate(
-    model: GPT,
-    idx,
-    max_new_tokens: int,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    rng: np.random.Generator | None = None,
-) -> np.ndarray:
-    """`model.generate(...)`'s tokens, drawn with a KV cache: idx (B, T) -> (B, T + max_new_tokens)."""
-    idx = token_ids(idx, model.config.vocab_size)
-    steps = generate_tokens(model, idx, max_new_tokens, temperature, top_k, top_p, rng)
-    return np.concatenate([idx] + [next_ids[:, None] for next_ids in steps], axis=1)
+# `generate(model, idx, max_new_tokens, ...)` is `model.generate(idx, max_new_tokens, ...)`, which runs the loop above
+generate = GPT.generate
 
 
 def stream_text(
@@ -151,7 +128,8 @@ def stream_text(
     pieces = [start]
     print(start, end="", file=file, flush=True)
     utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    for next_id in generate_tokens(model, idx, max_new_tokens, temperature, top_k, top_p, rng):
+    steps = generate_tokens(model, idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, rng=rng)
+    for next_id in steps:
         pieces.append(utf8.decode(tokenizer.decode_bytes(next_id)))
         print(pieces[-1], end="", file=file, flush=True)
     pieces.append(utf8.decode(b"", final=True))

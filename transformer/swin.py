@@ -31,6 +31,7 @@ import minigrad.functional as F
 from minigrad import kernels
 from minigrad.nn import LayerNorm, Linear, Module, ModuleList, Parameter
 from minigrad.tensor import Tensor
+from transformer.attention import merge_heads, split_heads
 from transformer.blocks import FeedForward
 from transformer.vit import patchify
 
@@ -131,16 +132,14 @@ class WindowAttention(Module):
 
     def forward(self, x: Tensor, mask: np.ndarray | None = None) -> Tensor:
         """x (B, nW, N, C), mask (nW, N, N) or None -> (B, nW, N, C): attention within each window."""
-        B, nW, N, C = x.shape
-        h, d = self.num_heads, C // self.num_heads
-        qkv = self.qkv(x).reshape(B, nW, N, 3, h, d).transpose(3, 0, 1, 4, 2, 5)  # (3, B, nW, h, N, d)
-        q, k, v = qkv[0], qkv[1], qkv[2]  # (B, nW, h, N, d) each
+        C = x.shape[-1]
+        qkv = self.qkv(x)  # (B, nW, N, 3C): [q | k | v]
+        q, k, v = (split_heads(qkv[..., i * C : (i + 1) * C], self.num_heads) for i in range(3))  # (B, nW, h, N, d)
         bias = self.relative_position_bias()  # (h, N, N) the same in every window
-        if mask is not None:
-            bias = mg.where(mask[:, None], -np.inf, bias)  # (nW, h, N, N) with mask (nW, 1, N, N)
+        if mask is not None:  # (nW, 1, N, N) against (h, N, N): -inf where a window's pieces may not meet
+            bias = bias + F.attention_bias(mask[:, None], x.dtype, blocked_where=True)  # (nW, h, N, N)
         out = kernels.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, nW, h, N, d)
-        out = out.transpose(0, 1, 3, 2, 4).reshape(B, nW, N, C)  # (B, nW, N, C) heads side by side
-        return self.proj(out)  # (B, nW, N, C)
+        return self.proj(merge_heads(out))  # (B, nW, N, C)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, window_size={self.window_size}, num_heads={self.num_heads}"
@@ -277,5 +276,5 @@ class SwinTransformer(Module):
             x = stage(x)  # (B, H', W', C')
         pooled = self.norm(x).mean(axis=(1, 2))  # (B, C_last) the average token
         logits = self.head(pooled)  # (B, classes)
-        loss = None if targets is None else F.cross_entropy(logits, np.asarray(targets))
+        loss = None if targets is None else kernels.cross_entropy(logits, np.asarray(targets))
         return logits, loss

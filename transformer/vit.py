@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import minigrad as mg
-import minigrad.functional as F
+from minigrad import kernels
 from minigrad.nn import Conv2d, LayerNorm, Linear, Module, ModuleList, Parameter
 from minigrad.tensor import Tensor
 from transformer.blocks import TransformerEncoderLayer
@@ -111,7 +111,7 @@ class VisionTransformer(Module):
         for block in self.blocks:
             x = block(x)  # (B, 1 + N, E)
         logits = self.head(self.norm(x[:, 0]))  # (B, classes) from the class token alone
-        loss = None if targets is None else F.cross_entropy(logits, np.asarray(targets))
+        loss = None if targets is None else kernels.cross_entropy(logits, np.asarray(targets))
         return logits, loss
 
     def attention_maps(self, images) -> np.ndarray:

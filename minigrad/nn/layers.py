@@ -1,7 +1,9 @@
 """Layers: Linear, Embedding, LayerNorm, RMSNorm, Dropout and the activations — PyTorch's names and layouts.
 
-A layer with a fast kernel takes `fused`: True (the default) runs minigrad/kernels.py's fused
-op, False the readable definition of minigrad/functional.py; the numbers are the same.
+A layer with a fast kernel calls it from minigrad/kernels.py, which runs the fused op or the
+readable definition of minigrad/functional.py as `minigrad.use_kernels` says; the numbers are
+the same. Such a layer also takes `fused` (None: follow the switch; True or False: this layer's
+own setting, see `Module`).
 """
 
 from __future__ import annotations
@@ -23,9 +25,7 @@ class Linear(Module):
     Initialised as torch.nn.Linear: U(-1/√in, 1/√in) for both weight and bias.
     """
 
-    def __init__(
-        self, in_features: int, out_features: int, bias: bool = True, rng=None, dtype=np.float32, fused: bool = True
-    ):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, rng=None, dtype=np.float32, fused=None):
         super().__init__()
         self.fused = fused
         rng = default_rng() if rng is None else rng
@@ -35,8 +35,7 @@ class Linear(Module):
         self.bias = Parameter(rng.uniform(-bound, bound, (out_features,)), dtype=dtype) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
-        linear = kernels.linear if self.fused else F.linear
-        return linear(x, self.weight, self.bias)
+        return kernels.linear(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
@@ -57,7 +56,7 @@ class Embedding(Module):
         padding_idx: int | None = None,
         rng=None,
         dtype=np.float32,
-        fused: bool = True,
+        fused: bool | None = None,
     ):
         super().__init__()
         self.fused = fused
@@ -72,8 +71,7 @@ class Embedding(Module):
             self.weight.data[padding_idx] = 0
 
     def forward(self, ids) -> Tensor:
-        embedding = kernels.embedding if self.fused else F.embedding
-        out = embedding(ids, self.weight)  # (..., C)
+        out = kernels.embedding(ids, self.weight)  # (..., C)
         if self.padding_idx is None:
             return out
         padding = (np.asarray(ids.data if isinstance(ids, Tensor) else ids) == self.padding_idx)[..., None]
@@ -89,7 +87,7 @@ class LayerNorm(Module):
     variance; then scale (weight) and shift (bias), both of that shape."""
 
     def __init__(
-        self, normalized_shape: int | tuple, eps: float = 1e-5, bias: bool = True, dtype=np.float32, fused: bool = True
+        self, normalized_shape: int | tuple, eps: float = 1e-5, bias: bool = True, dtype=np.float32, fused=None
     ):
         super().__init__()
         self.fused = fused
@@ -98,8 +96,7 @@ class LayerNorm(Module):
         self.bias = Parameter(np.zeros(normalized_shape), dtype=dtype) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
-        layer_norm = kernels.layer_norm if self.fused else F.layer_norm
-        return layer_norm(x, self.weight, self.bias, eps=self.eps)
+        return kernels.layer_norm(x, self.weight, self.bias, eps=self.eps)
 
     def extra_repr(self) -> str:
         return f"{self.normalized_shape}, eps={self.eps}"
@@ -145,7 +142,7 @@ class Dropout(Module):
 class GELU(Module):
     """x · Φ(x), Φ the standard normal CDF (the exact erf form; approximate="tanh" for GPT-2's)."""
 
-    def __init__(self, approximate: str = "none", fused: bool = True):
+    def __init__(self, approximate: str = "none", fused: bool | None = None):
         super().__init__()
         self.fused = fused
         if approximate not in ("none", "tanh"):
@@ -153,8 +150,7 @@ class GELU(Module):
         self.approximate = approximate
 
     def forward(self, x: Tensor) -> Tensor:
-        gelu = kernels.gelu if self.fused else F.gelu
-        return gelu(x, approximate=self.approximate)
+        return kernels.gelu(x, approximate=self.approximate)
 
     def extra_repr(self) -> str:
         return f"approximate={self.approximate!r}" if self.approximate != "none" else ""
@@ -174,46 +170,49 @@ class SiLU(Module):
         return F.silu(x)
 
 
-class LeakyReLU(Module):
+class _ActivationWithSettings(Module):
+    """An elementwise function of functional.py as a layer, its settings kept as attributes."""
+
+    function = staticmethod(F.relu)  # each subclass names its own
+
+    def __init__(self, **settings):
+        super().__init__()
+        self.setting_names = tuple(settings)
+        for name, value in settings.items():
+            setattr(self, name, value)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.function(x, **{name: getattr(self, name) for name in self.setting_names})
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{name}={getattr(self, name)}" for name in self.setting_names)
+
+
+class LeakyReLU(_ActivationWithSettings):
     """x where x > 0, negative_slope · x elsewhere."""
 
+    function = staticmethod(F.leaky_relu)
+
     def __init__(self, negative_slope: float = 0.01):
-        super().__init__()
-        self.negative_slope = negative_slope
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.leaky_relu(x, self.negative_slope)
-
-    def extra_repr(self) -> str:
-        return f"negative_slope={self.negative_slope}"
+        super().__init__(negative_slope=negative_slope)
 
 
-class ELU(Module):
+class ELU(_ActivationWithSettings):
     """x where x > 0, alpha · (eˣ − 1) elsewhere."""
 
+    function = staticmethod(F.elu)
+
     def __init__(self, alpha: float = 1.0):
-        super().__init__()
-        self.alpha = alpha
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.elu(x, self.alpha)
-
-    def extra_repr(self) -> str:
-        return f"alpha={self.alpha}"
+        super().__init__(alpha=alpha)
 
 
-class Softplus(Module):
+class Softplus(_ActivationWithSettings):
     """log(1 + e^(βx)) / β (x itself where βx > threshold)."""
 
+    function = staticmethod(F.softplus)
+
     def __init__(self, beta: float = 1.0, threshold: float = 20.0):
-        super().__init__()
-        self.beta, self.threshold = beta, threshold
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.softplus(x, self.beta, self.threshold)
-
-    def extra_repr(self) -> str:
-        return f"beta={self.beta}, threshold={self.threshold}"
+        super().__init__(beta=beta, threshold=threshold)
 
 
 class Mish(Module):

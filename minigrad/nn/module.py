@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from minigrad.kernels import use_kernels
 from minigrad.modes import module_scope
 from minigrad.tensor import Tensor
 
@@ -50,7 +51,13 @@ class Module:
     `state_dict()` and friends find it under a dotted name such as `h.0.attn.c_attn.weight`.
     Subclasses implement `forward`; call the module itself, so that the ops it creates are
     grouped under its name in `minigrad.viz` drawings.
+
+    `fused` chooses what the network functions in its forward (and in its sub-modules') run:
+    None, the default, follows `minigrad.use_kernels`; True the fused kernels of
+    minigrad/kernels.py, False their readable definitions, whatever the switch says outside.
     """
+
+    fused: bool | None = None
 
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
@@ -137,7 +144,10 @@ class Module:
 
     def __call__(self, *args, **kwargs):
         with module_scope(self):
-            return self.forward(*args, **kwargs)
+            if self.fused is None:
+                return self.forward(*args, **kwargs)
+            with use_kernels(self.fused):
+                return self.forward(*args, **kwargs)
 
     # ------------------------------------------------------------ traversal
 
