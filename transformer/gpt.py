@@ -52,6 +52,7 @@ from minigrad.nn import GELU, Dropout, Embedding, LayerNorm, Linear, Module, Mod
 from minigrad.ops import softmax_array
 from minigrad.optim import AdamW
 from minigrad.tensor import Tensor
+from transformer.attention import merge_heads, split_heads
 from transformer.positional import RotaryEmbedding
 
 NORMS = ("layernorm", "rmsnorm")
@@ -143,10 +144,7 @@ class CausalSelfAttention(Module):
         B, T, C = x.shape
         qkv = self.c_attn(x)  # (B, T, 3C): all heads' q, k, v in one matmul
         q, k, v = (qkv[:, :, i * C : (i + 1) * C] for i in range(3))  # (B, T, C) each
-        # split_heads's layout, written out here as nanoGPT does, so the graph names this file
-        q = q.reshape(B, T, self.n_head, C // self.n_head).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
-        k = k.reshape(B, T, self.n_head, C // self.n_head).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
-        v = v.reshape(B, T, self.n_head, C // self.n_head).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
+        q, k, v = (split_heads(t, self.n_head) for t in (q, k, v))  # (B, nh, T, hs) each
         if self.qk_norm:
             q, k = F.rms_norm(q), F.rms_norm(k)  # (B, nh, T, hs) each, unit RMS per head
         if self.rotary is not None:
@@ -166,8 +164,7 @@ class CausalSelfAttention(Module):
         dropout_p = self.attn_dropout.p if self.training else 0.0
         attention = kernels.scaled_dot_product_attention  # the kernel or its definition: mg.use_kernels
         y = attention(q, k, v, mask, dropout_p=dropout_p, is_causal=past == 0, rng=self.attn_dropout.rng)
-        B, nh, _, hs = y.shape  # (B, nh, T, hs)
-        y = y.transpose(0, 2, 1, 3).reshape(B, T, nh * hs)  # (B, T, C): the heads side by side (merge_heads)
+        y = merge_heads(y)  # (B, nh, T, hs) -> (B, T, C): the heads side by side again
         return self.resid_dropout(self.c_proj(y))  # (B, T, C)
 
 
