@@ -21,7 +21,8 @@ from minigrad.optim import cosine_with_warmup
 from transformer import checkpoint as ckpt
 from transformer import train_state
 from transformer.distributed import World, shard_rows
-from transformer.train import BETA1, TrainConfig, resume_config, train
+from transformer.train import TrainConfig, train
+from transformer.train_config import BETA1, resume_config
 
 pytest.importorskip("mpi4py")
 MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")

@@ -14,8 +14,9 @@ from transformer import GPT, GPTConfig, train_state
 from transformer import checkpoint as ckpt
 from transformer.cli import main
 from transformer.data import split_train_val
+from transformer.run import ConfigError
 from transformer.speedrun import RECIPES, TARGET_BPC, make_optimizer, trapezoid_lr, whole_split_loss
-from transformer.train import ConfigError, TrainConfig, resume_config
+from transformer.train_config import TrainConfig, resume_config
 
 
 def test_the_target_is_nanogpts_loss_in_bits():

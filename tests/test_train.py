@@ -17,8 +17,10 @@ from transformer import run as run_module
 from transformer import train as train_module
 from transformer.checkpoint import load_run
 from transformer.data import Corpus
+from transformer.run import ConfigError
 from transformer.rundir import LOCK_FILE
-from transformer.train import ConfigError, TrainConfig, TrainingInterrupted, resume_config, train
+from transformer.train import TrainConfig, TrainingInterrupted, train
+from transformer.train_config import resume_config
 
 
 def generated_corpus(n_words: int = 3000, seed: int = 0) -> Corpus:

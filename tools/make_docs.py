@@ -256,7 +256,7 @@ def learning_rate_schedule(figures: Path) -> None:
     from matplotlib.figure import Figure
 
     from minigrad.optim import cosine_with_warmup
-    from transformer.train import TrainConfig
+    from transformer.train_config import TrainConfig
 
     recipe = TrainConfig()
     steps = range(recipe.max_iters + 1)
@@ -338,7 +338,7 @@ SOURCES = {
     vision: ("examples/vit_digits.py", "examples/swin_digits.py", "examples/coattention_digits.py"),
     vit_vs_cnn: ("examples/vit_vs_cnn.py",),
     data_parallel: ("transformer.distributed.shard_rows",),
-    learning_rate_schedule: ("minigrad.optim.cosine_with_warmup", "transformer.train.TrainConfig"),
+    learning_rate_schedule: ("minigrad.optim.cosine_with_warmup", "transformer.train_config.TrainConfig"),
 }
 MANIFEST = "manifest.json"
 

@@ -39,15 +39,8 @@ from transformer.run import BAD_INPUT
 from transformer.sample import stream_text
 from transformer.speedrun import OPTIMIZERS, RECIPES, SCHEDULES
 from transformer.tokenizer import UnknownCharacterError
-from transformer.train import (
-    BPE_VOCAB_SIZE,
-    TOKENIZERS,
-    TrainConfig,
-    TrainingInterrupted,
-    flag,
-    resume_config,
-    train,
-)
+from transformer.train import TrainingInterrupted, train
+from transformer.train_config import BPE_VOCAB_SIZE, TOKENIZERS, TrainConfig, flag, resume_config
 
 PROG = "minigrad-gpt"
 EXIT_BAD_INPUT = 2
