@@ -36,7 +36,7 @@ from transformer import train_state
 from transformer.atomic import atomic_write_json, check_writable_dir
 from transformer.data import Corpus, CorpusError, check_long_enough, resolve_corpus, split_train_val
 from transformer.distributed import World
-from transformer.gpt import GPT, GPTConfig
+from transformer.gpt import GPT, GPTConfig, parameter_shapes
 from transformer.rundir import locked_run_dir
 from transformer.runlog import plot_losses, write_log
 from transformer.speedrun import make_optimizer, make_schedule
@@ -138,6 +138,15 @@ def build_run(
     return Run(config, Path(config.out), corpus, tokenizer, splits, model, optimizer, schedule, model_rng, batch_rng)
 
 
+def parameter_count(model: GPTConfig) -> int:
+    """The number of parameters of GPT(model), from the GPT's own list of shapes; a tied head is
+    the token embedding under a second name, counted once."""
+    shapes = parameter_shapes(model)
+    if model.tie_embeddings:
+        del shapes["lm_head.weight"]
+    return sum(math.prod(shape) for shape in shapes.values())
+
+
 def training_memory_bytes(model: GPTConfig, batch_size: int) -> dict[str, int]:
     """A lower estimate of the float32 memory training holds at once, by part: bytes.
 
@@ -146,12 +155,13 @@ def training_memory_bytes(model: GPTConfig, batch_size: int) -> dict[str, int]:
     (the layer norms, q, k, v, the attention and MLP outputs, the MLP's 4·n_embd hidden values
     before and after GELU), the attention weights (n_head · block_size per token) and the
     logits (vocab_size per token). The gradients come as the graph is freed and are not counted.
-    Computed in closed form, so that an absurd --n-layer is refused at once.
+    The parameters are counted from `parameter_shapes` (the GPT's own list) for one and two
+    layers: the count grows by the same block with every layer, so an absurd --n-layer is
+    refused at once, without listing its layers.
     """
     C, L, T = model.n_embd, model.n_layer, model.block_size
-    vectors = (13 * L + 2) * C if model.bias else (2 * L + 1) * C  # biases and layer-norm weights
-    embeddings = model.vocab_size * C * (1 if model.tie_embeddings else 2) + (0 if model.rotary else T * C)
-    parameters = embeddings + L * 12 * C * C + vectors
+    one, two = (parameter_count(dataclasses.replace(model, n_layer=n)) for n in (1, 2))
+    parameters = one + (L - 1) * (two - one)  # one layer's parameters, then a block per further layer
     per_token = L * (15 * C + model.n_head * T) + model.vocab_size
     return {"weights and AdamW moments": 12 * parameters, "activations": 4 * batch_size * T * per_token}
 
