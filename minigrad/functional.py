@@ -14,6 +14,7 @@ instead. A reader never needs to open kernels.py to understand what the model co
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -70,26 +71,75 @@ def gelu(x: Tensor, approximate: str = "none") -> Tensor:
 
 
 def normalized_axes(x: Tensor, weight, normalized_shape) -> tuple[int, ...]:
-    """The trailing axes a norm works over: weight's shape, else normalized_shape, else the last.
+    """The trailing axes a norm works over: normalized_shape, else weight's shape, else the last.
 
-    ValueError when that shape is not x's trailing shape; minigrad/kernels.py's LayerNorm asks here too.
+    ValueError when that shape is not x's trailing shape, or when weight's shape is not the
+    normalized_shape given beside it; minigrad/kernels.py's LayerNorm asks here too.
     """
-    shape = weight.shape if weight is not None else normalized_shape
-    shape = (x.shape[-1],) if shape is None else ((shape,) if isinstance(shape, int) else tuple(shape))
+    if isinstance(normalized_shape, (int, np.integer)):
+        normalized_shape = (int(normalized_shape),)
+    weight_shape = None if weight is None else tuple(weight.shape)
+    if normalized_shape is not None and weight_shape is not None and weight_shape != tuple(normalized_shape):
+        raise ValueError(f"weight of shape {weight_shape} does not match normalized_shape {tuple(normalized_shape)}")
+    shape = weight_shape if normalized_shape is None else tuple(normalized_shape)
+    shape = (x.shape[-1],) if shape is None else shape
     if tuple(x.shape[x.ndim - len(shape) :]) != shape or len(shape) > x.ndim:
         raise ValueError(f"normalized shape {shape} does not match the trailing axes of input {x.shape}")
     return tuple(range(x.ndim - len(shape), x.ndim))
 
 
-def layer_norm(
-    x: Tensor, weight: Tensor | None = None, bias: Tensor | None = None, eps: float = 1e-5, normalized_shape=None
-) -> Tensor:
-    """Layer normalisation (Ba et al., 2016) over the trailing axes of x that weight covers.
+def is_shape(value) -> bool:
+    """Whether value is a shape (an int, or a tuple or list of ints, torch.Size included), not a tensor."""
+
+    def is_int(n) -> bool:
+        return isinstance(n, (int, np.integer)) and not isinstance(n, bool)
+
+    return is_int(value) or (isinstance(value, (tuple, list)) and all(is_int(n) for n in value))
+
+
+def arguments_in_either_order(function_name: str, args: tuple, kwargs: dict, own_order, torch_order) -> tuple:
+    """A norm's arguments after the input, read in torch's order when the first is a shape, else in minigrad's.
+
+    torch's norms take (input, normalized_shape, weight, ...), minigrad's (x, weight, ...): a
+    shape cannot be a weight, so the second argument tells which order the call uses. Each
+    order is a function whose signature spells it and which returns the arguments in one
+    order; a call that fits neither raises a TypeError naming both.
+    """
+    order = torch_order if args and is_shape(args[0]) else own_order
+    try:
+        return order(*args, **kwargs)
+    except TypeError as error:
+        own, theirs = (", ".join(map(str, inspect.signature(f).parameters.values())) for f in (own_order, torch_order))
+        detail = str(error).split("() ", 1)[-1]  # Python's message without the name of the order function
+        raise TypeError(
+            f"{function_name} takes (x, {own}) or, as torch, (input, {theirs}); the arguments after the input: {detail}"
+        ) from None
+
+
+def _layer_norm_order(weight=None, bias=None, eps=1e-5, normalized_shape=None) -> tuple:
+    return weight, bias, eps, normalized_shape
+
+
+def _torch_layer_norm_order(normalized_shape, weight=None, bias=None, eps=1e-5) -> tuple:
+    return weight, bias, eps, normalized_shape
+
+
+def layer_norm_arguments(args: tuple, kwargs: dict) -> tuple:
+    """layer_norm's (weight, bias, eps, normalized_shape) from either order (see `layer_norm`)."""
+    return arguments_in_either_order("layer_norm", args, kwargs, _layer_norm_order, _torch_layer_norm_order)
+
+
+def layer_norm(x: Tensor, *args, **kwargs) -> Tensor:
+    """Layer normalisation (Ba et al., 2016) over the trailing axes of x.
 
     y = (x − μ) / √(σ² + eps) · weight + bias, with μ and σ² the mean and population variance
-    over those axes. x (..., *S), weight and bias S (S is weight's shape; without a weight,
-    `normalized_shape`, else the last axis) -> (..., *S).
+    over those axes. Takes minigrad's `layer_norm(x, weight=None, bias=None, eps=1e-5,
+    normalized_shape=None)` or torch's `layer_norm(input, normalized_shape, weight=None,
+    bias=None, eps=1e-5)`, told apart by the second argument: a shape (int, tuple, list) or a
+    weight. x (..., *S), weight and bias S (S is normalized_shape, else weight's shape, else
+    the last axis) -> (..., *S).
     """
+    weight, bias, eps, normalized_shape = layer_norm_arguments(args, kwargs)
     axes = normalized_axes(x, weight, normalized_shape)
     mean = x.mean(axis=axes, keepdims=True)  # (..., 1, ..., 1)
     var = x.var(axis=axes, keepdims=True)  # (..., 1, ..., 1)
@@ -101,13 +151,28 @@ def layer_norm(
     return y
 
 
-def rms_norm(x: Tensor, weight: Tensor | None = None, eps: float = 1e-6) -> Tensor:
+def _rms_norm_order(weight=None, eps=None, normalized_shape=None) -> tuple:
+    return weight, eps, normalized_shape
+
+
+def _torch_rms_norm_order(normalized_shape, weight=None, eps=None) -> tuple:
+    return weight, eps, normalized_shape
+
+
+def rms_norm(x: Tensor, *args, **kwargs) -> Tensor:
     """RMS normalisation (Zhang & Sennrich, 2019): x / √(mean(x²) + eps) · weight.
 
-    The mean runs over the trailing axes weight covers (the last one without a weight).
-    x (..., *S), weight S -> (..., *S).
+    Takes minigrad's `rms_norm(x, weight=None, eps=None, normalized_shape=None)` or torch's
+    `rms_norm(input, normalized_shape, weight=None, eps=None)`, told apart as in `layer_norm`.
+    eps=None is torch's default: the machine epsilon of x's dtype (np.finfo(x.dtype).eps).
+    The mean runs over the trailing axes normalized_shape names (else weight's shape, else the
+    last axis). x (..., *S), weight S -> (..., *S).
     """
-    axes = normalized_axes(x, weight, None)
+    weight, eps, normalized_shape = arguments_in_either_order(
+        "rms_norm", args, kwargs, _rms_norm_order, _torch_rms_norm_order
+    )
+    eps = float(np.finfo(x.dtype).eps) if eps is None else eps
+    axes = normalized_axes(x, weight, normalized_shape)
     y = x / ((x * x).mean(axis=axes, keepdims=True) + eps).sqrt()
     return y * weight if weight is not None else y
 
@@ -281,6 +346,7 @@ def scaled_dot_product_attention(
 
 
 __all__ = [
+    "arguments_in_either_order",
     "attention_bias",
     "attention_weights",
     "causal_mask",
@@ -291,7 +357,9 @@ __all__ = [
     "embedding",
     "erf",
     "gelu",
+    "is_shape",
     "layer_norm",
+    "layer_norm_arguments",
     "linear",
     "normalized_axes",
     "rms_norm",

@@ -362,10 +362,9 @@ class LayerNorm(Function):
 
 
 @twin_of(F.layer_norm)
-def layer_norm(
-    x: Tensor, weight: Tensor | None = None, bias: Tensor | None = None, eps: float = 1e-5, normalized_shape=None
-) -> Tensor:
-    """`functional.layer_norm` in one fused node."""
+def layer_norm(x: Tensor, *args, **kwargs) -> Tensor:
+    """`functional.layer_norm` in one fused node; minigrad's order of arguments or torch's, as there."""
+    weight, bias, eps, normalized_shape = F.layer_norm_arguments(args, kwargs)
     return LayerNorm.apply(x, weight, bias, eps=eps, normalized_shape=normalized_shape)
 
 

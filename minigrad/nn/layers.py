@@ -84,37 +84,51 @@ class Embedding(Module):
 
 class LayerNorm(Module):
     """Normalise the trailing axes `normalized_shape` (an int: the last axis) to zero mean and unit
-    variance; then scale (weight) and shift (bias), both of that shape."""
+    variance; then scale (weight) and shift (bias), both of that shape.
+
+    torch.nn.LayerNorm's arguments: elementwise_affine=False keeps neither weight nor bias,
+    bias=False keeps the weight only.
+    """
 
     def __init__(
-        self, normalized_shape: int | tuple, eps: float = 1e-5, bias: bool = True, dtype=np.float32, fused=None
-    ):
+        self, normalized_shape: int | tuple, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True,
+        *, dtype=np.float32, fused=None,
+    ):  # fmt: skip
         super().__init__()
         self.fused = fused
-        self.normalized_shape, self.eps = normalized_shape, eps
-        self.weight = Parameter(np.ones(normalized_shape), dtype=dtype)
-        self.bias = Parameter(np.zeros(normalized_shape), dtype=dtype) if bias else None
+        self.normalized_shape, self.eps, self.elementwise_affine = normalized_shape, eps, elementwise_affine
+        self.weight = Parameter(np.ones(normalized_shape), dtype=dtype) if elementwise_affine else None
+        self.bias = Parameter(np.zeros(normalized_shape), dtype=dtype) if elementwise_affine and bias else None
 
     def forward(self, x: Tensor) -> Tensor:
-        return kernels.layer_norm(x, self.weight, self.bias, eps=self.eps)
+        return kernels.layer_norm(x, self.weight, self.bias, eps=self.eps, normalized_shape=self.normalized_shape)
 
     def extra_repr(self) -> str:
-        return f"{self.normalized_shape}, eps={self.eps}"
+        affine = "" if self.elementwise_affine else ", elementwise_affine=False"
+        return f"{self.normalized_shape}, eps={self.eps}{affine}"
 
 
 class RMSNorm(Module):
-    """x / RMS(x) · weight over the last axis (no centring, no bias)."""
+    """x / RMS(x) · weight over the trailing axes `normalized_shape` (no centring, no bias).
 
-    def __init__(self, normalized_shape: int, eps: float = 1e-6, dtype=np.float32):
+    torch.nn.RMSNorm's arguments and default: eps=None is the machine epsilon of the input's
+    dtype (np.finfo(x.dtype).eps); elementwise_affine=False keeps no weight.
+    """
+
+    def __init__(
+        self, normalized_shape: int | tuple, eps: float | None = None, elementwise_affine: bool = True,
+        *, dtype=np.float32,
+    ):  # fmt: skip
         super().__init__()
-        self.normalized_shape, self.eps = normalized_shape, eps
-        self.weight = Parameter(np.ones(normalized_shape), dtype=dtype)
+        self.normalized_shape, self.eps, self.elementwise_affine = normalized_shape, eps, elementwise_affine
+        self.weight = Parameter(np.ones(normalized_shape), dtype=dtype) if elementwise_affine else None
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.rms_norm(x, self.weight, eps=self.eps)
+        return F.rms_norm(x, self.weight, eps=self.eps, normalized_shape=self.normalized_shape)
 
     def extra_repr(self) -> str:
-        return f"{self.normalized_shape}, eps={self.eps}"
+        affine = "" if self.elementwise_affine else ", elementwise_affine=False"
+        return f"{self.normalized_shape}, eps={self.eps}{affine}"
 
 
 class Dropout(Module):
