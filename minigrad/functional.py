@@ -181,9 +181,11 @@ def cross_entropy_targets(logits_shape: tuple, targets, ignore_index: int, reduc
     """cross_entropy's checked targets: (targets (N,), kept (N,) bool, picked (N,) ids to read).
 
     picked is the target where kept and 0 on ignored rows, so every row can be indexed.
-    ValueError on a reduction other than "mean", "sum" or "none", on a count of targets other
-    than the rows of logits (..., C), and on a kept target outside [0, C).
+    TypeError on an ignore_index that is not an int; ValueError on a reduction other than
+    "mean", "sum" or "none", on a count of targets other than the rows of logits (..., C), and
+    on a kept target outside [0, C).
     """
+    check_ignore_index(ignore_index)
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f'cross_entropy: reduction must be "mean", "sum" or "none", not {reduction!r}')
     C = logits_shape[-1]
@@ -198,6 +200,17 @@ def cross_entropy_targets(logits_shape: tuple, targets, ignore_index: int, reduc
     return targets, kept, picked
 
 
+def check_ignore_index(ignore_index, function_name: str = "cross_entropy") -> None:
+    """TypeError unless ignore_index is an int (not a bool). Where minigrad has ignore_index, torch
+    has other arguments (cross_entropy's class weights, nll_loss's deprecated size_average), which
+    would otherwise be compared with the targets and give another loss."""
+    if not isinstance(ignore_index, (int, np.integer)) or isinstance(ignore_index, bool):
+        raise TypeError(
+            f"{function_name}: ignore_index must be an int, got {type(ignore_index).__name__}; torch has other "
+            "arguments in its place (cross_entropy's class weights, nll_loss's size_average): pass ignore_index="
+        )
+
+
 def cross_entropy(
     logits: Tensor, targets, ignore_index: int = -1, reduction: str = "mean", label_smoothing: float = 0.0
 ) -> Tensor:
@@ -210,6 +223,7 @@ def cross_entropy(
     reduction "mean" averages over the kept rows, "sum" adds them, "none" gives each row's
     loss (N,) (0 on ignored rows).
     """
+    check_ignore_index(ignore_index)
     if targets_are_probabilities(targets):  # a probability for every class, as torch reads float targets
         return soft_cross_entropy(logits, array_of(targets), reduction, label_smoothing)
     targets, kept, picked = cross_entropy_targets(logits.shape, targets, ignore_index, reduction)
@@ -254,6 +268,10 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, rng: np.random.Gen
     The expected value of every element stays x, so nothing changes at evaluation time
     (training=False returns x). rng=None draws from minigrad's default generator.
     """
+    if isinstance(rng, bool):  # torch's fourth argument, inplace, would land here
+        raise TypeError(
+            "dropout: the fourth argument is rng, a np.random.Generator; torch's inplace= has no counterpart"
+        )
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability must be in [0, 1], got {p}")
     if not training or p == 0.0:
@@ -350,6 +368,7 @@ __all__ = [
     "attention_bias",
     "attention_weights",
     "causal_mask",
+    "check_ignore_index",
     "cross_entropy",
     "cross_entropy_targets",
     "dropout",
@@ -413,13 +432,30 @@ def relu(input: Tensor) -> Tensor:
     return input.relu()
 
 
-def softmax(input: Tensor, dim: int = -1) -> Tensor:
-    """e^x / Σ e^x along `dim` (torch's F.softmax wants dim; -1 when none is given)."""
-    return input.softmax(dim=dim)
+def implicit_softmax_dim(input: Tensor, dim: int | None, function_name: str) -> int:
+    """The dim of a softmax called without one: the last, where torch's (deprecated) choice agrees.
+
+    torch picks dim 0 of a 0-D, 1-D or 3-D input and dim 1 otherwise: the last axis up to 2-D,
+    and rarely the axis meant above that, so there a missing dim is a TypeError.
+    """
+    if dim is not None:
+        return dim
+    if input.ndim > 2:
+        raise TypeError(
+            f"{function_name}: give dim= for an input of shape {input.shape}; torch's implicit choice "
+            f"(dim {0 if input.ndim == 3 else 1}, deprecated) is not taken here"
+        )
+    return -1
 
 
-def log_softmax(input: Tensor, dim: int = -1) -> Tensor:
-    return input.log_softmax(dim=dim)
+def softmax(input: Tensor, dim: int | None = None) -> Tensor:
+    """e^x / Σ e^x along `dim` (without dim: the last axis of an input of at most 2 dimensions, as torch)."""
+    return input.softmax(dim=implicit_softmax_dim(input, dim, "softmax"))
+
+
+def log_softmax(input: Tensor, dim: int | None = None) -> Tensor:
+    """log softmax along `dim` (without dim: as `softmax`)."""
+    return input.log_softmax(dim=implicit_softmax_dim(input, dim, "log_softmax"))
 
 
 def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
@@ -448,6 +484,7 @@ def nll_loss(input: Tensor, target, weight=None, ignore_index: int = -100, reduc
     input (N, C) log-probabilities, or (C,), or (N, C, d1, ...); target (N,), (), or (N, d1, ...)
     of class ids; rows whose target is `ignore_index` count for nothing.
     """
+    check_ignore_index(ignore_index, "nll_loss")
     target = array_of(target)
     if target.dtype.kind not in "iu":
         raise TypeError(f"nll_loss targets must be integers, not {target.dtype}")
@@ -560,6 +597,7 @@ __all__ += [
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
     "elu",
+    "implicit_softmax_dim",
     "l1_loss",
     "leaky_relu",
     "log_softmax",

@@ -570,7 +570,7 @@ VOCABULARY_UNARY = {
     "softplus_beta": (lambda x: F.softplus(x * 8, beta=2, threshold=5), "any", ["F.softplus"]),
     "mish": (F.mish, "any", ["F.mish"]),
     "F_wrappers": (
-        lambda x: F.relu(x) + F.softmax(x, dim=-1) + F.log_softmax(x),
+        lambda x: F.relu(x) + F.softmax(x, dim=-1) + F.log_softmax(x, -1),
         "nonzero",
         ["F.relu", "F.softmax", "F.log_softmax"],
     ),

@@ -60,9 +60,9 @@ class Sequential(Module):
 class ModuleList(Module):
     """A list of modules whose parameters are registered (named "0", "1", ...)."""
 
-    def __init__(self, modules: Iterable[Module] = ()):
+    def __init__(self, modules: Iterable[Module] | None = None):
         super().__init__()
-        self.extend(modules)
+        self.extend(() if modules is None else modules)
 
     def append(self, module: Module) -> ModuleList:
         self.add_module(str(len(self)), module)

@@ -38,7 +38,7 @@ class _ConvNd(Module):
 
     def __init__(
         self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1, groups: int = 1,
-        bias: bool = True, padding_mode: str = "zeros", rng=None, dtype=np.float32,
+        bias: bool = True, padding_mode: str = "zeros", *, rng=None, dtype=np.float32,
     ):  # fmt: skip
         super().__init__()
         if in_channels % groups or out_channels % groups:
@@ -126,13 +126,14 @@ class ConvTranspose2d(_ConvNd):
 
     def __init__(
         self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, output_padding=0,
-        groups: int = 1, bias: bool = True, dilation=1, padding_mode: str = "zeros", rng=None, dtype=np.float32,
+        groups: int = 1, bias: bool = True, dilation=1, padding_mode: str = "zeros", *, rng=None, dtype=np.float32,
     ):  # fmt: skip
         if padding_mode != "zeros":
             raise ValueError(f'ConvTranspose2d supports only padding_mode="zeros" (as torch), got {padding_mode!r}')
         super().__init__(
-            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode, rng, dtype
-        )
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode,
+            rng=rng, dtype=dtype,
+        )  # fmt: skip
         self.output_padding = _tuple(output_padding, 2, "output_padding")
 
     def forward(self, x: Tensor, output_size=None) -> Tensor:

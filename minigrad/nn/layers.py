@@ -25,7 +25,9 @@ class Linear(Module):
     Initialised as torch.nn.Linear: U(-1/√in, 1/√in) for both weight and bias.
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, rng=None, dtype=np.float32, fused=None):
+    def __init__(
+        self, in_features: int, out_features: int, bias: bool = True, *, rng=None, dtype=np.float32, fused=None
+    ):
         super().__init__()
         self.fused = fused
         rng = default_rng() if rng is None else rng
@@ -54,6 +56,7 @@ class Embedding(Module):
         num_embeddings: int,
         embedding_dim: int,
         padding_idx: int | None = None,
+        *,
         rng=None,
         dtype=np.float32,
         fused: bool | None = None,
@@ -139,7 +142,7 @@ class Dropout(Module):
     default generator at call time, so `mg.manual_seed(s)` makes them reproducible.
     """
 
-    def __init__(self, p: float = 0.5, rng: np.random.Generator | int | None = None):
+    def __init__(self, p: float = 0.5, *, rng: np.random.Generator | int | None = None):
         super().__init__()
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"dropout probability must be in [0, 1], got {p}")
