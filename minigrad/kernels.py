@@ -100,19 +100,29 @@ _CHUNK = 1 << 16
 
 def _ones(n: int, dtype) -> np.ndarray:
     """A read-only vector of n ones, cached: `x @ _ones(n)` sums the rows of x (..., n)."""
-    return _ones_cached(int(n), np.dtype(dtype))
+    return _filled(n, 1.0, dtype)
+
+
+def _filled(n: int, value: float, dtype) -> np.ndarray:
+    """A read-only vector of n copies of `value`, cached (its caller must not write to it)."""
+    return _filled_cached(int(n), float(value), np.dtype(dtype))
 
 
 @functools.lru_cache(maxsize=64)
-def _ones_cached(n: int, dtype: np.dtype) -> np.ndarray:
-    ones = np.ones(n, dtype=dtype)
-    ones.flags.writeable = False
-    return ones
+def _filled_cached(n: int, value: float, dtype: np.dtype) -> np.ndarray:
+    vector = np.full(n, value, dtype=dtype)
+    vector.flags.writeable = False
+    return vector
 
 
 def _row_sums(x: np.ndarray) -> np.ndarray:
     """Σ over the last axis, keeping it: (..., n) -> (..., 1). A BLAS matrix–vector product."""
     return (x @ _ones(x.shape[-1], x.dtype))[..., None]
+
+
+def _row_means(x: np.ndarray) -> np.ndarray:
+    """The mean over the last axis, keeping it: (..., n) -> (..., 1). One BLAS product with a cached (1/n, ...)."""
+    return (x @ _filled(x.shape[-1], 1.0 / x.shape[-1], x.dtype))[..., None]
 
 
 def _column_sums(x: np.ndarray) -> np.ndarray:
@@ -326,10 +336,11 @@ class LayerNorm(Function):
         x2 = x.reshape(-1, D)  # (N, D)
         w = None if weight is None else weight.reshape(-1)  # (D,)
         b = None if bias is None else bias.reshape(-1)  # (D,)
-        mean = _row_sums(x2) * (1.0 / D)  # (N, 1)
+        mean = _row_means(x2)  # (N, 1)
         y = x2 - mean  # (N, D)
-        variance = _row_sums(y * y) * (1.0 / D)  # population variance, (N, 1)
-        rstd = 1.0 / np.sqrt(variance + eps)
+        variance = _row_means(np.square(y))  # population variance, (N, 1)
+        variance += eps
+        rstd = np.reciprocal(np.sqrt(variance, out=variance), out=variance)  # 1/√(σ² + ε), (N, 1)
         y *= rstd  # x̂
         if w is not None:
             y *= w
