@@ -473,8 +473,10 @@ def clip_grad_norm_(
         return 0.0
     if norm_type == math.inf:
         total = max(float(np.max(np.abs(g))) if g.size else 0.0 for g in grads)
+    elif norm_type == 2.0:
+        # Accumulate in float64: a sum of ~10⁶ float32 squares would lose digits. g · g is one BLAS pass.
+        total = math.sqrt(sum(float(g64 @ g64) for g64 in (g.astype(np.float64).reshape(-1) for g in grads)))
     else:
-        # Accumulate in float64: a sum of ~10⁶ float32 squares would lose digits.
         total = sum(float(np.sum(np.abs(g, dtype=np.float64) ** norm_type)) for g in grads) ** (1.0 / norm_type)
     if error_if_nonfinite and not math.isfinite(total):
         raise RuntimeError(

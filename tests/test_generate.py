@@ -46,6 +46,47 @@ def test_cached_logits_equal_full_recomputation_at_every_step(fused):
     np.testing.assert_allclose(cached, full.data, atol=1e-5, rtol=1e-5)
 
 
+MODERN = dict(rotary=True, qk_norm=True, norm="rmsnorm", bias=False, activation="relu2", tie_embeddings=False)
+
+
+@pytest.mark.parametrize("overrides", [{}, MODERN, dict(fused=False)], ids=["gpt2", "modern", "definitions"])
+@pytest.mark.parametrize("keep", [1, 3])
+def test_logits_to_keep_gives_the_last_positions_logits_of_the_full_forward(overrides, keep):
+    model = model_with_spread_weights(**overrides)
+    idx = np.random.default_rng(3).integers(0, 11, (2, CFG["block_size"]))
+    with no_grad():
+        full, _ = model(idx)  # (B, T, V)
+        last, _ = model(idx, logits_to_keep=keep)  # (B, keep, V)
+        cache = KVCache(CFG["n_layer"])
+        cached_logits(model, idx[:, :2], cache, logits_to_keep=1)
+        rest = cached_logits(model, idx[:, 2:], cache, logits_to_keep=keep)  # after a cached prefix
+    assert last.shape == rest.shape == (2, keep, CFG["vocab_size"])
+    # the same arithmetic on fewer rows: only the matrix products' summation order may differ
+    np.testing.assert_allclose(last.data, full.data[:, -keep:], atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(rest.data, full.data[:, -keep:], atol=1e-5, rtol=1e-5)
+    assert len(cache) == CFG["block_size"]  # the cache learned every position, kept or not
+
+
+def test_logits_to_keep_runs_the_last_block_on_the_kept_rows_only():
+    model = model_with_spread_weights()
+    seen = []
+    last_mlp = model.transformer.h[-1].mlp
+    last_mlp.forward = lambda x, forward=last_mlp.forward: seen.append(x.shape) or forward(x)
+    with no_grad():
+        model(np.zeros((1, 8), dtype=np.int64), logits_to_keep=1)
+        model(np.zeros((1, 8), dtype=np.int64), logits_to_keep=8)  # every position: nothing to leave out
+    assert seen == [(1, 1, CFG["n_embd"]), (1, 8, CFG["n_embd"])]
+
+
+def test_logits_to_keep_is_refused_with_targets_or_below_zero():
+    model = model_with_spread_weights()
+    idx = np.zeros((1, 4), dtype=np.int64)
+    with pytest.raises(ValueError, match="logits_to_keep"):
+        model(idx, idx, logits_to_keep=1)
+    with pytest.raises(ValueError, match="logits_to_keep"):
+        model(idx, logits_to_keep=-1)
+
+
 def test_generate_tokens_yields_generates_tokens_and_leaves_the_caller_alone():
     import minigrad as mg
 

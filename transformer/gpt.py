@@ -141,31 +141,36 @@ class CausalSelfAttention(Module):
         turn q and k by an angle proportional to their position, after the normalisation,
         which does not change their length.
         """
-        B, T, C = x.shape
-        qkv = self.c_attn(x)  # (B, T, 3C): all heads' q, k, v in one matmul
-        q, k, v = (qkv[:, :, i * C : (i + 1) * C] for i in range(3))  # (B, T, C) each
-        q, k, v = (split_heads(t, self.n_head) for t in (q, k, v))  # (B, nh, T, hs) each
+        nh = self.n_head
+        qkv = self.c_attn(x)  # (B, T, 3C): all heads' q, k, v in one matmul, laid out [q | k | v]
+        qkv = split_heads(qkv, 3 * nh)  # (B, 3nh, T, hs): the query heads, then the key heads, then the value heads
+        q, k, v = (qkv[:, i * nh : (i + 1) * nh] for i in range(3))  # (B, nh, T, hs) each
         if self.qk_norm:
             q, k = F.rms_norm(q), F.rms_norm(k)  # (B, nh, T, hs) each, unit RMS per head
         if self.rotary is not None:
             q, k = self.rotary(q, offset), self.rotary(k, offset)  # (B, nh, T, hs) each
         return q, k, v
 
-    def forward(self, x: Tensor, kv_cache=None) -> Tensor:
+    def forward(self, x: Tensor, kv_cache=None, outputs: int | None = None) -> Tensor:
         """x (B, T, C) -> (B, T, C). With kv_cache (a LayerKVCache), x holds the positions after
         those the cache has seen; they attend to the cached keys and values too, which the cache
-        then extends by theirs."""
+        then extends by theirs. With `outputs`, only the last `outputs` positions ask (their
+        queries meet every key): (B, outputs, C), the rest being wanted only as keys and values."""
         T, past = x.shape[1], 0 if kv_cache is None else len(kv_cache)
         q, k, v = self.heads(x, offset=past)  # (B, nh, T, hs) each
         if kv_cache is not None:
             k, v = kv_cache.extend(k, v)  # (B, nh, past + T, hs)
-        # the new query i sits at position past + i and may see keys 0 .. past + i
-        mask = None if past == 0 else F.causal_mask(T, past + T, offset=past)
+        if outputs is not None and outputs < T:
+            q = q[:, :, T - outputs :]  # (B, nh, outputs, hs)
+        # query i sits at position first + i and may see keys 0 .. first + i: the causal mask,
+        # shifted by `first`; a lone query is the last position, which sees every key
+        first, causal = past + T - q.shape[2], q.shape[2] > 1
+        mask = F.causal_mask(q.shape[2], past + T, offset=first) if causal and first > 0 else None
         dropout_p = self.attn_dropout.p if self.training else 0.0
         attention = kernels.scaled_dot_product_attention  # the kernel or its definition: mg.use_kernels
-        y = attention(q, k, v, mask, dropout_p=dropout_p, is_causal=past == 0, rng=self.attn_dropout.rng)
-        y = merge_heads(y)  # (B, nh, T, hs) -> (B, T, C): the heads side by side again
-        return self.resid_dropout(self.c_proj(y))  # (B, T, C)
+        y = attention(q, k, v, mask, dropout_p=dropout_p, is_causal=causal and first == 0, rng=self.attn_dropout.rng)
+        y = merge_heads(y)  # (B, nh, T_q, hs) -> (B, T_q, C): the heads side by side again
+        return self.resid_dropout(self.c_proj(y))  # (B, T_q, C)
 
 
 class ReLUSquared(Module):
@@ -204,7 +209,7 @@ class Block(Module):
 
     Normalising the input of each sublayer, not its output, leaves the residual stream an
     identity path from embedding to head, which keeps deep stacks trainable (GPT-2).
-    x (B, T, C) -> (B, T, C); kv_cache as in CausalSelfAttention.
+    x (B, T, C) -> (B, T, C); kv_cache and `outputs` (B, outputs, C) as in CausalSelfAttention.
     """
 
     def __init__(self, config: GPTConfig, rng: np.random.Generator | None = None):
@@ -215,9 +220,12 @@ class Block(Module):
         self.mlp = MLP(config, rng)
         self.fused = config.fused
 
-    def forward(self, x: Tensor, kv_cache=None) -> Tensor:
-        x = x + self.attn(self.ln_1(x), kv_cache)  # (B, T, C)
-        x = x + self.mlp(self.ln_2(x))  # (B, T, C)
+    def forward(self, x: Tensor, kv_cache=None, outputs: int | None = None) -> Tensor:
+        h = self.attn(self.ln_1(x), kv_cache, outputs)  # (B, T_q, C): every position, or the last `outputs`
+        if outputs is not None:
+            x = x[:, -h.shape[1] :]  # only those positions' residual stream goes on
+        x = x + h  # (B, T_q, C)
+        x = x + self.mlp(self.ln_2(x))  # (B, T_q, C)
         return x
 
 
@@ -279,12 +287,15 @@ class GPT(Module):
         count = super().num_parameters()
         return count - self.transformer.wpe.weight.size if non_embedding and not self.config.rotary else count
 
-    def forward(self, idx, targets=None, kv_cache=None) -> tuple[Tensor, Tensor | None]:
+    def forward(self, idx, targets=None, kv_cache=None, logits_to_keep: int = 0) -> tuple[Tensor, Tensor | None]:
         """idx (B, T) token ids -> (logits (B, T, vocab_size), loss or None).
 
         With targets (B, T) the loss is the mean cross-entropy over the positions whose target
         is not -1. With kv_cache (transformer/sample.py's KVCache), idx holds the tokens after
         the len(kv_cache) positions the cache has seen, and the cache learns them.
+        `logits_to_keep` = k > 0 (Hugging Face's name) gives the logits of the last k positions
+        only, (B, k, V), as sampling needs: the last block then runs only those positions past
+        its keys and values, which is the same arithmetic on fewer rows.
         """
         idx = token_ids(idx, self.config.vocab_size)
         B, T = idx.shape
@@ -294,11 +305,16 @@ class GPT(Module):
                 f"GPT: cannot forward a sequence of length {past + T}, block size is only "
                 f"{self.config.block_size}; crop the input to its last {self.config.block_size} tokens"
             )
+        if logits_to_keep < 0 or (logits_to_keep and targets is not None):
+            raise ValueError(f"GPT: logits_to_keep must be >= 0, and 0 (all) with targets; got {logits_to_keep}")
         x = self.transformer.drop(self.embed(idx, offset=past))  # (B, T, C)
         layer_caches = [None] * len(self.transformer.h) if kv_cache is None else kv_cache.layers
-        for block, layer_cache in zip(self.transformer.h, layer_caches):
-            x = block(x, layer_cache)  # (B, T, C)
-        logits = self.head(x)  # (B, T, V)
+        for i, (block, layer_cache) in enumerate(zip(self.transformer.h, layer_caches)):
+            # every position of a block's output is a key and a value of the next block; only the
+            # last block can leave out the positions whose logits are not wanted
+            last = i == len(self.transformer.h) - 1
+            x = block(x, layer_cache, logits_to_keep if last and 0 < logits_to_keep < T else None)  # (B, T or k, C)
+        logits = self.head(x)  # (B, T or k, V)
 
         loss = None
         if targets is not None:

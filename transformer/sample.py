@@ -60,8 +60,9 @@ class KVCache:
         return len(self.layers[0])
 
 
-def cached_logits(model: GPT, idx, cache: KVCache) -> Tensor:
-    """The GPT's logits (B, T, V) for the new tokens idx (B, T) after the positions `cache` has seen.
+def cached_logits(model: GPT, idx, cache: KVCache, logits_to_keep: int = 0) -> Tensor:
+    """The GPT's logits (B, T, V) for the new tokens idx (B, T) after the positions `cache` has seen
+    (only the last `logits_to_keep` of them when that is > 0, as in `GPT.forward`).
 
     The model's own forward with the cache: each block's attention meets the cached keys and
     values of the earlier positions, and the cache learns the new ones.
@@ -71,7 +72,7 @@ def cached_logits(model: GPT, idx, cache: KVCache) -> Tensor:
         raise ValueError(
             f"KV cache: {len(cache) + idx.shape[1]} positions do not fit the block size {model.config.block_size}"
         )
-    logits, _ = model(idx, kv_cache=cache)  # (B, T, V)
+    logits, _ = model(idx, kv_cache=cache, logits_to_keep=logits_to_keep)  # (B, T or logits_to_keep, V)
     return logits
 
 
@@ -93,9 +94,9 @@ def generate_tokens(model: GPT, idx, max_new_tokens: int, **sampling) -> Iterato
         for _ in range(max_new_tokens):
             with no_grad():
                 if idx.shape[1] <= block_size:
-                    logits = cached_logits(model, idx[:, len(cache) :], cache)  # (B, T_new, V)
+                    logits = cached_logits(model, idx[:, len(cache) :], cache, logits_to_keep=1)  # (B, 1, V)
                 else:  # the window slides: every position changes, the cache no longer holds
-                    logits, _ = model(idx[:, -block_size:])  # (B, block_size, V)
+                    logits, _ = model(idx[:, -block_size:], logits_to_keep=1)  # (B, 1, V)
                 next_ids = sample(logits.data[:, -1, :], **sampling)  # (B,)
             idx = np.concatenate([idx, next_ids[:, None]], axis=1)  # (B, T + 1)
             yield next_ids
