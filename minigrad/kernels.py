@@ -587,12 +587,16 @@ class ScaledDotProductAttention(Function):
 
     @staticmethod
     def _weights(q_scaled, k, bias, stats=None):
-        """softmax(q kᵀ · scale + bias), and each row's (max, sum); given stats are reused."""
+        """softmax(q kᵀ · scale + bias), and each row's (max, sum); given stats are reused.
+
+        A row that the bias leaves no key gets weights 0, as in the definition; backward then
+        sends nothing through it, since every term of its gradient has a weight as a factor.
+        """
         weights = q_scaled @ np.swapaxes(k, -1, -2)  # scores (..., Tq, Tk)
         if bias is not None:
             in_place = bias.shape == weights.shape[weights.ndim - bias.ndim :]  # broadcast over leading axes only
             weights = np.add(weights, bias, out=weights) if in_place else weights + bias
-        return softmax_array(weights, out=weights, stats=stats)  # over the keys, in place
+        return softmax_array(weights, out=weights, stats=stats, masked_rows_zero=True)  # over the keys, in place
 
     def backward(self, g):
         if self.blocks == [None]:

@@ -553,18 +553,30 @@ def max_shift(a: np.ndarray, axis) -> np.ndarray:
     return np.where(np.isfinite(peak), peak, 0)
 
 
-def softmax_array(x: np.ndarray, axis: int = -1, out: np.ndarray | None = None, stats: tuple | None = None):
+def softmax_array(
+    x: np.ndarray,
+    axis: int = -1,
+    out: np.ndarray | None = None,
+    stats: tuple | None = None,
+    masked_rows_zero: bool = False,
+):
     """softmax on a NumPy array: e^(x − m) / Σ e^(x − m) along `axis`, m = `max_shift(x, axis)`.
 
     Returns the probabilities (x's shape; written into `out`, which may be x itself) and the
     `stats` (m, Σ), each with `axis` kept as 1. Given the stats of an earlier call on the same
     x, the same probabilities come back without a max or a sum. The Softmax op and the fused
     kernels (minigrad/kernels.py) that need a softmax of arrays all call this one.
+    masked_rows_zero gives a lane of all −inf (in attention, a query whose mask allows no key)
+    probabilities 0 instead of 0/0 = NaN, as torch's attention does.
     """
     row_max = max_shift(x, axis) if stats is None else stats[0]
     e = np.asarray(x - row_max) if out is None else np.subtract(x, row_max, out=out)  # asarray: a 0-d x too
     np.exp(e, out=e)
     row_sum = e.sum(axis=axis, keepdims=True) if stats is None else stats[1]
+    if masked_rows_zero and stats is None:
+        # Σ ≥ 1 wherever the max is finite (its own term is e⁰ = 1): max(Σ, 1) changes only the lanes
+        # of all −inf, whose e are all 0 and stay 0 divided by 1. A pass over Σ, not over x.
+        np.maximum(row_sum, 1, out=row_sum)
     e /= row_sum
     return e, (row_max, row_sum)
 

@@ -54,6 +54,7 @@ MASKS = {  # torch.nn.functional's convention: a boolean mask is True where atte
     "bool": lambda rng, T: (rng.random((T, T)) >= 0.3) | np.eye(T, dtype=bool),
     "float": lambda rng, T: rng.standard_normal((T, T)),
     "batched-bool": lambda rng, T: (rng.random((2, 1, T, T)) >= 0.3) | np.eye(T, dtype=bool),
+    "bool-empty-row": lambda rng, T: MASKS["bool"](rng, T) & (np.arange(T)[:, None] != 2),  # query 2 sees no key
 }
 
 
