@@ -499,6 +499,19 @@ _MAX_SAVED_WEIGHTS = 1 << 20
 _CAUSAL_TILE = 64
 
 
+# e^x of float32 stays between normal floats (1.2e-38 .. 3.4e38, with room for a sum over a billion
+# keys) for |x| <= 64: scores that small need no shift by their max before the softmax's e^x.
+_SMALL_SCORE = 64.0
+
+
+def _scores_are_small(q_scaled, k) -> bool:
+    """Whether every score q·k lies within ±_SMALL_SCORE: |q·k| <= ‖q‖ ‖k‖ (Cauchy–Schwarz), so the
+    longest query and the longest key bound them all. Two passes over q and k, none over the scores;
+    False for a NaN or an infinity."""
+    longest_q, longest_k = (float(_row_sums(np.square(a)).max(initial=0.0)) for a in (q_scaled, k))  # squared norms
+    return longest_q * longest_k <= _SMALL_SCORE**2
+
+
 def _batch_blocks(q, k, v, bias, everything_at_once: bool) -> list:
     """Slices of the first batch axis holding about _ATTENTION_BLOCK scores each.
 
@@ -538,7 +551,8 @@ class ScaledDotProductAttention(Function):
     Backward repeats the same operations on each block to get the same weights back, at the
     price of one more q kᵀ product. The scale is applied to q (Tq × d numbers) rather than to
     the scores (Tq × Tk), and the softmax (`ops.softmax_array`) runs in place. Causal
-    attention skips the keys a tile of queries cannot see (`_query_tiles`). Dropout, a mask
+    attention skips the keys a tile of queries cannot see (`_query_tiles`); scores that cannot
+    leave ±64 skip the softmax's row max (`_scores_are_small`). Dropout, a mask
     with batch axes or a mask that needs its gradient take everything at once.
     """
 
@@ -585,18 +599,21 @@ class ScaledDotProductAttention(Function):
                 self.saved_weights[i] = weights_b
         return out
 
-    @staticmethod
-    def _weights(q_scaled, k, bias, stats=None):
-        """softmax(q kᵀ · scale + bias), and each row's (max, sum); given stats are reused.
+    def _weights(self, q_scaled, k, bias, stats=None):
+        """softmax(q kᵀ · scale + bias), and each row's (shift, sum); given stats are reused.
 
         A row that the bias leaves no key gets weights 0, as in the definition; backward then
         sends nothing through it, since every term of its gradient has a weight as a factor.
+        When no score can leave ±_SMALL_SCORE (`_scores_are_small`) and the bias is a mask's
+        0 or −inf, the shift is 0: no row max, the slowest pass of a softmax over short rows.
         """
         weights = q_scaled @ np.swapaxes(k, -1, -2)  # scores (..., Tq, Tk)
         if bias is not None:
             in_place = bias.shape == weights.shape[weights.ndim - bias.ndim :]  # broadcast over leading axes only
             weights = np.add(weights, bias, out=weights) if in_place else weights + bias
-        return softmax_array(weights, out=weights, stats=stats, masked_rows_zero=True)  # over the keys, in place
+        small = stats is None and self.mask_shape is None and _scores_are_small(q_scaled, k)
+        shift = 0.0 if small else None
+        return softmax_array(weights, out=weights, stats=stats, masked_rows_zero=True, shift=shift)  # in place
 
     def backward(self, g):
         if self.blocks == [None]:

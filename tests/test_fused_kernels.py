@@ -245,3 +245,38 @@ def test_attention_too_large_to_keep_its_weights_gives_a_query_with_no_key_zeros
     assert (fused[0][..., T // 2, :] == 0).all() and (fused[1][..., T // 2, :] == 0).all()
     for a, b in zip(fused, defined):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("scale", [0.5, 30.0], ids=["small scores, unshifted", "large scores, shifted by the max"])
+def test_attention_softmax_with_and_without_the_max_shift_equals_the_definition(scale):
+    rng = np.random.default_rng(7)
+    q, k, v = (rng.standard_normal((2, 3, 16, 8)) * scale for _ in range(3))
+    assert K._scores_are_small(q / math.sqrt(8), k) == (scale == 0.5)  # 30² · 8 / √8 ≫ 64: the max is needed
+    allowed = F.causal_mask(16, 16) & (rng.random((16, 16)) > 0.3)
+    allowed[3] = False  # a query that may see no key
+    for mask, causal in ((None, True), (allowed, False)):
+        ours = K.scaled_dot_product_attention(Tensor(q), Tensor(k), Tensor(v), mask, is_causal=causal).data
+        theirs = F.scaled_dot_product_attention(Tensor(q), Tensor(k), Tensor(v), mask, is_causal=causal).data
+        assert np.isfinite(ours).all()
+        # weights differ by a few roundings of each of the 16 summed terms
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=8 * 16 * 1.2e-7 * np.abs(v).max())
+        if mask is not None:
+            np.testing.assert_array_equal(ours[:, :, 3], 0.0)
+
+
+def test_scores_with_a_nan_or_an_infinity_are_never_called_small():
+    q, k = np.zeros((1, 2, 4), np.float32), np.zeros((1, 3, 4), np.float32)
+    assert K._scores_are_small(q, k)
+    q[0, 1, 2] = np.nan
+    assert not K._scores_are_small(q, k)
+    q[0, 1, 2] = np.inf
+    assert not K._scores_are_small(q, k)
+
+
+def test_lane_sums_by_blas_equal_numpy_sums_on_every_axis():
+    from minigrad.ops import lane_sums
+
+    x = np.random.default_rng(3).standard_normal((3, 5, 7)).astype(np.float32)
+    for axis in (0, 1, 2, -1):
+        np.testing.assert_allclose(lane_sums(x, axis), x.sum(axis=axis, keepdims=True), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(lane_sums(np.ones((2, 0), np.float32), -1), np.zeros((2, 1)))
