@@ -323,8 +323,9 @@ def attention_bias(mask, dtype, blocked_where: bool = False) -> np.ndarray:
 def attention_weights(query: Tensor, key: Tensor, attn_mask=None, is_causal: bool = False, scale=None) -> Tensor:
     """softmax(Q Kᵀ · scale + mask): how much each query looks at each key.
 
-    query (..., Tq, d), key (..., Tk, d) -> (..., Tq, Tk), each row summing to 1. The mask
-    and scale mean what they mean in `scaled_dot_product_attention`.
+    query (..., Tq, d), key (..., Tk, d) -> (..., Tq, Tk), each row summing to 1, except the
+    row of a query that the mask allows no key: its weights are 0, as torch's. The mask and
+    scale mean what they mean in `scaled_dot_product_attention`.
     """
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
     # Dividing by √d keeps the scores' variance near 1 whatever d is, so the softmax does not
@@ -337,6 +338,12 @@ def attention_weights(query: Tensor, key: Tensor, attn_mask=None, is_causal: boo
         scores = scores + attn_mask  # a learned bias (Swin's relative positions), trained through the scores
     elif attn_mask is not None:
         scores = scores + attention_bias(attn_mask, scores.dtype)
+    no_key = np.isneginf(scores.data).all(axis=-1, keepdims=True)  # (..., Tq, 1): queries that may see no key
+    if no_key.any():
+        # Such a row gets weights 0, not softmax's 0/0 = NaN (torch's "safe softmax"). Its scores
+        # become 0 first: the softmax branch that `where` drops must stay finite, or its gradient,
+        # 0 · NaN, would be NaN.
+        return where(no_key, 0.0, _safe_where(no_key, scores, 0.0).softmax(axis=-1))  # (..., Tq, Tk)
     return scores.softmax(axis=-1)  # (..., Tq, Tk)
 
 
@@ -357,6 +364,7 @@ def scaled_dot_product_attention(
     attend to the key, or float, added to the scores (a Tensor that requires a gradient gets
     one). is_causal lets query i see keys j <= i only. scale replaces 1/√d. dropout_p > 0
     drops attention weights (inverted dropout drawn from rng, minigrad's default if None).
+    A query that the masks leave no key outputs 0, as torch's.
     """
     weights = attention_weights(query, key, attn_mask, is_causal, scale)  # (..., Tq, Tk)
     weights = dropout(weights, dropout_p, training=dropout_p > 0.0, rng=rng)  # (..., Tq, Tk)

@@ -100,19 +100,29 @@ _CHUNK = 1 << 16
 
 def _ones(n: int, dtype) -> np.ndarray:
     """A read-only vector of n ones, cached: `x @ _ones(n)` sums the rows of x (..., n)."""
-    return _ones_cached(int(n), np.dtype(dtype))
+    return _filled(n, 1.0, dtype)
+
+
+def _filled(n: int, value: float, dtype) -> np.ndarray:
+    """A read-only vector of n copies of `value`, cached (its caller must not write to it)."""
+    return _filled_cached(int(n), float(value), np.dtype(dtype))
 
 
 @functools.lru_cache(maxsize=64)
-def _ones_cached(n: int, dtype: np.dtype) -> np.ndarray:
-    ones = np.ones(n, dtype=dtype)
-    ones.flags.writeable = False
-    return ones
+def _filled_cached(n: int, value: float, dtype: np.dtype) -> np.ndarray:
+    vector = np.full(n, value, dtype=dtype)
+    vector.flags.writeable = False
+    return vector
 
 
 def _row_sums(x: np.ndarray) -> np.ndarray:
     """Σ over the last axis, keeping it: (..., n) -> (..., 1). A BLAS matrix–vector product."""
     return (x @ _ones(x.shape[-1], x.dtype))[..., None]
+
+
+def _row_means(x: np.ndarray) -> np.ndarray:
+    """The mean over the last axis, keeping it: (..., n) -> (..., 1). One BLAS product with a cached (1/n, ...)."""
+    return (x @ _filled(x.shape[-1], 1.0 / x.shape[-1], x.dtype))[..., None]
 
 
 def _column_sums(x: np.ndarray) -> np.ndarray:
@@ -326,10 +336,11 @@ class LayerNorm(Function):
         x2 = x.reshape(-1, D)  # (N, D)
         w = None if weight is None else weight.reshape(-1)  # (D,)
         b = None if bias is None else bias.reshape(-1)  # (D,)
-        mean = _row_sums(x2) * (1.0 / D)  # (N, 1)
+        mean = _row_means(x2)  # (N, 1)
         y = x2 - mean  # (N, D)
-        variance = _row_sums(y * y) * (1.0 / D)  # population variance, (N, 1)
-        rstd = 1.0 / np.sqrt(variance + eps)
+        variance = _row_means(np.square(y))  # population variance, (N, 1)
+        variance += eps
+        rstd = np.reciprocal(np.sqrt(variance, out=variance), out=variance)  # 1/√(σ² + ε), (N, 1)
         y *= rstd  # x̂
         if w is not None:
             y *= w
@@ -487,6 +498,19 @@ _MAX_SAVED_WEIGHTS = 1 << 20
 _CAUSAL_TILE = 64
 
 
+# e^x of float32 stays between normal floats (1.2e-38 .. 3.4e38, with room for a sum over a billion
+# keys) for |x| <= 64: scores that small need no shift by their max before the softmax's e^x.
+_SMALL_SCORE = 64.0
+
+
+def _scores_are_small(q_scaled, k) -> bool:
+    """Whether every score q·k lies within ±_SMALL_SCORE: |q·k| <= ‖q‖ ‖k‖ (Cauchy–Schwarz), so the
+    longest query and the longest key bound them all. Two passes over q and k, none over the scores;
+    False for a NaN or an infinity."""
+    longest_q, longest_k = (float(_row_sums(np.square(a)).max(initial=0.0)) for a in (q_scaled, k))  # squared norms
+    return longest_q * longest_k <= _SMALL_SCORE**2
+
+
 def _batch_blocks(q, k, v, bias, everything_at_once: bool) -> list:
     """Slices of the first batch axis holding about _ATTENTION_BLOCK scores each.
 
@@ -526,7 +550,8 @@ class ScaledDotProductAttention(Function):
     Backward repeats the same operations on each block to get the same weights back, at the
     price of one more q kᵀ product. The scale is applied to q (Tq × d numbers) rather than to
     the scores (Tq × Tk), and the softmax (`ops.softmax_array`) runs in place. Causal
-    attention skips the keys a tile of queries cannot see (`_query_tiles`). Dropout, a mask
+    attention skips the keys a tile of queries cannot see (`_query_tiles`); scores that cannot
+    leave ±64 skip the softmax's row max (`_scores_are_small`). Dropout, a mask
     with batch axes or a mask that needs its gradient take everything at once.
     """
 
@@ -573,14 +598,21 @@ class ScaledDotProductAttention(Function):
                 self.saved_weights[i] = weights_b
         return out
 
-    @staticmethod
-    def _weights(q_scaled, k, bias, stats=None):
-        """softmax(q kᵀ · scale + bias), and each row's (max, sum); given stats are reused."""
+    def _weights(self, q_scaled, k, bias, stats=None):
+        """softmax(q kᵀ · scale + bias), and each row's (shift, sum); given stats are reused.
+
+        A row that the bias leaves no key gets weights 0, as in the definition; backward then
+        sends nothing through it, since every term of its gradient has a weight as a factor.
+        When no score can leave ±_SMALL_SCORE (`_scores_are_small`) and the bias is a mask's
+        0 or −inf, the shift is 0: no row max, the slowest pass of a softmax over short rows.
+        """
         weights = q_scaled @ np.swapaxes(k, -1, -2)  # scores (..., Tq, Tk)
         if bias is not None:
             in_place = bias.shape == weights.shape[weights.ndim - bias.ndim :]  # broadcast over leading axes only
             weights = np.add(weights, bias, out=weights) if in_place else weights + bias
-        return softmax_array(weights, out=weights, stats=stats)  # over the keys, in place
+        small = stats is None and self.mask_shape is None and _scores_are_small(q_scaled, k)
+        shift = 0.0 if small else None
+        return softmax_array(weights, out=weights, stats=stats, masked_rows_zero=True, shift=shift)  # in place
 
     def backward(self, g):
         if self.blocks == [None]:

@@ -553,20 +553,46 @@ def max_shift(a: np.ndarray, axis) -> np.ndarray:
     return np.where(np.isfinite(peak), peak, 0)
 
 
-def softmax_array(x: np.ndarray, axis: int = -1, out: np.ndarray | None = None, stats: tuple | None = None):
+def softmax_array(
+    x: np.ndarray,
+    axis: int = -1,
+    out: np.ndarray | None = None,
+    stats: tuple | None = None,
+    masked_rows_zero: bool = False,
+    shift: float | None = None,
+):
     """softmax on a NumPy array: e^(x − m) / Σ e^(x − m) along `axis`, m = `max_shift(x, axis)`.
 
     Returns the probabilities (x's shape; written into `out`, which may be x itself) and the
-    `stats` (m, Σ), each with `axis` kept as 1. Given the stats of an earlier call on the same
-    x, the same probabilities come back without a max or a sum. The Softmax op and the fused
-    kernels (minigrad/kernels.py) that need a softmax of arrays all call this one.
+    `stats` (m, Σ), each with `axis` kept as 1 (m may be a number). Given the stats of an
+    earlier call on the same x, the same probabilities come back without a max or a sum. The
+    Softmax op and the fused kernels (minigrad/kernels.py) that need a softmax of arrays all
+    call this one. masked_rows_zero gives a lane of all −inf (in attention, a query whose mask
+    allows no key) probabilities 0 instead of 0/0 = NaN, as torch's attention does.
+    `shift` = 0 skips the max, for a caller that knows every finite x is small enough for e^x
+    to stay a normal float (the result is the same for any m; the max only guards the range).
     """
-    row_max = max_shift(x, axis) if stats is None else stats[0]
-    e = np.asarray(x - row_max) if out is None else np.subtract(x, row_max, out=out)  # asarray: a 0-d x too
-    np.exp(e, out=e)
-    row_sum = e.sum(axis=axis, keepdims=True) if stats is None else stats[1]
+    row_max = stats[0] if stats is not None else max_shift(x, axis) if shift is None else shift
+    if np.ndim(row_max) == 0 and row_max == 0:
+        e = np.exp(x) if out is None else np.exp(x, out=out)
+    else:
+        e = np.asarray(x - row_max) if out is None else np.subtract(x, row_max, out=out)  # asarray: a 0-d x too
+        np.exp(e, out=e)
+    row_sum = lane_sums(e, axis) if stats is None else stats[1]
+    if masked_rows_zero and stats is None:
+        # Σ is 0 only in a lane of all −inf (any finite term is a normal float > 0): raising Σ to the
+        # smallest normal float changes only those lanes, whose e are all 0 and stay 0. A pass over Σ.
+        np.maximum(row_sum, np.finfo(e.dtype).tiny, out=row_sum)
     e /= row_sum
     return e, (row_max, row_sum)
+
+
+def lane_sums(x: np.ndarray, axis: int) -> np.ndarray:
+    """Σ along `axis`, kept as size 1. Along the last axis of a float array, one BLAS product with
+    a vector of ones: NumPy's own sum walks short rows one at a time, several times slower."""
+    if axis not in (-1, x.ndim - 1) or x.ndim == 0 or x.dtype.kind != "f":
+        return x.sum(axis=axis, keepdims=True)
+    return (x @ np.ones(x.shape[-1], dtype=x.dtype))[..., None]
 
 
 class Softmax(Function):

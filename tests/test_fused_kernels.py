@@ -193,6 +193,17 @@ def _recording_backward(fn, seen):
     return recording
 
 
+def attention_with_and_without_the_kernel(q, k, v, g, **options) -> list:
+    """[kernel, definition], each [output, d q, d k, d v], for output gradient g."""
+    results = []
+    for attention in (K.scaled_dot_product_attention, F.scaled_dot_product_attention):
+        inputs = [Tensor(a, dtype=np.float64, requires_grad=True) for a in (q, k, v)]
+        out = attention(*inputs, **options)
+        out.backward(g)
+        results.append([out.data] + [t.grad for t in inputs])
+    return results
+
+
 @pytest.mark.parametrize("block", [1, 40, 10**9], ids=["one-row-blocks", "uneven-blocks", "one-block"])
 @pytest.mark.parametrize("keep", [0, 10**9], ids=["recomputed", "kept"])
 def test_attention_in_batch_blocks_and_causal_tiles_equals_the_definition(monkeypatch, block, keep):
@@ -200,14 +211,72 @@ def test_attention_in_batch_blocks_and_causal_tiles_equals_the_definition(monkey
     monkeypatch.setattr(K, "_MAX_SAVED_WEIGHTS", keep)  # weights kept for backward up to this size
     monkeypatch.setattr(K, "_CAUSAL_TILE", 3)  # 4 positions: tiles of 3 and 1 queries
     rng = np.random.default_rng(8)
-    q, k, v = (Tensor(rng.standard_normal((5, 2, 4, 3)), dtype=np.float64, requires_grad=True) for _ in range(3))
-    g = rng.standard_normal((5, 2, 4, 3))
-    grads = []
-    for attention in (K.scaled_dot_product_attention, F.scaled_dot_product_attention):
-        for t in (q, k, v):
-            t.grad = None
-        out = attention(q, k, v, is_causal=True)
-        out.backward(g)
-        grads.append([out.data] + [t.grad for t in (q, k, v)])
-    for fused, composed in zip(*grads):
+    q, k, v, g = (rng.standard_normal((5, 2, 4, 3)) for _ in range(4))
+    for fused, composed in zip(*attention_with_and_without_the_kernel(q, k, v, g, is_causal=True)):
         np.testing.assert_allclose(fused, composed, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("block", [1, 40, 10**9], ids=["one-row-blocks", "uneven-blocks", "one-block"])
+@pytest.mark.parametrize("keep", [0, 10**9], ids=["recomputed", "kept"])
+def test_attention_in_batch_blocks_gives_a_query_with_no_key_zeros(monkeypatch, block, keep):
+    """The (max, sum) kept per row bring back a zero row when backward recomputes the weights."""
+    monkeypatch.setattr(K, "_ATTENTION_BLOCK", block)
+    monkeypatch.setattr(K, "_MAX_SAVED_WEIGHTS", keep)
+    rng = np.random.default_rng(9)
+    q, k, v, g = (rng.standard_normal((5, 2, 4, 3)) for _ in range(4))
+    allowed = rng.random((4, 4)) >= 0.3
+    allowed[:, 0], allowed[2] = True, False  # query 2 sees no key, the others at least one
+    fused, defined = attention_with_and_without_the_kernel(q, k, v, g, attn_mask=allowed)
+    assert (fused[0][..., 2, :] == 0).all() and (fused[1][..., 2, :] == 0).all()
+    for a, b in zip(fused, defined):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_attention_too_large_to_keep_its_weights_gives_a_query_with_no_key_zeros():
+    """At the real block sizes: weights recomputed in backward, several batch blocks."""
+    B, H, T = 3, 4, 300
+    rng = np.random.default_rng(10)
+    q, k, v, g = (rng.standard_normal((B, H, T, 8)) for _ in range(4))
+    allowed = F.causal_mask(T, T)
+    allowed[T // 2] = False  # one query in the middle sees nothing
+    assert B * H * T * T > K._MAX_SAVED_WEIGHTS  # backward recomputes the weights
+    assert len(K._batch_blocks(q, k, v, allowed, everything_at_once=False)) == B  # one entry per block
+    fused, defined = attention_with_and_without_the_kernel(q, k, v, g, attn_mask=allowed)
+    assert (fused[0][..., T // 2, :] == 0).all() and (fused[1][..., T // 2, :] == 0).all()
+    for a, b in zip(fused, defined):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("scale", [0.5, 30.0], ids=["small scores, unshifted", "large scores, shifted by the max"])
+def test_attention_softmax_with_and_without_the_max_shift_equals_the_definition(scale):
+    rng = np.random.default_rng(7)
+    q, k, v = (rng.standard_normal((2, 3, 16, 8)) * scale for _ in range(3))
+    assert K._scores_are_small(q / math.sqrt(8), k) == (scale == 0.5)  # 30² · 8 / √8 ≫ 64: the max is needed
+    allowed = F.causal_mask(16, 16) & (rng.random((16, 16)) > 0.3)
+    allowed[3] = False  # a query that may see no key
+    for mask, causal in ((None, True), (allowed, False)):
+        ours = K.scaled_dot_product_attention(Tensor(q), Tensor(k), Tensor(v), mask, is_causal=causal).data
+        theirs = F.scaled_dot_product_attention(Tensor(q), Tensor(k), Tensor(v), mask, is_causal=causal).data
+        assert np.isfinite(ours).all()
+        # weights differ by a few roundings of each of the 16 summed terms
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=8 * 16 * 1.2e-7 * np.abs(v).max())
+        if mask is not None:
+            np.testing.assert_array_equal(ours[:, :, 3], 0.0)
+
+
+def test_scores_with_a_nan_or_an_infinity_are_never_called_small():
+    q, k = np.zeros((1, 2, 4), np.float32), np.zeros((1, 3, 4), np.float32)
+    assert K._scores_are_small(q, k)
+    q[0, 1, 2] = np.nan
+    assert not K._scores_are_small(q, k)
+    q[0, 1, 2] = np.inf
+    assert not K._scores_are_small(q, k)
+
+
+def test_lane_sums_by_blas_equal_numpy_sums_on_every_axis():
+    from minigrad.ops import lane_sums
+
+    x = np.random.default_rng(3).standard_normal((3, 5, 7)).astype(np.float32)
+    for axis in (0, 1, 2, -1):
+        np.testing.assert_allclose(lane_sums(x, axis), x.sum(axis=axis, keepdims=True), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(lane_sums(np.ones((2, 0), np.float32), -1), np.zeros((2, 1)))

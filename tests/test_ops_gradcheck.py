@@ -470,7 +470,9 @@ def attention_shapes(draw):
 
 
 @checks(kernels.ScaledDotProductAttention, "F.scaled_dot_product_attention", "F.attention_weights")
-@pytest.mark.parametrize("mask_kind", ["none", "bool", "float", "causal", "causal_and_bool"])
+@pytest.mark.parametrize(
+    "mask_kind", ["none", "bool", "float", "causal", "causal_and_bool", "bool_empty_row", "float_empty_row"]
+)
 @given(dims=attention_shapes(), seed=seeds)
 def test_scaled_dot_product_attention(mask_kind, dims, seed):
     batch, q_len, k_len, d, dv = dims
@@ -480,9 +482,15 @@ def test_scaled_dot_product_attention(mask_kind, dims, seed):
     mask = None
     if "bool" in mask_kind:
         mask = rng.random((q_len, k_len)) >= 0.3  # True: may attend
-        mask[:, 0] = True  # every query sees a key: a fully masked row has no softmax
-    elif mask_kind == "float":
+        mask[:, 0] = True  # every query sees a key ...
+    elif mask_kind.startswith("float"):
         mask = rng.standard_normal(batch[-1:] + (q_len, k_len))
+    if mask_kind.endswith("empty_row"):  # ... but one, whose weights are 0 and gradient nothing
+        empty = rng.integers(q_len)
+        if mask.dtype == bool:
+            mask[empty] = False
+        else:
+            mask[..., empty, :] = -np.inf
     causal = mask_kind.startswith("causal")
     q, k, v = leaf(seed, batch + (q_len, d)), leaf(seed + 1, batch + (k_len, d)), leaf(seed + 2, batch + (k_len, dv))
     for attention in (kernels.scaled_dot_product_attention, F.scaled_dot_product_attention):

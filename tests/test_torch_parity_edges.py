@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import minigrad as mg
 import minigrad.functional as F
-from minigrad import Tensor
+from minigrad import Tensor, kernels
 
 torch = pytest.importorskip("torch")
 
@@ -249,3 +249,28 @@ def test_is_causal_with_a_mask_applies_both_as_torchs_cpu_kernel():
     )
     np.testing.assert_allclose(ours.data, theirs.numpy(), rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(ours.data, both.data)
+
+
+@pytest.mark.parametrize("q_len, k_len", [(4, 4), (5, 3), (3, 5)])
+@pytest.mark.parametrize(
+    "attention", [kernels.scaled_dot_product_attention, F.scaled_dot_product_attention], ids=["kernel", "definition"]
+)
+def test_is_causal_and_a_mask_that_leave_a_query_no_key_give_it_zeros_as_torch(attention, q_len, k_len):
+    """Query 0 may see key 0 only (causal) and the mask forbids it; the last query's mask row is empty."""
+    rng = np.random.default_rng(1)
+    arrays = [rng.standard_normal((1, 2, n, 4)) for n in (q_len, k_len, k_len)]  # d = dv: torch's CPU kernel
+    mask = np.ones((q_len, k_len), dtype=bool)
+    mask[0, 0] = mask[-1, :] = False
+    g = rng.standard_normal((1, 2, q_len, 4))
+    ours = [Tensor(a, dtype=np.float64, requires_grad=True) for a in arrays]
+    out = attention(*ours, attn_mask=mask, is_causal=True)
+    out.backward(g)
+    theirs = [torch.from_numpy(a).requires_grad_() for a in arrays]
+    expected = torch.nn.functional.scaled_dot_product_attention(
+        *theirs, attn_mask=torch.from_numpy(mask), is_causal=True
+    )
+    expected.backward(torch.from_numpy(g))
+    assert (out.data[..., [0, -1], :] == 0).all() and (ours[0].grad[..., [0, -1], :] == 0).all()
+    np.testing.assert_allclose(out.data, expected.detach().numpy(), rtol=1e-12, atol=1e-12)
+    for mine, yours in zip(ours, theirs):
+        np.testing.assert_allclose(mine.grad, yours.grad.numpy(), rtol=1e-12, atol=1e-12)

@@ -615,6 +615,40 @@ def test_broadcasting_binary_ops_match_torch(name, pair, seed):
         np.testing.assert_allclose(grad, expected, rtol=1e-12, atol=1e-12)
 
 
+@st.composite
+def masks_leaving_a_query_no_key(draw):
+    """Attention shapes (batch, Tq, Tk, d, dv) and a mask, True where a query may attend, with a row all False."""
+    batch = draw(hnp.array_shapes(min_dims=1, max_dims=2, max_side=3))
+    q_len, k_len, d, dv = (draw(st.integers(1, 4)) for _ in range(4))
+    allowed = draw(hnp.arrays(bool, (q_len, k_len)))
+    allowed[draw(st.integers(0, q_len - 1))] = False
+    return batch, q_len, k_len, d, dv, allowed
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("mask_kind", ["bool", "float"])
+@pytest.mark.parametrize("attention", [kernels, F], ids=["kernel", "definition"])
+@given(case=masks_leaving_a_query_no_key(), seed=st.integers(0, 99))
+def test_attention_gives_a_query_with_no_key_zeros_as_torch(attention, mask_kind, dtype, case, seed):
+    """torch's "safe softmax": a query whose mask allows no key outputs 0 and passes no gradient, not NaN."""
+    batch, q_len, k_len, d, dv, allowed = case
+    rng = np.random.default_rng(seed)
+    arrays = [rng.standard_normal(batch + shape) for shape in [(q_len, d), (k_len, d), (k_len, dv)]]
+    if mask_kind == "float":  # -inf where not allowed, a learned bias elsewhere: it gets a gradient too
+        arrays.append(np.where(allowed, rng.standard_normal(allowed.shape), -np.inf))
+        ours, theirs = attention.scaled_dot_product_attention, TF.scaled_dot_product_attention
+    else:
+        ours = lambda q, k, v: attention.scaled_dot_product_attention(q, k, v, attn_mask=allowed)  # noqa: E731
+        theirs = lambda q, k, v: TF.scaled_dot_product_attention(q, k, v, attn_mask=as_torch(allowed))  # noqa: E731
+    value, grads = run_minigrad(ours, arrays, dtype)
+    expected_value, expected_grads = run_torch(theirs, arrays, dtype)
+    nobody = ~allowed.any(axis=1)  # the queries that see no key
+    assert (value[..., nobody, :] == 0).all() and (grads[0][..., nobody, :] == 0).all()
+    np.testing.assert_allclose(value, expected_value, **TOLERANCES[dtype])
+    for i, (grad, expected) in enumerate(zip(grads, expected_grads)):
+        np.testing.assert_allclose(grad, expected, **TOLERANCES[dtype], err_msg=f"gradient of input {i}")
+
+
 def functions_in_graph(out: Tensor) -> set[type]:
     """The Function classes that made `out`, found by walking its graph back to the leaves."""
     seen, todo = set(), [out]

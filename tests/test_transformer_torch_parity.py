@@ -151,3 +151,67 @@ def test_per_sequence_and_head_masks_match_torch():
     their_out, their_weights = theirs(xt, xt, xt, attn_mask=torch.tensor(attn_mask), average_attn_weights=False)
     assert_close(our_out.data, their_out, "output")
     assert_close(our_weights.data, their_weights, "attention weights")
+
+
+def masks_that_leave_queries_no_key(kind: str) -> dict:
+    """Query 1 may see no key (attn_mask), nor may any query of sequence 1 (every key is padding)."""
+    attn_mask = np.zeros((T, T), dtype=bool)  # torch.nn's convention: True where attention is NOT allowed
+    attn_mask[1] = True
+    key_padding = np.zeros((B, T), dtype=bool)
+    key_padding[1] = True
+    if kind == "float":
+        attn_mask, key_padding = (np.where(m, -np.inf, 0.0).astype(np.float32) for m in (attn_mask, key_padding))
+    return {"attn_mask": attn_mask, "key_padding_mask": key_padding}
+
+
+@pytest.mark.parametrize("mask_kind", ["bool", "float"])
+def test_multi_head_attention_gives_a_query_with_no_key_zeros_as_torchs_sdpa(mask_kind):
+    """torch.nn.MultiheadAttention goes through scaled_dot_product_attention with need_weights=False,
+    and its safe softmax gives such a query's heads 0 (the output is out_proj's bias) and no gradient.
+    With need_weights=True (and in its no-grad inference fast path) torch makes those rows NaN; ours
+    stay what they are without the weights, and their weights are 0 (docs/transformer.md)."""
+    torch.manual_seed(3)
+    theirs = torch.nn.MultiheadAttention(E, H, batch_first=True)
+    with torch.no_grad():
+        theirs.out_proj.bias.normal_()  # what a query with no key outputs
+    ours = MultiHeadAttention(E, H)
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((B, T, E)).astype(np.float32)
+    out_grad = rng.standard_normal((B, T, E)).astype(np.float32)
+    masks = masks_that_leave_queries_no_key(mask_kind)
+    nobody = np.zeros((B, T), dtype=bool)  # the queries that see no key
+    nobody[:, 1] = nobody[1] = True
+
+    outputs = {}
+    for need_weights in (False, True):
+        ours.zero_grad()
+        mine = Tensor(x, requires_grad=True)
+        out, weights = ours(mine, mine, mine, need_weights=need_weights, average_attn_weights=False, **masks)
+        out.backward(out_grad)
+        outputs[need_weights] = out.data, mine.grad, weights
+        assert np.isfinite(out.data).all() and np.isfinite(mine.grad).all()
+    np.testing.assert_array_equal(outputs[True][0], outputs[False][0])
+    np.testing.assert_array_equal(outputs[True][1], outputs[False][1])
+    our_out, our_grad, _ = outputs[False]
+    np.testing.assert_array_equal(our_out[nobody], np.broadcast_to(ours.out_proj.bias.data, (nobody.sum(), E)))
+
+    yours = torch.tensor(x, requires_grad=True)
+    torch_masks = {name: torch.tensor(m) for name, m in masks.items()}
+    their_out, _ = theirs(yours, yours, yours, need_weights=False, **torch_masks)
+    their_out.backward(torch.tensor(out_grad))
+    assert_close(our_out, their_out, "output")
+    assert_close(our_grad, yours.grad, "d/d input")
+    their_params = dict(theirs.named_parameters())
+    for name, param in ours.named_parameters():
+        assert_close(param.grad, their_params[name].grad, f"d/d {name}")
+
+    with torch.no_grad():
+        their_out, their_weights = theirs(yours, yours, yours, average_attn_weights=False, **torch_masks)
+    our_weights = outputs[True][2].data  # (B, H, Tq, Tk)
+    assert (our_weights.transpose(0, 2, 1, 3)[nobody] == 0).all()
+    seen = ~nobody
+    assert_close(our_out[seen], their_out[torch.from_numpy(seen)], "output where a key is seen")
+    assert_close(
+        our_weights.transpose(0, 2, 1, 3)[seen], their_weights.transpose(1, 2)[torch.from_numpy(seen)], "weights"
+    )

@@ -118,7 +118,9 @@ class MultiHeadAttention(Module):
         key_padding_mask (B, Tk): True (or -inf) at padded keys. attn_mask (Tq, Tk), or
         (B·num_heads, Tq, Tk) for one mask per sequence and head. is_causal adds the causal
         mask. weights are None unless need_weights: then (B, Tq, Tk) averaged over heads, or
-        (B, num_heads, Tq, Tk) with average_attn_weights=False — as PyTorch's.
+        (B, num_heads, Tq, Tk) with average_attn_weights=False — as PyTorch's. A query the masks
+        leave no key outputs out_proj's bias, with weights 0, as PyTorch's with need_weights=False
+        (its need_weights=True gives NaN there).
         """
         B, q_len, E = query.shape
         k_len = key.shape[1]
