@@ -40,7 +40,7 @@ VARIANTS = {  # name: (what is taken out, the flags that take it out)
     "learned-pos": ("rotary: learned position embeddings", ["--no-rotary"]),
     "layernorm": ("RMSNorm: LayerNorm", ["--norm", "layernorm"]),
     "no-qk-norm": ("QK-norm", ["--no-qk-norm"]),
-    "gelu": ("ReLU²: GELU", ["--activation", "gelu"]),
+    "relu2": ("GELU: ReLU²", ["--activation", "relu2"]),
     "untied": ("(an idea added) an untied head", ["--no-tie-embeddings"]),
     "biases": ("no biases: GPT-2's biases", ["--bias"]),
     "batch-12": ("batch 32: batch 12, as many characters", ["--batch-size", "12", "--max-iters", str(BATCH_12_ITERS)]),
