@@ -161,7 +161,7 @@ def sample_minigrad(model, n_tokens: int, seed: int, use_cache: bool) -> float:
 def generate_without_cache(model, idx: np.ndarray, n_tokens: int, rng: np.random.Generator) -> np.ndarray:
     """nanoGPT's loop, the rival of the KV cache: the whole (cropped) context through the model per token."""
     from minigrad import no_grad
-    from transformer.gpt import sample
+    from transformer.sample import sample
 
     model.eval()
     with no_grad():

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure  # drawn off-screen, no window or backend needed
 
-from transformer.gpt import filter_logits, sample
+from transformer.sample import filter_logits, sample
 
 # Illustrative logits for the next character after "Th" (the model's raw scores, any scale).
 CHARACTERS = list("eaiory uwhs'lnt.")

@@ -8,8 +8,7 @@ import pytest
 from minigrad import no_grad
 from transformer import GPT, GPTConfig
 from transformer import sample as sampling_module
-from transformer.gpt import filter_logits, sample
-from transformer.sample import KVCache, cached_logits, generate_tokens
+from transformer.sample import KVCache, cached_logits, filter_logits, generate_tokens, sample
 
 CFG = dict(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16)
 

@@ -49,7 +49,6 @@ import numpy as np
 import minigrad.functional as F
 from minigrad import default_rng, kernels
 from minigrad.nn import GELU, Dropout, Embedding, LayerNorm, Linear, Module, ModuleDict, ModuleList, RMSNorm
-from minigrad.ops import softmax_array
 from minigrad.optim import AdamW
 from minigrad.tensor import Tensor
 from transformer.attention import merge_heads, split_heads
@@ -415,54 +414,6 @@ class GPT(Module):
         from transformer.huggingface import save_pretrained
 
         save_pretrained(self, directory)
-
-
-def filter_logits(logits: np.ndarray, top_k: int | None = None, top_p: float | None = None) -> np.ndarray:
-    """A copy of logits (B, V) with -inf outside the allowed support.
-
-    top_k keeps the k largest logits of each row (ties with the k-th are kept, as nanoGPT's
-    `logits < v[:, [-1]]`). top_p keeps the smallest set of most likely tokens whose
-    probability reaches p: a token stays if the tokens more likely than it hold less than p.
-    """
-    logits = np.array(logits, dtype=np.float64)
-    V = logits.shape[-1]
-    if top_k is not None:
-        if top_k < 1:
-            raise ValueError(f"top_k must be at least 1, got {top_k}")
-        kth = -np.sort(-logits, axis=-1)[:, min(top_k, V) - 1 : min(top_k, V)]  # (B, 1)
-        logits[logits < kth] = -np.inf
-    if top_p is not None:
-        if not 0.0 < top_p <= 1.0:
-            raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
-        order = np.argsort(-logits, axis=-1, kind="stable")  # (B, V) most likely first
-        probs, _ = softmax_array(np.take_along_axis(logits, order, axis=-1))  # (B, V) most likely first
-        mass_before = np.cumsum(probs, axis=-1) - probs  # (B, V) probability of the more likely tokens
-        drop_sorted = mass_before >= top_p  # the first token always stays: its mass_before is 0
-        drop = np.empty_like(drop_sorted)
-        np.put_along_axis(drop, order, drop_sorted, axis=-1)  # back to vocabulary order
-        logits[drop] = -np.inf
-    return logits
-
-
-def sample(
-    logits: np.ndarray,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    rng: np.random.Generator | None = None,
-) -> np.ndarray:
-    """One token id per row of logits (B, V) -> (B,) int64; temperature 0 is greedy (argmax)."""
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if temperature == 0:
-        return np.argmax(logits, axis=-1).astype(np.int64)
-    rng = default_rng() if rng is None else rng
-    scaled = filter_logits(np.asarray(logits, dtype=np.float64) / temperature, top_k, top_p)  # (B, V)
-    probs, _ = softmax_array(scaled)  # (B, V), 0 outside the support
-    cdf = np.cumsum(probs, axis=-1)  # (B, V)
-    # inverse-CDF sampling: the first token whose cumulative probability exceeds u ~ U[0, total)
-    u = rng.random((cdf.shape[0], 1)) * cdf[:, -1:]  # (B, 1)
-    return np.minimum((cdf <= u).sum(axis=-1), cdf.shape[-1] - 1).astype(np.int64)
 
 
 def token_ids(idx, vocab_size: int) -> np.ndarray:
