@@ -94,7 +94,9 @@ class World:
     def sum_gradients(self, params: list, weight: float, extras: list[float]) -> list[float]:
         """Replace each parameter's .grad by the sum over ranks of weight * grad, in one all-reduce.
 
-        The gradients are copied into one flat float32 buffer (one call, not one per parameter);
+        The gradients are copied into one flat float32 buffer (one call, not one per parameter),
+        summed there, and each .grad becomes its stretch of the buffer (a view: nothing is copied
+        back; the next step's backward makes new gradients before the buffer is filled again).
         `extras` (numbers such as the shard's loss) ride along at its end, summed unweighted, and
         their sums are returned.
         """
@@ -112,7 +114,7 @@ class World:
         self.sum_in_place(buffer)
         offset = 0
         for p, n in zip(params, sizes):
-            p.grad[...] = buffer[offset : offset + n].reshape(p.grad.shape)
+            p.grad = buffer[offset : offset + n].reshape(p.grad.shape)
             offset += n
         return [float(v) for v in buffer[offset:]]
 
