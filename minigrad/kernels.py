@@ -34,7 +34,7 @@ import numpy as np
 
 from minigrad import functional as F
 from minigrad.autograd import Function
-from minigrad.ops import softmax_array, unbroadcast
+from minigrad.ops import constant_vector, lane_sums, softmax_array, unbroadcast
 from minigrad.tensor import Tensor
 
 # ---------------------------------------------------------------- the switch: kernel or definition
@@ -99,30 +99,13 @@ _CHUNK = 1 << 16
 
 
 def _ones(n: int, dtype) -> np.ndarray:
-    """A read-only vector of n ones, cached: `x @ _ones(n)` sums the rows of x (..., n)."""
-    return _filled(n, 1.0, dtype)
-
-
-def _filled(n: int, value: float, dtype) -> np.ndarray:
-    """A read-only vector of n copies of `value`, cached (its caller must not write to it)."""
-    return _filled_cached(int(n), float(value), np.dtype(dtype))
-
-
-@functools.lru_cache(maxsize=64)
-def _filled_cached(n: int, value: float, dtype: np.dtype) -> np.ndarray:
-    vector = np.full(n, value, dtype=dtype)
-    vector.flags.writeable = False
-    return vector
-
-
-def _row_sums(x: np.ndarray) -> np.ndarray:
-    """Σ over the last axis, keeping it: (..., n) -> (..., 1). A BLAS matrix–vector product."""
-    return (x @ _ones(x.shape[-1], x.dtype))[..., None]
+    """A read-only vector of n ones, cached: `_ones(n) @ x` sums the columns of x (n, ...)."""
+    return constant_vector(n, 1.0, dtype)
 
 
 def _row_means(x: np.ndarray) -> np.ndarray:
     """The mean over the last axis, keeping it: (..., n) -> (..., 1). One BLAS product with a cached (1/n, ...)."""
-    return (x @ _filled(x.shape[-1], 1.0 / x.shape[-1], x.dtype))[..., None]
+    return (x @ constant_vector(x.shape[-1], 1.0 / x.shape[-1], x.dtype))[..., None]
 
 
 def _column_sums(x: np.ndarray) -> np.ndarray:
@@ -363,8 +346,8 @@ class LayerNorm(Function):
         gx = None
         if needs[0]:
             # dx = rstd · (dx̂ - mean(dx̂) - x̂ · mean(dx̂ ⊙ x̂))   (means over the normalised axes)
-            gx = xhat * _row_sums(gxhat * xhat)
-            gx += _row_sums(gxhat)
+            gx = xhat * lane_sums(gxhat * xhat, -1)
+            gx += lane_sums(gxhat, -1)
             gx *= -1.0 / g2.shape[-1]
             gx += gxhat
             gx *= rstd
@@ -400,7 +383,7 @@ class CrossEntropy(Function):
         log_sum = np.log(sum_exp[:, 0]) + row_max[:, 0]  # (N,) log Σ_c e^z_c
         losses = log_sum - logits2[rows, picked]  # (N,) -log p[target]
         if label_smoothing:
-            smooth = log_sum - _row_sums(logits2)[:, 0] / C  # (N,) mean over classes of -log p[c]
+            smooth = log_sum - lane_sums(logits2, -1)[:, 0] / C  # (N,) mean over classes of -log p[c]
             losses = (1.0 - label_smoothing) * losses + label_smoothing * smooth
         losses *= kept
         self.in_shape, self.probs, self.smoothing = logits.shape, probs, label_smoothing
@@ -507,7 +490,7 @@ def _scores_are_small(q_scaled, k) -> bool:
     """Whether every score q·k lies within ±_SMALL_SCORE: |q·k| <= ‖q‖ ‖k‖ (Cauchy–Schwarz), so the
     longest query and the longest key bound them all. Two passes over q and k, none over the scores;
     False for a NaN or an infinity."""
-    longest_q, longest_k = (float(_row_sums(np.square(a)).max(initial=0.0)) for a in (q_scaled, k))  # squared norms
+    longest_q, longest_k = (float(lane_sums(np.square(a), -1).max(initial=0.0)) for a in (q_scaled, k))  # squared norms
     return longest_q * longest_k <= _SMALL_SCORE**2
 
 
@@ -646,7 +629,7 @@ class ScaledDotProductAttention(Function):
         if self.dropout_mask is not None:
             gscores *= self.dropout_mask
         # softmax backward: ds = w ⊙ (dw - Σ_k dw ⊙ w), computed in the dw buffer
-        gscores -= _row_sums(gscores * weights)
+        gscores -= lane_sums(gscores * weights, -1)
         gscores *= weights
         del weights
         gq = gscores @ k  # d(q · scale) (..., Tq, d)

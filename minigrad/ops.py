@@ -15,6 +15,8 @@ graph of the gradient when handed Tensors. Each such op says `tensor_backward = 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from minigrad.autograd import Function
@@ -580,8 +582,9 @@ def softmax_array(
         np.exp(e, out=e)
     row_sum = lane_sums(e, axis) if stats is None else stats[1]
     if masked_rows_zero and stats is None:
-        # Σ is 0 only in a lane of all −inf (any finite term is a normal float > 0): raising Σ to the
-        # smallest normal float changes only those lanes, whose e are all 0 and stay 0. A pass over Σ.
+        # Σ is 0 only in a lane of all −inf: shifted by the max, a lane's largest term is e⁰ = 1, and
+        # unshifted (`shift` = 0) every finite term is a normal float > 0. Raising Σ to the smallest
+        # normal float changes only those lanes, whose e are all 0 and stay 0. A pass over Σ.
         np.maximum(row_sum, np.finfo(e.dtype).tiny, out=row_sum)
     e /= row_sum
     return e, (row_max, row_sum)
@@ -592,7 +595,20 @@ def lane_sums(x: np.ndarray, axis: int) -> np.ndarray:
     a vector of ones: NumPy's own sum walks short rows one at a time, several times slower."""
     if axis not in (-1, x.ndim - 1) or x.ndim == 0 or x.dtype.kind != "f":
         return x.sum(axis=axis, keepdims=True)
-    return (x @ np.ones(x.shape[-1], dtype=x.dtype))[..., None]
+    return (x @ constant_vector(x.shape[-1], 1.0, x.dtype))[..., None]
+
+
+def constant_vector(n: int, value: float, dtype) -> np.ndarray:
+    """A read-only vector of n copies of `value`, cached: `x @ constant_vector(n, 1.0)` sums the
+    rows of x (..., n) by BLAS. Read-only, so no caller can spoil it for the next."""
+    return _constant_vector(int(n), float(value), np.dtype(dtype))
+
+
+@functools.lru_cache(maxsize=64)
+def _constant_vector(n: int, value: float, dtype: np.dtype) -> np.ndarray:
+    vector = np.full(n, value, dtype=dtype)
+    vector.flags.writeable = False
+    return vector
 
 
 class Softmax(Function):
