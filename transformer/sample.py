@@ -119,7 +119,9 @@ def sample(
     if temperature == 0:
         return np.argmax(logits, axis=-1).astype(np.int64)
     rng = default_rng() if rng is None else rng
-    scaled = filter_logits(np.asarray(logits, dtype=np.float64) / temperature, top_k, top_p)  # (B, V)
+    scaled = np.asarray(logits, dtype=np.float64) / temperature  # (B, V), a new array
+    if top_k is not None or top_p is not None:
+        scaled = filter_logits(scaled, top_k, top_p)  # -inf outside the support
     probs, _ = softmax_array(scaled)  # (B, V), 0 outside the support
     cdf = np.cumsum(probs, axis=-1)  # (B, V)
     # inverse-CDF sampling: the first token whose cumulative probability exceeds u ~ U[0, total)
