@@ -120,40 +120,45 @@ _SQRT_HALF = math.sqrt(0.5)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _vector_erf = np.frompyfunc(math.erf, 1, 1)
 
-# Abramowitz & Stegun 7.1.26: erf|z| = 1 - t (a1 + t (a2 + t (a3 + t (a4 + t a5)))) e^(-z²),
-# t = 1 / (1 + p|z|), absolute error below 1.5e-7 — under float32's own resolution near 1.
+# Abramowitz & Stegun 7.1.26: erfc z = t (a1 + t (a2 + t (a3 + t (a4 + t a5)))) e^(-z²) for z >= 0,
+# t = 1 / (1 + p z), absolute error below 1.5e-7 — under float32's own resolution near 1.
 _AS_P = 0.3275911
 _AS_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
 
 
-def _erf_chunk(
-    x: np.ndarray, scale: float, amplitude: float, erf_out: np.ndarray, gauss_out: np.ndarray, scratch: np.ndarray
-) -> None:
-    """amplitude · erf(scale · x) into erf_out and e^(-(scale · x)²) into gauss_out.
+@functools.lru_cache(maxsize=4)
+def _erfc_form(scale: float, amplitude: float) -> tuple[float, float, tuple[float, ...]]:
+    """amplitude · erfc(scale · a) of 7.1.26 rewritten for the fewest passes: (κ, λ, (d4, d3, d2, d1)).
 
-    All four arrays 1-D of one length; nothing is allocated. Taking the scale and amplitude
-    here saves GELU two passes (x/√2 and the factor ½ of Φ): scale > 0 keeps the sign of x,
-    and an amplitude of ½ scales the coefficients exactly (a power of two).
+    With z = scale · a, t = 1 / (1 + p z) = κ u where κ = 1 / (p · scale) and u = 1 / (a + κ),
+    so amplitude · t P(t) = Σ b_i u^i with b_i = amplitude · a_i κ^i. With w = λ u and
+    λ = b5^(1/5) the polynomial is monic: Σ b_i u^i = w (d1 + w (d2 + w (d3 + w (d4 + w)))),
+    d_i = b_i / λ^i. Scale and amplitude then cost no pass, the leading coefficient none either.
     """
-    np.square(x, out=gauss_out)
-    gauss_out *= -scale * scale
-    np.exp(gauss_out, out=gauss_out)  # e^(-z²), z = scale · x; also φ's kernel for GELU
-    t = np.abs(x, out=scratch)
-    t *= _AS_P * scale
-    t += 1.0
-    np.reciprocal(t, out=t)  # t = 1 / (1 + p|z|)
-    poly = np.multiply(t, amplitude * _AS_A[4], out=erf_out)  # Horner, innermost coefficient first
-    for coefficient in _AS_A[3::-1]:
-        poly += amplitude * coefficient
-        poly *= t
-    poly *= gauss_out
-    np.subtract(amplitude, poly, out=poly)  # amplitude · erf|z|
-    # erf is odd: give it the sign of x, as copysign would. On the bits that is |poly| OR
-    # (x AND sign bit): three vectorised passes, cheaper than np.copysign.
-    np.abs(poly, out=poly)
-    bits = np.dtype(f"u{x.dtype.itemsize}")
-    sign = np.bitwise_and(x.view(bits), bits.type(1 << (8 * bits.itemsize - 1)), out=scratch.view(bits))
-    np.bitwise_or(poly.view(bits), sign, out=poly.view(bits))
+    kappa = 1.0 / (_AS_P * scale)
+    b = [amplitude * a * kappa ** (i + 1) for i, a in enumerate(_AS_A)]
+    lam = b[4] ** 0.2
+    d = [b_i / lam ** (i + 1) for i, b_i in enumerate(b)]
+    return kappa, lam, tuple(d[3::-1])
+
+
+def _erfc_chunk(a: np.ndarray, scale: float, amplitude: float, out: np.ndarray, scratch: np.ndarray) -> None:
+    """amplitude · erfc(scale · a) for a >= 0 into out (Abramowitz & Stegun 7.1.26, see `_erfc_form`).
+
+    All three arrays 1-D of one length; nothing is allocated. 14 passes, e^x the only costly one.
+    """
+    kappa, lam, coefficients = _erfc_form(scale, amplitude)
+    w = np.add(a, kappa, out=scratch)
+    np.divide(lam, w, out=w)  # w = λ / (a + κ)
+    poly = np.add(w, coefficients[0], out=out)  # Horner, the monic term first
+    poly *= w
+    for coefficient in coefficients[1:]:
+        poly += coefficient
+        poly *= w
+    gauss = np.square(a, out=scratch)
+    gauss *= -scale * scale
+    np.exp(gauss, out=gauss)  # e^(-z²)
+    poly *= gauss
 
 
 def _chunk_buffers(n: int, dtype, count: int) -> list:
@@ -165,17 +170,21 @@ def erf_array(x: np.ndarray) -> np.ndarray:
     """The error function on a NumPy array, without SciPy (`functional.erf` is the Tensor op).
 
     float64 uses the C library's erf (exact to double precision, for gradient checks);
-    other floats use Abramowitz & Stegun 7.1.26 (error below 1.5e-7), in cached chunks.
+    other floats use Abramowitz & Stegun 7.1.26 (error below 1.5e-7) in cache-sized chunks:
+    erf z = sign(z) (1 - erfc |z|).
     """
     if x.dtype == np.float64:
         return np.asarray(_vector_erf(x), dtype=np.float64)  # a 0-d input gives a Python float
     flat = np.ascontiguousarray(x).reshape(-1)
     out = np.empty_like(flat)
-    gauss, scratch = _chunk_buffers(flat.size, flat.dtype, 2)
+    magnitude, scratch = _chunk_buffers(flat.size, flat.dtype, 2)
     for start in range(0, flat.size, _CHUNK):
         z = flat[start : start + _CHUNK]
         n = z.size
-        _erf_chunk(z, 1.0, 1.0, out[start : start + n], gauss[:n], scratch[:n])
+        erf_z = out[start : start + n]
+        _erfc_chunk(np.abs(z, out=magnitude[:n]), 1.0, 1.0, erf_z, scratch[:n])
+        np.subtract(1.0, erf_z, out=erf_z)
+        np.copysign(erf_z, z, out=erf_z)  # erf is odd
     return out.reshape(x.shape)
 
 
@@ -186,27 +195,43 @@ def _gelu_erf_float64(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x * cdf, cdf + x * pdf
 
 
+# Past this, a · q(a) of GELU is 0 in float32: e^(-16²/2) is below its smallest number.
+_GELU_FLAT = 16.0
+
+
 def _gelu_erf_chunked(x: np.ndarray) -> np.ndarray:
-    """GELU x Φ(x), one cache-sized chunk at a time: about 20 elementwise passes fused."""
+    """GELU x Φ(x), one cache-sized chunk at a time, 19 elementwise passes, no sign to mend.
+
+    With a = |x| and q(a) = 1 - Φ(a) = ½ erfc(a / √2), both signs read x Φ(x) = max(x, 0) - a q(a):
+    x >= 0 gives x - x q(x) = x Φ(x), and x < 0 gives -|x| q(|x|) = x Φ(x), since Φ(x) = q(|x|)
+    there. No sign to put on, and negative x lose no digits to cancellation. a is taken of
+    min(x, 16): past 16, a q(a) is 0 in float32 either way, and +∞ gives ∞ - 0 = ∞ as the
+    definition does, not ∞ - ∞ · 0 (-∞ still gives 0 - ∞ · 0 = NaN, as there).
+    """
     flat = np.ascontiguousarray(x).reshape(-1)
     out = np.empty_like(flat)
-    cdf, gauss, scratch = _chunk_buffers(flat.size, flat.dtype, 3)
+    magnitude, tail, scratch = _chunk_buffers(flat.size, flat.dtype, 3)
+    # max and min against a vector run vectorised; against a scalar NumPy's float32 loop does not
+    zeros, flat_top = (constant_vector(magnitude.size, value, flat.dtype) for value in (0.0, _GELU_FLAT))
     for start in range(0, flat.size, _CHUNK):
         xc = flat[start : start + _CHUNK]
         n = xc.size
-        cdfc = cdf[:n]
-        _erf_chunk(xc, _SQRT_HALF, 0.5, cdfc, gauss[:n], scratch[:n])  # ½ erf(x/√2)
-        cdfc += 0.5  # Φ(x) = ½ (1 + erf(x/√2))
-        np.multiply(xc, cdfc, out=out[start : start + n])
+        a = np.minimum(xc, flat_top[:n], out=magnitude[:n])
+        np.abs(a, out=a)
+        q = tail[:n]
+        _erfc_chunk(a, _SQRT_HALF, 0.5, q, scratch[:n])  # q(a) = ½ erfc(a / √2)
+        q *= a
+        out_c = np.maximum(xc, zeros[:n], out=out[start : start + n])
+        out_c -= q
     return out.reshape(x.shape)
 
 
 def _gelu_erf_backward_chunked(g: np.ndarray, x: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """g · (Φ(x) + x φ(x)), chunked; Φ(x) = out / x is read back from the forward's output.
+    """g · (Φ(x) + x φ(x)), chunked in 9 passes; Φ(x) = out / x is read back from the forward's output.
 
-    Dividing out the forward's result costs one pass where recomputing erf would cost twenty,
+    Dividing out the forward's result costs one pass where recomputing erfc would cost fourteen,
     and keeping x and out (which the graph and the next layer keep anyway) instead of a
-    stored derivative saves an activation-sized array per layer. Φ(x) = ½ where |x| < 1e-30.
+    stored derivative saves an activation-sized array per layer. Φ(x) = ½ where |x| < 1e-15.
     """
     flat_g, flat_x, flat_out = (np.ascontiguousarray(a).reshape(-1) for a in (g, x, out))
     grad = np.empty_like(flat_x)
@@ -215,16 +240,18 @@ def _gelu_erf_backward_chunked(g: np.ndarray, x: np.ndarray, out: np.ndarray) ->
         xc = flat_x[start : start + _CHUNK]
         n = xc.size
         p = np.square(xc, out=pdf[:n])
+        # rare: where x² < 1e-30, x Φ(x) may have lost x's digits (0/0 at x = 0), and Φ(x) = ½ to
+        # float32 precision. fmin skips NaN, so a NaN elsewhere in the chunk hides no zero.
+        near_zero = p < 1e-30 if np.fmin.reduce(p) < 1e-30 else None
         p *= -0.5
         np.exp(p, out=p)
         p *= _INV_SQRT_2PI  # φ(x)
         c = cdf[:n]
         with np.errstate(invalid="ignore", divide="ignore"):
-            np.divide(flat_out[start : start + n], xc, out=c)  # Φ(x); 0/0 where x is 0
-        d = np.abs(xc, out=grad[start : start + n])
-        if d.min() < 1e-30:  # rare: x Φ(x) lost x's digits; Φ(x) = ½ to float32 precision there
-            c[d < 1e-30] = 0.5
-        d = np.multiply(xc, p, out=d)
+            np.divide(flat_out[start : start + n], xc, out=c)  # Φ(x)
+        if near_zero is not None:
+            c[near_zero] = 0.5
+        d = np.multiply(xc, p, out=grad[start : start + n])
         d += c  # d/dx x Φ(x) = Φ(x) + x φ(x)
         d *= flat_g[start : start + n]
     return grad.reshape(x.shape)

@@ -8,8 +8,11 @@ here beside the gradient checks and kernel-vs-definition tests of test_ops_gradc
 
 import math
 
+import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import minigrad as mg
 import minigrad.functional as F
@@ -66,6 +69,56 @@ def test_gelu_extremes_stay_finite_and_exact():
     np.testing.assert_array_equal(y[[0, 1, 4, -2, -1]], [0.0, 0.0, 0.0, 40.0, 1e4])
     np.testing.assert_array_equal(derivative[[0, 1, -2, -1]], [0.0, 0.0, 1.0, 1.0])
     np.testing.assert_array_equal(derivative[3:6], [0.5, 0.5, 0.5])  # Φ(0) = ½, at and next to 0
+
+
+# float32 arrays with every kind of value: large of both signs, tiny, subnormal, ±0, ±inf, NaN
+ANY_FLOAT32 = hnp.arrays(
+    np.float32,
+    st.integers(1, 300),
+    elements=st.one_of(
+        st.floats(width=32),
+        st.floats(-20, 20, width=32),
+        st.sampled_from([-0.0, 1e-40, -1e-40, -1e30, -1e4, -9.0, -3.0]),
+    ),
+)
+
+
+@given(ANY_FLOAT32)
+def test_gelu_matches_its_float64_definition_for_every_float32(x):
+    """Values of both signs agree with x Φ(x) in float64; a sign slip on negatives would be off by |x|.
+
+    The kernel computes max(x, 0) - a q(a) with a = |x|, q(a) = ½ erfc(a / √2) by Abramowitz &
+    Stegun 7.1.26, whose erfc is off by at most 1.5e-7: a q(a) by at most ½ · 1.5e-7 · |x|.
+    Rounding adds half an ulp of the result, ε |ref|, and a relative (32 + x²/2) ε of a q(a):
+    two passes for w, eight of Horner (the polynomial's condition number below 5 on its
+    range), the products, and e^(-x²/2), whose argument carries a relative rounding of ε,
+    i.e. an absolute x²/2 · ε. Results that underflow keep an absolute error of a few
+    subnormal spacings, scaled by |x| for the last product.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        fn = K.GELU()
+        y = fn.forward(x)
+        derivative = fn.backward(np.ones_like(x))
+        x64 = x.astype(np.float64)
+        ref = x64 * (0.5 * np.vectorize(math.erfc)(-x64 / math.sqrt(2)))  # x Φ(x), NaN at -∞ as there
+    finite = np.isfinite(x)
+    np.testing.assert_array_equal(y[~finite], ref[~finite])  # +∞ -> ∞, -∞ and NaN -> NaN
+    assert np.isnan(derivative[~finite]).all()  # Φ(x) + x φ(x) is ∞ · 0 at ±∞
+    x64, ref, magnitude = x64[finite], ref[finite], np.abs(x64[finite])
+    eps, subnormal = float(np.finfo(np.float32).eps), float(np.finfo(np.float32).smallest_subnormal)
+    tail = np.maximum(x64, 0.0) - ref  # a q(a)
+    tolerance = 0.75e-7 * magnitude + eps * np.abs(ref) + (32 + x64 * x64 / 2) * eps * tail
+    tolerance += subnormal * (1 + magnitude)
+    assert (np.abs(y[finite] - ref) <= tolerance).all()
+    assert np.isfinite(derivative[finite]).all()
+
+
+@given(ANY_FLOAT32)
+def test_erf_matches_the_c_library_for_every_float32(x):
+    """erf z = sign(z) (1 - erfc |z|): odd, ±1 at ±∞, NaN at NaN; 7e-7 as in the test above."""
+    with np.errstate(over="ignore"):
+        y = K.erf_array(x)
+    np.testing.assert_allclose(y, exact_erf(x), rtol=0, atol=7e-7)
 
 
 def test_row_and_column_sums_by_blas_equal_numpy_sums():
