@@ -513,12 +513,10 @@ _CAUSAL_TILE = 64
 _SMALL_SCORE = 64.0
 
 
-def _scores_are_small(q_scaled, k) -> bool:
-    """Whether every score q·k lies within ±_SMALL_SCORE: |q·k| <= ‖q‖ ‖k‖ (Cauchy–Schwarz), so the
-    longest query and the longest key bound them all. Two passes over q and k, none over the scores;
-    False for a NaN or an infinity."""
-    longest_q, longest_k = (float(lane_sums(np.square(a), -1).max(initial=0.0)) for a in (q_scaled, k))  # squared norms
-    return longest_q * longest_k <= _SMALL_SCORE**2
+def _scores_are_small(scores: np.ndarray) -> bool:
+    """Whether every score lies within ±_SMALL_SCORE: a min and a max over the whole array (two
+    reading passes), not a max along each short row; False for a NaN or an infinity."""
+    return -_SMALL_SCORE <= scores.min(initial=0.0) and scores.max(initial=0.0) <= _SMALL_SCORE
 
 
 def _batch_blocks(q, k, v, bias, everything_at_once: bool) -> list:
@@ -560,8 +558,8 @@ class ScaledDotProductAttention(Function):
     Backward repeats the same operations on each block to get the same weights back, at the
     price of one more q kᵀ product. The scale is applied to q (Tq × d numbers) rather than to
     the scores (Tq × Tk), and the softmax (`ops.softmax_array`) runs in place. Causal
-    attention skips the keys a tile of queries cannot see (`_query_tiles`); scores that cannot
-    leave ±64 skip the softmax's row max (`_scores_are_small`). Dropout, a mask
+    attention skips the keys a tile of queries cannot see (`_query_tiles`); scores all within
+    ±64 skip the softmax's row max (`_scores_are_small`). Dropout, a mask
     with batch axes or a mask that needs its gradient take everything at once.
     """
 
@@ -613,14 +611,14 @@ class ScaledDotProductAttention(Function):
 
         A row that the bias leaves no key gets weights 0, as in the definition; backward then
         sends nothing through it, since every term of its gradient has a weight as a factor.
-        When no score can leave ±_SMALL_SCORE (`_scores_are_small`) and the bias is a mask's
+        When every score lies within ±_SMALL_SCORE (`_scores_are_small`) and the bias is a mask's
         0 or −inf, the shift is 0: no row max, the slowest pass of a softmax over short rows.
         """
         weights = q_scaled @ np.swapaxes(k, -1, -2)  # scores (..., Tq, Tk)
+        small = stats is None and self.mask_shape is None and _scores_are_small(weights)  # before the -inf of a mask
         if bias is not None:
             in_place = bias.shape == weights.shape[weights.ndim - bias.ndim :]  # broadcast over leading axes only
             weights = np.add(weights, bias, out=weights) if in_place else weights + bias
-        small = stats is None and self.mask_shape is None and _scores_are_small(q_scaled, k)
         shift = 0.0 if small else None
         return softmax_array(weights, out=weights, stats=stats, masked_rows_zero=True, shift=shift)  # in place
 

@@ -305,7 +305,8 @@ def test_attention_too_large_to_keep_its_weights_gives_a_query_with_no_key_zeros
 def test_attention_softmax_with_and_without_the_max_shift_equals_the_definition(scale):
     rng = np.random.default_rng(7)
     q, k, v = (rng.standard_normal((2, 3, 16, 8)) * scale for _ in range(3))
-    assert K._scores_are_small(q / math.sqrt(8), k) == (scale == 0.5)  # 30² · 8 / √8 ≫ 64: the max is needed
+    scores = q / math.sqrt(8) @ np.swapaxes(k, -1, -2)
+    assert K._scores_are_small(scores) == (scale == 0.5)  # scores of about 30² = 900: the max is needed
     allowed = F.causal_mask(16, 16) & (rng.random((16, 16)) > 0.3)
     allowed[3] = False  # a query that may see no key
     for mask, causal in ((None, True), (allowed, False)):
@@ -319,12 +320,13 @@ def test_attention_softmax_with_and_without_the_max_shift_equals_the_definition(
 
 
 def test_scores_with_a_nan_or_an_infinity_are_never_called_small():
-    q, k = np.zeros((1, 2, 4), np.float32), np.zeros((1, 3, 4), np.float32)
-    assert K._scores_are_small(q, k)
-    q[0, 1, 2] = np.nan
-    assert not K._scores_are_small(q, k)
-    q[0, 1, 2] = np.inf
-    assert not K._scores_are_small(q, k)
+    scores = np.zeros((1, 2, 4), np.float32)
+    assert K._scores_are_small(scores) and K._scores_are_small(scores[:, :, :0])
+    scores[0, 1, 2] = -64.0
+    assert K._scores_are_small(scores)
+    for value in (np.nan, np.inf, -np.inf, 64.5, -64.5):
+        scores[0, 1, 2] = value
+        assert not K._scores_are_small(scores)
 
 
 def test_lane_sums_by_blas_equal_numpy_sums_on_every_axis():
