@@ -559,8 +559,9 @@ class ScaledDotProductAttention(Function):
     price of one more q kᵀ product. The scale is applied to q (Tq × d numbers) rather than to
     the scores (Tq × Tk), and the softmax (`ops.softmax_array`) runs in place. Causal
     attention skips the keys a tile of queries cannot see (`_query_tiles`); scores all within
-    ±64 skip the softmax's row max (`_scores_are_small`). Dropout, a mask
-    with batch axes or a mask that needs its gradient take everything at once.
+    ±64 skip the softmax's row max (`_scores_are_small`). Dropout, a mask with batch axes,
+    a mask that needs its gradient, and attention that fits in one block of one tile (no
+    bookkeeping of slices to pay for) take everything at once.
     """
 
     definition = staticmethod(F.scaled_dot_product_attention)
@@ -577,6 +578,8 @@ class ScaledDotProductAttention(Function):
         self.dropout_mask = None
         # tiles run inside the batch blocks; everything-at-once (blocks == [None]) is one tile
         self.tiles = _query_tiles(Tq, Tk, is_causal and mask is None and self.blocks != [None])
+        if len(self.blocks) == 1 and len(self.tiles) == 1:  # one block of one tile is everything at once
+            self.blocks = [None]
         batch = q.shape[:-2] if q.shape[:-2] == k.shape[:-2] else np.broadcast_shapes(q.shape[:-2], k.shape[:-2])
         n_scores = math.prod(batch) * Tq * Tk
         self.stats = [None] * len(self.blocks)  # per block, per tile: each row's (max, sum)

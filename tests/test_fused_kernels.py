@@ -258,6 +258,18 @@ def attention_with_and_without_the_kernel(q, k, v, g, **options) -> list:
     return results
 
 
+@pytest.mark.parametrize("tile", [64, 16], ids=["one tile: everything at once", "four tiles"])
+def test_attention_that_fits_one_block_of_one_tile_runs_everything_at_once(monkeypatch, tile):
+    monkeypatch.setattr(K, "_CAUSAL_TILE", tile)
+    rng = np.random.default_rng(11)
+    q, k, v, g = (rng.standard_normal((2, 4, 64, 8)) for _ in range(4))
+    fn = K.ScaledDotProductAttention()
+    fn.forward(q, k, v, is_causal=True)
+    assert (fn.blocks == [None]) == (tile == 64) and len(fn.tiles) == 64 // tile
+    for fused, composed in zip(*attention_with_and_without_the_kernel(q, k, v, g, is_causal=True)):
+        np.testing.assert_allclose(fused, composed, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("block", [1, 40, 10**9], ids=["one-row-blocks", "uneven-blocks", "one-block"])
 @pytest.mark.parametrize("keep", [0, 10**9], ids=["recomputed", "kept"])
 def test_attention_in_batch_blocks_and_causal_tiles_equals_the_definition(monkeypatch, block, keep):
