@@ -133,7 +133,7 @@ def _erfc_form(scale: float, amplitude: float) -> tuple[float, float, tuple[floa
     With z = scale · a, t = 1 / (1 + p z) = κ u where κ = 1 / (p · scale) and u = 1 / (a + κ),
     so amplitude · t P(t) = Σ b_i u^i with b_i = amplitude · a_i κ^i. With w = λ u and
     λ = b5^(1/5) the polynomial is monic: Σ b_i u^i = w (d1 + w (d2 + w (d3 + w (d4 + w)))),
-    d_i = b_i / λ^i. Scale and amplitude then cost no pass, the leading coefficient none either.
+    d_i = b_i / λ^i. Scale and amplitude then cost no pass, and neither does the leading coefficient.
     """
     kappa = 1.0 / (_AS_P * scale)
     b = [amplitude * a * kappa ** (i + 1) for i, a in enumerate(_AS_A)]
@@ -196,7 +196,7 @@ def _gelu_erf_float64(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 # Past this, a · q(a) of GELU is 0 in float32: e^(-16²/2) is below its smallest number.
-_GELU_FLAT = 16.0
+_TAIL_ENDS = 16.0
 
 
 def _gelu_erf_chunked(x: np.ndarray) -> np.ndarray:
@@ -212,11 +212,11 @@ def _gelu_erf_chunked(x: np.ndarray) -> np.ndarray:
     out = np.empty_like(flat)
     magnitude, tail, scratch = _chunk_buffers(flat.size, flat.dtype, 3)
     # max and min against a vector run vectorised; against a scalar NumPy's float32 loop does not
-    zeros, flat_top = (constant_vector(magnitude.size, value, flat.dtype) for value in (0.0, _GELU_FLAT))
+    zeros, tail_ends = (constant_vector(magnitude.size, value, flat.dtype) for value in (0.0, _TAIL_ENDS))
     for start in range(0, flat.size, _CHUNK):
         xc = flat[start : start + _CHUNK]
         n = xc.size
-        a = np.minimum(xc, flat_top[:n], out=magnitude[:n])
+        a = np.minimum(xc, tail_ends[:n], out=magnitude[:n])
         np.abs(a, out=a)
         q = tail[:n]
         _erfc_chunk(a, _SQRT_HALF, 0.5, q, scratch[:n])  # q(a) = ½ erfc(a / √2)
