@@ -74,7 +74,9 @@ optimizer = MuonWithAdamW(model.muon_groups(0.1, 5.0), muon=dict(lr=0.02), adamw
 params = list(model.parameters())
 data = np.random.default_rng(1).integers(0, 24, (3, 2, 6, 8))
 rows = ranks.shard(6)
-for x, y in data:  # three steps, as the trainer takes them
+for step, (x, y) in enumerate(data):  # three steps, as the trainer takes them
+    if step == 2:  # a parameter's array replaced (as loading a state may): the ranks must still share it
+        params[0].data = params[0].data.copy()
     _, loss = model(x[rows], y[rows])
     optimizer.zero_grad()
     loss.backward()
@@ -201,7 +203,8 @@ def test_ranks_sum_the_gradient_one_process_takes(tmp_path, ranks):
 @pytest.mark.parametrize("ranks", [2, 3])
 def test_every_rank_ends_with_the_whole_model_and_optimizer_state(tmp_path, ranks):
     """Each rank updates its own parameters (Muon's matrices and AdamW's rest), then the ranks share
-    the new values and, before a save, every parameter's optimizer state: all ranks end identical,
+    the new values and, before a save, every parameter's optimizer state: all ranks end identical
+    (also when a parameter's array was replaced between steps),
     holding the state of every parameter that one process holds, with the same step counts. (That
     the values are one process's, to rounding, the training and resuming tests below hold.)"""
     script = tmp_path / "optimizer.py"

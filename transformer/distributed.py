@@ -81,7 +81,9 @@ class World:
         self.comm = comm
         self.rank = 0 if comm is None else comm.Get_rank()
         self.size = 1 if comm is None else comm.Get_size()
-        self._buffer = np.zeros(0, dtype=np.float32)
+        self._buffer = np.zeros(0, dtype=np.float32)  # the gradients of a step, side by side
+        # the parameters side by side, and the views of it their .data are (share_parameters)
+        self._parameters: tuple[np.ndarray, list[np.ndarray]] = (np.zeros(0, dtype=np.float32), [])
 
     @property
     def is_main(self) -> bool:
@@ -158,21 +160,29 @@ class World:
         return math.sqrt(float(self.sum_in_place(np.array([local * local]))[0]))
 
     def share_parameters(self, params: list) -> None:
-        """After each rank has updated its own parameters, give every rank all the new values (one all-gather)."""
+        """After each rank has updated its own parameters, give every rank all the new values: one
+        all-gather, straight into the parameters (`_parameters_in_one_buffer`)."""
         if self.comm is None:
             return
         from mpi4py import MPI
 
-        owners, sizes, counts = self._stretches(params)
-        starts = np.cumsum([0] + sizes).tolist()
-        buffer = self._flat_buffer(starts[-1], params[0].data.dtype)
-        for p, owner, a, b in zip(params, owners, starts, starts[1:]):
-            if owner == self.rank:
-                buffer[a:b] = p.data.reshape(-1)
-        self.comm.Allgatherv(MPI.IN_PLACE, [buffer, (counts, np.cumsum([0] + counts[:-1]).tolist())])
-        for p, owner, a, b in zip(params, owners, starts, starts[1:]):
-            if owner != self.rank:
-                p.data[...] = buffer[a:b].reshape(p.shape)
+        _, _, counts = self._stretches(params)
+        flat = self._parameters_in_one_buffer(params)
+        self.comm.Allgatherv(MPI.IN_PLACE, [flat, (counts, np.cumsum([0] + counts[:-1]).tolist())])
+
+    def _parameters_in_one_buffer(self, params: list) -> np.ndarray:
+        """One flat array of which every parameter's values are a stretch, in order: made on the first
+        call (each .data becomes a view of it, values unchanged) and again whenever a .data was
+        replaced since (a loaded state, say). The optimizer updates .data in place, so an all-gather
+        into this array updates the parameters themselves, with no copy in or out."""
+        flat, views = self._parameters
+        if len(views) != len(params) or any(p.data is not view for p, view in zip(params, views)):
+            flat = np.concatenate([p.data.reshape(-1) for p in params])
+            starts = np.cumsum([0] + [p.data.size for p in params]).tolist()
+            for p, a, b in zip(params, starts, starts[1:]):
+                p.data = flat[a:b].reshape(p.data.shape)
+            self._parameters = flat, [p.data for p in params]
+        return flat
 
     def share_optimizer_state(self, optimizer, params: list) -> None:
         """Each parameter's optimizer state (moments, step count), from the rank that updates it to
