@@ -19,8 +19,9 @@ size the context window slides, every token changes position, and any exact samp
 recomputes the window, cache or not), and for block_size - 1 tokens, the KV cache's range.
 PyTorch is optional: without it only minigrad's numbers appear. With mpi4py installed a third
 side, minigrad-mpi, trains as `--ranks` MPI ranks (2 by default) that share the same threads:
-each takes its rows of every batch and one all-reduce sums the gradients, as the trainer does
-under mpiexec.
+each takes its rows of every batch, one reduce-scatter sums the gradients, and each rank
+updates its share of the parameters before an all-gather shares them, as the trainer does under
+mpiexec.
 
 minigrad's side keeps freed memory in the process for reuse (minigrad/memory.py), as the
 trainer does, instead of letting glibc return every large array to the kernel and fault its
@@ -125,7 +126,7 @@ def run_minigrad(size: dict, weights: str, steps: int, seed: int, sample_tokens:
     model.load_state_dict(load_file(weights))
     optimizer = model.configure_optimizers(WEIGHT_DECAY, LEARNING_RATE, BETAS)
     data = batches(size, WARMUP_STEPS + steps, seed)
-    # under mpiexec each rank takes its rows of every batch, and one all-reduce sums the gradients
+    # under mpiexec each rank takes its rows of every batch and updates its share of the parameters, as the trainer
     ranks, params = world(), list(model.parameters())
     rows = ranks.shard(size["batch_size"])
     share = (rows.stop - rows.start) / size["batch_size"]
@@ -135,7 +136,8 @@ def run_minigrad(size: dict, weights: str, steps: int, seed: int, sample_tokens:
         optimizer.zero_grad()
         loss.backward()
         (batch_loss,) = ranks.sum_gradients(params, share, [share * loss.item()])
-        optimizer.step()
+        optimizer.step()  # this rank's parameters
+        ranks.share_parameters(params)
         return batch_loss
 
     in_block = size["block_size"] - 1  # from one token to a full context: the KV cache's range

@@ -454,6 +454,45 @@ class MuonWithAdamW(AdamW):
 # ---------------------------------------------------------------- gradient clipping
 
 
+def get_total_norm(
+    tensors: Iterable[np.ndarray | Tensor] | np.ndarray | Tensor,
+    norm_type: float = 2.0,
+    error_if_nonfinite: bool = False,
+) -> float:
+    """The norm of order `norm_type` of the arrays (gradients) taken together as one long vector, as
+    torch.nn.utils.get_total_norm: inf is the largest magnitude; 2 (the default) is accumulated in float64.
+    """
+    tensors = [tensors] if isinstance(tensors, (np.ndarray, Tensor)) else list(tensors)
+    tensors = [t.data if isinstance(t, Tensor) else np.asarray(t) for t in tensors]
+    if not tensors:
+        return 0.0
+    if norm_type == math.inf:
+        total = max(float(np.max(np.abs(g))) if g.size else 0.0 for g in tensors)
+    elif norm_type == 2.0:
+        # Accumulate in float64: a sum of ~10⁶ float32 squares would lose digits. g · g is one BLAS pass.
+        total = math.sqrt(sum(float(g64 @ g64) for g64 in (g.astype(np.float64).reshape(-1) for g in tensors)))
+    else:
+        total = sum(float(np.sum(np.abs(g, dtype=np.float64) ** norm_type)) for g in tensors) ** (1.0 / norm_type)
+    if error_if_nonfinite and not math.isfinite(total):
+        raise RuntimeError(
+            f"the total norm of order {norm_type} of the gradients is {total}; "
+            "pass error_if_nonfinite=False to clip anyway"
+        )
+    return total
+
+
+def clip_grads_with_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float, total_norm: float) -> None:
+    """Multiply every gradient in place by max_norm / (total_norm + 1e-6) when that is below 1, as
+    torch.nn.utils.clip_grads_with_norm_: clipping with a norm measured elsewhere (on several
+    ranks, say). Parameters without a gradient are skipped."""
+    parameters = [parameters] if isinstance(parameters, Tensor) else list(parameters)
+    coef = max_norm / (float(total_norm) + 1e-6)
+    if not coef >= 1.0:  # also true for NaN: a NaN norm poisons the gradients, as in torch
+        for p in parameters:
+            if p.grad is not None:
+                p.grad *= coef
+
+
 def clip_grad_norm_(
     params: Iterable[Tensor] | Tensor,
     max_norm: float,
@@ -463,30 +502,13 @@ def clip_grad_norm_(
     """Scale all gradients together so their joint norm is at most `max_norm`; return the norm
     they had before (as torch.nn.utils.clip_grad_norm_).
 
-    The norm is taken over every gradient as one long vector. When it exceeds `max_norm`, each
-    gradient is multiplied in place by max_norm / (norm + 1e-6); otherwise they are untouched.
-    Parameters without a gradient are skipped.
+    The norm is taken over every gradient as one long vector (`get_total_norm`). When it exceeds
+    `max_norm`, each gradient is multiplied in place by max_norm / (norm + 1e-6)
+    (`clip_grads_with_norm_`); otherwise they are untouched. Parameters without a gradient are skipped.
     """
     params = [params] if isinstance(params, Tensor) else list(params)
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return 0.0
-    if norm_type == math.inf:
-        total = max(float(np.max(np.abs(g))) if g.size else 0.0 for g in grads)
-    elif norm_type == 2.0:
-        # Accumulate in float64: a sum of ~10⁶ float32 squares would lose digits. g · g is one BLAS pass.
-        total = math.sqrt(sum(float(g64 @ g64) for g64 in (g.astype(np.float64).reshape(-1) for g in grads)))
-    else:
-        total = sum(float(np.sum(np.abs(g, dtype=np.float64) ** norm_type)) for g in grads) ** (1.0 / norm_type)
-    if error_if_nonfinite and not math.isfinite(total):
-        raise RuntimeError(
-            f"the total norm of order {norm_type} of the gradients is {total}; "
-            "pass error_if_nonfinite=False to clip anyway"
-        )
-    coef = max_norm / (total + 1e-6)
-    if not coef >= 1.0:  # also true for NaN: a NaN norm poisons the gradients, as in torch
-        for g in grads:
-            g *= coef
+    total = get_total_norm([p.grad for p in params if p.grad is not None], norm_type, error_if_nonfinite)
+    clip_grads_with_norm_(params, max_norm, total)
     return total
 
 
@@ -575,5 +597,7 @@ __all__ = [
     "MuonWithAdamW",
     "Optimizer",
     "clip_grad_norm_",
+    "clip_grads_with_norm_",
     "cosine_with_warmup",
+    "get_total_norm",
 ]

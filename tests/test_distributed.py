@@ -55,8 +55,40 @@ _, loss = model(x[rows], y[rows])
 loss.backward()
 params = dict(model.named_parameters())
 ranks.sum_gradients(list(params.values()), (rows.stop - rows.start) / len(x) if len(sys.argv) < 3 else 1.0, [])
-if ranks.is_main:
-    np.savez(sys.argv[1], **{name: p.grad for name, p in params.items()})
+# each rank holds the summed gradients of the parameters it updates, and None for the others
+np.savez(f"{sys.argv[1]}.{ranks.rank}.npz", **{name: p.grad for name, p in params.items() if p.grad is not None})
+"""
+
+
+OPTIMIZER_SCRIPT = """
+import json, sys
+import numpy as np
+from minigrad.optim import MuonWithAdamW, clip_grads_with_norm_
+from transformer import train_state
+from transformer.distributed import world
+from transformer.gpt import GPT, GPTConfig
+
+ranks = world()
+model = GPT(GPTConfig(vocab_size=24, n_layer=2, n_head=2, n_embd=16, block_size=8), np.random.default_rng(0))
+optimizer = MuonWithAdamW(model.muon_groups(0.1, 5.0), muon=dict(lr=0.02), adamw=dict(lr=3e-3))
+params = list(model.parameters())
+data = np.random.default_rng(1).integers(0, 24, (3, 2, 6, 8))
+rows = ranks.shard(6)
+for step, (x, y) in enumerate(data):  # three steps, as the trainer takes them
+    if step == 2:  # a parameter's array replaced (as loading a state may): the ranks must still share it
+        params[0].data = params[0].data.copy()
+    _, loss = model(x[rows], y[rows])
+    optimizer.zero_grad()
+    loss.backward()
+    ranks.sum_gradients(params, (rows.stop - rows.start) / 6, [])
+    clip_grads_with_norm_(params, 0.5, ranks.total_norm(params))
+    optimizer.step()
+    ranks.share_parameters(params)
+ranks.share_optimizer_state(optimizer, params)
+arrays, numbers = train_state.pack_state(model, optimizer)
+np.savez(f"{sys.argv[1]}.{ranks.rank}.npz", **arrays)
+with open(f"{sys.argv[1]}.{ranks.rank}.json", "w") as f:
+    json.dump(numbers, f)
 """
 
 
@@ -120,9 +152,14 @@ def test_a_single_process_world_leaves_gradients_and_values_alone():
         pass
 
     p = Param()
-    p.grad = grad.copy()
-    assert World().sum_gradients([p], 0.5, [1.5, 0.0]) == [1.5, 0.0]
+    p.grad, p.data = grad.copy(), grad.copy()
+    one = World()
+    assert one.owners([p, p]) == [0, 0]
+    assert one.sum_gradients([p], 0.5, [1.5, 0.0]) == [1.5, 0.0]
     np.testing.assert_array_equal(p.grad, grad)
+    assert one.total_norm([p]) == np.sqrt(np.sum(grad.astype(np.float64) ** 2))
+    one.share_parameters([p])
+    np.testing.assert_array_equal(p.data, grad)
 
 
 def adamw_drift_bound(lrs: list[float], beta1: float, beta2: float) -> float:
@@ -143,19 +180,47 @@ def adamw_drift_bound(lrs: list[float], beta1: float, beta2: float) -> float:
 
 @pytest.mark.parametrize("ranks", [2, 4])  # batch 6 on 4 ranks: shards of 2, 2, 1, 1 rows
 def test_ranks_sum_the_gradient_one_process_takes(tmp_path, ranks):
-    """The all-reduced gradient is the whole batch's, to float32 rounding: an SGD step would agree too."""
+    """The reduce-scattered gradients are the whole batch's, to float32 rounding, each parameter's on
+    exactly one rank: an SGD step would agree too."""
     script = tmp_path / "gradient.py"
     script.write_text(GRADIENT_SCRIPT)
-    job = mpiexec(ranks, str(script), str(tmp_path / "many.npz"))
+    job = mpiexec(ranks, str(script), str(tmp_path / "many"))
     assert job.returncode == 0, job.stderr
-    alone = subprocess.run([sys.executable, str(script), str(tmp_path / "one.npz"), "whole batch"], capture_output=True)
+    alone = subprocess.run([sys.executable, str(script), str(tmp_path / "one"), "whole batch"], capture_output=True)
     assert alone.returncode == 0, alone.stderr
-    ours, theirs = np.load(tmp_path / "many.npz"), np.load(tmp_path / "one.npz")
+    theirs = np.load(tmp_path / "one.0.npz")
+    per_rank = [dict(np.load(tmp_path / f"many.{rank}.npz")) for rank in range(ranks)]
+    assert sorted(name for held in per_rank for name in held) == sorted(theirs)  # each parameter once
+    assert all(per_rank)  # every rank updates some parameters
+    ours = {name: grad for held in per_rank for name, grad in held.items()}
     for name in theirs:
         # Each gradient sums TOKENS positions' contributions, once per layer it flows back through;
         # the largest gradient of the tensor stands for the size of its terms (Higham's n * eps * sum|terms|).
         tolerance = 4 * TOKENS * FLOAT32_EPS * np.abs(theirs[name]).max()
         np.testing.assert_allclose(ours[name], theirs[name], rtol=0, atol=tolerance, err_msg=name)
+
+
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_every_rank_ends_with_the_whole_model_and_optimizer_state(tmp_path, ranks):
+    """Each rank updates its own parameters (Muon's matrices and AdamW's rest), then the ranks share
+    the new values and, before a save, every parameter's optimizer state: all ranks end identical
+    (also when a parameter's array was replaced between steps),
+    holding the state of every parameter that one process holds, with the same step counts. (That
+    the values are one process's, to rounding, the training and resuming tests below hold.)"""
+    script = tmp_path / "optimizer.py"
+    script.write_text(OPTIMIZER_SCRIPT)
+    job = mpiexec(ranks, str(script), str(tmp_path / "many"))
+    assert job.returncode == 0, job.stderr
+    alone = subprocess.run([sys.executable, str(script), str(tmp_path / "one")], capture_output=True)
+    assert alone.returncode == 0, alone.stderr
+    theirs, first = np.load(tmp_path / "one.0.npz"), np.load(tmp_path / "many.0.npz")
+    assert any(name.endswith("momentum_buffer") for name in theirs) and any(name.endswith("exp_avg") for name in theirs)
+    for rank in range(ranks):
+        ours = np.load(tmp_path / f"many.{rank}.npz")
+        assert sorted(ours) == sorted(theirs)  # every parameter's moments and momentum, on every rank
+        assert (tmp_path / f"many.{rank}.json").read_text() == (tmp_path / "one.0.json").read_text()  # step counts
+        for name in theirs:
+            np.testing.assert_array_equal(ours[name], first[name], err_msg=name)
 
 
 @pytest.mark.parametrize("ranks", [2, 4])

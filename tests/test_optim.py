@@ -17,7 +17,9 @@ from minigrad.optim import (
     CosineWithWarmup,
     LRScheduler,
     clip_grad_norm_,
+    clip_grads_with_norm_,
     cosine_with_warmup,
+    get_total_norm,
 )
 
 SHAPES = [(5, 4), (4,), (3, 2, 2)]
@@ -296,6 +298,24 @@ def test_clip_grad_norm_matches_torch(max_norm, norm_type, dtype):
     assert total == pytest.approx(expected.item(), rel=tol)
     for p, t in zip(params, twins):
         np.testing.assert_allclose(p.grad, t.grad.numpy(), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("max_norm, norm_type", [(1.0, 2.0), (100.0, 2.0), (0.5, 1.0), (0.1, math.inf)])
+def test_total_norm_and_clipping_with_it_match_torch(max_norm, norm_type):
+    """clip_grad_norm_ in two parts, as torch.nn.utils offers them: measure (perhaps across ranks), then clip."""
+    torch = pytest.importorskip("torch")
+    params, grads = make_params(dtype=np.float64), grad_sequence(1, dtype=np.float64)[0]
+    twins = torch_twin(torch, params)
+    for p, t, g in zip(params, twins, grads):
+        p.grad, t.grad = g.copy(), torch.tensor(g)
+    total = get_total_norm([p.grad for p in params], norm_type)
+    expected = torch.nn.utils.get_total_norm([t.grad for t in twins], norm_type)
+    assert total == pytest.approx(expected.item(), rel=1e-12)
+    assert get_total_norm(params, norm_type) == get_total_norm([p.data for p in params], norm_type)  # their values
+    clip_grads_with_norm_(params, max_norm, total)
+    torch.nn.utils.clip_grads_with_norm_(twins, max_norm, expected)
+    for p, t in zip(params, twins):
+        np.testing.assert_allclose(p.grad, t.grad.numpy(), rtol=1e-12, atol=1e-12)
 
 
 # ---------------------------------------------------------------- clipping without torch

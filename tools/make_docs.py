@@ -201,7 +201,8 @@ def vit_vs_cnn(figures: Path) -> None:
 
 
 def data_parallel(figures: Path) -> None:
-    """docs/training.md's picture of one data-parallel step: shards, all-reduce, the same update."""
+    """docs/training.md's picture of one data-parallel step: shards, reduce-scatter, each rank's share
+    of the update, all-gather."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.patches import FancyBboxPatch
@@ -238,14 +239,14 @@ def data_parallel(figures: Path) -> None:
         box(x, 5.9, 4.8, 2.3, f"rank {rank}: rows {rows.start}-{rows.stop - 1}\nits own copy of the model\n"
             f"forward, loss, backward\ngradient g{rank} of its shard's loss", colour=colours[rank] + "33")  # fmt: skip
         arrow(x + 2.4, 5.8, 9, 4.7)
-    box(2.2, 3.4, 13.6, 1.2, "one all-reduce of one flat buffer:  g = sum over ranks of (rows of rank r / batch) g_r\n"
-        "= the gradient of the whole batch's mean loss, on every rank", colour="#fff5cc")  # fmt: skip
+    box(2.2, 3.4, 13.6, 1.2, "one reduce-scatter of one flat buffer:  g = sum over ranks of (rows of r / batch) g_r,\n"
+        "the whole batch's gradient; rank r receives the part of g it updates", colour="#fff5cc")  # fmt: skip
     for rank in range(ranks):
         x = 0.6 + rank * 6
         arrow(9, 3.3, x + 2.4, 2.2)
         note = "\nwrites the run directory, prints" if rank == 0 else ""
-        box(x, 0.5, 4.8, 1.6, f"clip the norm of g, AdamW step:\nthe same weights everywhere{note}",
-            colour=colours[rank] + "33")  # fmt: skip
+        box(x, 0.3, 4.8, 1.9, f"clip with the norm of all of g,\nAdamW step on its 1/{ranks} of the weights;\n"
+            f"all-gather: every new weight\non every rank{note}", colour=colours[rank] + "33")  # fmt: skip
     fig.savefig(figures / "data_parallel.png")
 
 

@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from minigrad import no_grad
 from minigrad.memory import keep_freed_memory
-from minigrad.optim import clip_grad_norm_
+from minigrad.optim import clip_grads_with_norm_
 from transformer import checkpoint as ckpt
 from transformer.data import Corpus, get_batch
 from transformer.distributed import World, world
@@ -131,6 +131,7 @@ def evaluate_and_save(run: Run, it: int, lr: float, ranks: World) -> None:
     losses = {**losses, "val": row["val_loss"], "val_bpc": row["val_bpc"]}
     improved = losses["val"] < run.best_val
     run.best_val = min(run.best_val, losses["val"])
+    ranks.share_optimizer_state(run.optimizer, list(run.model.parameters()))  # all of it, for save_state
     if not ranks.is_main:
         return
     note = ""
@@ -230,13 +231,15 @@ def train(
             loss.backward()
             # the whole batch's gradient, on every rank; a Ctrl-C on any rank stops them all after this step
             extras = [share * loss.item(), float(stop_requested.is_set())]
-            batch_loss, stop_votes = ranks.sum_gradients(params, share, extras)
+            batch_loss, stop_votes = ranks.sum_gradients(params, share, extras)  # this rank's parameters' part
             if config.grad_clip > 0:
-                clip_grad_norm_(params, config.grad_clip)
-            optimizer.step()
+                clip_grads_with_norm_(params, config.grad_clip, ranks.total_norm(params))
+            optimizer.step()  # the parameters with a gradient: this rank's
+            ranks.share_parameters(params)
             bar.set_postfix(loss=f"{batch_loss:.4f}", lr=f"{lr:.2e}", ms_per_iter=f"{timer.stop():.0f}", refresh=False)
             bar.update()
             if stop_votes > 0:  # saved as at the start of the next iteration, where --resume goes on
+                ranks.share_optimizer_state(optimizer, params)
                 if ranks.is_main:
                     save_state(run, it + 1)
                 raise TrainingInterrupted(it + 1, run.run_dir)
