@@ -403,10 +403,10 @@ class Transpose(Function):
     def forward(self, a, axes=None):
         if axes is None:
             axes = tuple(range(a.ndim))[::-1]
-        if sorted(int(i) % max(a.ndim, 1) for i in axes) != list(range(a.ndim)):
+        self.axes = tuple(int(i) % max(a.ndim, 1) for i in axes)  # negative axes counted from the end
+        if sorted(self.axes) != list(range(a.ndim)):
             raise ValueError(f"transpose axes {tuple(axes)} are not a permutation of {a.ndim} axes")
-        self.axes = tuple(int(i) % a.ndim for i in axes)
-        return np.transpose(a, self.axes)
+        return a.transpose(self.axes)
 
     def backward(self, g):
         # undo the permutation: axis axes[i] of the input became axis i of the output
