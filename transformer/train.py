@@ -14,9 +14,10 @@ where the run stopped, not from the best point. The hyper-parameters are TrainCo
 (transformer/train_config.py); building, resuming and saving a run live in transformer/run.py,
 its log and plot in transformer/runlog.py: this file is the loop.
 
-Under `mpiexec -n N` the same loop runs on N ranks, each on its share of every batch, with
-the gradients summed across them before clipping (see transformer/distributed.py); the
-model, the losses and the saved state are those of one process.
+Under `mpiexec -n N` the same loop runs on N ranks, each on its share of every batch; the
+gradients are summed across them, and each rank updates its share of the parameters and
+sends the others the new values (see transformer/distributed.py). The model, the losses and
+the saved state are those of one process.
 """
 
 from __future__ import annotations
@@ -149,6 +150,24 @@ def evaluate_and_save(run: Run, it: int, lr: float, ranks: World) -> None:
     save_state(run, it)
 
 
+def take_step(run: Run, params: list, rows: slice, ranks: World, stop_requested: bool) -> tuple[float, float]:
+    """One optimizer step on a fresh batch, of which this rank takes `rows`; returns the whole
+    batch's loss and how many ranks were asked to stop (Ctrl-C), summed over the ranks."""
+    config = run.config
+    share = (rows.stop - rows.start) / config.batch_size  # this rank's weight in the batch's mean loss
+    x, y = get_batch(run.splits["train"], config.batch_size, config.block_size, run.batch_rng)  # (B, T) each
+    _, loss = run.model(x[rows], y[rows])
+    run.optimizer.zero_grad()
+    loss.backward()
+    # the batch's gradient of the parameters this rank updates; a Ctrl-C on any rank stops them all after this step
+    batch_loss, stop_votes = ranks.sum_gradients(params, share, [share * loss.item(), float(stop_requested)])
+    if config.grad_clip > 0:
+        clip_grads_with_norm_(params, config.grad_clip, ranks.total_norm(params))
+    run.optimizer.step()  # the parameters with a gradient: this rank's
+    ranks.share_parameters(params)  # every rank's new values, on every rank
+    return batch_loss, stop_votes
+
+
 def finish(run: Run, timer: StepTimer, wall: float, start_iter: int, sample_chars: int, echo) -> dict[str, Any]:
     """Say how the run went, print a sample, and return the summary train() returns."""
     final = run.history[-1] if run.history else {}
@@ -212,11 +231,10 @@ def train(
         tqdm(total=config.max_iters, initial=run.iter, disable=None if progress is None else not progress,
              unit="it", dynamic_ncols=True, file=sys.stderr) as bar,
     ):  # fmt: skip
-        model, optimizer, params = run.model, run.optimizer, list(run.model.parameters())
+        params = list(run.model.parameters())
         rows = ranks.shard(config.batch_size)  # this rank's rows of each batch: all of them on one process
-        share = (rows.stop - rows.start) / config.batch_size  # its weight in the batch's mean loss
         start_iter, timer, started = run.iter, StepTimer(profile_steps, run.run_dir / TRACE_FILE), time.perf_counter()
-        model.train()
+        run.model.train()
         for it in range(start_iter, config.max_iters + 1):
             lr = run.schedule.step(it)
             if due_for_evaluation(run, it):
@@ -225,21 +243,11 @@ def train(
                 break
 
             timer.start()
-            x, y = get_batch(run.splits["train"], config.batch_size, config.block_size, run.batch_rng)  # (B, T) each
-            _, loss = model(x[rows], y[rows])
-            optimizer.zero_grad()
-            loss.backward()
-            # the whole batch's gradient, on every rank; a Ctrl-C on any rank stops them all after this step
-            extras = [share * loss.item(), float(stop_requested.is_set())]
-            batch_loss, stop_votes = ranks.sum_gradients(params, share, extras)  # this rank's parameters' part
-            if config.grad_clip > 0:
-                clip_grads_with_norm_(params, config.grad_clip, ranks.total_norm(params))
-            optimizer.step()  # the parameters with a gradient: this rank's
-            ranks.share_parameters(params)
+            batch_loss, stop_votes = take_step(run, params, rows, ranks, stop_requested.is_set())
             bar.set_postfix(loss=f"{batch_loss:.4f}", lr=f"{lr:.2e}", ms_per_iter=f"{timer.stop():.0f}", refresh=False)
             bar.update()
             if stop_votes > 0:  # saved as at the start of the next iteration, where --resume goes on
-                ranks.share_optimizer_state(optimizer, params)
+                ranks.share_optimizer_state(run.optimizer, params)
                 if ranks.is_main:
                     save_state(run, it + 1)
                 raise TrainingInterrupted(it + 1, run.run_dir)
