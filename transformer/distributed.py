@@ -124,8 +124,9 @@ class World:
 
         The gradients are copied into one flat buffer (one call, not one per parameter) and one
         reduce-scatter sums it over the ranks, handing each rank the sum of its own stretch only
-        (`owners`): half the traffic of an all-reduce on two ranks, and no rank sums what another
-        will update. Each owned .grad becomes its piece of that sum (a view, nothing copied back);
+        (`owners`). An all-reduce is a reduce-scatter followed by an all-gather of the sums; here
+        the all-gather carries the new weights instead, and no rank updates what another will.
+        Each owned .grad becomes its piece of that sum (a view, nothing copied back);
         every other .grad becomes None, so `optimizer.step()` updates this rank's parameters alone
         and `share_parameters` then gives every rank all the new values. `extras` (numbers such as
         the shard's loss) are summed unweighted, on every rank, and returned.
@@ -177,6 +178,8 @@ class World:
         into this array updates the parameters themselves, with no copy in or out."""
         flat, views = self._parameters
         if len(views) != len(params) or any(p.data is not view for p, view in zip(params, views)):
+            if len({p.data.dtype for p in params}) > 1:
+                raise ValueError("the ranks share the parameters in one flat array: they must have one dtype")
             flat = np.concatenate([p.data.reshape(-1) for p in params])
             starts = np.cumsum([0] + [p.data.size for p in params]).tolist()
             for p, a, b in zip(params, starts, starts[1:]):
@@ -208,7 +211,7 @@ class World:
         return owners, sizes, [sum(n for n, r in zip(sizes, owners) if r == rank) for rank in range(self.size)]
 
     def _flat_buffer(self, n: int, dtype) -> np.ndarray:
-        """A reused flat array of n numbers (the gradients, then the parameters, of every step)."""
+        """A reused flat array of n numbers: every step's weighted gradients, side by side."""
         if self._buffer.size != n or self._buffer.dtype != dtype:
             self._buffer = np.empty(n, dtype=dtype)
         return self._buffer
