@@ -162,6 +162,20 @@ def test_a_single_process_world_leaves_gradients_and_values_alone():
     np.testing.assert_array_equal(p.data, grad)
 
 
+def test_parameters_become_views_of_one_array_with_their_values():
+    class Param:
+        pass
+
+    a, b = Param(), Param()
+    a.data, b.data = np.arange(6, dtype=np.float32).reshape(2, 3), np.arange(2, dtype=np.float32)
+    flat = World()._parameters_in_one_buffer([a, b])
+    np.testing.assert_array_equal(flat, [0, 1, 2, 3, 4, 5, 0, 1])
+    assert a.data.shape == (2, 3) and np.shares_memory(a.data, flat) and np.shares_memory(b.data, flat)
+    b.data = np.zeros(2, dtype=np.float64)
+    with pytest.raises(ValueError, match="one dtype"):
+        World()._parameters_in_one_buffer([a, b])
+
+
 def adamw_drift_bound(lrs: list[float], beta1: float, beta2: float) -> float:
     """How far apart one parameter of two AdamW runs from the same weights can drift, whatever their gradients.
 
