@@ -217,7 +217,7 @@ class World:
         return self._buffer
 
     def _broadcast_bytes(self, data: bytes, root: int) -> bytes:
-        """Rank root's bytes on every rank, as a byte buffer (nothing is pickled)."""
+        """Rank root's bytes on every rank, sent as a plain uint8 buffer: raw bytes, never Python objects."""
         length = np.array([len(data)], dtype=np.int64)
         self.comm.Bcast(length, root=root)
         text = np.frombuffer(data, dtype=np.uint8).copy() if self.rank == root else np.empty(int(length[0]), np.uint8)
