@@ -574,14 +574,16 @@ class ScaledDotProductAttention(Function):
         if is_causal:
             bias = _causal_bias(Tq, Tk, q.dtype) if bias is None else bias + _causal_bias(Tq, Tk, q.dtype)
         self.q, self.k, self.v, self.bias = q, k, v, bias
-        self.blocks = _batch_blocks(q, k, v, bias, dropout_p > 0.0 or self.mask_shape is not None)
+        batch = q.shape[:-2] if q.shape[:-2] == k.shape[:-2] else np.broadcast_shapes(q.shape[:-2], k.shape[:-2])
+        n_scores = math.prod(batch) * Tq * Tk
+        # scores that fit one block and queries that fit one tile: no blocks or tiles to lay out
+        small = n_scores <= _ATTENTION_BLOCK and Tq <= _CAUSAL_TILE
+        self.blocks = _batch_blocks(q, k, v, bias, small or dropout_p > 0.0 or self.mask_shape is not None)
         self.dropout_mask = None
         # tiles run inside the batch blocks; everything-at-once (blocks == [None]) is one tile
         self.tiles = _query_tiles(Tq, Tk, is_causal and mask is None and self.blocks != [None])
         if len(self.blocks) == 1 and len(self.tiles) == 1:  # one block of one tile is everything at once
             self.blocks = [None]
-        batch = q.shape[:-2] if q.shape[:-2] == k.shape[:-2] else np.broadcast_shapes(q.shape[:-2], k.shape[:-2])
-        n_scores = math.prod(batch) * Tq * Tk
         self.stats = [None] * len(self.blocks)  # per block, per tile: each row's (max, sum)
         self.saved_weights = [None] * len(self.blocks) if n_scores <= _MAX_SAVED_WEIGHTS else None
         if self.blocks == [None]:  # everything at once, broadcasting as NumPy does

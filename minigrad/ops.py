@@ -575,7 +575,7 @@ def softmax_array(
     to stay a normal float (the result is the same for any m; the max only guards the range).
     """
     row_max = stats[0] if stats is not None else max_shift(x, axis) if shift is None else shift
-    if np.ndim(row_max) == 0 and row_max == 0:
+    if isinstance(row_max, float) and row_max == 0:  # a shift of 0 (np.float64 is a float too)
         e = np.exp(x) if out is None else np.exp(x, out=out)
     else:
         e = np.asarray(x - row_max) if out is None else np.subtract(x, row_max, out=out)  # asarray: a 0-d x too
@@ -585,9 +585,14 @@ def softmax_array(
         # Σ is 0 only in a lane of all −inf: shifted by the max, a lane's largest term is e⁰ = 1, and
         # unshifted (`shift` = 0) every finite term is a normal float > 0. Raising Σ to the smallest
         # normal float changes only those lanes, whose e are all 0 and stay 0. A pass over Σ.
-        np.maximum(row_sum, np.finfo(e.dtype).tiny, out=row_sum)
+        np.maximum(row_sum, _smallest_normal(e.dtype), out=row_sum)
     e /= row_sum
     return e, (row_max, row_sum)
+
+
+@functools.lru_cache(maxsize=8)
+def _smallest_normal(dtype: np.dtype) -> float:
+    return float(np.finfo(dtype).tiny)
 
 
 def lane_sums(x: np.ndarray, axis: int) -> np.ndarray:
