@@ -68,7 +68,7 @@ class Function:
         if tracer is not None:
             return tracer.forward(untraced(lambda: cls.apply(*args, **kwargs), tracer), cls, args, kwargs)
         fn = cls()
-        data = _float32_unless_asked(fn, _as_ndarray(fn, _forward_on_arrays(fn, args, kwargs)), args)
+        data = forward_result(fn, [a.data if isinstance(a, _tensor.Tensor) else a for a in args], kwargs)
         if _state.detect_anomaly:
             check_finite(data, f"{fn.name} (forward)")
         needs = _inputs_needing_grad(args, data)
@@ -85,19 +85,21 @@ class Function:
         self.released = True
 
 
-def _forward_on_arrays(fn: Function, args: tuple, kwargs: dict):
-    """fn.forward on the arrays of the Tensor arguments; a ValueError names the op and the shapes."""
-    arrays = [a.data if isinstance(a, _tensor.Tensor) else a for a in args]
+def forward_result(fn: Function, arrays: list, kwargs: dict) -> np.ndarray:
+    """fn.forward on the arrays of its arguments: the array its output Tensor holds.
+
+    A scalar result becomes a 0-d array, and float64 becomes float32 unless an input was
+    float64 (`_float32_unless_asked`); a ValueError names the op and the shapes. `apply` runs
+    this for every op, and `minigrad.replay` runs it alone.
+    """
     try:
-        return fn.forward(*arrays, **kwargs)
+        data = fn.forward(*arrays, **kwargs)
     except ValueError as error:
         shapes = " and ".join(format_shape(np.shape(a)) for a in arrays if isinstance(a, np.ndarray))
         raise ValueError(f"{fn.name} on shapes {shapes}: {error}") from None
-
-
-def _as_ndarray(fn: Function, data) -> np.ndarray:
-    """A NumPy or Python scalar result as a 0-d array (what a Tensor holds)."""
-    return data if type(data) is np.ndarray else _replace_saved(fn, data, np.asarray(data))
+    if type(data) is not np.ndarray:  # a NumPy or Python scalar: a 0-d array, as a Tensor holds
+        data = _replace_saved(fn, data, np.asarray(data))
+    return _float32_unless_asked(fn, data, arrays)
 
 
 def _float32_unless_asked(fn: Function, data: np.ndarray, args: tuple) -> np.ndarray:

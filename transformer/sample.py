@@ -6,7 +6,9 @@ for the same generator — a test holds it to that), but keeps every layer's key
 in a `KVCache`, which `GPT.forward` accepts: as long as the context fits the block, a step
 feeds only the new token through the model's own blocks. Past the block size the window
 slides, every token moves to a new position, and the whole window is recomputed, as in
-nanoGPT (the last block for the last position only: `logits_to_keep=1`). It is the one
+nanoGPT (the last block for the last position only: `logits_to_keep=1`); those steps run the
+same ops on windows of one shape, so they are recorded once and replayed without the Python
+around them (minigrad/replay.py), to the same values. It is the one
 generation loop: `GPT.generate` and `generate` below both run it. `sample` draws each token
 from the logits (temperature, top-k, top-p, by `filter_logits`); `stream_text` prints the
 text the moment it exists.
@@ -23,6 +25,7 @@ import numpy as np
 
 from minigrad import concatenate, default_rng, no_grad
 from minigrad.ops import softmax_array
+from minigrad.replay import Replay
 from minigrad.tensor import Tensor
 from transformer.checkpoint import load_run as load_run  # the run loader, where sampling scripts look for it
 from transformer.gpt import GPT, token_ids
@@ -144,12 +147,14 @@ def generate_tokens(model: GPT, idx, max_new_tokens: int, **sampling) -> Iterato
     model.eval()
     try:
         cache = KVCache(model.config.n_layer)
+        # past the block every step is the same ops on a new window: recorded once, then replayed
+        window_logits = Replay(lambda window: model(window, logits_to_keep=1)[0])
         for _ in range(max_new_tokens):
             with no_grad():
                 if idx.shape[1] <= block_size:
                     logits = cached_logits(model, idx[:, len(cache) :], cache, logits_to_keep=1)  # (B, 1, V)
                 else:  # the window slides: every position changes, the cache no longer holds
-                    logits, _ = model(idx[:, -block_size:], logits_to_keep=1)  # (B, 1, V)
+                    logits = window_logits(idx[:, -block_size:])  # (B, 1, V)
                 next_ids = sample(logits.data[:, -1, :], **sampling)  # (B,)
             idx = np.concatenate([idx, next_ids[:, None]], axis=1)  # (B, T + 1)
             yield next_ids
