@@ -118,6 +118,7 @@ def _column_sums(x: np.ndarray) -> np.ndarray:
 
 _SQRT_HALF = math.sqrt(0.5)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_LOG2_E = 1.0 / math.log(2.0)  # e^x = 2^(x log₂e)
 _vector_erf = np.frompyfunc(math.erf, 1, 1)
 
 # Abramowitz & Stegun 7.1.26: erfc z = t (a1 + t (a2 + t (a3 + t (a4 + t a5)))) e^(-z²) for z >= 0,
@@ -145,7 +146,9 @@ def _erfc_form(scale: float, amplitude: float) -> tuple[float, float, tuple[floa
 def _erfc_chunk(a: np.ndarray, scale: float, amplitude: float, out: np.ndarray, scratch: np.ndarray) -> None:
     """amplitude · erfc(scale · a) for a >= 0 into out (Abramowitz & Stegun 7.1.26, see `_erfc_form`).
 
-    All three arrays 1-D of one length; nothing is allocated. 14 passes, e^x the only costly one.
+    All three arrays 1-D of one length; nothing is allocated. 14 passes, e^x the only costly one,
+    taken as 2^(x log₂e): NumPy's 2^x is nearly twice as fast as its e^x, and log₂e costs no
+    pass, folded into the constant the square is multiplied by.
     """
     kappa, lam, coefficients = _erfc_form(scale, amplitude)
     w = np.add(a, kappa, out=scratch)
@@ -156,8 +159,8 @@ def _erfc_chunk(a: np.ndarray, scale: float, amplitude: float, out: np.ndarray, 
         poly += coefficient
         poly *= w
     gauss = np.square(a, out=scratch)
-    gauss *= -scale * scale
-    np.exp(gauss, out=gauss)  # e^(-z²)
+    gauss *= -scale * scale * _LOG2_E
+    np.exp2(gauss, out=gauss)  # e^(-z²)
     poly *= gauss
 
 
@@ -243,8 +246,8 @@ def _gelu_erf_backward_chunked(g: np.ndarray, x: np.ndarray, out: np.ndarray) ->
         # rare: where x² < 1e-30, x Φ(x) may have lost x's digits (0/0 at x = 0), and Φ(x) = ½ to
         # float32 precision. fmin skips NaN, so a NaN elsewhere in the chunk hides no zero.
         near_zero = p < 1e-30 if np.fmin.reduce(p) < 1e-30 else None
-        p *= -0.5
-        np.exp(p, out=p)
+        p *= -0.5 * _LOG2_E
+        np.exp2(p, out=p)  # e^(-x²/2), as 2^x: see `_erfc_chunk`
         p *= _INV_SQRT_2PI  # φ(x)
         c = cdf[:n]
         with np.errstate(invalid="ignore", divide="ignore"):

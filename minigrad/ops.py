@@ -56,7 +56,7 @@ def normalize_axis(axis, ndim: int) -> int:
 
 
 def _shape_of(x) -> tuple:
-    return np.shape(x)
+    return x.shape if type(x) is np.ndarray else np.shape(x)  # np.shape dispatches: ten times slower
 
 
 # ---------------------------------------------------------------- helpers for rules that run both ways
@@ -401,16 +401,16 @@ class Transpose(Function):
     tensor_backward = True
 
     def forward(self, a, axes=None):
-        if axes is None:
-            axes = tuple(range(a.ndim))[::-1]
-        self.axes = tuple(int(i) % max(a.ndim, 1) for i in axes)  # negative axes counted from the end
-        if sorted(self.axes) != list(range(a.ndim)):
-            raise ValueError(f"transpose axes {tuple(axes)} are not a permutation of {a.ndim} axes")
-        return a.transpose(self.axes)
+        self.axes = axes  # None reverses them
+        try:
+            return a.transpose(axes)
+        except ValueError:  # NumPy's AxisError too
+            raise ValueError(f"transpose axes {tuple(axes)} are not a permutation of {a.ndim} axes") from None
 
     def backward(self, g):
         # undo the permutation: axis axes[i] of the input became axis i of the output
-        return g.transpose(*(int(i) for i in np.argsort(self.axes)))
+        axes = range(g.ndim)[::-1] if self.axes is None else [int(i) % g.ndim for i in self.axes]
+        return g.transpose(*(int(i) for i in np.argsort(axes)))
 
 
 class BroadcastTo(Function):

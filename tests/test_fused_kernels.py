@@ -91,8 +91,9 @@ def test_gelu_matches_its_float64_definition_for_every_float32(x):
     Stegun 7.1.26, whose erfc is off by at most 1.5e-7: a q(a) by at most ½ · 1.5e-7 · |x|.
     Rounding adds half an ulp of the result, ε |ref|, and a relative (32 + x²/2) ε of a q(a):
     two passes for w, eight of Horner (the polynomial's condition number below 5 on its
-    range), the products, and e^(-x²/2), whose argument carries a relative rounding of ε,
-    i.e. an absolute x²/2 · ε. Results that underflow keep an absolute error of a few
+    range), the products, and e^(-x²/2) = 2^(-x² · ½log₂e), whose argument carries three
+    roundings of ε/2 (the square, the float32 constant, their product), i.e. an absolute
+    3/2 · x²/2 · ε. Results that underflow keep an absolute error of a few
     subnormal spacings, scaled by |x| for the last product.
     """
     with np.errstate(over="ignore", invalid="ignore"):
@@ -107,7 +108,7 @@ def test_gelu_matches_its_float64_definition_for_every_float32(x):
     x64, ref, magnitude = x64[finite], ref[finite], np.abs(x64[finite])
     eps, subnormal = float(np.finfo(np.float32).eps), float(np.finfo(np.float32).smallest_subnormal)
     tail = np.maximum(x64, 0.0) - ref  # a q(a)
-    tolerance = 0.75e-7 * magnitude + eps * np.abs(ref) + (32 + x64 * x64 / 2) * eps * tail
+    tolerance = 0.75e-7 * magnitude + eps * np.abs(ref) + (32 + 0.75 * x64 * x64) * eps * tail
     tolerance += subnormal * (1 + magnitude)
     assert (np.abs(y[finite] - ref) <= tolerance).all()
     assert np.isfinite(derivative[finite]).all()
