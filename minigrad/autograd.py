@@ -99,7 +99,7 @@ def forward_result(fn: Function, arrays: list, kwargs: dict) -> np.ndarray:
         raise ValueError(f"{fn.name} on shapes {shapes}: {error}") from None
     if type(data) is not np.ndarray:  # a NumPy or Python scalar: a 0-d array, as a Tensor holds
         data = _replace_saved(fn, data, np.asarray(data))
-    return _float32_unless_asked(fn, data, arrays)
+    return _float32_unless_asked(fn, data, arrays) if data.dtype == _FLOAT64 else data
 
 
 def _float32_unless_asked(fn: Function, data: np.ndarray, args: tuple) -> np.ndarray:
