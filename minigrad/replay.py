@@ -2,7 +2,7 @@
 
 Every op pays for the Python that leads to it: `Function.apply`, the `Module` calls, the
 shape bookkeeping of the layers. In a window forward of the baby GPT (64 positions, 75 ops)
-that is about a fifth of the time. When the same function runs again and again on inputs of
+that is about a sixth of the time. When the same function runs again and again on inputs of
 one shape, as a sampler does once the context fills the block, the ops are the same every
 time and only their values change. `Replay` records the ops once and then runs only their
 forwards, on the new arrays, in the recorded order: the same arithmetic, so the same values
