@@ -348,7 +348,8 @@ SAMPLING = [
 
 
 def report(results: dict, sample_tokens: int, block_size: int) -> None:
-    """Medians over every timed step of every round; the worst peak memory of any round."""
+    """Medians over every timed step of every round; the worst peak memory of any round; sampling's
+    median over the rounds with their range, and minigrad's medians over PyTorch's."""
     summary = {}
     for side, runs in results.items():
         summary[side] = {
@@ -359,11 +360,21 @@ def report(results: dict, sample_tokens: int, block_size: int) -> None:
         }
         for key in SAMPLING:
             if key in runs[0]:
-                summary[side][key] = statistics.median([run[key] for run in runs])
+                summary[side][key] = [run[key] for run in runs]  # one per round
     torch_ms = summary["torch"]["ms"] if "torch" in summary else None
 
     def cell(s: dict, key: str) -> str:
-        return f"{s[key]:.0f}" if key in s else "-"
+        """The median over the rounds, and their range."""
+        if key not in s:
+            return "-"
+        rounds = s[key]
+        spread = f" ({min(rounds):.0f}-{max(rounds):.0f})" if len(rounds) > 1 else ""
+        return f"{statistics.median(rounds):.0f}{spread}"
+
+    def sampling_ratio(key: str) -> str:
+        if key not in summary.get("minigrad", {}) or key not in summary.get("torch", {}):
+            return "-"
+        return f"{statistics.median(summary['minigrad'][key]) / statistics.median(summary['torch'][key]):.2f}x"
 
     print()
     print("| training | ms/step | / PyTorch | peak RSS MB | RSS growth in training MB |")
@@ -379,6 +390,8 @@ def report(results: dict, sample_tokens: int, block_size: int) -> None:
     print("|---|---:|---:|---:|---:|---:|")
     for side, s in summary.items():
         print("| " + " | ".join([side] + [cell(s, key) for key in SAMPLING]) + " |")
+    if "torch" in summary:
+        print("| " + " | ".join(["minigrad / torch"] + [sampling_ratio(key) for key in SAMPLING]) + " |")
     print()
     print("first training loss: " + ", ".join(f"{side} {s['first_loss']:.4f}" for side, s in summary.items()))
 
