@@ -522,12 +522,13 @@ def _scores_are_small(scores: np.ndarray) -> bool:
     return -_SMALL_SCORE <= scores.min(initial=0.0) and scores.max(initial=0.0) <= _SMALL_SCORE
 
 
-def _batch_blocks(q, k, v, bias, everything_at_once: bool) -> list:
+def _batch_blocks(q, k, v, bias, everything_at_once: bool, one_tile: bool) -> list:
     """Slices of the first batch axis holding about _ATTENTION_BLOCK scores each.
 
     Blocks need q, k, v of one batch shape and a bias without batch axes (the causal or
     a (Tq, Tk) mask); otherwise, or when asked, there is one block, `None`: everything at
-    once, broadcasting as NumPy does.
+    once, broadcasting as NumPy does. So is one block of queries that fit `one_tile`: no
+    slices to lay out or step through.
     """
     if everything_at_once or q.ndim < 3 or not (q.shape[:-2] == k.shape[:-2] == v.shape[:-2]):
         return [None]
@@ -535,6 +536,8 @@ def _batch_blocks(q, k, v, bias, everything_at_once: bool) -> list:
         return [None]
     scores_per_item = math.prod(q.shape[1:-1]) * min(k.shape[-2], _CAUSAL_TILE)  # one tile of one entry
     step = max(1, _ATTENTION_BLOCK // max(1, scores_per_item))
+    if one_tile and step >= q.shape[0]:
+        return [None]
     return [slice(start, start + step) for start in range(0, q.shape[0], step)]
 
 
@@ -577,16 +580,15 @@ class ScaledDotProductAttention(Function):
         if is_causal:
             bias = _causal_bias(Tq, Tk, q.dtype) if bias is None else bias + _causal_bias(Tq, Tk, q.dtype)
         self.q, self.k, self.v, self.bias = q, k, v, bias
-        batch = q.shape[:-2] if q.shape[:-2] == k.shape[:-2] else np.broadcast_shapes(q.shape[:-2], k.shape[:-2])
-        n_scores = math.prod(batch) * Tq * Tk
-        # scores that fit one block and queries that fit one tile: no blocks or tiles to lay out
-        small = n_scores <= _ATTENTION_BLOCK and Tq <= _CAUSAL_TILE
-        self.blocks = _batch_blocks(q, k, v, bias, small or dropout_p > 0.0 or self.mask_shape is not None)
+        causal_tiles = is_causal and mask is None  # tiles skip the keys a run of queries cannot see
+        one_tile = not causal_tiles or Tq != Tk or Tq <= _CAUSAL_TILE  # as `_query_tiles` lays them out
+        at_once = dropout_p > 0.0 or self.mask_shape is not None
+        self.blocks = _batch_blocks(q, k, v, bias, at_once, one_tile)
         self.dropout_mask = None
         # tiles run inside the batch blocks; everything-at-once (blocks == [None]) is one tile
-        self.tiles = _query_tiles(Tq, Tk, is_causal and mask is None and self.blocks != [None])
-        if len(self.blocks) == 1 and len(self.tiles) == 1:  # one block of one tile is everything at once
-            self.blocks = [None]
+        self.tiles = _query_tiles(Tq, Tk, causal_tiles and self.blocks != [None])
+        batch = q.shape[:-2] if q.shape[:-2] == k.shape[:-2] else np.broadcast_shapes(q.shape[:-2], k.shape[:-2])
+        n_scores = math.prod(batch) * Tq * Tk
         self.stats = [None] * len(self.blocks)  # per block, per tile: each row's (max, sum)
         self.saved_weights = [None] * len(self.blocks) if n_scores <= _MAX_SAVED_WEIGHTS else None
         if self.blocks == [None]:  # everything at once, broadcasting as NumPy does
