@@ -147,6 +147,7 @@ def _run(ops: list, output: int, arrays: tuple) -> np.ndarray:
 
     for op in ops:
         kwargs = op.constants if not op.keywords else {**op.constants, **{k: value(s) for k, s in op.keywords.items()}}
+        # the two common kinds inline (this loop is the replay's whole cost); `value` reads every kind
         args = [
             values[v] if kind == "op" else v.data if kind == "tensor" else value((kind, v)) for kind, v in op.sources
         ]
