@@ -103,11 +103,6 @@ def _ones(n: int, dtype) -> np.ndarray:
     return constant_vector(n, 1.0, dtype)
 
 
-def _row_means(x: np.ndarray) -> np.ndarray:
-    """The mean over the last axis, keeping it: (..., n) -> (..., 1). One BLAS product with a cached (1/n, ...)."""
-    return (x @ constant_vector(x.shape[-1], 1.0 / x.shape[-1], x.dtype))[..., None]
-
-
 def _column_sums(x: np.ndarray) -> np.ndarray:
     """Σ over every axis but the last: (..., n) -> (n,). A BLAS vector–matrix product."""
     rows = x.reshape(-1, x.shape[-1])
@@ -164,9 +159,9 @@ def _erfc_chunk(a: np.ndarray, scale: float, amplitude: float, out: np.ndarray, 
     poly *= gauss
 
 
-def _chunk_buffers(n: int, dtype, count: int) -> list:
-    """`count` scratch vectors long enough for one chunk of an n-element chain."""
-    return [np.empty(min(n, _CHUNK), dtype=dtype) for _ in range(count)]
+def _chunk_buffers(n: int, dtype, count: int) -> np.ndarray:
+    """`count` scratch vectors long enough for one chunk of an n-element chain, as the rows of one array."""
+    return np.empty((count, min(n, _CHUNK)), dtype=dtype)
 
 
 def erf_array(x: np.ndarray) -> np.ndarray:
@@ -202,6 +197,13 @@ def _gelu_erf_float64(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 _TAIL_ENDS = 16.0
 
 
+@functools.lru_cache(maxsize=8)
+def _gelu_bounds(n: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """n zeros and n copies of _TAIL_ENDS, read-only: max and min against a vector run vectorised,
+    against a scalar NumPy's float32 loop does not (2.4 against 11 µs on 32K numbers)."""
+    return constant_vector(n, 0.0, dtype), constant_vector(n, _TAIL_ENDS, dtype)
+
+
 def _gelu_erf_chunked(x: np.ndarray) -> np.ndarray:
     """GELU x Φ(x), one cache-sized chunk at a time, 19 elementwise passes, no sign to mend.
 
@@ -214,8 +216,7 @@ def _gelu_erf_chunked(x: np.ndarray) -> np.ndarray:
     flat = np.ascontiguousarray(x).reshape(-1)
     out = np.empty_like(flat)
     magnitude, tail, scratch = _chunk_buffers(flat.size, flat.dtype, 3)
-    # max and min against a vector run vectorised; against a scalar NumPy's float32 loop does not
-    zeros, tail_ends = (constant_vector(magnitude.size, value, flat.dtype) for value in (0.0, _TAIL_ENDS))
+    zeros, tail_ends = _gelu_bounds(magnitude.size, flat.dtype)
     for start in range(0, flat.size, _CHUNK):
         xc = flat[start : start + _CHUNK]
         n = xc.size
@@ -349,9 +350,10 @@ class LayerNorm(Function):
         x2 = x.reshape(-1, D)  # (N, D)
         w = None if weight is None else weight.reshape(-1)  # (D,)
         b = None if bias is None else bias.reshape(-1)  # (D,)
-        mean = _row_means(x2)  # (N, 1)
+        averaging = constant_vector(D, 1.0 / D, x.dtype)  # x2 @ averaging: the row means, by BLAS
+        mean = (x2 @ averaging)[:, None]  # (N, 1)
         y = x2 - mean  # (N, D)
-        variance = _row_means(np.square(y))  # population variance, (N, 1)
+        variance = (np.square(y) @ averaging)[:, None]  # population variance, (N, 1)
         variance += eps
         rstd = np.reciprocal(np.sqrt(variance, out=variance), out=variance)  # 1/√(σ² + ε), (N, 1)
         y *= rstd  # x̂
@@ -359,9 +361,7 @@ class LayerNorm(Function):
             y *= w
         if b is not None:
             y += b
-        self.x2, self.mean, self.rstd, self.w = x2, mean, rstd, w
-        self.x_shape = x.shape
-        self.w_shape, self.b_shape = getattr(weight, "shape", None), getattr(bias, "shape", None)
+        self.x2, self.mean, self.rstd, self.w, self.weight, self.bias = x2, mean, rstd, w, weight, bias
         return y.reshape(x.shape)
 
     def backward(self, g):
@@ -371,8 +371,8 @@ class LayerNorm(Function):
         xhat = self.x2 - self.mean
         xhat *= rstd  # x̂ again, by the same operations as in forward
         gxhat = g2 * w if w is not None else g2
-        gw = _column_sums(g2 * xhat).reshape(self.w_shape) if w is not None and needs[1] else None
-        gb = _column_sums(g2).reshape(self.b_shape) if self.b_shape is not None and needs[2] else None
+        gw = _column_sums(g2 * xhat).reshape(self.weight.shape) if w is not None and needs[1] else None
+        gb = _column_sums(g2).reshape(self.bias.shape) if self.bias is not None and needs[2] else None
         gx = None
         if needs[0]:
             # dx = rstd · (dx̂ - mean(dx̂) - x̂ · mean(dx̂ ⊙ x̂))   (means over the normalised axes)
@@ -381,7 +381,7 @@ class LayerNorm(Function):
             gx *= -1.0 / g2.shape[-1]
             gx += gxhat
             gx *= rstd
-            gx = gx.reshape(self.x_shape)
+            gx = gx.reshape(g.shape)
         return gx, gw, gb
 
 
