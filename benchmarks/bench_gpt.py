@@ -349,7 +349,8 @@ SAMPLING = [
 
 def report(results: dict, sample_tokens: int, block_size: int) -> None:
     """Medians over every timed step of every round; the worst peak memory of any round; sampling's
-    median over the rounds with their range, and minigrad's medians over PyTorch's."""
+    median over the rounds with their range, and minigrad's medians over PyTorch's with the range of
+    the rounds' own ratios."""
     summary = {}
     for side, runs in results.items():
         summary[side] = {
@@ -372,9 +373,14 @@ def report(results: dict, sample_tokens: int, block_size: int) -> None:
         return f"{statistics.median(rounds):.0f}{spread}"
 
     def sampling_ratio(key: str) -> str:
+        """minigrad's median over PyTorch's, then the range of the rounds' own ratios: the two sides of
+        one round run next to each other, so a round's ratio sees one state of the host."""
         if key not in summary.get("minigrad", {}) or key not in summary.get("torch", {}):
             return "-"
-        return f"{statistics.median(summary['minigrad'][key]) / statistics.median(summary['torch'][key]):.2f}x"
+        ours, theirs = summary["minigrad"][key], summary["torch"][key]
+        per_round = [a / b for a, b in zip(ours, theirs)]
+        spread = f" ({min(per_round):.2f}-{max(per_round):.2f})" if len(per_round) > 1 else ""
+        return f"{statistics.median(ours) / statistics.median(theirs):.2f}x{spread}"
 
     print()
     print("| training | ms/step | / PyTorch | peak RSS MB | RSS growth in training MB |")
