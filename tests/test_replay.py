@@ -7,6 +7,7 @@ import pytest
 
 import minigrad as mg
 from minigrad import nn
+from minigrad import replay as replay_module
 from minigrad.replay import Replay
 from transformer import GPT, GPTConfig
 from transformer import sample as sampling_module
@@ -61,20 +62,23 @@ def test_a_replay_reads_the_parameters_as_they_are_now():
         np.testing.assert_array_equal(forward(c).data, model(c)[0].data)
 
 
-def test_equal_inputs_prove_nothing_so_the_function_keeps_running():
-    calls = []
+def test_equal_inputs_prove_nothing_so_the_function_keeps_running(monkeypatch):
+    calls, recorded = [], []
     layer = nn.Linear(3, 2, rng=np.random.default_rng(0))
 
     def fn(x):
         calls.append(1)
         return layer(x)
 
+    record = replay_module._record
+    monkeypatch.setattr(replay_module, "_record", lambda *args: recorded.append(1) or record(*args))
     forward = Replay(fn)
     x = np.ones((4, 3), dtype=np.float32)
     with mg.no_grad():
         for _ in range(3):
             forward(x.copy())
-        assert len(calls) == 3 and not forward.recordings
+        # the function ran each time; only the first call was recorded, the same input again is not worth it
+        assert len(calls) == 3 and len(recorded) == 1 and not forward.recordings
         forward(x + 1)  # a different input: the two recordings agree
         assert forward.recordings
         forward(x + 2)
