@@ -361,11 +361,12 @@ class LayerNorm(Function):
             y *= w
         if b is not None:
             y += b
-        self.x2, self.mean, self.rstd, self.w, self.weight, self.bias = x2, mean, rstd, w, weight, bias
+        self.x2, self.mean, self.rstd, self.weight, self.bias = x2, mean, rstd, weight, bias
         return y.reshape(x.shape)
 
     def backward(self, g):
-        w, rstd = self.w, self.rstd
+        rstd = self.rstd
+        w = None if self.weight is None else self.weight.reshape(-1)  # (D,)
         needs = self.needs_input_grad + (False,) * (3 - len(self.needs_input_grad))
         g2 = g.reshape(self.x2.shape)  # (N, D)
         xhat = self.x2 - self.mean
