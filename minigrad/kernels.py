@@ -202,7 +202,9 @@ _TAIL_ENDS = 16.0
 @functools.lru_cache(maxsize=8)
 def _gelu_bounds(n: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
     """n zeros and n copies of _TAIL_ENDS, read-only: max and min against a vector run vectorised,
-    against a scalar NumPy's float32 loop does not (2.4 against 11 µs on 32K numbers)."""
+    against a scalar NumPy's float32 loop does not (2.4 against 11 µs on 32K numbers). Both are
+    `constant_vector`s, cached there too; one lookup here instead of two calls there saves GELU
+    1.3 µs of its 49 at (64, 512)."""
     return constant_vector(n, 0.0, dtype), constant_vector(n, _TAIL_ENDS, dtype)
 
 
