@@ -546,6 +546,11 @@ def _batch_blocks(q, k, v, bias, everything_at_once: bool, one_tile: bool) -> li
     return [slice(start, start + step) for start in range(0, q.shape[0], step)]
 
 
+def _one_tile(q_len: int, k_len: int, causal: bool) -> bool:
+    """Whether `_query_tiles` takes every query at once: not causal, not square, or one tile's worth."""
+    return not causal or q_len != k_len or q_len <= _CAUSAL_TILE
+
+
 def _query_tiles(q_len: int, k_len: int, causal: bool) -> list[tuple[int, int, int]]:
     """(start, stop, keys) for each run of queries taken at once: all of them, or causal tiles.
 
@@ -554,7 +559,7 @@ def _query_tiles(q_len: int, k_len: int, causal: bool) -> list[tuple[int, int, i
     at T = 256 in tiles of 64 that is 10 tiles' worth of scores instead of 16, in every
     product and every softmax pass, forward and backward.
     """
-    if not causal or q_len != k_len:
+    if _one_tile(q_len, k_len, causal):
         return [(0, q_len, k_len)]
     stops = [min(start + _CAUSAL_TILE, q_len) for start in range(0, q_len, _CAUSAL_TILE)]
     return [(start, stop, stop) for start, stop in zip(range(0, q_len, _CAUSAL_TILE), stops)]
@@ -586,7 +591,7 @@ class ScaledDotProductAttention(Function):
             bias = _causal_bias(Tq, Tk, q.dtype) if bias is None else bias + _causal_bias(Tq, Tk, q.dtype)
         self.q, self.k, self.v, self.bias = q, k, v, bias
         causal_tiles = is_causal and mask is None  # tiles skip the keys a run of queries cannot see
-        one_tile = not causal_tiles or Tq != Tk or Tq <= _CAUSAL_TILE  # as `_query_tiles` lays them out
+        one_tile = _one_tile(Tq, Tk, causal_tiles)
         at_once = dropout_p > 0.0 or self.mask_shape is not None
         self.blocks = _batch_blocks(q, k, v, bias, at_once, one_tile)
         self.dropout_mask = None
