@@ -103,8 +103,8 @@ def forward_result(fn: Function, arrays: list, kwargs: dict) -> np.ndarray:
 
 
 def _float32_unless_asked(fn: Function, data: np.ndarray, args: tuple) -> np.ndarray:
-    """float64 only when an input is float64: int / int, or int * 0.5, gives float32 as in PyTorch."""
-    if data.dtype == _FLOAT64 and not any(getattr(a, "dtype", None) == np.float64 for a in args):
+    """A float64 result stays float64 only when an input is: int / int, or int * 0.5, gives float32 as in PyTorch."""
+    if not any(getattr(a, "dtype", None) == np.float64 for a in args):
         return _replace_saved(fn, data, data.astype(np.float32))
     return data
 
