@@ -152,10 +152,7 @@ def _run(ops: list, output: int, arrays: tuple) -> np.ndarray:
 
     for op in ops:
         kwargs = op.constants if not op.keywords else {**op.constants, **{k: value(s) for k, s in op.keywords.items()}}
-        # the two common kinds inline (this loop is the replay's whole cost); `value` reads every kind
-        args = [
-            values[v] if kind == "op" else v.data if kind == "tensor" else value((kind, v)) for kind, v in op.sources
-        ]
+        args = [value(source) for source in op.sources]
         values.append(forward_result(op.cls(), args, kwargs))
         for j in op.last_uses:  # freed as soon as nothing needs it, as the function itself frees it:
             values[j] = None  # the next op's array then reuses memory that is still in the cache
