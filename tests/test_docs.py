@@ -206,3 +206,22 @@ def test_a_changed_drawing_changes_its_hash(monkeypatch):
     monkeypatch.setattr(make_docs, "source_text", lambda s: real(s) + ("#" if s == "examples/curvature.py" else ""))
     after = make_docs.expected_manifest()
     assert {name for name in before if before[name] != after[name]} == {"curvature.png"}
+
+
+# a link to a source file or folder, then its length in lines: "[minigrad/ops.py](minigrad/ops.py) (886)"
+LINE_COUNT = re.compile(r"\]\((?P<target>[\w/.]+)\)\s+\((?P<lines>\d+)(?: lines| in \w+ files)?\)")
+
+
+def _lines(path: Path) -> int:
+    files = sorted(path.glob("*.py")) if path.is_dir() else [path]
+    return sum(len(f.read_text(encoding="utf-8").splitlines()) for f in files)
+
+
+def test_readme_line_counts_are_current():
+    """The reading order promises each file's length; a file that grew or shrank is recounted."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    counts = [(m["target"], int(m["lines"])) for m in LINE_COUNT.finditer(readme)]
+    assert len(counts) >= 20, f"the reading order's line counts were not found ({len(counts)})"
+    actual = {target: _lines(REPO / target) for target, _ in counts}
+    wrong = [f"{target} says {said}, has {actual[target]}" for target, said in counts if actual[target] != said]
+    assert not wrong, "README.md's line counts are stale: " + "; ".join(wrong)
