@@ -121,22 +121,41 @@ class Module:
         A buffer moves with `to(dtype)` and, when persistent, is saved and loaded by the state
         dict under its dotted name; optimizers never see it.
         """
-        if not isinstance(name, str) or not name or "." in name:
-            raise KeyError(f"a buffer name must be a non-empty string without '.', got {name!r}")
-        if name in self._parameters or name in self._modules:
-            raise KeyError(f"{type(self).__name__} already has a parameter or module called {name!r}")
+        self._check_new_name(name, "buffer", self._buffers)
         self._buffers[name] = (None, persistent)
         setattr(self, name, tensor)
 
-    def named_buffers(self, prefix: str = "", persistent_only: bool = False) -> Iterator[tuple[str, Tensor]]:
-        """(dotted name, buffer) pairs of this module and every descendant."""
-        for module_name, module in self.named_modules(prefix):
-            for name, (tensor, persistent) in module._buffers.items():
-                if tensor is not None and (persistent or not persistent_only):
-                    yield (f"{module_name}.{name}" if module_name else name), tensor
+    def register_parameter(self, name: str, param: Parameter | None) -> None:
+        """Add `param` under `name`, as assigning it does, with torch's checks of the name;
+        None keeps the name for a parameter to come."""
+        self._check_new_name(name, "parameter", self._parameters)
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(f"parameter {name!r} must be a Parameter or None, not {type(param).__name__}")
+        self._parameters[name] = param
+        object.__setattr__(self, name, param)
 
-    def buffers(self) -> Iterator[Tensor]:
-        for _, tensor in self.named_buffers():
+    def _check_new_name(self, name, kind: str, own: dict) -> None:
+        """torch's rules for a buffer's or parameter's name: a non-empty string without '.'
+        that is not already an attribute (a method, a child, `training`) of another kind."""
+        if not isinstance(name, str):
+            raise TypeError(f"a {kind} name must be a string, got {type(name).__name__}")
+        if not name or "." in name:
+            raise KeyError(f"a {kind} name must be a non-empty string without '.', got {name!r}")
+        if hasattr(self, name) and name not in own:
+            raise KeyError(f"attribute {name!r} already exists in {type(self).__name__}")
+
+    def named_buffers(
+        self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Tensor]]:
+        """(dotted name, buffer) pairs of this module and, with recurse, every descendant
+        (persistent or not); remove_duplicate as in `named_parameters`."""
+        return self._named_members(
+            lambda module: [(name, tensor) for name, (tensor, _) in module._buffers.items()],
+            prefix, recurse, remove_duplicate,
+        )  # fmt: skip
+
+    def buffers(self, recurse: bool = True) -> Iterator[Tensor]:
+        for _, tensor in self.named_buffers(recurse=recurse):
             yield tensor
 
     def forward(self, *args, **kwargs):
@@ -151,24 +170,32 @@ class Module:
 
     # ------------------------------------------------------------ traversal
 
-    def named_modules(self, prefix: str = "", memo: set | None = None) -> Iterator[tuple[str, Module]]:
-        """(dotted name, module) for this module (named `prefix`) and every descendant, once each."""
+    def named_modules(
+        self, memo: set | None = None, prefix: str = "", remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Module]]:
+        """(dotted name, module) for this module (named `prefix`) and every descendant, torch's
+        arguments: a module met again (shared under two names) is skipped, unless
+        remove_duplicate=False lists it under each name; `memo` holds the modules met."""
         memo = set() if memo is None else memo
-        if id(self) in memo:
+        if self in memo:
             return
-        memo.add(id(self))
+        if remove_duplicate:
+            memo.add(self)
         yield prefix, self
         for name, child in self._modules.items():
             if child is not None:
-                yield from child.named_modules(f"{prefix}.{name}" if prefix else name, memo)
+                yield from child.named_modules(memo, f"{prefix}.{name}" if prefix else name, remove_duplicate)
 
-    def modules(self) -> Iterator[Module]:
-        for _, module in self.named_modules():
+    def modules(self, remove_duplicate: bool = True) -> Iterator[Module]:
+        for _, module in self.named_modules(remove_duplicate=remove_duplicate):
             yield module
 
     def named_children(self) -> Iterator[tuple[str, Module]]:
+        """(name, child) of the direct children, a child shared under two names once (torch's)."""
+        seen = set()
         for name, child in self._modules.items():
-            if child is not None:
+            if child is not None and child not in seen:
+                seen.add(child)
                 yield name, child
 
     def children(self) -> Iterator[Module]:
@@ -185,21 +212,32 @@ class Module:
             module = module._modules[name]
         return module
 
-    def named_parameters(self, prefix: str = "", remove_duplicate: bool = True) -> Iterator[tuple[str, Parameter]]:
-        """(dotted name, parameter) pairs in registration order. A parameter shared by several
-        modules (tied weights) is listed once, under the first name met, unless
+    def named_parameters(
+        self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Parameter]]:
+        """(dotted name, parameter) pairs in registration order, of this module only when
+        recurse=False. A parameter shared by several modules (tied weights), or a module
+        shared under two names, is listed once, under the first name met, unless
         remove_duplicate=False lists it under every name (as state dicts do)."""
-        seen = set()
-        for module_name, module in self.named_modules(prefix):
-            for name, param in module._parameters.items():
-                if param is None or (remove_duplicate and id(param) in seen):
-                    continue
-                seen.add(id(param))
-                yield (f"{module_name}.{name}" if module_name else name), param
+        return self._named_members(lambda module: module._parameters.items(), prefix, recurse, remove_duplicate)
 
-    def parameters(self) -> Iterator[Parameter]:
-        for _, param in self.named_parameters():
+    def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
+        for _, param in self.named_parameters(recurse=recurse):
             yield param
+
+    def _named_members(self, members, prefix: str, recurse: bool, remove_duplicate: bool) -> Iterator[tuple]:
+        """(dotted name, tensor) for `members(module)` of this module and, with recurse, of
+        every descendant; each tensor once when remove_duplicate (by identity: tensors compare
+        by value)."""
+        modules = self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate) if recurse else [(prefix, self)]
+        seen = set()
+        for module_name, module in modules:
+            for name, tensor in members(module):
+                if tensor is None or id(tensor) in seen:
+                    continue
+                if remove_duplicate:
+                    seen.add(id(tensor))
+                yield (f"{module_name}.{name}" if module_name else name), tensor
 
     def num_parameters(self) -> int:
         """How many numbers the model learns (a tied tensor counted once)."""
@@ -216,18 +254,24 @@ class Module:
 
     def train(self, mode: bool = True) -> Module:
         """Training mode (dropout active) for this module and all below it; returns self."""
+        if not isinstance(mode, bool):
+            raise ValueError(f"training mode is expected to be boolean, got {mode!r}")
         for module in self.modules():
-            object.__setattr__(module, "training", bool(mode))
+            object.__setattr__(module, "training", mode)
         return self
 
     def eval(self) -> Module:
         """Evaluation mode: dropout becomes the identity."""
         return self.train(False)
 
-    def zero_grad(self) -> None:
-        """Forget every parameter's gradient (set to None, as torch does by default)."""
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget every parameter's gradient: set it to None (torch's default), or with
+        set_to_none=False fill it with zeros in place."""
         for param in self.parameters():
-            param.grad = None
+            if set_to_none:
+                param.grad = None
+            elif param.grad is not None:
+                param.grad[...] = 0
 
     def requires_grad_(self, mode: bool = True) -> Module:
         """Freeze (False) or unfreeze every parameter; returns self."""
@@ -248,16 +292,23 @@ class Module:
 
     # ------------------------------------------------------------ state dict
 
-    def state_dict(self) -> OrderedDict:
-        """Every parameter and persistent buffer by dotted name, as NumPy arrays (copies), in
-        PyTorch's order: each module's parameters, then its buffers, then its children's. Tied
-        tensors appear under each of their names, as in PyTorch's state dicts."""
-        return OrderedDict((name, t.data.copy()) for name, t in self._named_state().items())
+    def state_dict(self, destination: dict | None = None, prefix: str = "", keep_vars: bool = False) -> dict:
+        """Every parameter and persistent buffer by dotted name (after `prefix`), in PyTorch's
+        order: each module's parameters, then its buffers, then its children's. A module or
+        tensor shared under several names appears under each, as in PyTorch's state dicts.
+
+        The values are NumPy arrays (copies), or with keep_vars=True the Tensors themselves.
+        torch's `destination`: a dict to fill and return instead of a new OrderedDict.
+        """
+        destination = OrderedDict() if destination is None else destination
+        for name, tensor in self._named_state().items():
+            destination[prefix + name] = tensor if keep_vars else tensor.data.copy()
+        return destination
 
     def _named_state(self) -> OrderedDict:
         """What the state dict holds: name -> the Parameter or buffer Tensor itself."""
         state = OrderedDict()
-        for module_name, module in self.named_modules():
+        for module_name, module in self.named_modules(remove_duplicate=False):
             prefix = f"{module_name}." if module_name else ""
             for name, param in module._parameters.items():
                 if param is not None:
@@ -305,7 +356,7 @@ class Module:
     def __repr__(self) -> str:
         """A tree of the modules, as PyTorch prints it; runs of identical numbered children are
         folded into one line, e.g. `(0-3): 4 x Block(...)`."""
-        children = [(name, repr(child)) for name, child in self.named_children()]
+        children = [(name, repr(child)) for name, child in self._modules.items() if child is not None]
         lines, i = [], 0
         while i < len(children):
             first, text = children[i]

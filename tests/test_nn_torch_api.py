@@ -1,0 +1,142 @@
+"""Module's methods and the containers' against torch.nn's: the same calls, written for torch,
+give the same names, the same state dicts and the same errors here.
+
+Each test builds the same structure with `minigrad.nn` and with `torch.nn` (the function
+`build(nn)` below takes either module) and compares what the two report.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from minigrad import Tensor, nn
+
+torch = pytest.importorskip("torch")
+
+
+def names(pairs) -> list[str]:
+    return [name for name, _ in pairs]
+
+
+def shared(n):
+    """One Linear under two names, and a Parameter tied across two layers (GPT's wte/lm_head)."""
+    model = n.Module()
+    model.a = n.Linear(2, 3)
+    model.b = model.a
+    model.wte, model.lm_head = n.Embedding(5, 2), n.Linear(2, 5, bias=False)
+    model.lm_head.weight = model.wte.weight
+    return model
+
+
+def nested(n):
+    model = n.Sequential(n.Linear(2, 3), n.BatchNorm1d(3), n.Sequential(n.Linear(3, 1)))
+    model.register_buffer("scale", (Tensor if n is nn else torch.tensor)(np.ones(1)), persistent=False)
+    return model
+
+
+# ---------------------------------------------------------------- names, shared modules
+
+
+def test_a_module_shared_under_two_names_is_saved_under_both_as_torch():
+    ours, theirs = shared(nn), shared(torch.nn)
+    assert list(ours.state_dict()) == list(theirs.state_dict())  # a.*, b.*, wte.weight, lm_head.weight
+    for remove_duplicate in (True, False):
+        for method in ("named_modules", "named_parameters"):
+            mine = getattr(ours, method)(remove_duplicate=remove_duplicate)
+            assert names(mine) == names(getattr(theirs, method)(remove_duplicate=remove_duplicate)), method
+    assert names(ours.named_children()) == names(theirs.named_children()) == ["a", "wte", "lm_head"]
+    assert len(list(ours.modules(remove_duplicate=False))) == len(list(theirs.modules(remove_duplicate=False)))
+
+
+def test_torchs_state_dict_of_shared_and_tied_tensors_loads_strictly_both_ways():
+    ours, theirs = shared(nn), shared(torch.nn)
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    for key, value in theirs.state_dict().items():
+        np.testing.assert_array_equal(ours.state_dict()[key], value.numpy())
+    theirs.load_state_dict({k: torch.as_tensor(v) for k, v in shared(nn).state_dict().items()}, strict=True)
+    with pytest.raises(nn.StateDictError, match="missing keys: b.weight, b.bias"):
+        ours.load_state_dict({k: v for k, v in theirs.state_dict().items() if not k.startswith("b.")})
+
+
+def test_named_members_take_torchs_arguments_in_torchs_order():
+    ours, theirs = nested(nn), nested(torch.nn)
+    for prefix in ("", "net"):
+        for recurse in (True, False):
+            calls = [("named_parameters", (prefix, recurse)), ("named_buffers", (prefix, recurse))]
+            for method, arguments in calls:  # positionally: (prefix, recurse, remove_duplicate)
+                assert names(getattr(ours, method)(*arguments)) == names(getattr(theirs, method)(*arguments))
+    assert len(list(ours.parameters(recurse=False))) == len(list(theirs.parameters(recurse=False))) == 0
+    assert len(list(ours[1].buffers(recurse=False))) == len(list(theirs[1].buffers(recurse=False))) == 3
+    assert names(ours.named_buffers()) == names(theirs.named_buffers())  # non-persistent ones too
+    memo = set()
+    assert names(ours.named_modules(memo, "m")) == names(theirs.named_modules(set(), "m"))
+    assert memo == set(ours.modules())  # torch's memo: the modules met
+
+
+def test_state_dict_takes_destination_prefix_and_keep_vars():
+    ours, theirs = nested(nn), nested(torch.nn)
+    assert list(ours.state_dict(prefix="net.")) == list(theirs.state_dict(prefix="net."))
+    destination = {"earlier": 1}
+    assert ours.state_dict(destination, "x") is destination
+    assert list(destination) == list(theirs.state_dict(destination={"earlier": 1}, prefix="x"))
+    kept = ours.state_dict(keep_vars=True)
+    assert kept["0.weight"] is ours[0].weight and kept["1.running_mean"] is ours[1].running_mean
+    tied = shared(nn).state_dict(keep_vars=True)
+    assert tied["wte.weight"] is tied["lm_head.weight"]
+    assert type(ours.state_dict()["0.weight"]) is np.ndarray
+
+
+# ---------------------------------------------------------------- modes, gradients, registration
+
+
+def test_zero_grad_set_to_none_false_fills_zeros_in_place():
+    ours, theirs = nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    ours(Tensor(np.ones((1, 3)))).sum().backward()
+    theirs(torch.ones(1, 3)).sum().backward()
+    grad = ours.weight.grad
+    ours.zero_grad(set_to_none=False)
+    theirs.zero_grad(set_to_none=False)
+    assert ours.weight.grad is grad
+    np.testing.assert_array_equal(grad, theirs.weight.grad.numpy())
+    np.testing.assert_array_equal(grad, 0.0)
+    ours.zero_grad()
+    assert ours.weight.grad is None
+
+
+@pytest.mark.parametrize("mode", ["no", 1, None, np.bool_(True)])
+def test_train_takes_a_bool_only(mode):
+    with pytest.raises(ValueError, match="training mode is expected to be boolean"):
+        torch.nn.Linear(1, 1).train(mode)
+    with pytest.raises(ValueError, match="training mode is expected to be boolean"):
+        nn.Linear(1, 1).train(mode)
+
+
+@pytest.mark.parametrize("name", ["", "a.b", "training", "forward", "weight", "sub", 3])
+@pytest.mark.parametrize("method", ["register_buffer", "register_parameter"])
+def test_buffer_and_parameter_names_are_checked_as_torch(name, method):
+    """The same names are refused with the same exception type; names taken by the same kind
+    of member may be registered again."""
+
+    def error(n, make):
+        module = n.Linear(2, 2)
+        module.sub = n.ReLU()
+        try:
+            getattr(module, method)(name, None)
+            getattr(module, method)(name, make())
+        except (KeyError, TypeError) as refused:
+            return type(refused)
+        return None
+
+    mine = error(nn, lambda: (Tensor if method == "register_buffer" else nn.Parameter)(np.ones(1)))
+    theirs = error(torch.nn, lambda: (torch.ones if method == "register_buffer" else torch.nn.Parameter)(torch.ones(1)))
+    assert mine is theirs
+
+
+def test_a_registered_parameter_is_a_parameter_of_the_module():
+    ours, theirs = nn.Module(), torch.nn.Module()
+    ours.register_parameter("w", nn.Parameter(np.ones(2)))
+    theirs.register_parameter("w", torch.nn.Parameter(torch.ones(2)))
+    assert list(ours.state_dict()) == list(theirs.state_dict()) == ["w"]
+    with pytest.raises(TypeError, match="must be a Parameter or None"):
+        ours.register_parameter("v", Tensor(np.ones(2)))
