@@ -140,3 +140,32 @@ def test_a_registered_parameter_is_a_parameter_of_the_module():
     assert list(ours.state_dict()) == list(theirs.state_dict()) == ["w"]
     with pytest.raises(TypeError, match="must be a Parameter or None"):
         ours.register_parameter("v", Tensor(np.ones(2)))
+
+
+# ---------------------------------------------------------------- inplace
+
+
+INPLACE = {
+    "ReLU": (),
+    "SiLU": (),
+    "Mish": (),
+    "LeakyReLU": (0.1,),
+    "ELU": (0.5,),
+    "Dropout": (0.3,),
+}
+
+
+@pytest.mark.parametrize("name", list(INPLACE))
+def test_inplace_false_is_taken_and_inplace_true_refused(name):
+    settings = INPLACE[name]
+    ours = getattr(nn, name)(*settings, False).eval()
+    theirs = getattr(torch.nn, name)(*settings, False).eval()
+    x = np.random.default_rng(0).standard_normal((3, 4))
+    np.testing.assert_allclose(
+        ours(Tensor(x, dtype=np.float64)).data, theirs(torch.tensor(x)).numpy(), rtol=1e-12, atol=1e-15
+    )
+    assert ours.inplace is theirs.inplace is False
+    with pytest.raises(ValueError, match=rf"{name}\(inplace=True\) would overwrite its input"):
+        getattr(nn, name)(*settings, True)
+    with pytest.raises(ValueError, match="pass inplace=False"):
+        getattr(nn, name)(*settings, inplace=True)

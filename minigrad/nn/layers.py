@@ -19,6 +19,16 @@ from minigrad.nn.module import Module, Parameter
 from minigrad.tensor import Tensor, where
 
 
+def _no_inplace(layer: Module, inplace: bool) -> bool:
+    """torch's `inplace` flag: False (the default) is what minigrad always does, True is refused."""
+    if inplace:
+        raise ValueError(
+            f"{type(layer).__name__}(inplace=True) would overwrite its input, which minigrad never does; "
+            "pass inplace=False (the same numbers, in a new tensor)"
+        )
+    return False
+
+
 class Linear(Module):
     """y = x Wᵀ + b. weight (out_features, in_features), bias (out_features,), as in PyTorch.
 
@@ -142,11 +152,11 @@ class Dropout(Module):
     default generator at call time, so `mg.manual_seed(s)` makes them reproducible.
     """
 
-    def __init__(self, p: float = 0.5, *, rng: np.random.Generator | int | None = None):
+    def __init__(self, p: float = 0.5, inplace: bool = False, *, rng: np.random.Generator | int | None = None):
         super().__init__()
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"dropout probability must be in [0, 1], got {p}")
-        self.p = p
+        self.p, self.inplace = p, _no_inplace(self, inplace)
         self.rng = np.random.default_rng(rng) if isinstance(rng, int) else rng
 
     def forward(self, x: Tensor) -> Tensor:
@@ -176,12 +186,20 @@ class GELU(Module):
 class ReLU(Module):
     """max(0, x), elementwise."""
 
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+        self.inplace = _no_inplace(self, inplace)
+
     def forward(self, x: Tensor) -> Tensor:
         return x.relu()
 
 
 class SiLU(Module):
     """x · σ(x), elementwise."""
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+        self.inplace = _no_inplace(self, inplace)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.silu(x)
@@ -210,8 +228,9 @@ class LeakyReLU(_ActivationWithSettings):
 
     function = staticmethod(F.leaky_relu)
 
-    def __init__(self, negative_slope: float = 0.01):
+    def __init__(self, negative_slope: float = 0.01, inplace: bool = False):
         super().__init__(negative_slope=negative_slope)
+        self.inplace = _no_inplace(self, inplace)
 
 
 class ELU(_ActivationWithSettings):
@@ -219,8 +238,9 @@ class ELU(_ActivationWithSettings):
 
     function = staticmethod(F.elu)
 
-    def __init__(self, alpha: float = 1.0):
+    def __init__(self, alpha: float = 1.0, inplace: bool = False):
         super().__init__(alpha=alpha)
+        self.inplace = _no_inplace(self, inplace)
 
 
 class Softplus(_ActivationWithSettings):
@@ -234,6 +254,10 @@ class Softplus(_ActivationWithSettings):
 
 class Mish(Module):
     """x · tanh(softplus(x))."""
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+        self.inplace = _no_inplace(self, inplace)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.mish(x)
