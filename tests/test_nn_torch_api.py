@@ -7,6 +7,8 @@ Each test builds the same structure with `minigrad.nn` and with `torch.nn` (the 
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 import pytest
 
@@ -169,3 +171,66 @@ def test_inplace_false_is_taken_and_inplace_true_refused(name):
         getattr(nn, name)(*settings, True)
     with pytest.raises(ValueError, match="pass inplace=False"):
         getattr(nn, name)(*settings, inplace=True)
+
+
+# ---------------------------------------------------------------- containers
+
+
+def layer_names(container) -> list[str]:
+    """Each child's name and what it is: the numbering torch gives after an edit."""
+    return [f"{key}:{type(child).__name__}" for key, child in container._modules.items()]
+
+
+def edits(n):
+    """The same edits on torch's containers and ours; the names after each, for comparison."""
+    seen = []
+    layers = n.ModuleList([n.ReLU(), n.Tanh(), n.Sigmoid()])
+    layers.insert(1, n.GELU())
+    layers.insert(4, n.SiLU())
+    seen.append(layer_names(layers))
+    del layers[0]
+    del layers[-1]
+    seen.append(layer_names(layers))
+    layers += [n.Linear(2, 2)]
+    del layers[::2]
+    seen.append(layer_names(layers))
+    seen.append(type(layers.pop(0)).__name__)
+    seen.append(layer_names(layers))
+
+    seq = n.Sequential(n.Linear(2, 3), n.ReLU(), n.Linear(3, 1))
+    seq.insert(-1, n.GELU()).insert(0, n.Tanh())
+    seen.append(list(seq.state_dict()))
+    seen.append(type(seq.pop(-2)).__name__)
+    del seq[1:3]
+    seq.extend([n.Sigmoid(), n.Linear(1, 2)])
+    seq[0] = n.SiLU()
+    seen.append(layer_names(seq))
+    seen.append(list(seq.state_dict()))
+
+    heads = n.ModuleDict([("a", n.ReLU()), ("b", n.Linear(2, 2))])
+    seen.append(type(heads.pop("a")).__name__)
+    seen.append(list(heads.state_dict()))
+    heads.clear()
+    seen.append(len(heads))
+    return seen
+
+
+def test_container_edits_name_children_as_torch():
+    assert edits(nn) == edits(torch.nn)
+
+
+def test_container_edits_refuse_what_they_cannot_do():
+    for container in (nn.ModuleList([nn.ReLU()]), nn.Sequential(nn.ReLU())):
+        with pytest.raises(IndexError, match="out of range for inserting into a"):
+            container.insert(3, nn.ReLU())
+        with pytest.raises(TypeError, match="insert needs a Module, got int"):
+            container.insert(0, 3)
+        with pytest.raises(IndexError, match="index 1 is out of range"):
+            del container[1]
+    with pytest.raises(KeyError):
+        torch.nn.Sequential(OrderedDict(a=torch.nn.ReLU(), b=torch.nn.Tanh())).insert(0, torch.nn.ReLU())
+    named = nn.Sequential(OrderedDict(a=nn.ReLU(), b=nn.Tanh()))
+    with pytest.raises(KeyError, match=r"renames children 0 to 1 by number, but they are named \['a', 'b'\]"):
+        named.insert(0, nn.ReLU())
+    theirs = torch.nn.Sequential(OrderedDict(a=torch.nn.ReLU(), b=torch.nn.Tanh())).insert(2, torch.nn.GELU())
+    assert layer_names(named.insert(2, nn.GELU())) == layer_names(theirs) == ["a:ReLU", "b:Tanh", "2:GELU"]

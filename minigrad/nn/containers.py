@@ -20,6 +20,35 @@ def _position(i: int, length: int, kind: str) -> int:
     return i % length
 
 
+def _insert(modules: OrderedDict, index: int, module: Module, kind: str) -> None:
+    """Put `module` at `index` (negative counts from the end), the children from there on moving
+    one place up and renamed "index+1", ... as torch's insert renames them."""
+    if not isinstance(module, Module):
+        raise TypeError(f"{kind}.insert needs a Module, got {type(module).__name__}")
+    length = len(modules)
+    if not -length <= index <= length:
+        raise IndexError(f"index {index} is out of range for inserting into a {kind} of length {length}")
+    index = index + length if index < 0 else index
+    if any(str(i) not in modules for i in range(index, length)):
+        raise KeyError(
+            f"{kind}.insert renames children {index} to {length - 1} by number, but they are named {list(modules)}"
+        )
+    for i in range(length, index, -1):
+        modules[str(i)] = modules[str(i - 1)]
+    modules[str(index)] = module
+
+
+def _delete(modules: OrderedDict, i: int | slice, kind: str) -> None:
+    """Remove the child (or children, for a slice) at position i; the rest are renamed "0", "1",
+    ... in order, as torch renames them (the names of a Sequential built from a dict too)."""
+    keys = list(modules)
+    for key in keys[i] if isinstance(i, slice) else [keys[_position(i, len(keys), kind)]]:
+        del modules[key]
+    kept = list(modules.values())
+    modules.clear()
+    modules.update((str(k), module) for k, module in enumerate(kept))
+
+
 class Sequential(Module):
     """Call the modules in order, each on the previous one's output.
 
@@ -41,6 +70,12 @@ class Sequential(Module):
             return Sequential(OrderedDict(list(self._modules.items())[i]))
         return list(self._modules.values())[_position(i, len(self), "Sequential")]
 
+    def __setitem__(self, i: int, module: Module) -> None:
+        self.add_module(list(self._modules)[_position(i, len(self), "Sequential")], module)
+
+    def __delitem__(self, i: int | slice) -> None:
+        _delete(self._modules, i, "Sequential")
+
     def __len__(self) -> int:
         return len(self._modules)
 
@@ -50,6 +85,20 @@ class Sequential(Module):
     def append(self, module: Module) -> Sequential:
         self.add_module(str(len(self)), module)
         return self
+
+    def extend(self, modules: Iterable[Module]) -> Sequential:
+        for module in modules:
+            self.append(module)
+        return self
+
+    def insert(self, index: int, module: Module) -> Sequential:
+        _insert(self._modules, index, module, "Sequential")
+        return self
+
+    def pop(self, i: int | slice) -> Module:
+        module = self[i]
+        del self[i]
+        return module
 
     def forward(self, x):
         for module in self._modules.values():
@@ -73,6 +122,17 @@ class ModuleList(Module):
             self.append(module)
         return self
 
+    def __iadd__(self, modules: Iterable[Module]) -> ModuleList:
+        return self.extend(modules)
+
+    def insert(self, index: int, module: Module) -> None:
+        _insert(self._modules, index, module, "ModuleList")
+
+    def pop(self, i: int | slice) -> Module | ModuleList:
+        module = self[i]
+        del self[i]
+        return module
+
     def __getitem__(self, i: int | slice) -> Module | ModuleList:
         if isinstance(i, slice):
             return ModuleList(list(self._modules.values())[i])
@@ -80,6 +140,9 @@ class ModuleList(Module):
 
     def __setitem__(self, i: int, module: Module) -> None:
         self.add_module(str(_position(i, len(self), "ModuleList")), module)
+
+    def __delitem__(self, i: int | slice) -> None:
+        _delete(self._modules, i, "ModuleList")
 
     def __len__(self) -> int:
         return len(self._modules)
@@ -91,12 +154,13 @@ class ModuleList(Module):
 class ModuleDict(Module):
     """A dict of modules whose parameters are registered under their keys."""
 
-    def __init__(self, modules: Mapping[str, Module] | None = None):
+    def __init__(self, modules: Mapping[str, Module] | Iterable[tuple[str, Module]] | None = None):
         super().__init__()
         self.update(modules or {})
 
-    def update(self, modules: Mapping[str, Module]) -> None:
-        for key, module in modules.items():
+    def update(self, modules: Mapping[str, Module] | Iterable[tuple[str, Module]]) -> None:
+        """Add or replace children from a mapping or, as torch, from (key, module) pairs."""
+        for key, module in modules.items() if isinstance(modules, Mapping) else modules:
             self[key] = module
 
     def __getitem__(self, key: str) -> Module:
@@ -109,6 +173,14 @@ class ModuleDict(Module):
 
     def __delitem__(self, key: str) -> None:
         del self._modules[key]
+
+    def pop(self, key: str) -> Module:
+        module = self[key]
+        del self[key]
+        return module
+
+    def clear(self) -> None:
+        self._modules.clear()
 
     def __contains__(self, key: str) -> bool:
         return key in self._modules
