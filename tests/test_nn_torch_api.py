@@ -234,3 +234,36 @@ def test_container_edits_refuse_what_they_cannot_do():
         named.insert(0, nn.ReLU())
     theirs = torch.nn.Sequential(OrderedDict(a=torch.nn.ReLU(), b=torch.nn.Tanh())).insert(2, torch.nn.GELU())
     assert layer_names(named.insert(2, nn.GELU())) == layer_names(theirs) == ["a:ReLU", "b:Tanh", "2:GELU"]
+
+
+# ---------------------------------------------------------------- Embedding.from_pretrained
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_embedding_from_pretrained_matches_torch(freeze):
+    table = np.random.default_rng(0).standard_normal((5, 3))
+    ours = nn.Embedding.from_pretrained(Tensor(table, dtype=np.float64), freeze, 1)
+    theirs = torch.nn.Embedding.from_pretrained(torch.tensor(table), freeze, 1)
+    ids = np.array([[0, 1, 4], [1, 1, 2]])
+    out, tout = ours(ids), theirs(torch.as_tensor(ids))
+    np.testing.assert_array_equal(out.data, tout.detach().numpy())  # the padding row kept as given
+    assert ours.weight.requires_grad is theirs.weight.requires_grad is (not freeze)
+    assert ours.weight.dtype == np.float64 and ours.padding_idx == theirs.padding_idx == 1
+    if not freeze:
+        g = np.random.default_rng(1).standard_normal(out.shape)
+        out.backward(g)
+        tout.backward(torch.tensor(g))
+        np.testing.assert_allclose(ours.weight.grad, theirs.weight.grad.numpy(), rtol=1e-12, atol=1e-15)
+        assert not ours.weight.grad[1].any()
+    assert nn.Embedding.from_pretrained(table).weight.dtype == np.float32  # an array: a Tensor's dtype policy
+
+
+@pytest.mark.parametrize(
+    "option", [dict(max_norm=1.0), dict(scale_grad_by_freq=True), dict(sparse=True)], ids=lambda o: next(iter(o))
+)
+def test_embedding_from_pretrained_refuses_what_it_cannot_honour(option):
+    torch.nn.Embedding.from_pretrained(torch.ones(4, 2), **option)  # torch has it
+    with pytest.raises(ValueError, match=f"minigrad's Embedding has no {next(iter(option))}; leave it unset"):
+        nn.Embedding.from_pretrained(np.ones((4, 2)), **option)
+    with pytest.raises(ValueError, match=r"2-D \(num_embeddings, embedding_dim\), got shape \(4,\)"):
+        nn.Embedding.from_pretrained(np.ones(4))

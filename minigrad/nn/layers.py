@@ -58,7 +58,8 @@ class Embedding(Module):
 
     Ids must lie in [0, num_embeddings), as in torch (-1 is an error, not the last row).
     `padding_idx` (negative counts from the end, as torch) names a row that starts at zero and
-    never receives a gradient, so padding positions stay what they are.
+    never receives a gradient, so padding positions stay what they are. `_weight`, as torch's, is
+    a Parameter to use as the table instead of a fresh one (see `from_pretrained`).
     """
 
     def __init__(
@@ -70,18 +71,44 @@ class Embedding(Module):
         rng=None,
         dtype=np.float32,
         fused: bool | None = None,
+        _weight: Parameter | None = None,
     ):
         super().__init__()
         self.fused = fused
-        rng = default_rng() if rng is None else rng
         if padding_idx is not None:
             if not -num_embeddings <= padding_idx < num_embeddings:
                 raise ValueError(f"padding_idx {padding_idx} is out of range for {num_embeddings} embeddings")
             padding_idx %= num_embeddings
         self.num_embeddings, self.embedding_dim, self.padding_idx = num_embeddings, embedding_dim, padding_idx
-        self.weight = Parameter(rng.standard_normal((num_embeddings, embedding_dim)), dtype=dtype)
-        if padding_idx is not None:
-            self.weight.data[padding_idx] = 0
+        if _weight is None:
+            rng = default_rng() if rng is None else rng
+            _weight = Parameter(rng.standard_normal((num_embeddings, embedding_dim)), dtype=dtype)
+            if padding_idx is not None:
+                _weight.data[padding_idx] = 0
+        elif _weight.shape != (num_embeddings, embedding_dim):
+            raise ValueError(f"_weight has shape {_weight.shape}, not ({num_embeddings}, {embedding_dim})")
+        self.weight = _weight
+
+    @classmethod
+    def from_pretrained(
+        cls, embeddings, freeze: bool = True, padding_idx: int | None = None, max_norm: float | None = None,
+        norm_type: float = 2.0, scale_grad_by_freq: bool = False, sparse: bool = False, *, fused: bool | None = None,
+    ) -> Embedding:  # fmt: skip
+        """An Embedding whose table is a copy of `embeddings` (num_embeddings, embedding_dim), as
+        torch's: frozen (requires_grad False) unless freeze=False; a Tensor keeps its dtype, an
+        array becomes float32 as any Tensor's data. `padding_idx` keeps the given row as it is
+        and only stops its gradient. norm_type matters only with max_norm, which, like
+        scale_grad_by_freq and sparse, this Embedding does not have: they are refused.
+        """
+        unsupported = {"max_norm": max_norm is not None, "scale_grad_by_freq": scale_grad_by_freq, "sparse": sparse}
+        for name, used in unsupported.items():
+            if used:
+                raise ValueError(f"Embedding.from_pretrained: minigrad's Embedding has no {name}; leave it unset")
+        table = embeddings if isinstance(embeddings, Tensor) else Tensor(embeddings)
+        if table.ndim != 2:
+            raise ValueError(f"embeddings must be 2-D (num_embeddings, embedding_dim), got shape {table.shape}")
+        weight = Parameter(table.data, requires_grad=not freeze, dtype=table.dtype)
+        return cls(*table.shape, padding_idx, fused=fused, _weight=weight)
 
     def forward(self, ids) -> Tensor:
         out = kernels.embedding(ids, self.weight)  # (..., C)
