@@ -190,9 +190,9 @@ def test_self_attention_gradcheck(need_weights):
     mha = MultiHeadAttention(4, 2)
     x = randn(rng, 2, 3, 4)
     padding = np.array([[False, False, True], [False, False, False]])
-    assert gradcheck_module(
-        mha, lambda x: mha(x, x, x, key_padding_mask=padding, need_weights=need_weights, is_causal=True)[0], x
-    )
+    causal = ~F.causal_mask(3, 3)  # torch.nn's convention: True above the diagonal, where a query may NOT look
+    call = dict(key_padding_mask=padding, need_weights=need_weights, attn_mask=causal, is_causal=True)
+    assert gradcheck_module(mha, lambda x: mha(x, x, x, **call)[0], x)
 
 
 def test_cross_attention_gradcheck():

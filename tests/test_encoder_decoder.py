@@ -55,7 +55,8 @@ def test_encoder_layer_with_relative_positions_gradcheck(position):
     extra = {"rotary": RotaryEmbedding(2)} if position == "rotary" else {"alibi": ALiBi(2)}
     layer = TransformerEncoderLayer(**SMALL, norm_first=True, **extra)
     src = randn(rng, 1, 3, 4)
-    assert gradcheck_module(layer, lambda src: layer(src, is_causal=True), src)
+    causal = Transformer.generate_square_subsequent_mask(3)
+    assert gradcheck_module(layer, lambda src: layer(src, src_mask=causal, is_causal=True), src)
 
 
 @pytest.mark.parametrize("norm_first", [False, True])
@@ -131,7 +132,7 @@ def causal_and_padded_model():
     return Transformer(8, 2, 2, 2, 16)
 
 
-@pytest.mark.parametrize("mask", ["float", "bool", "is_causal"])
+@pytest.mark.parametrize("mask", ["float", "bool", "float and is_causal"])
 def test_output_t_never_depends_on_a_later_target(mask):
     rng = np.random.default_rng(7)
     model = causal_and_padded_model()
@@ -140,11 +141,9 @@ def test_output_t_never_depends_on_a_later_target(mask):
     memory = model.encoder(src).detach()  # (2, 4, 8) outside the graph: each backward below reaches tgt only
     for t in range(T):
         tgt.grad = None
-        if mask == "is_causal":
-            out = model.decoder(tgt, memory, tgt_is_causal=True)
-        else:
-            causal = Transformer.generate_square_subsequent_mask(T)
-            out = model.decoder(tgt, memory, tgt_mask=causal if mask == "float" else np.isinf(causal))
+        causal = Transformer.generate_square_subsequent_mask(T)
+        tgt_mask = np.isinf(causal) if mask == "bool" else causal
+        out = model.decoder(tgt, memory, tgt_mask=tgt_mask, tgt_is_causal=mask == "float and is_causal")
         # a random projection: a plain sum of a layer norm's output is the constant sum of its bias
         (out[:, t] * Tensor(rng.standard_normal((2, 8)))).sum().backward()
         assert (tgt.grad[:, t + 1 :] == 0).all(), f"output {t} sees a later target"

@@ -163,7 +163,7 @@ def test_a_torch_nn_mask_and_a_functional_mask_give_the_same_attention():
     x = mg.Tensor(rng.standard_normal((1, 3, 4)), dtype=np.float64)
     blocked = np.array([[False, True, True], [False, False, True], [False, False, False]])
     out, _ = mha(x, x, x, attn_mask=blocked)
-    causal, _ = mha(x, x, x, is_causal=True)
+    causal, _ = mha(x, x, x, attn_mask=blocked, is_causal=True, need_weights=False)  # the hint: the causal mask
     np.testing.assert_allclose(out.data, causal.data, rtol=1e-12)
 
 

@@ -30,7 +30,7 @@ import minigrad.functional as F
 from minigrad import kernels
 from minigrad.creation import default_rng
 from minigrad.nn import Linear, Module, Parameter
-from minigrad.tensor import Tensor
+from minigrad.tensor import Tensor, array_of
 from transformer.positional import ALiBi, RotaryEmbedding
 
 
@@ -66,12 +66,30 @@ def _swap_head_and_time(x: Tensor) -> Tensor:
     return x.transpose(*range(n - 3), n - 2, n - 3, n - 1)
 
 
+def check_mask_dtypes(**masks) -> None:
+    """TypeError naming the first mask that is neither boolean nor floating, the two kinds torch.nn takes.
+
+    An integer mask has no meaning of its own: 1 as "masked" (a boolean's True) and 1 as a score
+    added (a float's) disagree, so it is refused rather than read as either.
+    """
+    for name, mask in masks.items():
+        if mask is not None and array_of(mask).dtype.kind not in "bf":
+            raise TypeError(
+                f"{name} must be boolean (True where attention is NOT allowed) or floating (added to the scores), "
+                f"as in torch.nn; got {array_of(mask).dtype}: convert it with .astype(bool)"
+            )
+
+
 class MultiHeadAttention(Module):
-    """Multi-head attention with torch.nn.MultiheadAttention(batch_first=True)'s parameters.
+    """Multi-head attention with torch.nn.MultiheadAttention's arguments and parameters, batch first.
 
     in_proj_weight (3E, E) stacks W^Q, W^K, W^V (all heads side by side in each); in_proj_bias
     (3E,); out_proj is W^O, a Linear(E, E). A state dict moves to and from PyTorch unchanged.
+    The arguments are torch's, in torch's order; batch_first defaults to True (torch's default
+    is False, and batch_first=False takes torch's (T, B, E) inputs). torch's options that change
+    the parameters (add_bias_kv, add_zero_attn, kdim or vdim other than embed_dim) are refused.
 
+    This package's extras are keyword-only, so no positional torch argument lands on them:
     `rotary` (a RotaryEmbedding over head_dim) rotates every head's queries and keys by their
     positions; `alibi` (an ALiBi over num_heads) adds its distance penalty to the scores. Both
     carry no parameters, so the state dict is the same with or without them. `fused` pins
@@ -85,16 +103,31 @@ class MultiHeadAttention(Module):
         num_heads: int,
         dropout: float = 0.0,
         bias: bool = True,
+        add_bias_kv: bool = False,
+        add_zero_attn: bool = False,
+        kdim: int | None = None,
+        vdim: int | None = None,
+        batch_first: bool = True,
+        *,
         rotary: RotaryEmbedding | None = None,
         alibi: ALiBi | None = None,
         fused: bool | None = None,
     ):
         super().__init__()
+        for name, value in (("add_bias_kv", add_bias_kv), ("add_zero_attn", add_zero_attn)):
+            if value:
+                raise ValueError(f"MultiHeadAttention: {name}=True is not supported; leave it False")
+        for name, dim in (("kdim", kdim), ("vdim", vdim)):
+            if dim not in (None, embed_dim):
+                raise ValueError(
+                    f"MultiHeadAttention: {name}={dim} differs from embed_dim={embed_dim}, which is not supported; "
+                    f"project the keys and values to {embed_dim} features first"
+                )
         self.fused = fused
         if embed_dim % num_heads:
             raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
         self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, embed_dim // num_heads
-        self.dropout = dropout
+        self.dropout, self.batch_first = dropout, batch_first
         self.in_proj_weight = xavier_uniform_(Parameter(np.zeros((3 * embed_dim, embed_dim))))
         self.in_proj_bias = Parameter(np.zeros(3 * embed_dim)) if bias else None
         self.out_proj = Linear(embed_dim, embed_dim, bias=bias)
@@ -115,33 +148,90 @@ class MultiHeadAttention(Module):
     ) -> tuple[Tensor, Tensor | None]:
         """query (B, Tq, E), key (B, Tk, E), value (B, Tk, E) -> (output (B, Tq, E), weights).
 
-        key_padding_mask (B, Tk): True (or -inf) at padded keys. attn_mask (Tq, Tk), or
-        (B·num_heads, Tq, Tk) for one mask per sequence and head. is_causal adds the causal
-        mask. weights are None unless need_weights: then (B, Tq, Tk) averaged over heads, or
-        (B, num_heads, Tq, Tk) with average_attn_weights=False — as PyTorch's. A query the masks
-        leave no key outputs out_proj's bias, with weights 0, as PyTorch's with need_weights=False
-        (its need_weights=True gives NaN there).
+        With batch_first=False the inputs and the output are (T, B, E); unbatched, (T, E). Masks
+        are boolean (True where attention is NOT allowed) or floating (added to the scores), as
+        torch's: key_padding_mask (B, Tk), or (Tk,) unbatched; attn_mask (Tq, Tk), or
+        (B·num_heads, Tq, Tk) for one mask per sequence and head. is_causal is torch's hint that
+        attn_mask is the causal mask, and needs it: where nothing else needs the mask (no
+        weights, no padding mask) the causal mask replaces it, as in torch. weights are None
+        unless need_weights: then (B, Tq, Tk) averaged over heads, or (B, num_heads, Tq, Tk)
+        with average_attn_weights=False — as PyTorch's, after dropout (the weights applied). A
+        query the masks leave no key outputs out_proj's bias, with weights 0, as PyTorch's with
+        need_weights=False (its need_weights=True gives NaN there).
         """
-        B, q_len, E = query.shape
+        batched = query.ndim == 3
+        query, key, value = self._batch_first(query, key, value)  # (B, T, E) each
+        B, q_len, _ = query.shape
         k_len = key.shape[1]
-        if E != self.embed_dim or key.shape[-1] != E or value.shape[-1] != E:
+        self._check_masks(attn_mask, key_padding_mask, B, q_len, k_len, batched)
+        if key_padding_mask is not None and not batched:
+            key_padding_mask = array_of(key_padding_mask)[None]  # (1, Tk)
+        if is_causal and attn_mask is None:
             raise ValueError(
-                f"MultiHeadAttention expects inputs of width {self.embed_dim}, got query {query.shape}, "
-                f"key {key.shape}, value {value.shape}"
+                "MultiHeadAttention: is_causal=True is a hint that attn_mask is the causal mask and needs it, as "
+                "in torch: pass attn_mask=Transformer.generate_square_subsequent_mask(T) as well"
             )
+        causal = is_causal and key_padding_mask is None and not need_weights  # torch's: the hint replaces the mask
         # split E into H heads of D: each head attends in its own subspace
         q, k, v = (split_heads(t, self.num_heads) for t in self._in_projection(query, key, value))  # (B, H, T, D)
         if self.rotary is not None:
             q, k = self.rotary(q), self.rotary(k)  # (B, H, Tq, D), (B, H, Tk, D)
-        bias = self._merged_bias(attn_mask, key_padding_mask, B, q_len, k_len, query.dtype)
+        bias = self._merged_bias(None if causal else attn_mask, key_padding_mask, B, q_len, k_len, query.dtype)
         dropout_p = self.dropout if self.training else 0.0
-        out = kernels.scaled_dot_product_attention(q, k, v, bias, dropout_p=dropout_p, is_causal=is_causal)
         weights = None
-        if need_weights:  # the attention pattern, for reading: the definition's first steps again
-            weights = F.attention_weights(q, k, bias, is_causal)  # (B, H, Tq, Tk)
-            if average_attn_weights:
-                weights = weights.mean(axis=1)  # (B, Tq, Tk)
-        return self.out_proj(merge_heads(out)), weights  # (B, Tq, E)
+        if need_weights and dropout_p > 0.0:  # the weights returned are those applied, dropout included
+            weights = F.dropout(F.attention_weights(q, k, bias), dropout_p)  # (B, H, Tq, Tk)
+            out = weights @ v  # (B, H, Tq, D)
+        else:
+            out = kernels.scaled_dot_product_attention(q, k, v, bias, dropout_p=dropout_p, is_causal=causal)
+            if need_weights:  # the attention pattern, for reading: the definition's first steps again
+                weights = F.attention_weights(q, k, bias)  # (B, H, Tq, Tk)
+        if weights is not None and average_attn_weights:
+            weights = weights.mean(axis=1)  # (B, Tq, Tk)
+        out = self.out_proj(merge_heads(out))  # (B, Tq, E)
+        if not batched:
+            return out[0], None if weights is None else weights[0]  # (Tq, E), as the query came
+        return (out if self.batch_first else out.transpose(1, 0, 2)), weights
+
+    def _batch_first(self, query: Tensor, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The inputs as (B, T, E), an unbatched (T, E) as a batch of one; self-attention's
+        `query is key is value` stays true. Their widths, batch sizes and lengths are checked."""
+        if query.ndim not in (2, 3) or key.ndim != query.ndim or value.ndim != query.ndim:
+            raise ValueError(
+                "MultiHeadAttention expects query, key and value all batched (3-D) or all unbatched (T, E), "
+                f"got {query.shape}, {key.shape} and {value.shape}"
+            )
+
+        def layout(x: Tensor) -> Tensor:
+            if x.ndim == 2:
+                return x[None]  # (1, T, E)
+            return x if self.batch_first else x.transpose(1, 0, 2)  # (B, T, E)
+
+        q = layout(query)
+        k = q if key is query else layout(key)
+        v = k if value is key else layout(value)
+        E = self.embed_dim
+        if q.shape[-1] != E or k.shape[-1] != E or k.shape != v.shape or k.shape[0] != q.shape[0]:
+            raise ValueError(
+                f"MultiHeadAttention expects inputs of width {E}, one batch size, and keys and values of one "
+                f"shape; got query {query.shape}, key {key.shape}, value {value.shape} (batch_first={self.batch_first})"
+            )
+        return q, k, v
+
+    def _check_masks(self, attn_mask, key_padding_mask, B: int, q_len: int, k_len: int, batched: bool) -> None:
+        """TypeError for a mask neither boolean nor floating, ValueError for a shape torch refuses."""
+        check_mask_dtypes(attn_mask=attn_mask, key_padding_mask=key_padding_mask)
+        shapes = [(q_len, k_len), (B * self.num_heads, q_len, k_len)]
+        if attn_mask is not None and array_of(attn_mask).shape not in shapes:
+            raise ValueError(
+                f"MultiHeadAttention: attn_mask must be {shapes[0]} or {shapes[1]} (one per sequence and head), "
+                f"got {array_of(attn_mask).shape}"
+            )
+        padding_shape = (B, k_len) if batched else (k_len,)
+        if key_padding_mask is not None and array_of(key_padding_mask).shape != padding_shape:
+            raise ValueError(
+                f"MultiHeadAttention: key_padding_mask must be {padding_shape}, got {array_of(key_padding_mask).shape}"
+            )
 
     def _in_projection(self, query: Tensor, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Q W^Q, K W^K, V W^V; in self-attention one product with the packed (3E, E) matrix."""

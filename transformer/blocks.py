@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from minigrad.nn import GELU, Dropout, LayerNorm, Linear, Module, ReLU
 from minigrad.tensor import Tensor
-from transformer.attention import MultiHeadAttention
+from transformer.attention import MultiHeadAttention, check_mask_dtypes
 from transformer.positional import ALiBi, RotaryEmbedding
 
 
@@ -55,11 +55,13 @@ class FeedForward(Module):
 
 
 class _TransformerLayer(Module):
-    """What the encoder and decoder layers share, with torch.nn's parameters in torch.nn's order.
+    """What the encoder and decoder layers share, with torch.nn's arguments and parameters in torch.nn's order.
 
-    self_attn (a MultiHeadAttention; `rotary` or `alibi` give it positions), the decoder's
-    multihead_attn over the encoder's output, the feed-forward's linear1, dropout and linear2
-    (held directly, under torch.nn's names), a norm and a residual dropout per sublayer.
+    The arguments are torch's, positions included; batch_first defaults to True (torch's to
+    False), and this package's extras, `rotary` and `alibi`, are keyword-only. self_attn (a
+    MultiHeadAttention; `rotary` or `alibi` give it positions), the decoder's multihead_attn
+    over the encoder's output, the feed-forward's linear1, dropout and linear2 (held directly,
+    under torch.nn's names), a norm and a residual dropout per sublayer.
     """
 
     cross_attention = False  # the decoder's: a sublayer attending to the encoder's output
@@ -72,15 +74,18 @@ class _TransformerLayer(Module):
         dropout: float = 0.1,
         activation: str | Callable = "relu",
         layer_norm_eps: float = 1e-5,
+        batch_first: bool = True,
         norm_first: bool = False,
         bias: bool = True,
+        *,
         rotary: RotaryEmbedding | None = None,
         alibi: ALiBi | None = None,
     ):
         super().__init__()
-        self.self_attn = MultiHeadAttention(d_model, nhead, dropout=dropout, bias=bias, rotary=rotary, alibi=alibi)
+        attention = dict(dropout=dropout, bias=bias, batch_first=batch_first)
+        self.self_attn = MultiHeadAttention(d_model, nhead, **attention, rotary=rotary, alibi=alibi)
         if self.cross_attention:  # queries from the decoder, keys and values from the encoder: no positions
-            self.multihead_attn = MultiHeadAttention(d_model, nhead, dropout=dropout, bias=bias)
+            self.multihead_attn = MultiHeadAttention(d_model, nhead, **attention)
         feed_forward = FeedForward(d_model, dim_feedforward, dropout, activation, bias)
         self.linear1, self.dropout, self.linear2 = feed_forward.linear1, feed_forward.dropout, feed_forward.linear2
         self.norm_first = norm_first
@@ -105,13 +110,16 @@ class _TransformerLayer(Module):
 class TransformerEncoderLayer(_TransformerLayer):
     """Self-attention, then feed-forward; each in a residual connection with layer norm.
 
-    Batch first: src (B, S, d_model) -> (B, S, d_model). The parameters (and the constructor's
-    arguments) are those of torch.nn.TransformerEncoderLayer; `rotary` or `alibi` give the
-    self-attention positions.
+    src (B, S, d_model) -> (B, S, d_model); (S, B, d_model) with batch_first=False, (S, d_model)
+    unbatched. The parameters (and the constructor's arguments) are those of
+    torch.nn.TransformerEncoderLayer; `rotary` or `alibi` give the self-attention positions.
     """
 
     def forward(self, src: Tensor, src_mask=None, src_key_padding_mask=None, is_causal: bool = False) -> Tensor:
-        """src (B, S, E); src_mask (S, S); src_key_padding_mask (B, S), True at padding."""
+        """src (B, S, E); src_mask (S, S); src_key_padding_mask (B, S), True at padding.
+
+        is_causal is torch's hint that src_mask is the causal mask (see MultiHeadAttention)."""
+        check_mask_dtypes(src_mask=src_mask, src_key_padding_mask=src_key_padding_mask)
         x = src  # (B, S, E)
         if self.norm_first:
             x = x + self._self_attention(self.norm1(x), src_mask, src_key_padding_mask, is_causal)  # (B, S, E)
@@ -125,11 +133,12 @@ class TransformerEncoderLayer(_TransformerLayer):
 class TransformerDecoderLayer(_TransformerLayer):
     """Masked self-attention, cross-attention over the encoder's output (memory), feed-forward.
 
-    Batch first: tgt (B, T, d_model), memory (B, S, d_model) -> (B, T, d_model). The
-    parameters (and the constructor's arguments) are those of torch.nn.TransformerDecoderLayer.
-    Pass the causal mask as tgt_mask (or tgt_is_causal=True) so that position t sees the
-    targets before it only. `rotary` or `alibi` give the self-attention positions;
-    cross-attention compares positions of two different sequences and gets none.
+    tgt (B, T, d_model), memory (B, S, d_model) -> (B, T, d_model); sequence first with
+    batch_first=False, as torch's. The parameters (and the constructor's arguments) are those of
+    torch.nn.TransformerDecoderLayer. Pass the causal mask as tgt_mask so that position t sees
+    the targets before it only (tgt_is_causal=True beside it is torch's hint that it is causal).
+    `rotary` or `alibi` give the self-attention positions; cross-attention compares positions of
+    two different sequences and gets none.
     """
 
     cross_attention = True
@@ -143,22 +152,41 @@ class TransformerDecoderLayer(_TransformerLayer):
         tgt_key_padding_mask=None,
         memory_key_padding_mask=None,
         tgt_is_causal: bool = False,
+        memory_is_causal: bool = False,
     ) -> Tensor:
-        """tgt (B, T, E), memory (B, S, E); tgt_mask (T, T), memory_mask (T, S); padding masks (B, T), (B, S)."""
+        """tgt (B, T, E), memory (B, S, E); tgt_mask (T, T), memory_mask (T, S); padding masks (B, T), (B, S).
+
+        tgt_is_causal and memory_is_causal are torch's hints that tgt_mask and memory_mask are causal."""
+        check_mask_dtypes(
+            tgt_mask=tgt_mask,
+            memory_mask=memory_mask,
+            tgt_key_padding_mask=tgt_key_padding_mask,
+            memory_key_padding_mask=memory_key_padding_mask,
+        )
         x = tgt  # (B, T, E)
         if self.norm_first:
             x = x + self._self_attention(self.norm1(x), tgt_mask, tgt_key_padding_mask, tgt_is_causal)  # (B, T, E)
-            x = x + self._cross_attention(self.norm2(x), memory, memory_mask, memory_key_padding_mask)  # (B, T, E)
+            x = x + self._cross_attention(
+                self.norm2(x), memory, memory_mask, memory_key_padding_mask, memory_is_causal
+            )  # (B, T, E)
             x = x + self._feed_forward(self.norm3(x), self.dropout3)  # (B, T, E)
         else:
             x = self.norm1(x + self._self_attention(x, tgt_mask, tgt_key_padding_mask, tgt_is_causal))  # (B, T, E)
-            x = self.norm2(x + self._cross_attention(x, memory, memory_mask, memory_key_padding_mask))  # (B, T, E)
+            x = self.norm2(
+                x + self._cross_attention(x, memory, memory_mask, memory_key_padding_mask, memory_is_causal)
+            )  # (B, T, E)
             x = self.norm3(x + self._feed_forward(x, self.dropout3))  # (B, T, E)
         return x
 
-    def _cross_attention(self, x: Tensor, memory: Tensor, attn_mask, key_padding_mask) -> Tensor:
+    def _cross_attention(self, x: Tensor, memory: Tensor, attn_mask, key_padding_mask, is_causal: bool) -> Tensor:
         # queries from the decoder, keys and values from the encoder's output
         out, _ = self.multihead_attn(
-            x, memory, memory, key_padding_mask=key_padding_mask, need_weights=False, attn_mask=attn_mask
+            x,
+            memory,
+            memory,
+            key_padding_mask=key_padding_mask,
+            need_weights=False,
+            attn_mask=attn_mask,
+            is_causal=is_causal,
         )  # (B, T, E)
         return self.dropout2(out)
