@@ -4,8 +4,10 @@ file, wrong config or unreachable name is one clear error (exit status 2 on the 
 tests/test_huggingface_parity.py holds the same files up against transformers itself.
 """
 
+import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +19,7 @@ from transformer import GPT, GPTConfig
 from transformer import checkpoint as ckpt
 from transformer.cli import main
 from transformer.hf_tokenizer import BYTE_TO_CHAR, TokenizerFileError, token_text
-from transformer.huggingface import CONFIG_FILE, WEIGHTS_FILE, config_from_hf, hf_config
+from transformer.huggingface import CONFIG_FILE, NOT_IN_GPT2, WEIGHTS_FILE, config_from_hf, hf_config
 from transformer.sample import load_run
 from transformer.tokenizer import BPETokenizer, CharTokenizer
 
@@ -53,6 +55,34 @@ def test_a_saved_model_loads_back_with_the_same_logits(tmp_path):
     assert loaded.config == model.config and not loaded.training
     idx = np.random.default_rng(0).integers(0, 300, (2, 32))
     np.testing.assert_array_equal(loaded(idx)[0].data, model(idx)[0].data)
+
+
+def test_an_untied_model_loads_back_with_its_own_output_layer(tmp_path):
+    model = small_gpt2(tie_embeddings=False)
+    model.save_pretrained(tmp_path)
+    loaded = GPT.from_pretrained(tmp_path)
+    assert loaded.config == model.config and loaded.lm_head.weight is not loaded.transformer.wte.weight
+    np.testing.assert_array_equal(loaded.lm_head.weight.data, model.lm_head.weight.data)
+    idx = np.random.default_rng(0).integers(0, 300, (2, 32))
+    np.testing.assert_array_equal(loaded(idx)[0].data, model(idx)[0].data)
+
+
+@pytest.mark.parametrize(
+    "field, value", [("rotary", True), ("norm", "rmsnorm"), ("qk_norm", True), ("activation", "relu2"),
+                     ("logit_softcap", 15.0)],
+)  # fmt: skip
+def test_a_model_gpt2_cannot_be_is_refused_before_anything_is_written(tmp_path, field, value):
+    """GPT2LMHeadModel has no such part: files written anyway would load as another model."""
+    with pytest.raises(ValueError, match=re.escape(f"has no {field}={value!r}")):
+        small_gpt2(**{field: value}).save_pretrained(tmp_path / "hf")
+    assert not (tmp_path / "hf").exists()
+
+
+def test_every_config_field_is_written_or_refused():
+    """A new GPTConfig field must be either expressible in GPT-2's files or in NOT_IN_GPT2."""
+    written = {"vocab_size", "block_size", "n_layer", "n_head", "n_embd", "dropout", "bias", "tie_embeddings",
+               "gelu_approximate", "layer_norm_eps", "fused"}  # fmt: skip
+    assert {field.name for field in dataclasses.fields(GPTConfig)} == written | set(NOT_IN_GPT2)
 
 
 def test_the_files_have_gpt2s_layout(tmp_path):
@@ -113,6 +143,8 @@ def test_the_config_is_read_not_assumed():
     assert (config.vocab_size, config.block_size, config.n_embd, config.n_layer, config.n_head) == (7, 9, 12, 3, 4)
     assert config.gelu_approximate == "none" and config.layer_norm_eps == 1e-6 and config.bias
     assert config_from_hf(hf_config(config), "x") == config
+    untied = dataclasses.replace(config, tie_embeddings=False)
+    assert config_from_hf(hf_config(untied, tied=False), "x") == untied
 
 
 @pytest.mark.parametrize(
@@ -121,7 +153,6 @@ def test_the_config_is_read_not_assumed():
         ({"model_type": "llama"}, "only GPT-2"),
         ({"activation_function": "relu"}, "activation_function 'relu'"),
         ({"n_inner": 100}, "n_inner = 100"),
-        ({"tie_word_embeddings": False}, "tie_word_embeddings"),
         ({"n_layer": 0}, "model.n_layer must be an integer"),
         ({"n_embd": 15}, "n_embd (15) must be a multiple of n_head"),
     ],
@@ -298,6 +329,19 @@ def test_command_line_errors_are_one_line(pretrained_dir, tmp_path):
     (pretrained_dir / "tokenizer.json").write_text("{")
     one_line_error(*cli(*train, "--init-from", str(pretrained_dir)), "is not valid JSON")
     assert not (tmp_path / "run" / ckpt.CONFIG_FILE).exists()  # nothing was written by any of them
+
+
+def test_export_refuses_a_run_gpt2_cannot_be(tmp_path, capsys):
+    (tmp_path / "corpus.txt").write_text(CORPUS)
+    flags = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "8", "--batch-size", "4",
+             "--max-iters", "2", "--eval-interval", "2", "--eval-iters", "1",
+             "--rotary", "--norm", "rmsnorm"]  # fmt: skip
+    assert main(["train", "--data", str(tmp_path / "corpus.txt"), "--out", str(tmp_path / "run"), *flags]) == 0
+    capsys.readouterr()
+    assert main(["export", "--out", str(tmp_path / "run"), "--to", str(tmp_path / "hf")]) == 2
+    err = capsys.readouterr().err
+    one_line_error(2, err, "has no rotary=True, norm='rmsnorm'")
+    assert not (tmp_path / "hf").exists()
 
 
 def test_export_refuses_its_own_run_directory(tmp_path):

@@ -92,6 +92,21 @@ def test_gpt2_from_transformers_gives_its_logits_and_greedy_tokens(
     assert_same_greedy_tokens(ours, theirs, idx[:1, :4], positions - 4, tol)
 
 
+def test_an_untied_gpt2_from_transformers_gives_its_logits(tmp_path):
+    """tie_word_embeddings=False: lm_head.weight is a tensor of its own in the file, and is read from it."""
+    torch.manual_seed(5)
+    config = transformers.GPT2Config(vocab_size=64, n_positions=16, n_embd=24, n_layer=2, n_head=2,
+                                     tie_word_embeddings=False, bos_token_id=None, eos_token_id=None)  # fmt: skip
+    theirs = transformers.GPT2LMHeadModel(config).eval()
+    theirs.save_pretrained(tmp_path)
+    ours = GPT.from_pretrained(tmp_path)
+    assert not ours.config.tie_embeddings
+    np.testing.assert_array_equal(ours.lm_head.weight.data, theirs.lm_head.weight.detach().numpy())
+    idx = np.random.default_rng(5).integers(0, 64, (2, 16))
+    expected = hf_logits(theirs, idx)
+    np.testing.assert_allclose(ours(idx)[0].data, expected, rtol=0, atol=tolerance(24, 2, expected))
+
+
 @pytest.mark.parametrize("bias, tied", [(True, True), (False, True), (True, False)])
 def test_a_model_from_here_loads_in_transformers_with_the_same_logits_and_tokens(tmp_path, bias, tied):
     config = GPTConfig(vocab_size=80, block_size=24, n_layer=2, n_head=2, n_embd=32, bias=bias)

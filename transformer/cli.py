@@ -272,7 +272,10 @@ def run_export(args: argparse.Namespace) -> int:
     if Path(args.to).resolve() == Path(args.out).resolve():
         raise UsageError("--to must be another directory than the run: both would hold a config.json")
     model, tokenizer = load_run(args.out)
-    model.save_pretrained(args.to)
+    try:
+        model.save_pretrained(args.to)  # first: a model GPT-2 cannot be is refused before anything is written
+    except ValueError as e:  # that refusal, or a directory that cannot be written (a CheckpointError)
+        raise UsageError(str(e)) from None
     tokenizer.save_pretrained(args.to)
     print(f"wrote {args.to}: {model.num_parameters():,} parameters and a {tokenizer!r} for transformers")
     return 0

@@ -410,7 +410,10 @@ class GPT(Module):
         return load_pretrained(name_or_dir)
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """Write config.json + model.safetensors that transformers' GPT2LMHeadModel.from_pretrained loads."""
+        """Write config.json + model.safetensors that transformers' GPT2LMHeadModel.from_pretrained loads.
+
+        A model with parts GPT-2 lacks (rotary, RMSNorm, QK-norm, ReLU², soft-capping) is a
+        ValueError naming them, and nothing is written."""
         from transformer.huggingface import save_pretrained
 
         save_pretrained(self, directory)

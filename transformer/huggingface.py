@@ -52,6 +52,10 @@ GELU_FORMS = {"gelu": "none", "gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "
 # a hub name: "gpt2", "openai-community/gpt2-xl"
 HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 SAFETENSORS_DTYPES = {"F16": np.dtype("<f2"), "F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
+# GPTConfig's fields for what GPT-2's architecture lacks (their defaults are GPT-2's): a model using
+# one has no GPT2LMHeadModel to be written as. Untied heads, no biases (zeros), either GELU and
+# any layer norm eps are GPT-2's too.
+NOT_IN_GPT2 = ("rotary", "norm", "qk_norm", "activation", "logit_softcap")
 
 
 # ---------------------------------------------------------------- config.json
@@ -62,7 +66,7 @@ def config_from_hf(fields: dict[str, Any], source: str | os.PathLike) -> GPTConf
 
     The sizes are checked before anything is built from them; the layout options GPT-2's
     checkpoints never use (cross-attention, per-layer attention scaling, an MLP other than 4C
-    wide, an output layer of its own) are refused rather than silently computed differently.
+    wide) are refused rather than silently computed differently.
     """
     if not isinstance(fields, dict):
         raise CheckpointError(f"{source} is not a model config (expected a JSON object)")
@@ -81,7 +85,7 @@ def config_from_hf(fields: dict[str, Any], source: str | os.PathLike) -> GPTConf
         "scale_attn_weights": (True,),
         "scale_attn_by_inverse_layer_idx": (False,),
         "add_cross_attention": (False,),
-        "tie_word_embeddings": (True,),
+        "tie_word_embeddings": (False, True),  # both load: an untied lm_head comes from the file
     }
     for name, allowed in unsupported.items():
         if fields.get(name, allowed[0]) not in allowed:
@@ -90,7 +94,14 @@ def config_from_hf(fields: dict[str, Any], source: str | os.PathLike) -> GPTConf
     if not isinstance(eps, int | float) or not 0 < eps < 1:
         raise CheckpointError(f"{source}: layer_norm_epsilon must be a small positive number, got {eps!r}")
     try:
-        return GPTConfig(**sizes, dropout=0.0, bias=True, gelu_approximate=GELU_FORMS[activation], layer_norm_eps=eps)
+        return GPTConfig(
+            **sizes,
+            dropout=0.0,
+            bias=True,
+            tie_embeddings=bool(fields.get("tie_word_embeddings", True)),
+            gelu_approximate=GELU_FORMS[activation],
+            layer_norm_eps=eps,
+        )
     except ValueError as e:
         raise CheckpointError(f"{source} holds no usable model config ({e})") from None
 
@@ -146,19 +157,22 @@ def read_gpt2_weights(path: Path, config: GPTConfig) -> dict[str, np.ndarray]:
     """GPT2LMHeadModel's weights in `path` -> a state dict for `GPT(config)` (Conv1D weights transposed).
 
     The header's names and shapes are checked against `config` before any data is read, so a
-    config the weights do not fit is an error naming the first differing tensor.
+    config the weights do not fit is an error naming the first differing tensor. An untied
+    model (tie_embeddings=False) reads its lm_head.weight from the file.
     """
     model = f"the model in {path.parent / CONFIG_FILE}"
     try:
         with open(path, "rb") as file:
             tensors, _, header_len = ckpt.read_header(file, os.fstat(file.fileno()).st_size, path)
             theirs = {our_name(n): n for n in tensors if not n.endswith(CAUSAL_MASK_BUFFERS)}  # ours -> theirs
-            head = theirs.pop("lm_head.weight", None)  # tied checkpoints may store the embedding twice
+            expected = parameter_shapes(config)
+            head = None
+            if config.tie_embeddings:
+                head = theirs.pop("lm_head.weight", None)  # tied checkpoints may store the embedding twice
+                del expected["lm_head.weight"]
             shapes = {
                 n: tensors[t][1][::-1] if n.endswith(CONV1D_WEIGHTS) else tensors[t][1] for n, t in theirs.items()
             }
-            expected = parameter_shapes(config)
-            del expected["lm_head.weight"]
             ckpt.check_shapes_fit(shapes, expected, str(path), model)
             state = {}
             for name, hf_name in theirs.items():
@@ -168,7 +182,8 @@ def read_gpt2_weights(path: Path, config: GPTConfig) -> dict[str, np.ndarray]:
                 read_tensor(file, tensors[head], 8 + header_len, head, path), state["transformer.wte.weight"]
             ):
                 raise CheckpointError(
-                    f"{path}: lm_head.weight differs from transformer.wte.weight; untied heads do not load here"
+                    f"{path}: lm_head.weight differs from transformer.wte.weight, which config.json ties it to "
+                    "(tie_word_embeddings)"
                 )
     except FileNotFoundError:
         raise CheckpointError(f"{path} does not exist") from None
@@ -176,7 +191,8 @@ def read_gpt2_weights(path: Path, config: GPTConfig) -> dict[str, np.ndarray]:
         raise CheckpointError(f"cannot read {path}: {e.strerror or e}") from None
     except ValueError as e:  # a tensor whose bytes do not fit its shape
         raise CheckpointError(f"{path} is not a readable safetensors file ({e})") from None
-    state["lm_head.weight"] = state["transformer.wte.weight"]
+    if config.tie_embeddings:
+        state["lm_head.weight"] = state["transformer.wte.weight"]
     return state
 
 
@@ -201,9 +217,23 @@ def hf_state_dict(model: GPT) -> dict[str, np.ndarray]:
 def save_pretrained(model: GPT, directory: str | os.PathLike) -> None:
     """Write config.json and model.safetensors for GPT2LMHeadModel into `directory` (created if needed).
 
-    Both files are written before either replaces an older one, so a failed write leaves the
-    directory as it was (a CheckpointError says why).
+    A model GPT-2's architecture cannot express (a field of NOT_IN_GPT2 off GPT-2's value) is a
+    ValueError naming the fields, before anything is written: transformers would load another
+    model from the files. Both files are written before either replaces an older one, so a
+    failed write leaves the directory as it was (a CheckpointError says why).
     """
+    gpt2 = GPTConfig()
+    unlike = [
+        f"{name}={getattr(model.config, name)!r}"
+        for name in NOT_IN_GPT2
+        if getattr(model.config, name) != getattr(gpt2, name)
+    ]
+    if unlike:
+        raise ValueError(
+            f"GPT-2 (transformers' GPT2LMHeadModel) has no {', '.join(unlike)}, so this model cannot be written "
+            "in its layout (transformers would load a different model); keep its state_dict() instead, as a "
+            "run's ckpt.safetensors does"
+        )
     directory = atomic.check_writable_dir(directory)
     tied = model.lm_head.weight is model.transformer.wte.weight
     weights = safetensors_save(hf_state_dict(model), metadata={"format": "pt"})  # transformers wants the format
