@@ -206,6 +206,18 @@ def test_top_p_keeps_the_smallest_set_reaching_p():
     assert support(1.0) == [0, 1, 2, 3, 4]
 
 
+def test_top_p_one_keeps_every_token_as_hugging_face():
+    """The tail after a 0.95 and a 0.05 token holds 2e-19: the mass before it rounds to 1.0, yet
+    top_p=1.0 filters nothing, as Hugging Face's TopPLogitsWarper."""
+    logits = np.array([[0.0, -40.0, -45.0, -50.0, 3.0]])
+    kept = np.isfinite(filter_logits(logits, top_p=1.0))
+    assert kept.all()
+    torch = pytest.importorskip("torch")
+    logits_process = pytest.importorskip("transformers.generation.logits_process")
+    theirs = logits_process.TopPLogitsWarper(1.0)(None, torch.tensor(logits))
+    np.testing.assert_array_equal(kept, np.isfinite(theirs.numpy()))
+
+
 def test_top_k_and_top_p_together_take_the_intersection():
     logits = np.log(np.array([[0.4, 0.3, 0.2, 0.1]]))
     kept = np.isfinite(filter_logits(logits, top_k=3, top_p=0.6))

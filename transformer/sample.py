@@ -88,6 +88,8 @@ def filter_logits(logits: np.ndarray, top_k: int | None = None, top_p: float | N
     top_k keeps the k largest logits of each row (ties with the k-th are kept, as nanoGPT's
     `logits < v[:, [-1]]`). top_p keeps the smallest set of most likely tokens whose
     probability reaches p: a token stays if the tokens more likely than it hold less than p.
+    top_p=1.0 keeps every token, as Hugging Face's TopPLogitsWarper (the mass before a tail
+    token can round to 1.0, which would drop it).
     """
     logits = np.array(logits, dtype=np.float64)
     V = logits.shape[-1]
@@ -96,9 +98,9 @@ def filter_logits(logits: np.ndarray, top_k: int | None = None, top_p: float | N
             raise ValueError(f"top_k must be at least 1, got {top_k}")
         kth = -np.sort(-logits, axis=-1)[:, min(top_k, V) - 1 : min(top_k, V)]  # (B, 1)
         logits[logits < kth] = -np.inf
-    if top_p is not None:
-        if not 0.0 < top_p <= 1.0:
-            raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
+    if top_p is not None and top_p < 1.0:  # 1.0 keeps every token
         order = np.argsort(-logits, axis=-1, kind="stable")  # (B, V) most likely first
         probs, _ = softmax_array(np.take_along_axis(logits, order, axis=-1))  # (B, V) most likely first
         mass_before = np.cumsum(probs, axis=-1) - probs  # (B, V) probability of the more likely tokens
