@@ -245,12 +245,19 @@ def test_temperature_zero_is_argmax_and_low_temperature_approaches_it():
     np.testing.assert_array_equal(sample(logits, temperature=0.0), logits.argmax(-1))
     cold = sample(logits, temperature=1e-4, rng=np.random.default_rng(1))
     np.testing.assert_array_equal(cold, logits.argmax(-1))
+    for tiny in (1e-300, 5e-324):  # logits / temperature would overflow to inf, and inf - inf is NaN
+        np.testing.assert_array_equal(sample(logits, temperature=tiny, rng=np.random.default_rng(1)), logits.argmax(-1))
+    tied = np.array([[1.0, 3.0, 3.0, -2.0]] * 400)  # the limit of a vanishing temperature: the tied best, evenly
+    drawn = sample(tied, temperature=1e-300, rng=np.random.default_rng(2))
+    assert set(np.unique(drawn)) == {1, 2} and abs(np.mean(drawn == 1) - 0.5) < 0.1
 
 
 def test_bad_sampling_settings_are_refused():
     logits = np.zeros((1, 4))
     with pytest.raises(ValueError, match="temperature"):
         sample(logits, temperature=-1.0)
+    with pytest.raises(ValueError, match="temperature"):
+        sample(logits, temperature=float("nan"))
     with pytest.raises(ValueError, match="top_k"):
         filter_logits(logits, top_k=0)
     with pytest.raises(ValueError, match="top_p"):

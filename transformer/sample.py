@@ -119,12 +119,15 @@ def sample(
     rng: np.random.Generator | None = None,
 ) -> np.ndarray:
     """One token id per row of logits (B, V) -> (B,) int64; temperature 0 is greedy (argmax)."""
-    if temperature < 0:
+    if not temperature >= 0:  # NaN too
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     if temperature == 0:
         return np.argmax(logits, axis=-1).astype(np.int64)
     rng = default_rng() if rng is None else rng
-    scaled = np.asarray(logits, dtype=np.float64) / temperature  # (B, V), a new array
+    logits = np.asarray(logits, dtype=np.float64)
+    # the largest logit becomes 0 before the division, so a tiny temperature sends the others to
+    # -inf (probability 0), never the largest to +inf (inf - inf = NaN in the softmax)
+    scaled = (logits - logits.max(axis=-1, keepdims=True)) / temperature  # (B, V), a new array
     if top_k is not None or top_p is not None:
         scaled = filter_logits(scaled, top_k, top_p)  # -inf outside the support
     probs, _ = softmax_array(scaled)  # (B, V), 0 outside the support
