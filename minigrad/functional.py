@@ -50,10 +50,18 @@ def erf(x: Tensor) -> Tensor:
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """y = x Wᵀ + b, as torch.nn.functional.linear.
 
-    x (..., in), weight (out, in), bias (out,) -> (..., out).
+    x (..., in), weight (out, in), bias (out,) -> (..., out). As torch's, weight may be (in,)
+    (then y is (...)) and bias any shape that broadcasts to y's without growing it.
     """
     y = x @ weight.T  # (..., out)
-    return y + bias if bias is not None else y
+    if bias is None:
+        return y
+    if np.broadcast_shapes(bias.shape, y.shape) != y.shape:
+        raise ValueError(
+            f"linear: a bias of shape {bias.shape} would grow the output of shape {y.shape}; "
+            f"give it shape {y.shape[-1:]}"
+        )
+    return y + bias
 
 
 def gelu(x: Tensor, approximate: str = "none") -> Tensor:
@@ -177,27 +185,50 @@ def rms_norm(x: Tensor, *args, **kwargs) -> Tensor:
     return y * weight if weight is not None else y
 
 
-def cross_entropy_targets(logits_shape: tuple, targets, ignore_index: int, reduction: str) -> tuple:
-    """cross_entropy's checked targets: (targets (N,), kept (N,) bool, picked (N,) ids to read).
+def class_axis(logits_shape: tuple) -> int:
+    """The class axis of cross_entropy's input, as torch's: 1 of (N, C, d1, ...), 0 of an unbatched (C,)."""
+    return min(1, len(logits_shape) - 1)
 
-    picked is the target where kept and 0 on ignored rows, so every row can be indexed.
-    TypeError on an ignore_index that is not an int; ValueError on a reduction other than
-    "mean", "sum" or "none", on a count of targets other than the rows of logits (..., C), and
-    on a kept target outside [0, C).
+
+def cross_entropy_targets(
+    logits_shape: tuple, targets, ignore_index: int, reduction: str, label_smoothing: float = 0.0
+) -> tuple:
+    """cross_entropy's checked class ids: (targets, kept, picked), each (N, d1, ...), or () unbatched.
+
+    The input is torch's (N, C, d1, ...), or (C,) for one sample; the targets have its shape
+    without the class axis (an unbatched sample's may be (1,), as torch). picked is the target
+    where kept and 0 where ignored, so every position can be indexed. TypeError on an
+    ignore_index that is not an int; ValueError on a reduction other than "mean", "sum" or
+    "none", on a label_smoothing outside [0, 1], on targets of another shape, and on a kept
+    target outside [0, C).
     """
     check_ignore_index(ignore_index)
+    check_label_smoothing(label_smoothing)
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f'cross_entropy: reduction must be "mean", "sum" or "none", not {reduction!r}')
-    C = logits_shape[-1]
-    targets = array_of(targets).reshape(-1)  # (N,)
-    rows = math.prod(logits_shape[:-1])
-    if rows != targets.shape[0]:
-        raise ValueError(f"cross_entropy: logits of shape {logits_shape} need {rows} targets, got {len(targets)}")
-    kept = targets != ignore_index  # (N,)
+    if not logits_shape:
+        raise ValueError("cross_entropy: the input needs a class axis: (N, C, d1, ...) or (C,), got shape ()")
+    C = logits_shape[class_axis(logits_shape)]
+    targets = array_of(targets)
+    expected = logits_shape[:1] + logits_shape[2:] if len(logits_shape) > 1 else ()
+    if len(logits_shape) == 1 and targets.shape == (1,):
+        targets = targets.reshape(())
+    if targets.shape != expected:
+        raise ValueError(
+            f"cross_entropy: logits of shape {logits_shape} need {math.prod(expected)} targets, of shape "
+            f"{expected} (the class axis {class_axis(logits_shape)} left out); got shape {targets.shape}"
+        )
+    kept = np.asarray(targets != ignore_index)  # (N, d1, ...), an array even when 0-d
     picked = np.where(kept, targets, 0)
     if kept.any() and (picked.min() < 0 or picked.max() >= C):
         raise ValueError(f"cross_entropy: targets must lie in [0, {C}) or equal ignore_index")
     return targets, kept, picked
+
+
+def check_label_smoothing(label_smoothing: float) -> None:
+    """ValueError unless 0 <= label_smoothing <= 1 (torch raises above 1, and reads any number below 0 as 0)."""
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must lie in [0, 1], got {label_smoothing}")
 
 
 def check_ignore_index(ignore_index, function_name: str = "cross_entropy") -> None:
@@ -214,28 +245,30 @@ def check_ignore_index(ignore_index, function_name: str = "cross_entropy") -> No
 def cross_entropy(
     logits: Tensor, targets, ignore_index: int = -1, reduction: str = "mean", label_smoothing: float = 0.0
 ) -> Tensor:
-    """−log softmax(logits)[target] per row, as torch.nn.functional.cross_entropy.
+    """−log softmax(logits)[target] at each position, as torch.nn.functional.cross_entropy.
 
-    logits (N, C) (or (..., C)), integer targets (N,) (or (...)). Rows whose target is
-    ignore_index count for nothing. With label_smoothing ε the target distribution is
-    (1 − ε) · onehot(target) + ε / C, so a row's loss is
-    (1 − ε) · (−log p[target]) + ε · mean over classes of (−log p[c]).
-    reduction "mean" averages over the kept rows, "sum" adds them, "none" gives each row's
-    loss (N,) (0 on ignored rows).
+    logits (N, C) with targets (N,), or (N, C, d1, ...) with (N, d1, ...), or (C,) with (): the
+    classes lie along axis 1 (0 unbatched), as torch's, and the targets are class ids, or
+    class probabilities of the logits' shape (floats). Targets equal to ignore_index count
+    for nothing. With label_smoothing ε the target distribution is (1 − ε) · onehot(target)
+    + ε / C, so a position's loss is (1 − ε) · (−log p[target]) + ε · mean over classes of
+    (−log p[c]). reduction "mean" averages over the kept targets (NaN when none is kept, with
+    gradient 0, as torch), "sum" adds them, "none" gives each loss in the targets' shape (0
+    where ignored).
     """
     check_ignore_index(ignore_index)
     if targets_are_probabilities(targets):  # a probability for every class, as torch reads float targets
         return soft_cross_entropy(logits, array_of(targets), reduction, label_smoothing)
-    targets, kept, picked = cross_entropy_targets(logits.shape, targets, ignore_index, reduction)
-    log_probs = logits.reshape(-1, logits.shape[-1]).log_softmax(axis=-1)  # (N, C)
-    losses = -log_probs[np.arange(len(targets)), picked]  # (N,) −log p[target]
+    targets, kept, _ = cross_entropy_targets(logits.shape, targets, ignore_index, reduction, label_smoothing)
+    classes = class_axis(logits.shape)
+    log_probs = logits.log_softmax(axis=classes)  # (N, C, d1, ...)
+    losses = nll_loss(log_probs, targets, ignore_index=ignore_index, reduction="none")  # (N, d1, ...) 0 where ignored
     if label_smoothing:
-        losses = (1.0 - label_smoothing) * losses - label_smoothing * log_probs.mean(axis=-1)  # (N,)
-    losses = losses * kept.astype(log_probs.dtype)  # (N,) ignored rows count 0
+        smooth = -log_probs.mean(axis=classes)  # (N, d1, ...) mean over classes of −log p[c]
+        losses = (1.0 - label_smoothing) * losses + label_smoothing * smooth.masked_fill(~kept, 0.0)
     if reduction == "none":
         return losses
-    total = losses.sum()
-    return total if reduction == "sum" else total / float(kept.sum())
+    return _reduce(losses[kept], reduction, mean_divisor=float(kept.sum()))  # only kept targets, as in nll_loss
 
 
 def targets_are_probabilities(targets) -> bool:
@@ -244,20 +277,23 @@ def targets_are_probabilities(targets) -> bool:
 
 
 def soft_cross_entropy(logits: Tensor, probabilities: np.ndarray, reduction: str, label_smoothing: float) -> Tensor:
-    """cross_entropy against class probabilities (..., C) of the logits' shape: −Σ_c t_c log softmax(z)_c
-    per row, t smoothed to (1 − ε) t + ε / C; "mean" averages over the rows, as torch."""
+    """cross_entropy against class probabilities of the logits' shape (N, C, d1, ...): −Σ_c t_c log softmax(z)_c
+    at each position, t smoothed to (1 − ε) t + ε / C; "mean" averages over the positions, as torch."""
+    check_label_smoothing(label_smoothing)
     if probabilities.shape != logits.shape:
         raise ValueError(
             f"cross_entropy: probability targets must have the logits' shape {logits.shape}, got {probabilities.shape}"
         )
-    C = logits.shape[-1]
-    t = probabilities.astype(logits.dtype) * (1.0 - label_smoothing) + label_smoothing / C
-    losses = -(logits.log_softmax(axis=-1) * t).sum(axis=-1)  # (...,)
+    classes = class_axis(logits.shape)
+    t = probabilities.astype(logits.dtype) * (1.0 - label_smoothing) + label_smoothing / logits.shape[classes]
+    losses = -(logits.log_softmax(axis=classes) * t).sum(axis=classes)  # (N, d1, ...)
     return _reduce(losses, reduction)
 
 
 def dropout_mask(shape: tuple, p: float, dtype, rng: np.random.Generator | None = None) -> np.ndarray:
-    """Inverted dropout's multiplier: 0 with probability p, else 1 / (1 − p); drawn from rng."""
+    """Inverted dropout's multiplier: 0 with probability p, else 1 / (1 − p); drawn from rng (all 0 at p = 1)."""
+    if p == 1.0:
+        return np.zeros(shape, dtype)
     rng = default_rng() if rng is None else rng
     return (rng.random(shape) >= p).astype(dtype) * dtype.type(1.0 / (1.0 - p))
 
@@ -282,10 +318,10 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, rng: np.random.Gen
 
 
 def embedding_ids(ids, num_embeddings: int) -> np.ndarray:
-    """ids as an integer array, each in [0, num_embeddings); TypeError or IndexError if not."""
+    """ids as an int64 or int32 array (torch's index types), each in [0, num_embeddings); else TypeError, IndexError."""
     ids = array_of(ids)
-    if ids.dtype.kind not in "iu":
-        raise TypeError(f"embedding ids must be integers, not {ids.dtype}")
+    if ids.dtype not in (np.int64, np.int32):
+        raise TypeError(f"embedding ids must be int64 or int32, as torch's, not {ids.dtype}; pass ids.astype(np.int64)")
     if ids.size and (ids.min() < 0 or ids.max() >= num_embeddings):
         # as torch: -1 is not the last row, it is an error (a padding id of -1 would read a real row)
         raise IndexError(f"embedding ids must lie in [0, {num_embeddings}), got {ids.min()}..{ids.max()}")
@@ -318,6 +354,28 @@ def attention_bias(mask, dtype, blocked_where: bool = False) -> np.ndarray:
     if mask.dtype == bool:
         return np.where(mask == blocked_where, -np.inf, 0.0).astype(dtype)
     return mask.astype(dtype, copy=False)
+
+
+def check_attention_mask(attn_mask, dtype) -> None:
+    """TypeError unless attn_mask is boolean or floating, as scaled_dot_product_attention's in torch.
+
+    A mask of integers (0/1) would be added to the scores as numbers, not read as allowed or
+    not. A float Tensor must be float32 or the query's `dtype`, as torch requires; a NumPy
+    array of floats is taken in the query's dtype.
+    """
+    if attn_mask is None:
+        return
+    mask_dtype = array_of(attn_mask).dtype
+    if mask_dtype.kind not in "bf":
+        raise TypeError(
+            f"scaled_dot_product_attention: attn_mask must be boolean (True where attention may happen) or float "
+            f"(added to the scores), not {mask_dtype}; pass mask.astype(bool) for a 0/1 mask"
+        )
+    if isinstance(attn_mask, Tensor) and mask_dtype.kind == "f" and mask_dtype not in (np.float32, dtype):
+        raise TypeError(
+            f"scaled_dot_product_attention: a float attn_mask must be float32 or the query's dtype {np.dtype(dtype)}, "
+            f"as torch's, not {mask_dtype}; pass mask.astype(query.dtype)"
+        )
 
 
 def attention_weights(query: Tensor, key: Tensor, attn_mask=None, is_causal: bool = False, scale=None) -> Tensor:
@@ -366,6 +424,7 @@ def scaled_dot_product_attention(
     drops attention weights (inverted dropout drawn from rng, minigrad's default if None).
     A query that the masks leave no key outputs 0, as torch's.
     """
+    check_attention_mask(attn_mask, query.dtype)
     weights = attention_weights(query, key, attn_mask, is_causal, scale)  # (..., Tq, Tk)
     weights = dropout(weights, dropout_p, training=dropout_p > 0.0, rng=rng)  # (..., Tq, Tk)
     return weights @ value  # (..., Tq, dv)
@@ -376,7 +435,10 @@ __all__ = [
     "attention_bias",
     "attention_weights",
     "causal_mask",
+    "check_attention_mask",
     "check_ignore_index",
+    "check_label_smoothing",
+    "class_axis",
     "cross_entropy",
     "cross_entropy_targets",
     "dropout",
@@ -496,9 +558,9 @@ def nll_loss(input: Tensor, target, weight=None, ignore_index: int = -100, reduc
     target = array_of(target)
     if target.dtype.kind not in "iu":
         raise TypeError(f"nll_loss targets must be integers, not {target.dtype}")
-    if input.ndim == 1:
-        return nll_loss(input[None], target[None], weight, ignore_index, reduction).reshape(())
-    expected = input.shape[:1] + input.shape[2:]
+    if input.ndim == 1 and target.shape in ((), (1,)):  # one sample, unbatched: its target () or (1,), as torch
+        return nll_loss(input[None], target.reshape(1), weight, ignore_index, reduction).reshape(())
+    expected = input.shape[:1] + input.shape[2:] if input.ndim > 1 else ()
     if input.ndim < 2 or target.shape != expected:
         raise ValueError(f"nll_loss: input of shape {input.shape} needs target of shape {expected}, got {target.shape}")
     if isinstance(weight, Tensor) and weight.requires_grad:
@@ -513,18 +575,53 @@ def nll_loss(input: Tensor, target, weight=None, ignore_index: int = -100, reduc
     picked = input.gather(1, safe[:, None]).squeeze(1)  # (N, d...)
     weights = (np.ones(classes) if weight is None else array_of(weight))[safe] * kept
     weights = weights.astype(input.dtype)
-    return _reduce(-picked * weights, reduction, mean_divisor=weights.sum())
+    losses = -picked * weights  # (N, d...) 0 where ignored
+    if reduction != "none":
+        # only kept targets enter a sum: with none kept the mean is 0/0 = NaN and its gradient 0, as torch's
+        losses = losses[kept]
+    return _reduce(losses, reduction, mean_divisor=weights.sum())
+
+
+# torch's floor under p (1 − p) is the float 1e-12, 9.99999996e-13, in float64 too
+_BCE_FLOOR = float(np.float32(1e-12))
+
+
+class BinaryCrossEntropy(Function):
+    """−(t log p + (1 − t) log(1 − p)) elementwise, each log clamped at −100, with torch's derivatives.
+
+    d/dp = (p − t) / (p (1 − p)), its denominator kept at least 1e-12 as torch keeps it: the
+    slope of the clamped logs is infinite at p = 0 and 1, this one finite (±1e12 · (p − t)).
+    d/dt = log(1 − p) − log(p).
+    """
+
+    tensor_backward = True  # backward is written with ops that run on arrays and on Tensors
+
+    def forward(self, p, t):
+        self.p, self.t = p, t
+        with np.errstate(divide="ignore"):
+            return -(t * np.maximum(np.log(p), -100) + (1 - t) * np.maximum(np.log1p(-p), -100))
+
+    def backward(self, g):
+        p, t = self.p, self.t
+        spread = (1 - p) * p
+        gp = g * (p - t) / ops.where(ops.detached(spread) > _BCE_FLOOR, spread, _BCE_FLOOR)
+        gt = g * (ops.log(1 - p) - ops.log(p)) if self.needs_input_grad[1] else None
+        return gp, gt
 
 
 def binary_cross_entropy(input: Tensor, target, weight=None, reduction: str = "mean") -> Tensor:
-    """−(t log p + (1 − t) log(1 − p)) for probabilities p in [0, 1]; each log clamped at −100, as torch."""
+    """−(t log p + (1 − t) log(1 − p)) for probabilities p in [0, 1]; each log clamped at −100, and the
+    gradient finite at p = 0 and 1, as torch's (see `BinaryCrossEntropy`). target has input's shape."""
     if input.data.size and (input.data.min() < 0 or input.data.max() > 1):
         raise ValueError(
             "binary_cross_entropy: every input must lie in [0, 1] (pass logits to binary_cross_entropy_with_logits)"
         )
     t = target if isinstance(target, Tensor) else Tensor(target, dtype=input.dtype)
-    with np.errstate(divide="ignore"):
-        losses = -(t * input.log().clamp(min=-100) + (1 - t) * (1 - input).log().clamp(min=-100))
+    if t.shape != input.shape:
+        raise ValueError(
+            f"binary_cross_entropy: target of shape {t.shape} for input of shape {input.shape}; give both one shape"
+        )
+    losses = BinaryCrossEntropy.apply(input, t)
     return _reduce(losses if weight is None else losses * weight, reduction)
 
 

@@ -331,7 +331,9 @@ class Linear(Function):
 
 @twin_of(F.linear)
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """`functional.linear` in one fused node."""
+    """`functional.linear` in one fused node; a 1-D weight or a bias not of shape (out,) runs the definition."""
+    if weight.ndim != 2 or (bias is not None and bias.shape != weight.shape[:1]):
+        return F.linear(x, weight, bias)  # torch's rarer shapes, broadcast as the definition does
     return Linear.apply(x, weight, bias)
 
 
@@ -403,15 +405,19 @@ def layer_norm(x: Tensor, *args, **kwargs) -> Tensor:
 class CrossEntropy(Function):
     """Replaces `functional.cross_entropy`: softmax, log, pick and reduce in one node.
 
-    The gradient of a row's loss is softmax(z) − (1 − ε) onehot(target) − ε / C, times the
-    row's share of the reduction (1/kept rows for "mean", 1 for "sum", g for "none").
+    The class axis (1 of (N, C, d1, ...), as torch's) is moved last, so every position is a
+    row of (rows, C). The gradient of a row's loss is softmax(z) − (1 − ε) onehot(target) − ε / C,
+    times the row's share of the reduction (1/kept rows for "mean", 1 for "sum", g for "none").
     """
 
     definition = staticmethod(F.cross_entropy)
 
     def forward(self, logits, targets, ignore_index=-1, reduction="mean", label_smoothing=0.0):
-        _, kept, picked = F.cross_entropy_targets(logits.shape, targets, ignore_index, reduction)
-        logits2 = logits.reshape(-1, logits.shape[-1])  # (N, C)
+        targets, kept, picked = F.cross_entropy_targets(logits.shape, targets, ignore_index, reduction, label_smoothing)
+        self.axis = F.class_axis(logits.shape)
+        classes_last = np.moveaxis(logits, self.axis, -1)  # (N, d1, ..., C): a view, the array itself for (N, C)
+        logits2 = classes_last.reshape(-1, classes_last.shape[-1])  # (rows, C)
+        kept, picked = kept.reshape(-1), picked.reshape(-1)  # (rows,)
         N, C = logits2.shape
         rows = np.arange(N)
         probs, (row_max, sum_exp) = softmax_array(logits2)  # (N, C), (N, 1), (N, 1)
@@ -421,11 +427,11 @@ class CrossEntropy(Function):
             smooth = log_sum - lane_sums(logits2, -1)[:, 0] / C  # (N,) mean over classes of -log p[c]
             losses = (1.0 - label_smoothing) * losses + label_smoothing * smooth
         losses *= kept
-        self.in_shape, self.probs, self.smoothing = logits.shape, probs, label_smoothing
+        self.moved_shape, self.probs, self.smoothing = classes_last.shape, probs, label_smoothing
         self.rows, self.targets, self.kept, self.reduction = rows, picked, kept, reduction
         self.count = int(kept.sum())
         if reduction == "none":
-            return losses.astype(logits.dtype)
+            return losses.astype(logits.dtype).reshape(targets.shape)
         total = losses @ _ones(N, losses.dtype)
         if reduction == "sum":
             return np.asarray(total, dtype=logits.dtype)
@@ -437,14 +443,14 @@ class CrossEntropy(Function):
         if self.smoothing:
             grad -= self.smoothing / grad.shape[-1]
         if self.reduction == "none":
-            grad *= g.astype(grad.dtype)[:, None]
+            grad *= g.astype(grad.dtype).reshape(-1, 1)
         elif self.reduction == "sum":
             grad *= g.astype(grad.dtype)
-        else:
-            grad *= g.astype(grad.dtype) / grad.dtype.type(self.count)
+        else:  # with no row kept every row is ignored, and its gradient 0 (not 0 · g/0 = NaN), as torch's
+            grad *= g.astype(grad.dtype) / grad.dtype.type(max(self.count, 1))
         if not self.kept.all():
             grad *= self.kept[:, None]
-        return grad.reshape(self.in_shape), None
+        return np.moveaxis(grad.reshape(self.moved_shape), -1, self.axis), None
 
 
 @twin_of(F.cross_entropy)
@@ -583,6 +589,8 @@ class ScaledDotProductAttention(Function):
     definition = staticmethod(F.scaled_dot_product_attention)
 
     def forward(self, q, k, v, mask=None, dropout_p=0.0, is_causal=False, scale=None, rng=None):
+        if not 0.0 <= dropout_p <= 1.0:  # the words of functional.dropout, which the definition calls
+            raise ValueError(f"dropout probability must be in [0, 1], got {dropout_p}")
         Tq, Tk = q.shape[-2], k.shape[-2]
         self.scale = q.dtype.type(1.0 / math.sqrt(q.shape[-1]) if scale is None else scale)
         bias = None if mask is None else F.attention_bias(mask, q.dtype)
@@ -688,6 +696,7 @@ def scaled_dot_product_attention(
     query: Tensor, key: Tensor, value: Tensor, attn_mask=None, *options, **named
 ) -> Tensor:
     """`functional.scaled_dot_product_attention` in one fused node; dropout_p, is_causal, scale and rng as there."""
+    F.check_attention_mask(attn_mask, query.dtype)
     if attn_mask is not None and not isinstance(attn_mask, Tensor):
         attn_mask = np.asarray(attn_mask)
     return ScaledDotProductAttention.apply(query, key, value, attn_mask, *options, **named)

@@ -455,7 +455,7 @@ def test_cross_entropy(reduction, batch, classes, seed, ignore_index, label_smoo
     targets = rng.integers(0, classes, batch)
     targets.reshape(-1)[rng.random(targets.size) < 0.3] = ignore_index
     targets.reshape(-1)[0] = 1  # at least one kept row (class 1 is never the ignore_index here)
-    logits = leaf(seed, batch + (classes,))
+    logits = leaf(seed, batch[:1] + (classes,) + batch[1:])  # (N, C, d...): the classes on axis 1, as torch's
     options = dict(ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing)
     check(lambda z: kernels.cross_entropy(z, targets, **options), logits)
     check(lambda z: F.cross_entropy(z, targets, **options), logits)
@@ -805,7 +805,14 @@ def test_split_and_chunk(shape, seed, data):
     )
 
 
-@checks("F.nll_loss", "F.binary_cross_entropy", "F.binary_cross_entropy_with_logits", "F.mse_loss", "F.l1_loss")
+@checks(
+    F.BinaryCrossEntropy,
+    "F.nll_loss",
+    "F.binary_cross_entropy",
+    "F.binary_cross_entropy_with_logits",
+    "F.mse_loss",
+    "F.l1_loss",
+)
 @given(batch=hnp.array_shapes(min_dims=1, max_dims=3, max_side=3), classes=st.integers(2, 4), seed=seeds)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_losses(reduction, batch, classes, seed):
@@ -892,8 +899,8 @@ def _kernel_cases(rng, batch: tuple):
     """
     x, w, b = rng.standard_normal(batch + (4,)), rng.standard_normal((3, 4)), rng.standard_normal(3)
     scale, shift = rng.standard_normal(4), rng.standard_normal(4)
-    logits = rng.standard_normal(batch + (5,)) * 3
-    targets = rng.integers(0, 5, batch)
+    logits = rng.standard_normal(batch[:1] + (5,) + batch[1:]) * 3  # (N, C, d...), the classes on axis 1 as torch's
+    targets = rng.integers(0, 5, batch)  # (N, d...)
     targets.reshape(-1)[1::3] = -100  # row 0 is kept: a mean over no rows is NaN
     q, k, v = (rng.standard_normal(batch + (3, 4)) for _ in range(3))
     ids = rng.integers(0, 4, batch + (3,))
