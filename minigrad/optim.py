@@ -454,25 +454,36 @@ class MuonWithAdamW(AdamW):
 # ---------------------------------------------------------------- gradient clipping
 
 
+def _flat_norm(x: np.ndarray, norm_type: float) -> float:
+    """torch.linalg.vector_norm of x as one flat vector, in float64: (Σ|x|ᵖ)^(1/p); inf is the
+    largest magnitude, -inf the smallest, 0 the number of non-zero elements. A NaN gives NaN
+    (except for 0, where it counts as non-zero)."""
+    with np.errstate(divide="ignore"):  # 0 to a negative power is inf, and the norm 0, as in torch
+        return float(np.linalg.norm(np.asarray(x, dtype=np.float64).reshape(-1), norm_type))
+
+
 def get_total_norm(
     tensors: Iterable[np.ndarray | Tensor] | np.ndarray | Tensor,
-    norm_type: float = 2.0,
+    norm_type: float | str = 2.0,
     error_if_nonfinite: bool = False,
+    foreach: bool | None = None,
 ) -> float:
-    """The norm of order `norm_type` of the arrays (gradients) taken together as one long vector, as
-    torch.nn.utils.get_total_norm: inf is the largest magnitude; 2 (the default) is accumulated in float64.
+    """The norm of order `norm_type` of the arrays (gradients), as torch.nn.utils.get_total_norm:
+    the norm of their norms, which for p ≠ 0 is the norm of all of them taken as one long vector;
+    for 0 it counts the arrays holding a non-zero. `norm_type` may be a string ("inf"), as
+    torch's float(norm_type) reads it; `foreach` picks one of torch's implementations of the same
+    number, and changes nothing here.
     """
     tensors = [tensors] if isinstance(tensors, (np.ndarray, Tensor)) else list(tensors)
     tensors = [t.data if isinstance(t, Tensor) else np.asarray(t) for t in tensors]
+    norm_type = float(norm_type)
     if not tensors:
         return 0.0
-    if norm_type == math.inf:
-        total = max(float(np.max(np.abs(g))) if g.size else 0.0 for g in tensors)
-    elif norm_type == 2.0:
+    if norm_type == 2.0:
         # Accumulate in float64: a sum of ~10⁶ float32 squares would lose digits. g · g is one BLAS pass.
         total = math.sqrt(sum(float(g64 @ g64) for g64 in (g.astype(np.float64).reshape(-1) for g in tensors)))
     else:
-        total = sum(float(np.sum(np.abs(g, dtype=np.float64) ** norm_type)) for g in tensors) ** (1.0 / norm_type)
+        total = _flat_norm(np.array([_flat_norm(g, norm_type) for g in tensors]), norm_type)
     if error_if_nonfinite and not math.isfinite(total):
         raise RuntimeError(
             f"the total norm of order {norm_type} of the gradients is {total}; "
@@ -481,12 +492,14 @@ def get_total_norm(
     return total
 
 
-def clip_grads_with_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float, total_norm: float) -> None:
+def clip_grads_with_norm_(
+    parameters: Iterable[Tensor] | Tensor, max_norm: float, total_norm: float, foreach: bool | None = None
+) -> None:
     """Multiply every gradient in place by max_norm / (total_norm + 1e-6) when that is below 1, as
     torch.nn.utils.clip_grads_with_norm_: clipping with a norm measured elsewhere (on several
-    ranks, say). Parameters without a gradient are skipped."""
+    ranks, say). Parameters without a gradient are skipped; `foreach` changes nothing here."""
     parameters = [parameters] if isinstance(parameters, Tensor) else list(parameters)
-    coef = max_norm / (float(total_norm) + 1e-6)
+    coef = float(max_norm) / (float(total_norm) + 1e-6)
     if not coef >= 1.0:  # also true for NaN: a NaN norm poisons the gradients, as in torch
         for p in parameters:
             if p.grad is not None:
@@ -496,15 +509,17 @@ def clip_grads_with_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float
 def clip_grad_norm_(
     params: Iterable[Tensor] | Tensor,
     max_norm: float,
-    norm_type: float = 2.0,
+    norm_type: float | str = 2.0,
     error_if_nonfinite: bool = False,
+    foreach: bool | None = None,
 ) -> float:
     """Scale all gradients together so their joint norm is at most `max_norm`; return the norm
     they had before (as torch.nn.utils.clip_grad_norm_).
 
     The norm is taken over every gradient as one long vector (`get_total_norm`). When it exceeds
     `max_norm`, each gradient is multiplied in place by max_norm / (norm + 1e-6)
-    (`clip_grads_with_norm_`); otherwise they are untouched. Parameters without a gradient are skipped.
+    (`clip_grads_with_norm_`); otherwise they are untouched. Parameters without a gradient are
+    skipped. `norm_type` and `foreach` are read as `get_total_norm` reads them.
     """
     params = [params] if isinstance(params, Tensor) else list(params)
     total = get_total_norm([p.grad for p in params if p.grad is not None], norm_type, error_if_nonfinite)

@@ -2,10 +2,17 @@
 order of norm, torch's optimizer keywords, the collections of parameters, the state dict's numbers
 and the scheduler's get_last_lr."""
 
+import math
+
 import numpy as np
 import pytest
 
 from minigrad import Tensor
+from minigrad.optim import (
+    clip_grad_norm_,
+    clip_grads_with_norm_,
+    get_total_norm,
+)
 
 torch = pytest.importorskip("torch")
 
@@ -33,6 +40,76 @@ def step_both(opt, params, twin_opt, twins, grads):
         p.grad, t.grad = g.copy(), torch.tensor(g)
     opt.step()
     twin_opt.step()
+
+
+# ---------------------------------------------------------------- gradient norms of every order
+
+
+GRADS = {
+    "a zero among them": [
+        np.arange(-6.0, 6.0).reshape(3, 4) / 7,
+        np.array([0.0, 0.5, -2.0]),
+        np.linspace(1, 2, 5) * 1e-3,
+    ],
+    "no zero": [np.arange(1.0, 13.0).reshape(3, 4) / 7, np.array([0.25, 0.5, -2.0]), np.linspace(1, 2, 5) * 1e-3],
+}
+NORM_TYPES = [2.0, 2, 1.0, 3.0, 0.5, 4, 0.0, -1.0, -2.0, math.inf, -math.inf, "inf", "-inf", "2"]
+
+
+@pytest.mark.parametrize("norm_type", NORM_TYPES, ids=repr)
+@pytest.mark.parametrize("grads", list(GRADS))
+def test_norms_of_every_order_and_clipping_match_torch(norm_type, grads):
+    # torch takes the norm of each array, then the norm of those: for 0 that counts the arrays
+    # holding a non-zero, for -inf it is the smallest magnitude; a string is read by float().
+    grads = GRADS[grads]
+    expected = torch.nn.utils.get_total_norm([torch.tensor(g) for g in grads], norm_type).item()
+    # float64 sums of at most 12 powers, then a root: a few eps of the result
+    assert get_total_norm(grads, norm_type) == pytest.approx(expected, rel=20 * EPS, abs=0)
+    params = [Tensor(np.zeros(g.shape), dtype=np.float64, requires_grad=True) for g in grads]
+    twins = [torch.zeros(g.shape, dtype=torch.float64, requires_grad=True) for g in grads]
+    for p, t, g in zip(params, twins, grads):
+        p.grad, t.grad = g.copy(), torch.tensor(g)
+    total = clip_grad_norm_(params, 0.1, norm_type)
+    assert total == pytest.approx(torch.nn.utils.clip_grad_norm_(twins, 0.1, norm_type).item(), rel=20 * EPS)
+    for p, t in zip(params, twins):
+        np.testing.assert_allclose(p.grad, t.grad.numpy(), rtol=20 * EPS, atol=0)
+
+
+@pytest.mark.parametrize("norm_type", [math.inf, -math.inf, 2.0, 1.0, 0.0])
+@pytest.mark.parametrize("nan_first", [True, False])
+def test_a_nan_gradient_gives_what_torch_gives_in_either_order(norm_type, nan_first):
+    grads = [np.array([np.nan, 1.0]), np.array([5.0, 1.0])]
+    grads = grads if nan_first else grads[::-1]
+    expected = torch.nn.utils.get_total_norm([torch.tensor(g) for g in grads], norm_type).item()
+    np.testing.assert_equal(get_total_norm(grads, norm_type), expected)  # NaN for all but 0, which counts it
+    params = [Tensor(np.zeros(2), dtype=np.float64, requires_grad=True) for _ in grads]
+    twins = [torch.zeros(2, dtype=torch.float64, requires_grad=True) for _ in grads]
+    for p, t, g in zip(params, twins, grads):
+        p.grad, t.grad = g.copy(), torch.tensor(g)
+    if math.isfinite(expected):
+        clip_grad_norm_(params, 1.0, norm_type, error_if_nonfinite=True)
+        torch.nn.utils.clip_grad_norm_(twins, 1.0, norm_type, error_if_nonfinite=True)
+    else:
+        with pytest.raises(RuntimeError, match="error_if_nonfinite"):
+            clip_grad_norm_(params, 1.0, norm_type, error_if_nonfinite=True)
+        with pytest.raises(RuntimeError, match="non-finite"):
+            torch.nn.utils.clip_grad_norm_(twins, 1.0, norm_type, error_if_nonfinite=True)
+
+
+@pytest.mark.parametrize("foreach", [None, True, False])
+def test_foreach_is_taken_by_the_clipping_functions(foreach):
+    params, grads = make_params(), shrinking_grads(1)[0]
+    twins = twins_of(params)
+    for p, t, g in zip(params, twins, grads):
+        p.grad, t.grad = g.copy(), torch.tensor(g)
+    total = clip_grad_norm_(params, 0.5, foreach=foreach)
+    assert total == pytest.approx(torch.nn.utils.clip_grad_norm_(twins, 0.5, foreach=foreach).item(), rel=20 * EPS)
+    expected = torch.nn.utils.get_total_norm([t.grad for t in twins], foreach=foreach).item()
+    assert get_total_norm([p.grad for p in params], foreach=foreach) == pytest.approx(expected, rel=20 * EPS)
+    clip_grads_with_norm_(params, 0.25, 0.5, foreach=foreach)
+    torch.nn.utils.clip_grads_with_norm_(twins, 0.25, torch.tensor(0.5, dtype=torch.float64), foreach=foreach)
+    for p, t in zip(params, twins):
+        np.testing.assert_allclose(p.grad, t.grad.numpy(), rtol=20 * EPS, atol=0)
 
 
 # ---------------------------------------------------------------- a gradient has its tensor's shape
