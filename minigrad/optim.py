@@ -73,12 +73,21 @@ class Optimizer:
             raise ValueError(f"learning rate must be >= 0, got lr={group['lr']}")
         if group.get("weight_decay", 0.0) < 0:
             raise ValueError(f"weight_decay must be >= 0, got {group['weight_decay']}")
+        if group.get("differentiable"):
+            raise ValueError(
+                "differentiable=True (a step that autograd can differentiate) is not supported: "
+                "the step updates .data outside the graph; leave differentiable=False"
+            )
 
-    def zero_grad(self) -> None:
-        """Forget every parameter's gradient (set it to None, as torch does by default)."""
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget every parameter's gradient: set it to None (the default, as torch), or with
+        set_to_none=False fill the existing gradient arrays with zeros in place."""
         for group in self.param_groups:
             for p in group["params"]:
-                p.grad = None
+                if set_to_none:
+                    p.grad = None
+                elif p.grad is not None:
+                    p.grad.fill(0)
 
     def step(self, closure: Callable[[], Any] | None = None):
         """Update every parameter that has a gradient; `closure` re-evaluates the loss first."""
@@ -170,11 +179,15 @@ class Optimizer:
 class SGD(Optimizer):
     """Stochastic gradient descent with optional momentum, dampening, Nesterov and L2 weight decay.
 
-    g ← grad + weight_decay · p
+    g ← -grad if maximize else grad
+    g ← g + weight_decay · p
     b ← g                                   at the first step
     b ← momentum · b + (1 - dampening) · g  after it
     g ← g + momentum · b   (Nesterov)   or   g ← b   (classical momentum)
     p ← p - lr · g
+
+    `foreach` and `fused` choose among torch's implementations of the same numbers: they are
+    accepted and change nothing here.
     """
 
     def __init__(
@@ -185,8 +198,16 @@ class SGD(Optimizer):
         dampening: float = 0.0,
         weight_decay: float = 0.0,
         nesterov: bool = False,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        differentiable: bool = False,
+        fused: bool | None = None,
     ):
-        defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov)
+        defaults = dict(
+            lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov,
+            maximize=maximize, foreach=foreach, differentiable=differentiable, fused=fused,
+        )  # fmt: skip
         super().__init__(params, defaults)
 
     def _check(self, group: dict[str, Any]) -> None:
@@ -198,7 +219,8 @@ class SGD(Optimizer):
 
     def _update(self, p, grad, state, group):
         lr, momentum, wd = group["lr"], group["momentum"], group["weight_decay"]
-        d_p = grad + wd * p.data if wd != 0 else grad  # a new array: p.grad stays untouched
+        d_p = -grad if group["maximize"] else grad  # ascend the objective instead
+        d_p = d_p + wd * p.data if wd != 0 else d_p  # a new array: p.grad stays untouched
         if momentum != 0:
             buf = state.get("momentum_buffer")
             if buf is None:
@@ -213,16 +235,19 @@ class SGD(Optimizer):
 class Adam(Optimizer):
     """Adam (Kingma & Ba, 2015): per-element steps from running moments of the gradient.
 
-        g ← grad + weight_decay · p            (L2 penalty folded into the gradient)
+        g ← -grad if maximize else grad
+        g ← g + weight_decay · p               (L2 penalty folded into the gradient), or
+        p ← p (1 - lr · weight_decay)          (decoupled_weight_decay=True: AdamW's decay)
         m ← β1 · m + (1 - β1) · g              first moment (mean)
         v ← β2 · v + (1 - β2) · g²             second moment (uncentred variance)
-        p ← p - lr / (1 - β1ᵗ) · m / (√v / √(1 - β2ᵗ) + eps)
+        v_max ← max(v_max, v)                  amsgrad=True: the denominator never shrinks
+        p ← p - lr / (1 - β1ᵗ) · m / (√v / √(1 - β2ᵗ) + eps)          (v_max in place of v with amsgrad)
 
     The bias corrections undo the moments' start at zero; they are applied to the step size
     and the denominator exactly where torch.optim applies them, so eps enters the same way.
+    `foreach`, `capturable` and `fused` choose among torch's implementations of the same
+    numbers: they are accepted and change nothing here.
     """
-
-    decoupled = False
 
     def __init__(
         self,
@@ -231,8 +256,21 @@ class Adam(Optimizer):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 0.0,
+        amsgrad: bool = False,
+        *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        decoupled_weight_decay: bool = False,
     ):
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+        defaults = dict(
+            lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize,
+            foreach=foreach, capturable=capturable, differentiable=differentiable, fused=fused,
+            decoupled_weight_decay=decoupled_weight_decay,
+        )  # fmt: skip
+        super().__init__(params, defaults)
 
     def _check(self, group: dict[str, Any]) -> None:
         super()._check(group)
@@ -245,16 +283,20 @@ class Adam(Optimizer):
     def _update(self, p, grad, state, group):
         lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]
         beta1, beta2 = group["betas"]
+        if group["maximize"]:
+            grad = -grad  # ascend the objective instead
         if not state:
             state["step"] = 0
             state["exp_avg"] = np.zeros_like(p.data)
             state["exp_avg_sq"] = np.zeros_like(p.data)
+            if group["amsgrad"]:
+                state["max_exp_avg_sq"] = np.zeros_like(p.data)
         m, v = state["exp_avg"], state["exp_avg_sq"]
         state["step"] += 1
         t = state["step"]
 
         if wd != 0:
-            if self.decoupled:
+            if group["decoupled_weight_decay"]:
                 p.data *= 1 - lr * wd  # AdamW: shrink the weights, apart from the gradient
             else:
                 grad = grad + wd * p.data
@@ -266,6 +308,8 @@ class Adam(Optimizer):
         np.multiply(grad, 1 - beta2, out=tmp)
         tmp *= grad
         v += tmp
+        if group["amsgrad"]:
+            v = np.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
 
         step_size = lr / (1 - beta1**t)
         np.sqrt(v, out=tmp)  # denominator √v / √(1 - β2ᵗ) + eps
@@ -280,10 +324,9 @@ class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov & Hutter, 2019), as torch.optim.AdamW.
 
     The decay multiplies the weights by (1 - lr · weight_decay) before the Adam step instead of
-    adding to the gradient, so it is not rescaled by the adaptive denominator.
+    adding to the gradient, so it is not rescaled by the adaptive denominator: Adam with
+    decoupled_weight_decay=True, and a default weight_decay of 1e-2.
     """
-
-    decoupled = True
 
     def __init__(
         self,
@@ -292,8 +335,18 @@ class AdamW(Adam):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
     ):
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+        super().__init__(
+            params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach, maximize=maximize, capturable=capturable,
+            differentiable=differentiable, fused=fused, decoupled_weight_decay=True,
+        )  # fmt: skip
 
 
 # ---------------------------------------------------------------- Muon

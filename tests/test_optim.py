@@ -133,7 +133,7 @@ def test_step_with_a_closure_recomputes_the_loss():
 
     assert opt.step(closure).item() == 9.0
     assert p.data[0] == 3.0 - 0.25 * 6.0
-    assert "SGD (\nParameter Group 0\n    dampening: 0.0\n    lr: 0.25" in repr(opt)
+    assert "SGD (\nParameter Group 0\n    dampening: 0.0\n    differentiable: False\n    foreach: None" in repr(opt)
 
 
 def test_zero_grad_clears_every_group():

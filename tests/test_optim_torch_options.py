@@ -9,6 +9,9 @@ import pytest
 
 from minigrad import Tensor
 from minigrad.optim import (
+    SGD,
+    Adam,
+    AdamW,
     clip_grad_norm_,
     clip_grads_with_norm_,
     get_total_norm,
@@ -125,3 +128,111 @@ def test_a_gradient_of_another_shape_is_refused_as_in_torch():
     assert p.grad is None
     p.grad = np.ones((3, 4))
     p.grad = None
+
+
+# ---------------------------------------------------------------- torch's optimizer keywords
+
+
+KEYWORDS = {
+    "sgd-maximize": (SGD, dict(lr=0.1, momentum=0.9, weight_decay=0.1, maximize=True)),
+    "sgd-nesterov-maximize": (SGD, dict(lr=0.05, momentum=0.9, nesterov=True, maximize=True, foreach=False)),
+    "sgd-foreach": (SGD, dict(lr=0.1, momentum=0.5, foreach=True)),
+    "adam-amsgrad": (Adam, dict(lr=0.01, amsgrad=True, weight_decay=0.1)),
+    "adam-maximize": (Adam, dict(lr=0.01, maximize=True, foreach=False)),
+    "adam-decoupled": (Adam, dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True)),
+    "adam-decoupled-amsgrad": (Adam, dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True, amsgrad=True)),
+    "adamw-amsgrad": (AdamW, dict(lr=0.01, amsgrad=True, foreach=True)),
+    "adamw-amsgrad-maximize": (AdamW, dict(lr=0.01, betas=(0.8, 0.9), amsgrad=True, maximize=True)),
+}
+
+
+@pytest.mark.parametrize("name", list(KEYWORDS))
+def test_torch_keywords_give_torchs_steps(name):
+    cls, kwargs = KEYWORDS[name]
+    steps = 20
+    params = make_params()
+    twins = twins_of(params)
+    opt, twin_opt = cls(params, **kwargs), getattr(torch.optim, cls.__name__)(twins, **kwargs)
+    for grads in shrinking_grads(steps):
+        step_both(opt, params, twin_opt, twins, grads)
+        # the same gradients on both sides: each step rounds the update and p - update once on
+        # each side, so the gaps grow by a few eps of |p| a step, never amplified
+        for p, t in zip(params, twins):
+            np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=steps * EPS, atol=steps * EPS)
+    assert opt.state_dict()["param_groups"][0].keys() == twin_opt.state_dict()["param_groups"][0].keys()
+    assert opt.state_dict()["state"][0].keys() == twin_opt.state_dict()["state"][0].keys()
+
+
+@pytest.mark.parametrize("cls", [Adam, AdamW])
+def test_amsgrad_changes_the_steps_and_its_maximum_resumes_exactly(cls):
+    grads = shrinking_grads(12)
+    plain, straight = make_params(), make_params()
+    plain_opt, straight_opt = cls(plain, lr=0.01), cls(straight, lr=0.01, amsgrad=True)
+    for step_grads in grads:
+        for p, q, g in zip(plain, straight, step_grads):
+            p.grad, q.grad = g.copy(), g.copy()
+        plain_opt.step()
+        straight_opt.step()
+    assert not np.allclose(plain[0].data, straight[0].data, rtol=1e-6, atol=0)  # v shrank: the maximum mattered
+
+    first = make_params()
+    opt = cls(first, lr=0.01, amsgrad=True)
+    for step_grads in grads[:6]:
+        for p, g in zip(first, step_grads):
+            p.grad = g.copy()
+        opt.step()
+    saved = opt.state_dict()
+    assert all(isinstance(entry["max_exp_avg_sq"], np.ndarray) for entry in saved["state"].values())
+    assert not any(isinstance(v, Tensor) for v in saved["param_groups"][0].values())  # settings: numbers
+    resumed = [Tensor(p.data, dtype=np.float64, requires_grad=True) for p in first]
+    fresh = cls(resumed, lr=0.01)  # amsgrad comes back with the groups' settings
+    fresh.load_state_dict(saved)
+    for step_grads in grads[6:]:
+        for p, g in zip(resumed, step_grads):
+            p.grad = g.copy()
+        fresh.step()
+    for a, b in zip(straight, resumed):
+        np.testing.assert_array_equal(a.data, b.data)
+
+
+@pytest.mark.parametrize(
+    "cls, kwargs",
+    [(SGD, dict(fused=True)), (Adam, dict(fused=True, capturable=True)), (AdamW, dict(capturable=True, foreach=False))],
+)
+def test_implementation_choices_change_no_number(cls, kwargs):
+    # torch's foreach, fused and capturable pick one of its kernels for the same update
+    a, b = make_params(), make_params()
+    opt_a, opt_b = cls(a, lr=0.01), cls(b, lr=0.01, **kwargs)
+    for grads in shrinking_grads(3):
+        for p, q, g in zip(a, b, grads):
+            p.grad, q.grad = g.copy(), g.copy()
+        opt_a.step()
+        opt_b.step()
+    for p, q in zip(a, b):
+        np.testing.assert_array_equal(p.data, q.data)
+
+
+@pytest.mark.parametrize("cls", [SGD, Adam, AdamW])
+def test_differentiable_steps_are_refused(cls):
+    with pytest.raises(ValueError, match="differentiable=True"):
+        cls(make_params(), lr=0.01, differentiable=True)
+    with pytest.raises(ValueError, match="differentiable=True"):
+        cls([{"params": make_params(), "differentiable": True}], lr=0.01)
+
+
+def test_zero_grad_set_to_none_false_zeroes_in_place_as_torch():
+    params = make_params()
+    twins = twins_of(params)
+    for p, t, g in zip(params[:2], twins[:2], shrinking_grads(1)[0]):
+        p.grad, t.grad = g.copy(), torch.tensor(g)
+    arrays, storages = [p.grad for p in params[:2]], [t.grad.data_ptr() for t in twins[:2]]
+    SGD(params, lr=0.1).zero_grad(set_to_none=False)
+    torch.optim.SGD(twins, lr=0.1).zero_grad(set_to_none=False)
+    for p, t, a, s in zip(params[:2], twins[:2], arrays, storages):
+        assert p.grad is a and t.grad.data_ptr() == s
+        np.testing.assert_array_equal(p.grad, t.grad.numpy())
+        assert not p.grad.any()
+    assert params[2].grad is None and twins[2].grad is None  # no gradient stays no gradient
+    SGD(params, lr=0.1).zero_grad()
+    torch.optim.SGD(twins, lr=0.1).zero_grad(True)
+    assert all(p.grad is None for p in params) and all(t.grad is None for t in twins)
