@@ -154,14 +154,17 @@ class Optimizer:
                     continue
                 entry = {}
                 for name, value in saved_state[int(index)].items():
-                    if isinstance(value, np.ndarray) or hasattr(value, "shape"):
+                    if hasattr(value, "shape"):  # an array, or a NumPy number
                         value = np.asarray(value)
-                        if value.shape != p.shape:
+                        if value.ndim == 0 and (name == "step" or p.ndim > 0):
+                            value = value.item()  # a count: a Python number, as state_dict gives it
+                        elif value.shape != p.shape:
                             raise ValueError(
                                 f"state {name!r} of parameter {index} has shape {tuple(value.shape)}, "
                                 f"but the parameter has shape {tuple(p.shape)}"
                             )
-                        value = value.astype(p.dtype, copy=True)
+                        else:
+                            value = value.astype(p.dtype, copy=True)
                     entry[name] = value
                 new_state[id(p)] = entry
         for saved, group in zip(saved_groups, self.param_groups):

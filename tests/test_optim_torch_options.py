@@ -236,3 +236,52 @@ def test_zero_grad_set_to_none_false_zeroes_in_place_as_torch():
     SGD(params, lr=0.1).zero_grad()
     torch.optim.SGD(twins, lr=0.1).zero_grad(True)
     assert all(p.grad is None for p in params) and all(t.grad is None for t in twins)
+
+
+# ---------------------------------------------------------------- the state dict's numbers
+
+
+def test_torchs_own_state_dict_with_its_tensor_step_loads_and_continues_as_torch():
+    # torch keeps Adam's step count as a 0-d float32 tensor: any NumPy-like number is a count here
+    params = make_params()
+    twins = twins_of(params)
+    twin_opt = torch.optim.Adam(twins, lr=0.01, betas=(0.8, 0.9))
+    grads = shrinking_grads(6)
+    for step_grads in grads[:3]:
+        for t, g in zip(twins, step_grads):
+            t.grad = torch.tensor(g)
+        twin_opt.step()
+    resumed = [Tensor(t.detach().numpy(), dtype=np.float64, requires_grad=True) for t in twins]
+    opt = Adam(resumed, lr=1.0)
+    opt.load_state_dict(twin_opt.state_dict())
+    assert opt.param_groups[0]["lr"] == 0.01 and opt.state_dict()["state"][0]["step"] == 3.0
+    for step_grads in grads[3:]:
+        step_both(opt, resumed, twin_opt, twins, step_grads)
+    for p, t in zip(resumed, twins):
+        np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=6 * EPS, atol=6 * EPS)
+
+
+@pytest.mark.parametrize("step", [np.int64(3), np.int32(3), np.float32(3.0), np.array(3), np.array(3.0)], ids=repr)
+def test_a_numpy_step_count_loads_as_a_number(step):
+    grads = shrinking_grads(5)
+    straight, first = make_params(), make_params()
+    straight_opt, opt = AdamW(straight, lr=0.01), AdamW(first, lr=0.01)
+    for k, step_grads in enumerate(grads):
+        for p, q, g in zip(straight, first, step_grads):
+            p.grad, q.grad = g.copy(), g.copy()
+        straight_opt.step()
+        if k < 3:
+            opt.step()
+    saved = opt.state_dict()
+    for entry in saved["state"].values():
+        entry["step"] = step
+    resumed = [Tensor(p.data, dtype=np.float64, requires_grad=True) for p in first]
+    fresh = AdamW(resumed, lr=0.01)
+    fresh.load_state_dict(saved)
+    assert all(type(entry["step"]) in (int, float) for entry in fresh.state_dict()["state"].values())
+    for step_grads in grads[3:]:
+        for p, g in zip(resumed, step_grads):
+            p.grad = g.copy()
+        fresh.step()
+    for a, b in zip(straight, resumed):
+        np.testing.assert_array_equal(a.data, b.data)
