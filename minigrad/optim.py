@@ -399,13 +399,17 @@ def muon_lr_ratio(shape: tuple[int, ...], adjust_lr_fn: str | None) -> float:
 
 
 def check_muon_settings(group: dict[str, Any]) -> None:
-    """ValueError naming the first Muon setting out of range."""
-    if not 0.0 <= group["momentum"] < 1.0:
-        raise ValueError(f"momentum must be in [0, 1), got {group['momentum']}")
+    """ValueError naming the first Muon setting that torch.optim.Muon refuses.
+
+    As there, a momentum of 1 or more and a negative ns_steps (no Newton–Schulz step) are taken.
+    """
+    for name in ("lr", "momentum", "weight_decay"):
+        if not 0.0 <= group[name]:
+            raise ValueError(f"{name} must be >= 0, got {group[name]}")
     if len(group["ns_coefficients"]) != 3:
         raise ValueError(f"ns_coefficients must be three numbers (a, b, c), got {group['ns_coefficients']}")
-    if not 0 <= group["ns_steps"] < 100:
-        raise ValueError(f"ns_steps must be in [0, 100), got {group['ns_steps']}")
+    if group["ns_steps"] >= 100:
+        raise ValueError(f"ns_steps must be below 100, got {group['ns_steps']}")
     muon_lr_ratio((1, 1), group["adjust_lr_fn"])
     for p in group["params"]:
         if p.ndim != 2:

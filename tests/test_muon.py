@@ -91,17 +91,12 @@ def test_muons_five_steps_put_every_singular_value_near_one(shape):
     np.testing.assert_allclose(U @ np.diag(np.diag(U.T @ X @ V)) @ V.T, X, atol=1e-10)
 
 
-@pytest.mark.parametrize("adjust_lr_fn", [None, "match_rms_adamw"])
-@pytest.mark.parametrize("nesterov", [True, False])
-def test_matches_torch_muon(nesterov, adjust_lr_fn):
-    torch = pytest.importorskip("torch")
-    if not hasattr(torch.optim, "Muon"):
-        pytest.skip("this torch has no torch.optim.Muon")
-    steps = 5
-    settings = dict(lr=0.02, weight_decay=0.1, momentum=0.9, nesterov=nesterov, adjust_lr_fn=adjust_lr_fn)
+def run_against_torch(torch, settings, steps=5):
+    """Muon and torch.optim.Muon on the same gradients, compared after every step."""
     params, grads = make_matrices(), gradients(steps)
     twins = [torch.tensor(p.data.copy(), requires_grad=True) for p in params]
     opt, twin_opt = Muon(params, **settings), torch.optim.Muon(twins, **settings)
+    ns_steps, adjust_lr_fn = settings.get("ns_steps", 5), settings.get("adjust_lr_fn")
     for k, step_grads in enumerate(grads, start=1):
         step(opt, params, step_grads)
         for t, g in zip(twins, step_grads):
@@ -109,12 +104,65 @@ def test_matches_torch_muon(nesterov, adjust_lr_fn):
         twin_opt.step()
         for p, t in zip(params, twins):
             # torch runs Newton–Schulz in bfloat16: each of its steps rounds three products to
-            # 2⁻⁸ relative, and the orthogonal update's entries are at most ~1.5 (its largest
-            # singular value), so each step may differ by lr·ratio·1.5·3·ns_steps·2⁻⁸; the
-            # gaps add up over the steps because the updates do not depend on the weights
+            # 2⁻⁸ relative (and with no step, the normalisation rounds three times), and the
+            # orthogonal update's entries are at most ~1.5 (its largest singular value), so each
+            # step may differ by lr·ratio·1.5·3·ns_steps·2⁻⁸; the gaps add up over the steps
+            # because the updates do not depend on the weights
             ratio = 0.2 * math.sqrt(max(p.shape)) if adjust_lr_fn else math.sqrt(max(1, p.shape[0] / p.shape[1]))
-            tol = k * settings["lr"] * ratio * 1.5 * 3 * 5 * 2.0**-8
+            tol = k * settings["lr"] * ratio * 1.5 * 3 * max(ns_steps, 1) * 2.0**-8
             np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=0, atol=tol)
+
+
+@pytest.mark.parametrize("adjust_lr_fn", [None, "match_rms_adamw"])
+@pytest.mark.parametrize("nesterov", [True, False])
+def test_matches_torch_muon(nesterov, adjust_lr_fn):
+    torch = pytest.importorskip("torch")
+    if not hasattr(torch.optim, "Muon"):
+        pytest.skip("this torch has no torch.optim.Muon")
+    run_against_torch(
+        torch, dict(lr=0.02, weight_decay=0.1, momentum=0.9, nesterov=nesterov, adjust_lr_fn=adjust_lr_fn)
+    )
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [dict(momentum=1.0), dict(momentum=1.5), dict(momentum=1.5, nesterov=False), dict(ns_steps=0), dict(ns_steps=-1)],
+)
+def test_takes_what_torch_muon_takes(settings):
+    # a momentum of 1 freezes the buffer at zero (only the decay acts); above 1 the buffer
+    # grows, which the normalisation hides; no (or a negative number of) Newton–Schulz steps
+    # leave the normalised update as it is
+    torch = pytest.importorskip("torch")
+    if not hasattr(torch.optim, "Muon"):
+        pytest.skip("this torch has no torch.optim.Muon")
+    run_against_torch(torch, dict(lr=0.02, **settings))
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(momentum=-0.1),
+        dict(lr=-1.0),
+        dict(lr=float("nan")),
+        dict(weight_decay=-0.1),
+        dict(adjust_lr_fn="nope"),
+        dict(ns_steps=100),
+        dict(ns_coefficients=(1.0, 2.0)),
+    ],
+)
+def test_refuses_what_torch_muon_refuses(settings):
+    # torch refuses the last two at its first step, here at construction
+    torch = pytest.importorskip("torch")
+    if not hasattr(torch.optim, "Muon"):
+        pytest.skip("this torch has no torch.optim.Muon")
+    name = next(iter(settings))
+    with pytest.raises(ValueError, match=name):
+        Muon(make_matrices(), **settings)
+    twin = torch.zeros(3, 2, requires_grad=True)
+    with pytest.raises(ValueError):
+        twin_opt = torch.optim.Muon([twin], **settings)
+        twin.grad = torch.ones(3, 2)
+        twin_opt.step()
 
 
 def test_float32_parameters_stay_float32():
@@ -128,7 +176,7 @@ def test_rejects_what_is_not_a_matrix_and_bad_settings():
     with pytest.raises(ValueError, match=r"matrices only; got a parameter of shape \(4,\)"):
         Muon([Tensor(np.zeros(4), requires_grad=True)])
     with pytest.raises(ValueError, match="momentum"):
-        Muon(make_matrices(), momentum=1.0)
+        Muon(make_matrices(), momentum=-0.5)
     with pytest.raises(ValueError, match="adjust_lr_fn"):
         Muon(make_matrices(), adjust_lr_fn="nope")
 
