@@ -33,7 +33,9 @@ class Optimizer:
 
     `params` is an iterable of tensors, or a list of dicts `{"params": [...], "lr": ...}` whose
     missing settings come from the keyword defaults — so decayed and non-decayed weights can
-    share one optimizer with different `weight_decay`, as nanoGPT does.
+    share one optimizer with different `weight_decay`, as nanoGPT does. As in torch, a group may
+    list `(name, tensor)` pairs (`model.named_parameters()`): the names are kept in the group's
+    "param_names" and in the state dict.
     """
 
     def __init__(self, params, defaults: dict[str, Any]):
@@ -43,6 +45,8 @@ class Optimizer:
         # the groups hold the tensors, so an id cannot be reused while this optimizer lives.
         self.state: dict[int, dict[str, Any]] = {}
         self._scratch: dict[np.dtype, np.ndarray] = {}
+        if isinstance(params, Tensor):
+            raise TypeError("params must be an iterable of Tensors or of dicts, got one Tensor: pass [tensor]")
         groups = list(params)
         if not groups:
             raise ValueError("the optimizer got an empty parameter list")
@@ -54,7 +58,20 @@ class Optimizer:
     def add_param_group(self, group: dict[str, Any]) -> None:
         """Add a group `{"params": [...], setting: value, ...}`; unset settings take the defaults."""
         params = group["params"]
+        if isinstance(params, set):
+            raise TypeError(
+                "a parameter group's params must be an ordered collection such as a list, not a set: "
+                "a set's order changes from run to run, and the state dict numbers the parameters by position"
+            )
         params = [params] if isinstance(params, Tensor) else list(params)
+        names = [p[0] for p in params if isinstance(p, tuple)]
+        if names:
+            if len(names) != len(params):
+                raise ValueError("give every parameter of a group as (name, tensor), or none of them")
+            params = [p for _, p in params]
+            group = {**group, "param_names": names}
+        if any(("param_names" in g) != ("param_names" in group) for g in self.param_groups):
+            raise ValueError("either every parameter group names its parameters, or none does")
         for p in params:
             if not isinstance(p, Tensor):
                 raise TypeError(f"an optimizer takes Tensors, got {type(p).__name__}")

@@ -238,6 +238,55 @@ def test_zero_grad_set_to_none_false_zeroes_in_place_as_torch():
     assert all(p.grad is None for p in params) and all(t.grad is None for t in twins)
 
 
+# ---------------------------------------------------------------- which collections of parameters
+
+
+def test_collections_of_parameters_are_taken_or_refused_as_torch():
+    params, twins = make_params(), twins_of(make_params())
+    with pytest.raises(TypeError, match="not a set"):
+        SGD([{"params": set(params)}], lr=0.1)
+    with pytest.raises(TypeError, match="ordered collections"):
+        torch.optim.SGD([{"params": set(twins)}], lr=0.1)
+    with pytest.raises(TypeError, match="not a set"):
+        SGD(params[:1], lr=0.1).add_param_group({"params": {params[1]}})
+    with pytest.raises(TypeError, match=r"one Tensor: pass \[tensor\]"):
+        SGD(params[0], lr=0.1)
+    with pytest.raises(TypeError, match="iterable of Tensors or dicts"):
+        torch.optim.SGD(twins[0], lr=0.1)
+    # a set given as the whole params is listed first, by torch too: one group
+    assert len(SGD(set(params), lr=0.1).param_groups[0]["params"]) == 3
+    assert len(torch.optim.SGD(set(twins), lr=0.1).param_groups[0]["params"]) == 3
+
+
+def test_named_parameters_are_kept_as_torch_keeps_them():
+    names = ["w", "b", "c"]
+    params = make_params()
+    twins = twins_of(params)
+    opt = Adam(list(zip(names, params)), lr=0.01)
+    twin_opt = torch.optim.Adam(list(zip(names, twins)), lr=0.01)
+    for grads in shrinking_grads(3):
+        step_both(opt, params, twin_opt, twins, grads)
+    assert opt.param_groups[0]["params"] == params
+    saved, twin_saved = opt.state_dict(), twin_opt.state_dict()
+    assert saved["param_groups"][0]["param_names"] == twin_saved["param_groups"][0]["param_names"] == names
+    for p, t in zip(params, twins):
+        np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=3 * EPS, atol=3 * EPS)
+
+    # names in the saved groups replace the optimizer's, as in torch
+    renamed = {**saved, "param_groups": [{**saved["param_groups"][0], "param_names": ["x", "y", "z"]}]}
+    opt.load_state_dict(renamed)
+    assert opt.param_groups[0]["param_names"] == ["x", "y", "z"]
+
+    with pytest.raises(ValueError, match="or none of them"):
+        SGD([("w", params[0]), params[1]], lr=0.1)
+    with pytest.raises(ValueError, match="names are missing"):
+        torch.optim.SGD([("w", twins[0]), twins[1]], lr=0.1)
+    with pytest.raises(ValueError, match="or none does"):
+        SGD([{"params": [("w", params[0])]}, {"params": [params[1]]}], lr=0.1)
+    with pytest.raises(ValueError, match="with/without names"):
+        torch.optim.SGD([{"params": [("w", twins[0])]}, {"params": [twins[1]]}], lr=0.1)
+
+
 # ---------------------------------------------------------------- the state dict's numbers
 
 
