@@ -632,7 +632,13 @@ class LRScheduler:
     AdamW's parameters under one schedule). At
     construction the rate of iteration `last_iter + 1` (0 for a new run) is set, so both
     torch's order (optimizer.step(); scheduler.step()) and nanoGPT's (set the rate at the top
-    of each iteration) work.
+    of each iteration) work. `get_last_lr()` is torch's: the rates last set, one per group.
+
+    The constructor is not torch.optim.lr_scheduler.LRScheduler's `(optimizer, last_epoch=-1)`,
+    whose subclasses override `get_lr()`: it is `(optimizer, lr_at, last_iter=-1)`, where
+    `lr_at(it)` gives the rate itself (not a factor of each group's initial rate, as LambdaLR's
+    function does), and there is no `base_lrs`, `initial_lr` or `get_lr()`. A torch-style call or
+    subclass fails with a TypeError.
     """
 
     def __init__(self, optimizer: Optimizer, lr_at: Callable[[int], float], last_iter: int = -1):
@@ -646,7 +652,12 @@ class LRScheduler:
         lr = self.lr_at(self.last_iter)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
         return lr
+
+    def get_last_lr(self) -> list[float]:
+        """The learning rates the last `step` set, one per parameter group (as torch's)."""
+        return self._last_lr
 
     @property
     def last_lr(self) -> float:

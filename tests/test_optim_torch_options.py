@@ -12,6 +12,7 @@ from minigrad.optim import (
     SGD,
     Adam,
     AdamW,
+    LRScheduler,
     clip_grad_norm_,
     clip_grads_with_norm_,
     get_total_norm,
@@ -334,3 +335,26 @@ def test_a_numpy_step_count_loads_as_a_number(step):
         fresh.step()
     for a, b in zip(straight, resumed):
         np.testing.assert_array_equal(a.data, b.data)
+
+
+# ---------------------------------------------------------------- the scheduler's torch name
+
+
+def test_get_last_lr_lists_each_groups_rate_as_torch():
+    params, twins = make_params(), twins_of(make_params())
+    factor = lambda it: 0.5**it  # noqa: E731
+    opt = SGD([{"params": params[:1]}, {"params": params[1:], "lr_scale": 0.1}], lr=1.0)
+    twin_opt = torch.optim.SGD([{"params": twins[:1], "lr": 0.2}, {"params": twins[1:], "lr": 0.02}])
+    schedule = LRScheduler(opt, lambda it: 0.2 * factor(it))
+    twin_schedule = torch.optim.lr_scheduler.LambdaLR(twin_opt, factor)
+    for _ in range(4):
+        # 0.2·f·0.1 here, 0.02·f there: two roundings against one
+        assert schedule.get_last_lr() == pytest.approx(twin_schedule.get_last_lr(), rel=4 * EPS)
+        assert schedule.get_last_lr() == [g["lr"] for g in opt.param_groups]
+        twin_opt.step()
+        schedule.step()
+        twin_schedule.step()
+    with pytest.raises(TypeError):
+        LRScheduler(opt)  # torch's form: the schedule here is the function lr_at
+    with pytest.raises(TypeError):
+        LRScheduler(opt, factor, last_epoch=-1)
