@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from minigrad.modes import enable_grad
+from minigrad.modes import enable_grad, format_shape
 from minigrad.tensor import Tensor
 
 
@@ -112,6 +112,13 @@ class Optimizer:
         if closure is not None:
             with enable_grad():
                 loss = closure()
+        # torch refuses a gradient of another shape when it is assigned; here it would broadcast silently
+        for p in (p for group in self.param_groups for p in group["params"] if p.grad is not None):
+            if np.shape(p.grad) != p.shape:
+                raise RuntimeError(
+                    f"a parameter of shape {format_shape(p.shape)} has a gradient of shape "
+                    f"{format_shape(np.shape(p.grad))}; give .grad the parameter's shape"
+                )
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:

@@ -13,7 +13,6 @@ import numbers
 import numpy as np
 
 from minigrad import autograd, ops
-from minigrad.modes import format_shape
 from minigrad.torch_spellings import max_or_torch_form, shape_from_args, torch_keywords
 
 DEFAULT_FLOAT = np.float32
@@ -69,14 +68,14 @@ class Tensor:
     `requires_grad=True` and took part in computing `loss` holds d(loss)/d(tensor) in `.grad`.
     """
 
-    # data: the values; _grad: d(loss)/d(self) after backward (`.grad`); _ctx: the Function that made it
-    __slots__ = ("data", "_grad", "requires_grad", "_ctx", "name", "__weakref__")
+    # data: the values; grad: d(loss)/d(self) after backward; _ctx: the Function that made it
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "name", "__weakref__")
     # Make `ndarray + Tensor` call Tensor.__radd__ instead of NumPy broadcasting over objects.
     __array_ufunc__ = None
 
     def __init__(self, data, requires_grad: bool = False, dtype=None, name: str | None = None):
         self.data = _stored_array(data, dtype)
-        self._grad = None
+        self.grad = None
         self._ctx = None
         self.name = name
         self.requires_grad = False
@@ -88,7 +87,7 @@ class Tensor:
         """A tensor holding `data` itself (no copy, no dtype policy): an op's output, made by `ctx`."""
         t = cls.__new__(cls)
         t.data = data if isinstance(data, np.ndarray) else np.asarray(data)
-        t._grad = None
+        t.grad = None
         t._ctx = ctx
         t.name = None
         t.requires_grad = ctx is not None
@@ -171,22 +170,6 @@ class Tensor:
         A non-scalar tensor needs `grad`, the gradient of some scalar with respect to it.
         """
         autograd.backward(self, grad, retain_graph=retain_graph)
-
-    @property
-    def grad(self) -> np.ndarray | None:
-        """d(loss)/d(self) after backward: an array of this tensor's shape and dtype, or None."""
-        return self._grad
-
-    @grad.setter
-    def grad(self, value) -> None:
-        # A gradient has its tensor's shape, as torch insists: a wrong one would broadcast silently in an optimizer.
-        shape = getattr(value, "shape", None)
-        if value is not None and shape != self.data.shape:
-            got = type(value).__name__ if shape is None else f"shape {format_shape(shape)}"
-            raise RuntimeError(
-                f"a gradient must be an array of its tensor's shape {format_shape(self.data.shape)}, got {got}"
-            )
-        self._grad = value
 
     def zero_grad(self) -> None:
         self.grad = None
