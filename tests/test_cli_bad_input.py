@@ -118,7 +118,7 @@ def test_a_model_too_large_for_memory_is_refused_before_it_is_built(run_dir, cap
         "bytes to train (weights and AdamW moments ",
         "bytes of memory; use a smaller --n-layer",
     )  # fmt: skip
-    assert {p.name for p in (run_dir.parent / "huge").glob("*")} <= {LOCK_FILE}  # nothing written but the lock
+    assert not (run_dir.parent / "huge").exists()  # a new run's directory is made once its input is checked
     assert snapshot(run_dir) == before
 
 
@@ -181,6 +181,25 @@ def test_an_unwritable_run_directory(run_dir, capsys):
     )
     assert str(blocker / "run") in err
     fails_cleanly(["graph", "--out", blocker / "gpt.dot"], capsys, "cannot write")
+
+
+def test_a_new_run_never_replaces_a_run(run_dir, capsys):
+    """Without --resume, a directory holding a run is refused: config.json and the vocabulary
+    are never rewritten under the weights they describe."""
+    before = snapshot(run_dir)
+    fails_cleanly(
+        ["train", "--data", run_dir.parent / "corpus.txt", "--out", run_dir, *TINY_FLAGS, "--n-head", "4"],
+        capsys,
+        f"{run_dir} already holds a run (ckpt.safetensors); continue it with --resume, or give the new run another --out",
+    )
+    assert snapshot(run_dir) == before
+
+
+def test_a_new_run_with_bad_input_creates_nothing(tmp_path, capsys):
+    fails_cleanly(
+        ["train", "--data", tmp_path / "missing.txt", "--out", tmp_path / "a" / "run"], capsys, "does not exist"
+    )
+    assert not (tmp_path / "a").exists()
 
 
 def test_resume_without_a_saved_run(tmp_path, capsys):

@@ -2,9 +2,10 @@
 
 `opened_run` is what the trainer calls. It checks every input (the flags, the corpus, a
 saved run and its tokenizer), locks the run directory, builds the run, and only then writes
-its config and vocabulary, so bad input ends the run before a file is touched. `save_state`
-and `restore_run` carry the run's bookkeeping to and from the training state on disk
-(transformer/train_state.py).
+its config and vocabulary, so bad input ends the run before a file is touched. A new run is
+refused in a directory that holds a run, so config.json always describes the weights beside
+it. `save_state` and `restore_run` carry the run's bookkeeping to and from the training
+state on disk (transformer/train_state.py).
 
 What resuming needs is exactly what moves during training: the weights, the optimizer's
 moments and step counts, the iteration, and the states of the two random generators that
@@ -268,12 +269,22 @@ def save_state(run: Run, it: int) -> None:
 # ---------------------------------------------------------------- the run directory
 
 
+def check_holds_no_run(run_dir: Path) -> None:
+    """CheckpointError if `run_dir` holds a run's weights or training state: a new run would
+    replace config.json and the vocabulary under them, and a run is never lost to a typo."""
+    found = [
+        name for name in (ckpt.CKPT_FILE, ckpt.STATE_JSON_FILE, ckpt.STATE_ARRAYS_FILE) if (run_dir / name).exists()
+    ]
+    if found:
+        raise ckpt.CheckpointError(
+            f"{run_dir} already holds a run ({found[0]}); continue it with --resume, or give the new run another --out"
+        )
+
+
 def open_run_dir(run: Run, resume: bool, echo: Say) -> None:
     """Write config.json and the vocabulary (resuming, the log and plot too); say what is trained on what."""
     if resume:
         echo(f"resuming {run.run_dir} at iteration {run.iter} of {run.config.max_iters}")
-    elif (run.run_dir / ckpt.CKPT_FILE).exists():
-        echo(f"starting a new run in {run.run_dir}: its checkpoint will be replaced (--resume continues it instead)")
     atomic_write_json(
         run.run_dir / ckpt.CONFIG_FILE,
         {"model": dataclasses.asdict(run.model.config), "train": dataclasses.asdict(run.config)},
@@ -295,9 +306,10 @@ def opened_run(
 ) -> Iterator[Run]:
     """Check the input, lock the run directory, build the run and write its config; unlock at the end.
 
-    Bad input on any rank ends every rank the same way, before a file is written. Rank 0, the
-    one that writes, holds the directory's lock (a second trainer on it gets a CheckpointError
-    naming this one's pid) until the block ends, however it ends.
+    Bad input on any rank ends every rank the same way, before a file is written (a new run's
+    directory is not even created). Rank 0, the one that writes, holds the directory's lock (a
+    second trainer on it gets a CheckpointError naming this one's pid) until the block ends,
+    however it ends. A new run never replaces one: a directory that holds a run is refused.
     """
     with contextlib.ExitStack() as lock:
 
@@ -305,9 +317,13 @@ def opened_run(
             config.validate()
             if resume and not Path(config.out).is_dir():  # checked before the lock would create it
                 raise ckpt.CheckpointError(f"no run in {config.out} to resume")
-            if ranks.is_main:
+            if ranks.is_main and resume:  # locked before the saved state is read: no trainer is writing it
                 lock.enter_context(locked_run_dir(check_writable_dir(config.out)))
-            return prepare_run(config, resume, corpus, warn, echo, ranks)
+            run = prepare_run(config, resume, corpus, warn, echo, ranks)
+            if ranks.is_main and not resume:
+                lock.enter_context(locked_run_dir(check_writable_dir(config.out)))
+                check_holds_no_run(run.run_dir)  # under the lock: no trainer can be saving one meanwhile
+            return run
 
         run = ranks.agree(check_lock_and_prepare, BAD_INPUT)
         if ranks.is_main:
