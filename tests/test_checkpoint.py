@@ -90,6 +90,19 @@ def test_a_mismatched_checkpoint_is_named(tmp_path):
         ckpt.load_run(tmp_path)
 
 
+def test_the_config_saved_with_the_weights_is_compared_and_older_files_by_shape(tmp_path):
+    model = tiny_gpt(0)
+    save_run(tmp_path, model)
+    ckpt.save_model(tmp_path / ckpt.CKPT_FILE, model.state_dict(), model.config)
+    ckpt.load_run(tmp_path)
+    relu2 = dataclasses.replace(TINY, activation="relu2")  # the same tensors, other numbers
+    atomic.atomic_write_json(tmp_path / ckpt.CONFIG_FILE, {"model": dataclasses.asdict(relu2), "train": {}})
+    with pytest.raises(CheckpointError, match='saved by a model with activation = "gelu", but .* says "relu2"'):
+        ckpt.load_run(tmp_path)
+    ckpt.save_model(tmp_path / ckpt.CKPT_FILE, model.state_dict())  # as saved before the config was kept in it
+    assert ckpt.load_run(tmp_path)[0].config.activation == "relu2"
+
+
 @pytest.mark.parametrize("content", [b"", b"\x00" * 3, b"garbage that is not safetensors at all", None])
 def test_corrupt_or_missing_weight_files_raise_checkpoint_errors(tmp_path, content):
     save_run(tmp_path, tiny_gpt(0))

@@ -190,6 +190,19 @@ def test_a_failed_write_stops_training_with_one_line_and_loses_nothing(
     assert_same_arrays(run_dir / ckpt.CKPT_FILE, trained / "run" / ckpt.CKPT_FILE)
 
 
+def test_the_weights_are_saved_with_the_training_state_or_not_at_all(trained, tmp_path, monkeypatch, capsys):
+    """A first save that fails leaves no checkpoint without its state: the directory holds no
+    run, and a new one may start there."""
+    run_dir = tmp_path / "run"
+    disk = FailingDisk(monkeypatch, run_dir, ckpt.STATE_JSON_FILE, "fsync", errno.ENOSPC, 1)
+    argv = ["train", "--data", trained / "corpus.txt", "--out", run_dir, *TINY_FLAGS]
+    assert run_cli(argv, capsys)[0] == 2 and disk.at_fault is not None
+    assert not (run_dir / ckpt.CKPT_FILE).exists() and not (run_dir / ckpt.STATE_ARRAYS_FILE).exists()
+    monkeypatch.undo()
+    status, _, err = run_cli(argv, capsys)
+    assert status == 0, err
+
+
 def test_a_real_file_size_limit_efbig_stops_a_resumed_run(trained, tmp_path, capsys):
     """RLIMIT_FSIZE makes the kernel refuse to grow any file past the limit: a real EFBIG."""
     # wide enough that the training state's arrays outgrow every other file, the plot included
@@ -214,7 +227,7 @@ def test_a_real_file_size_limit_efbig_stops_a_resumed_run(trained, tmp_path, cap
     assert result.returncode == 2, result.stderr
     state = run_dir / ckpt.STATE_ARRAYS_FILE
     assert_one_line(result.stderr, f"cannot write {state}: File too large; the previous {state.name} is intact")
-    assert "iter 8:" in result.stdout and "iter 10:" not in result.stdout  # stopped at the first failed save
+    assert "iter " not in result.stdout  # iteration 8's evaluation is printed once saved, and its save failed
     after = files(run_dir)
     assert not temporaries(run_dir)
     assert after[ckpt.STATE_ARRAYS_FILE] == before[ckpt.STATE_ARRAYS_FILE]
@@ -290,6 +303,36 @@ def test_absurd_or_mismatched_model_configs(run_dir, monkeypatch, capsys, change
     status, _, err = run_cli(["sample", "--out", run_dir], capsys)
     assert status == 2
     assert_one_line(err, message)
+
+
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"n_head": 4}, "n_head = 2, but {} says 4"),
+        ({"activation": "relu2"}, 'activation = "gelu", but {} says "relu2"'),
+        ({"qk_norm": True}, "qk_norm = false, but {} says true"),
+        ({"logit_softcap": 30.0}, "logit_softcap = 0.0, but {} says 30.0"),
+    ],
+)
+def test_a_config_edited_to_another_model_of_the_same_shapes_is_named(run_dir, capsys, changes, field):
+    """The same tensors would compute other numbers: the config saved with the weights tells."""
+    config_path = run_dir / ckpt.CONFIG_FILE
+    edit_config(run_dir, "model", **changes)
+    status, _, err = run_cli(["sample", "--out", run_dir, "--max-new-tokens", "3"], capsys)
+    assert status == 2
+    assert_one_line(err, f"{run_dir / ckpt.CKPT_FILE} was saved by a model with {field.format(config_path)}")
+    edit_config(run_dir, "train", **changes)
+    before = files(run_dir)
+    status, _, err = run_cli(["train", "--out", run_dir, "--resume"], capsys)
+    assert status == 2
+    assert_one_line(err, f"was saved by a model with {field.format(f'{config_path} (its training flags)')}")
+    assert files(run_dir) == before
+
+
+def test_dropout_and_kernels_are_no_part_of_the_weights_config(run_dir, capsys):
+    edit_config(run_dir, "model", dropout=0.1, fused=False)
+    status, _, err = run_cli(["sample", "--out", run_dir, "--max-new-tokens", "3"], capsys)
+    assert status == 0, err
 
 
 @pytest.mark.parametrize(

@@ -21,11 +21,14 @@ Loading reads and checks a file's header (names, dtypes, shapes, and offsets tha
 file's size) before its data, and compares the shapes with the model they are meant for
 (`parameter_shapes` of its config) before that model is built, so a config that disagrees
 with its checkpoint is an error naming the first differing tensor, not a huge allocation.
+ckpt.safetensors also keeps the model config its weights were saved with, and a config.json
+that says otherwise (another n_head, activation, ...) is an error naming the field.
 Loading runs no code: safetensors holds raw arrays, JSON holds numbers and strings.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -63,6 +66,10 @@ DTYPE_SIZES = {
 WEIGHT_DTYPES = ("F16", "F32", "F64")  # floating point that NumPy reads and a model copies from
 MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
 CHECKSUM_KEY = "sha256"  # metadata key: the checksum of everything else in the file (file_checksum)
+MODEL_CONFIG_KEY = "model_config"  # metadata key of ckpt.safetensors: the GPTConfig of its weights, as JSON
+# GPTConfig fields the weights do not depend on: dropout acts in training only (a resumed run may
+# change it), fused picks kernels that are tested equal to the definitions they replace
+UNCHECKED_FIELDS = ("dropout", "fused")
 
 
 def file_checksum(tensors: dict[str, tuple], metadata: dict[str, str], data: bytes | memoryview) -> str:
@@ -182,9 +189,42 @@ def load_arrays(
     return arrays, metadata
 
 
-def save_model(path: str | os.PathLike, state_dict: dict[str, np.ndarray], **metadata: Any) -> None:
-    """A model's state dict (nanoGPT names; a tied weight under both of its names) as safetensors."""
-    save_arrays(path, dict(state_dict), {k: str(v) for k, v in metadata.items()})
+def model_bytes(state_dict: dict[str, np.ndarray], config: GPTConfig | None = None, **metadata: Any) -> bytes:
+    """A model's state dict (nanoGPT names; a tied weight under both of its names) as safetensors,
+    with `config`, the GPTConfig the weights belong to, as JSON in the metadata (check_saved_config)."""
+    if config is not None:
+        metadata[MODEL_CONFIG_KEY] = json.dumps(dataclasses.asdict(config), sort_keys=True)
+    return safetensors_bytes(dict(state_dict), {k: str(v) for k, v in metadata.items()})
+
+
+def save_model(
+    path: str | os.PathLike, state_dict: dict[str, np.ndarray], config: GPTConfig | None = None, **metadata: Any
+) -> None:
+    """Write `model_bytes` atomically."""
+    atomic_write_bytes(path, model_bytes(state_dict, config, **metadata))
+
+
+def check_saved_config(metadata: dict[str, str], config: GPTConfig, path: str | os.PathLike, source: str) -> None:
+    """CheckpointError naming the first field of `config` (read from `source`) that differs from
+    the config saved with the weights in `path`. Shapes alone miss a changed n_head, activation,
+    qk_norm or softcap: the same weights would compute other numbers. Checkpoints saved before
+    the config went into their metadata hold none, and are checked by their shapes alone.
+    """
+    if MODEL_CONFIG_KEY not in metadata:
+        return
+    try:
+        saved = json.loads(metadata[MODEL_CONFIG_KEY])
+    except (json.JSONDecodeError, RecursionError):
+        saved = None
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{path}: the model config saved with the weights is not a JSON object")
+    defaults = dataclasses.asdict(GPTConfig())  # a field newer than the checkpoint: it was saved with the default
+    for name, value in dataclasses.asdict(config).items():
+        was = saved.get(name, defaults[name])
+        if name not in UNCHECKED_FIELDS and was != value:
+            raise CheckpointError(
+                f"{path} was saved by a model with {name} = {json.dumps(was)}, but {source} says {json.dumps(value)}"
+            )
 
 
 def check_shapes_fit(
@@ -274,7 +314,8 @@ def load_run(run_dir: str | os.PathLike) -> tuple[GPT, Tokenizer]:
             f"but the model in {run_dir / CONFIG_FILE} has vocab_size {config.vocab_size}"
         )
     model_name = f"the model in {run_dir / CONFIG_FILE}"
-    arrays, _ = load_arrays(run_dir / CKPT_FILE, parameter_shapes(config), model_name)
+    arrays, metadata = load_arrays(run_dir / CKPT_FILE, parameter_shapes(config), model_name)
+    check_saved_config(metadata, config, run_dir / CKPT_FILE, str(run_dir / CONFIG_FILE))
     model = GPT(config, rng=np.random.default_rng(0))  # the weights are replaced by the checkpoint's
     model.load_state_dict(arrays, strict=True)
     return model.eval(), tokenizer

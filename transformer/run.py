@@ -196,7 +196,11 @@ def prepare_run(config: TrainConfig, resume: bool, corpus: Corpus | None, warn: 
     if resume:
         saved_arrays, saved = train_state.load_train_state(run_dir)
         tokenizer = ckpt.load_vocab(run_dir / ckpt.VOCAB_FILE)
-        train_state.check_resume_fits(run_dir, config.model_config(tokenizer.vocab_size), saved_arrays)
+        if config.init_from:  # the pretrained model's own config: its GELU and epsilon are no training flags
+            model_config = ckpt.read_model_config(run_dir / ckpt.CONFIG_FILE)
+        else:
+            model_config = config.model_config(tokenizer.vocab_size)
+        train_state.check_resume_fits(run_dir, model_config, saved_arrays)
     corpus = corpus or resolve_corpus(config.data, warn=warn)
     if resume and saved.get("corpus_sha256") != corpus.sha256:
         raise ckpt.CheckpointError(
@@ -209,6 +213,7 @@ def prepare_run(config: TrainConfig, resume: bool, corpus: Corpus | None, warn: 
         model_config, weights, tokenizer = adopt_pretrained(config)
     elif not resume:
         tokenizer = make_tokenizer(config, corpus.text, train_text, echo)
+        model_config = config.model_config(tokenizer.vocab_size)
     splits = {
         "train": tokenizer.encode(train_text).astype(np.int32),
         "val": tokenizer.encode(val_text).astype(np.int32),
@@ -216,11 +221,7 @@ def prepare_run(config: TrainConfig, resume: bool, corpus: Corpus | None, warn: 
     check_long_enough(
         splits["train"], splits["val"], config.block_size, "characters" if config.tokenizer == "char" else "tokens"
     )
-    check_fits_in_memory(config.model_config(tokenizer.vocab_size), config.batch_size)
-    if not config.init_from:
-        model_config = config.model_config(tokenizer.vocab_size)
-    elif resume:  # the pretrained model's own config: its GELU and epsilon are no training flags
-        model_config = ckpt.read_model_config(run_dir / ckpt.CONFIG_FILE)
+    check_fits_in_memory(model_config, config.batch_size)
     run = build_run(config, model_config, corpus, tokenizer, splits, weights)
     if resume:
         restore_run(run, saved_arrays, saved)
@@ -251,8 +252,9 @@ def restore_run(run: Run, saved_arrays: dict[str, np.ndarray], saved: dict[str, 
         raise ConfigError(f"--max-iters {run.config.max_iters} is below the iteration the run reached, {run.iter}")
 
 
-def save_state(run: Run, it: int) -> None:
-    """The training state at the start of iteration `it`, for --resume."""
+def save_state(run: Run, it: int, also: dict[Path, bytes] | None = None) -> None:
+    """The training state at the start of iteration `it`, for --resume; `also`: files renamed into
+    place with it (the weights of an improved evaluation)."""
     arrays, optimizer_numbers = train_state.pack_state(run.model, run.optimizer)
     info = {
         "iter": it,
@@ -263,7 +265,7 @@ def save_state(run: Run, it: int) -> None:
         "rng": {"model": run.model_rng.bit_generator.state, "batches": run.batch_rng.bit_generator.state},
         "optimizer": optimizer_numbers,
     }
-    train_state.save_train_state(run.run_dir, arrays, info)
+    train_state.save_train_state(run.run_dir, arrays, info, also)
 
 
 # ---------------------------------------------------------------- the run directory

@@ -135,19 +135,20 @@ def evaluate_and_save(run: Run, it: int, lr: float, ranks: World) -> None:
     ranks.share_optimizer_state(run.optimizer, list(run.model.parameters()))  # all of it, for save_state
     if not ranks.is_main:
         return
-    note = ""
+    best = {}  # the improved weights, renamed into place with the state: a run never has one without the other
     if improved:
-        ckpt.save_model(run.run_dir / ckpt.CKPT_FILE, run.model.state_dict(), iter=it, val_loss=run.best_val)
-        note = " (best so far, saved)"
+        weights = ckpt.model_bytes(run.model.state_dict(), run.model.config, iter=it, val_loss=run.best_val)
+        best[run.run_dir / ckpt.CKPT_FILE] = weights
+    write_log(run.run_dir / ckpt.LOG_FILE, run.history)
+    plot_losses(run.run_dir / ckpt.PLOT_FILE, run.history)
+    save_state(run, it, best)
+    # said once every file is written: a stdout closed meanwhile (`| head`) cannot stop a save halfway
     whole = " over the whole split" if "val_tokens" in row else ""
     reached = f", the target {target} reached" if run.reached_target else ""
     tqdm.write(
         f"iter {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}, "
-        f"val {losses['val_bpc']:.3f} bits/char{whole}{note}{reached}"
+        f"val {losses['val_bpc']:.3f} bits/char{whole}{' (best so far, saved)' if improved else ''}{reached}"
     )
-    write_log(run.run_dir / ckpt.LOG_FILE, run.history)
-    plot_losses(run.run_dir / ckpt.PLOT_FILE, run.history)
-    save_state(run, it)
 
 
 def take_step(run: Run, params: list, rows: slice, ranks: World, stop_requested: bool) -> tuple[float, float]:

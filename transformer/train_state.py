@@ -27,6 +27,7 @@ from transformer.checkpoint import (
     STATE_ARRAYS_FILE,
     STATE_JSON_FILE,
     check_model_sizes,
+    check_saved_config,
     check_shapes_fit,
     check_state_fits,
     load_arrays,
@@ -41,19 +42,24 @@ STATE_JSON_SHA256 = "json_sha256"  # metadata key of train_state.safetensors: th
 TUPLE_SETTINGS = ("betas", "ns_coefficients")  # optimizer settings that JSON gives back as lists
 
 
-def save_train_state(run_dir: str | os.PathLike, arrays: dict[str, np.ndarray], info: dict[str, Any]) -> None:
-    """Write the training state: `arrays` to train_state.safetensors, `info` (JSON-able) to train_state.json.
+def save_train_state(
+    run_dir: str | os.PathLike,
+    arrays: dict[str, np.ndarray],
+    info: dict[str, Any],
+    also: dict[Path, bytes] | None = None,
+) -> None:
+    """Write the training state: `arrays` to train_state.safetensors, `info` (JSON-able) to train_state.json,
+    and the files `also` holds (path -> bytes) with them.
 
-    Both files are written before either replaces its old version (atomic_write_files), so a
-    failed write leaves the previous pair whole; the arrays' metadata hold the JSON's checksum.
+    Every file is written before any replaces its old version (atomic_write_files), so a
+    failed write leaves the previous ones whole; the arrays' metadata hold the JSON's checksum.
     """
     run_dir = Path(run_dir)
     save_id = uuid.uuid4().hex
     info_bytes = json_bytes({**info, "save_id": save_id})
     metadata = {"save_id": save_id, STATE_JSON_SHA256: hashlib.sha256(info_bytes).hexdigest()}
-    atomic_write_files(
-        {run_dir / STATE_ARRAYS_FILE: safetensors_bytes(arrays, metadata), run_dir / STATE_JSON_FILE: info_bytes}
-    )
+    state = {run_dir / STATE_ARRAYS_FILE: safetensors_bytes(arrays, metadata), run_dir / STATE_JSON_FILE: info_bytes}
+    atomic_write_files({**(also or {}), **state})
 
 
 def load_train_state(run_dir: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -77,14 +83,16 @@ def load_train_state(run_dir: str | os.PathLike) -> tuple[dict[str, np.ndarray],
 
 
 def check_resume_fits(run_dir: str | os.PathLike, config: GPTConfig, state_arrays: dict[str, np.ndarray]) -> None:
-    """Before a resumed model is built: the training state's weights and ckpt.safetensors must be whole
-    and have the shapes of `config`; CheckpointError naming the first differing tensor otherwise."""
+    """Before a resumed model is built: the training state's weights and ckpt.safetensors must be whole,
+    have the shapes of `config` and (the checkpoint) have been saved with it; CheckpointError naming
+    the first differing tensor or field otherwise."""
     run_dir = Path(run_dir)
     check_model_sizes(dataclasses.asdict(config), run_dir / CONFIG_FILE)
     expected, model = parameter_shapes(config), f"the model in {run_dir / CONFIG_FILE}"
     weights = {name: array.shape for name, array in model_weights(state_arrays).items()}
     check_shapes_fit(weights, expected, str(run_dir / STATE_ARRAYS_FILE), model)
-    load_arrays(run_dir / CKPT_FILE, expected, model)  # the best weights so far: resuming keeps them
+    _, metadata = load_arrays(run_dir / CKPT_FILE, expected, model)  # the best weights so far: resuming keeps them
+    check_saved_config(metadata, config, run_dir / CKPT_FILE, f"{run_dir / CONFIG_FILE} (its training flags)")
 
 
 def model_weights(state_arrays: dict[str, Any]) -> dict[str, Any]:
