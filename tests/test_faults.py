@@ -656,6 +656,32 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(train
     assert not temporaries(run_dir)
 
 
+def test_a_closed_stdout_stops_training_with_one_line_and_the_run_resumes(trained, tmp_path):
+    """`minigrad-gpt train | head -1`: the reader goes away mid-run; the next line printed finds
+    the pipe closed. Every file is saved before its line is printed, so the run resumes."""
+    run_dir = tmp_path / "run"
+    trainer = start_trainer(run_dir, *long_run_flags(100_000), corpus=trained / "corpus.txt")
+    wait_for_line(trainer, "corpus:")
+    trainer.stdout.close()
+    assert trainer.wait(timeout=60) == 2
+    err = trainer.stderr.read()
+    trainer.stderr.close()
+    assert_one_line(err, "stdout was closed before the output ended (a broken pipe); training stopped.")
+    assert err.endswith(f"Continue with: minigrad-gpt train --out {run_dir} --resume\n")
+    assert train_state.load_train_state(run_dir)[1]["iter"] >= 0  # whole, with the weights saved beside it
+    ckpt.load_run(run_dir)
+
+
+def test_sampling_into_a_closed_pipe_is_one_line(trained):
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # as `| head -c 20` once it has its bytes
+    argv = [sys.executable, "-m", "transformer", "sample", "--out", str(trained / "run")]
+    result = subprocess.run(argv, cwd=REPO, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
+    os.close(write_end)
+    assert result.returncode == 2
+    assert_one_line(result.stderr, "minigrad-gpt sample: error: stdout was closed before the output ended")
+
+
 def test_sampling_while_a_run_is_trained_reads_the_last_complete_checkpoint(trained, tmp_path, capsys):
     run_dir = tmp_path / "run"
     trainer = start_trainer(run_dir, *long_run_flags(100_000), corpus=trained / "corpus.txt")

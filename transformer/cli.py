@@ -16,15 +16,16 @@ mismatched checkpoint or tokenizer file, characters the vocabulary lacks, a dire
 cannot be written, flag values out of range, a BPE vocabulary larger than the text supports,
 a run directory another trainer is writing) ends with one line on stderr and exit status 2,
 before anything in the run directory is written. So does a write that fails during training
-(disk full, file too large, permission or file system lost): the run stops, and the files it
-had written before stay whole. Under mpiexec every rank ends
-the same way, and rank 0 alone prints the line.
+(disk full, file too large, permission or file system lost), or a stdout whose reader went
+away (`| head`): the run stops, and the files it had written before stay whole. Under
+mpiexec every rank ends the same way, and rank 0 alone prints the line.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -49,6 +50,13 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention for a run stopped
 
 class UsageError(Exception):
     """Bad input found by the command line itself; printed as one line."""
+
+
+class OutputClosed(Exception):
+    """Whoever read stdout stopped reading (`minigrad-gpt sample | head`); printed as one line."""
+
+    def __init__(self, then: str = ""):
+        super().__init__(f"stdout was closed before the output ended (a broken pipe){then}")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -245,11 +253,20 @@ def run_train(args: argparse.Namespace) -> int:
         )
         return EXIT_INTERRUPTED
     except ckpt.RunWriteError as e:
-        then = ""
-        if (Path(config.out) / ckpt.STATE_JSON_FILE).exists():  # a saved state to go on from
-            then = f" Once the file can be written, continue with: {PROG} train --out {config.out} --resume"
+        resume = resume_command(config)
+        then = f" Once the file can be written, continue with: {resume}" if resume else ""
         raise ckpt.RunWriteError(f"{e}; training stopped.{then}") from None
+    except BrokenPipeError:  # each file is written before its line is printed: what was saved is whole
+        resume = resume_command(config)
+        raise OutputClosed("; training stopped." + (f" Continue with: {resume}" if resume else "")) from None
     return 0
+
+
+def resume_command(config: TrainConfig) -> str | None:
+    """The command that continues the run in config.out, if a training state was saved there."""
+    if (Path(config.out) / ckpt.STATE_JSON_FILE).exists():
+        return f"{PROG} train --out {config.out} --resume"
+    return None
 
 
 def run_sample(args: argparse.Namespace) -> int:
@@ -324,19 +341,28 @@ def run_graph(args: argparse.Namespace) -> int:
 COMMANDS = {"train": run_train, "sample": run_sample, "graph": run_graph, "export": run_export}
 
 
+def say_error(command: str, error: Exception) -> int:
+    """Print `error` as one line on stderr (rank 0 alone under mpiexec); the exit status of bad input."""
+    if isinstance(error, OutputClosed):  # Python's last flush of stdout, at exit, would fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    if launched_rank() == 0:
+        message = " ".join(str(error).split())  # one line, whatever the message held
+        print(f"{PROG} {command}: error: {message}", file=sys.stderr, flush=True)
+    if isinstance(error, ckpt.RunWriteError | OutputClosed) and launched_size() > 1:
+        world().abort(EXIT_BAD_INPUT)  # rank 0 alone writes and prints: the other ranks wait for it in an all-reduce
+    return EXIT_BAD_INPUT
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status (0, 2 for bad input, 130 after Ctrl-C)."""
     args = build_parser().parse_args(argv)
     said_once = launched_rank() == 0  # under mpiexec every rank ends the same way; rank 0 says why
     try:
         return COMMANDS[args.command](args)
-    except (UsageError, DistributedError, *BAD_INPUT) as e:
-        message = " ".join(str(e).split())  # one line, whatever the message held
-        if said_once:
-            print(f"{PROG} {args.command}: error: {message}", file=sys.stderr, flush=True)
-        if isinstance(e, ckpt.RunWriteError) and launched_size() > 1:
-            world().abort(EXIT_BAD_INPUT)  # rank 0 alone writes: the other ranks wait for it in the next all-reduce
-        return EXIT_BAD_INPUT
+    except (UsageError, OutputClosed, DistributedError, *BAD_INPUT) as e:
+        return say_error(args.command, e)
+    except BrokenPipeError:
+        return say_error(args.command, OutputClosed())
     except MemoryError as e:  # a model too large for this machine, asked for by flags
         print(f"{PROG} {args.command}: error: not enough memory" + (f" ({e})" if str(e) else ""), file=sys.stderr)
         return EXIT_BAD_INPUT
