@@ -141,6 +141,7 @@ def test_a_directory_given_as_corpus(run_dir, capsys):
         (["--eval-iters", "0"], "--eval-iters must be an integer >= 1, got 0"),
         (["--seed", "-1"], "--seed must be an integer >= 0, got -1"),
         (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+        (["--out", ""], "--out must be a path, got ''"),  # not the current directory
     ],
 )
 def test_bad_training_flags(run_dir, capsys, flags, message):
@@ -162,6 +163,7 @@ def test_bad_training_flags(run_dir, capsys, flags, message):
         (["sample", "--num-samples", "0"], "argument --num-samples: must lie in [1, inf], got 0"),
         (["sample", "--max-new-tokens", "1.5"], "argument --max-new-tokens: expected an integer, got '1.5'"),
         (["graph"], "give --out FILE.svg (the graph), --html FILE.html"),
+        (["sample", "--out", ""], "--out must be a path, got ''"),
     ],
 )
 def test_bad_commands_and_sampling_flags(capsys, argv, message):

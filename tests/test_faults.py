@@ -343,8 +343,10 @@ def test_dropout_and_kernels_are_no_part_of_the_weights_config(run_dir, capsys):
         ({"n_layer": 10**9}, [], "model.n_layer must be an integer in [1, 10000], got 1000000000"),
         ({"n_embd": 32}, [], "train_state.safetensors does not match the model in"),
         (None, ["--n-layer", "1"], "--n-layer 1 does not match the run"),  # n_layer missing: the default, 4
+        ({"data": 5}, [], "--data must be a path, got 5"),
+        ({"data": []}, [], "--data must be a path, got []"),
     ],
-    ids=["not-a-dict", "not-an-integer", "absurd", "another-width", "missing-with-a-flag"],
+    ids=["not-a-dict", "not-an-integer", "absurd", "another-width", "missing-with-a-flag", "data-5", "data-list"],
 )
 def test_a_damaged_training_config_refuses_to_resume(run_dir, monkeypatch, capsys, train_section, flags, message):
     config = json.loads((run_dir / ckpt.CONFIG_FILE).read_text())

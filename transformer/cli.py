@@ -270,6 +270,8 @@ def resume_command(config: TrainConfig) -> str | None:
 
 
 def run_sample(args: argparse.Namespace) -> int:
+    if not args.out:  # "" would be the current directory
+        raise UsageError("--out must be a path, got ''")
     if not args.start:
         raise UsageError("--start must hold at least one character")
     model, tokenizer = load_run(args.out)
