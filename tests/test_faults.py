@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -672,6 +673,32 @@ def test_a_closed_stdout_stops_training_with_one_line_and_the_run_resumes(traine
     assert err.endswith(f"Continue with: minigrad-gpt train --out {run_dir} --resume\n")
     assert train_state.load_train_state(run_dir)[1]["iter"] >= 0  # whole, with the weights saved beside it
     ckpt.load_run(run_dir)
+
+
+def test_sigterm_saves_and_stops_as_ctrl_c_does(trained, tmp_path):
+    run_dir = tmp_path / "run"
+    trainer = start_trainer(run_dir, *long_run_flags(100_000), corpus=trained / "corpus.txt")
+    wait_for_line(trainer, "iter ", count=2)
+    trainer.terminate()
+    assert trainer.wait(timeout=60) == 130
+    err = trainer.stderr.read()
+    kill(trainer)
+    assert "Traceback" not in err and f"the state is saved. Continue with: minigrad-gpt train --out {run_dir}" in err
+    assert train_state.load_train_state(run_dir)[1]["iter"] >= 2
+
+
+def test_a_loss_that_becomes_nan_stops_training_and_saves_nothing_of_it(trained, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    argv = ["train", "--data", trained / "corpus.txt", "--out", run_dir, *TINY_FLAGS, "--learning-rate", "1e300"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # NumPy's overflow warnings included: the one line says it all
+        status, out, err = run_cli(argv, capsys)
+    assert status == 2
+    assert_one_line(err, "training diverged: the loss is nan at iteration 1;", "Try a smaller --learning-rate")
+    assert "iter 0:" in out  # step 0 took the weights out of range; what iteration 0 saved is finite
+    assert train_state.load_train_state(run_dir)[1]["iter"] == 0
+    weights, _ = ckpt.load_arrays(run_dir / ckpt.CKPT_FILE)
+    assert all(np.isfinite(array).all() for array in weights.values())
 
 
 def test_sampling_into_a_closed_pipe_is_one_line(trained):

@@ -356,7 +356,7 @@ def say_error(command: str, error: Exception) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; return the exit status (0, 2 for bad input, 130 after Ctrl-C)."""
+    """Run the command line; return the exit status (0, 2 for bad input, 130 after Ctrl-C or SIGTERM)."""
     args = build_parser().parse_args(argv)
     said_once = launched_rank() == 0  # under mpiexec every rank ends the same way; rank 0 says why
     try:

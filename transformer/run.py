@@ -335,7 +335,7 @@ def opened_run(
 
 @contextmanager
 def stop_on_ctrl_c(say: Say) -> Iterator[threading.Event]:
-    """Turn Ctrl-C into a request the loop reads at the start of the next iteration.
+    """Turn Ctrl-C (or SIGTERM, a polite kill) into a request the loop reads at the start of the next iteration.
 
     Stopping there, never in the middle of an optimizer step, leaves weights, moments and
     generators consistent, so the saved state resumes exactly. A second Ctrl-C stops at once.
@@ -352,8 +352,9 @@ def stop_on_ctrl_c(say: Say) -> Iterator[threading.Event]:
         requested.set()
         say("stopping after this iteration (Ctrl-C again to stop at once)")
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield requested
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, earlier in previous.items():
+            signal.signal(signum, earlier)

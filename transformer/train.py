@@ -42,11 +42,21 @@ from transformer import checkpoint as ckpt
 from transformer.data import Corpus, get_batch
 from transformer.distributed import World, world
 from transformer.gpt import GPT
-from transformer.run import Run, eval_rng, opened_run, save_state, stop_on_ctrl_c
+from transformer.run import ConfigError, Run, eval_rng, opened_run, save_state, stop_on_ctrl_c
 from transformer.runlog import TRACE_FILE, StepTimer, plot_losses, write_log
 from transformer.sample import stream_text
 from transformer.speedrun import whole_split_loss
 from transformer.train_config import TrainConfig
+
+
+class TrainingDiverged(ConfigError):
+    """The loss became NaN or infinite: a flag (most often --learning-rate) drove the weights out of range."""
+
+    def __init__(self, loss: float, it: int):
+        super().__init__(
+            f"training diverged: the loss is {loss} at iteration {it}; the files saved before keep the last "
+            "finite weights. Try a smaller --learning-rate"
+        )
 
 
 class TrainingInterrupted(Exception):
@@ -120,6 +130,8 @@ def evaluate_and_save(run: Run, it: int, lr: float, ranks: World) -> None:
     """
     chars_per_token = run.tokenizer.chars_per_token()  # (vocab_size,)
     losses = estimate_loss(run.model, run.splits, run.config, eval_rng(run.config.seed, it), chars_per_token, ranks)
+    if not math.isfinite(losses["val"] + losses["train"]):  # weights gone out of range are never saved
+        raise TrainingDiverged(losses["val"] + losses["train"], it)
     run.last_eval = it
     row = {"iter": it, "train_loss": losses["train"], "val_loss": losses["val"], "lr": lr, "val_bpc": losses["val_bpc"]}
     target = run.config.target_bpc
@@ -151,9 +163,10 @@ def evaluate_and_save(run: Run, it: int, lr: float, ranks: World) -> None:
     )
 
 
-def take_step(run: Run, params: list, rows: slice, ranks: World, stop_requested: bool) -> tuple[float, float]:
-    """One optimizer step on a fresh batch, of which this rank takes `rows`; returns the whole
-    batch's loss and how many ranks were asked to stop (Ctrl-C), summed over the ranks."""
+def take_step(run: Run, params: list, rows: slice, ranks: World, stop_requested: bool, it: int) -> tuple[float, float]:
+    """Optimizer step `it` on a fresh batch, of which this rank takes `rows`; returns the whole
+    batch's loss and how many ranks were asked to stop (Ctrl-C), summed over the ranks.
+    A loss that is not finite stops training (TrainingDiverged) before the weights take the step."""
     config = run.config
     share = (rows.stop - rows.start) / config.batch_size  # this rank's weight in the batch's mean loss
     x, y = get_batch(run.splits["train"], config.batch_size, config.block_size, run.batch_rng)  # (B, T) each
@@ -162,6 +175,8 @@ def take_step(run: Run, params: list, rows: slice, ranks: World, stop_requested:
     loss.backward()
     # the batch's gradient of the parameters this rank updates; a Ctrl-C on any rank stops them all after this step
     batch_loss, stop_votes = ranks.sum_gradients(params, share, [share * loss.item(), float(stop_requested)])
+    if not math.isfinite(batch_loss):  # every rank sees the same sum, so every rank stops here
+        raise TrainingDiverged(batch_loss, it)
     if config.grad_clip > 0:
         clip_grads_with_norm_(params, config.grad_clip, ranks.total_norm(params))
     run.optimizer.step()  # the parameters with a gradient: this rank's
@@ -219,7 +234,8 @@ def train(
     stdout and stderr (default: printed, flushed to pass a pipe in time); `sample_chars` characters
     are sampled at the end; `profile_steps` > 0 traces the first steps into trace.json (Perfetto).
     Bad input raises ConfigError, CorpusError or CheckpointError before a file is written; Ctrl-C,
-    TrainingInterrupted once the state is saved; a failed write, RunWriteError (older files whole).
+    TrainingInterrupted once the state is saved; a failed write, RunWriteError (older files whole);
+    a loss that is not finite, TrainingDiverged (a ConfigError; nothing of it saved).
     """
     ranks = world()  # one process, or every rank of `mpiexec -n N`
     echo, warn = echo or partial(print, flush=True), warn or partial(print, file=sys.stderr, flush=True)
@@ -231,6 +247,9 @@ def train(
         stop_on_ctrl_c(say=warn) as stop_requested,
         tqdm(total=config.max_iters, initial=run.iter, disable=None if progress is None else not progress,
              unit="it", dynamic_ncols=True, file=sys.stderr) as bar,
+        # weights driven out of range end in a loss that is not finite, which stops the run by name
+        # (TrainingDiverged): NumPy's warnings from inside the ops would only say it first, less clearly
+        np.errstate(divide="ignore", over="ignore", invalid="ignore"),
     ):  # fmt: skip
         params = list(run.model.parameters())
         rows = ranks.shard(config.batch_size)  # this rank's rows of each batch: all of them on one process
@@ -244,7 +263,7 @@ def train(
                 break
 
             timer.start()
-            batch_loss, stop_votes = take_step(run, params, rows, ranks, stop_requested.is_set())
+            batch_loss, stop_votes = take_step(run, params, rows, ranks, stop_requested.is_set(), it)
             bar.set_postfix(loss=f"{batch_loss:.4f}", lr=f"{lr:.2e}", ms_per_iter=f"{timer.stop():.0f}", refresh=False)
             bar.update()
             if stop_votes > 0:  # saved as at the start of the next iteration, where --resume goes on
