@@ -13,7 +13,6 @@ import pytest
 from transformer import atomic
 from transformer import checkpoint as ckpt
 from transformer.cli import main
-from transformer.rundir import LOCK_FILE
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_FLAGS = [
@@ -122,6 +121,16 @@ def test_a_model_too_large_for_memory_is_refused_before_it_is_built(run_dir, cap
     assert snapshot(run_dir) == before
 
 
+def test_a_minigrad_data_folder_without_the_corpus(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MINIGRAD_DATA", str(tmp_path / "nonexistent"))
+    fails_cleanly(
+        ["train", "--out", tmp_path / "run", *TINY_FLAGS],
+        capsys,
+        f"MINIGRAD_DATA is {tmp_path / 'nonexistent'}, which holds no tinyshakespeare.txt",
+    )
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_directory_given_as_corpus(run_dir, capsys):
     fails_cleanly(["train", "--data", run_dir, "--out", run_dir.parent / "new"], capsys, "is a directory")
 
@@ -192,7 +201,8 @@ def test_a_new_run_never_replaces_a_run(run_dir, capsys):
     fails_cleanly(
         ["train", "--data", run_dir.parent / "corpus.txt", "--out", run_dir, *TINY_FLAGS, "--n-head", "4"],
         capsys,
-        f"{run_dir} already holds a run (ckpt.safetensors); continue it with --resume, or give the new run another --out",
+        f"{run_dir} already holds a run (ckpt.safetensors);",
+        "continue it with --resume, or give the new run another --out",
     )
     assert snapshot(run_dir) == before
 

@@ -4,7 +4,7 @@ Tiny Shakespeare (Karpathy's char-rnn corpus, 1,115,394 characters) is the defau
 looked for, in order:
 
 1. the file given as `--data PATH` (then nothing else is tried);
-2. `$MINIGRAD_DATA/tinyshakespeare.txt`;
+2. `$MINIGRAD_DATA/tinyshakespeare.txt` (when the variable is set, the file must be there);
 3. the user cache, `~/.cache/minigrad/tinyshakespeare.txt` (`$XDG_CACHE_HOME/minigrad/` when set);
 4. a download from its canonical public address, checked against its sha256 and cached in (3).
 
@@ -106,10 +106,14 @@ def resolve_corpus(
     """
     if data is not None:
         return read_corpus(data)
-    if os.environ.get("MINIGRAD_DATA"):
+    if os.environ.get("MINIGRAD_DATA"):  # asked for by name: never quietly another text
         candidate = Path(os.environ["MINIGRAD_DATA"]) / TINY_SHAKESPEARE_NAME
-        if candidate.is_file():
-            return read_corpus(candidate)
+        if not candidate.is_file():
+            raise CorpusError(
+                f"MINIGRAD_DATA is {os.environ['MINIGRAD_DATA']}, which holds no {TINY_SHAKESPEARE_NAME}; "
+                "point it at the folder that does, or unset it"
+            )
+        return read_corpus(candidate)
     cached = cache_dir() / TINY_SHAKESPEARE_NAME
     if cached.is_file() and sha256_of(cached.read_bytes()) == TINY_SHAKESPEARE_SHA256:
         return read_corpus(cached)
