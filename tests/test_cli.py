@@ -63,6 +63,20 @@ def test_resume_through_the_command_line_continues_to_the_new_total(trained_run,
     assert f"resuming {run_dir} at iteration 12 of 18" in out and "iter 18:" in out
     _, info = train_state.load_train_state(run_dir)
     assert info["iter"] == 18 and [row["iter"] for row in info["history"]] == [0, 6, 12, 18]
+    # the decay kept the end the run started with (docs/training.md): the extra steps run at --min-lr
+    assert json.loads((run_dir / ckpt.CONFIG_FILE).read_text())["train"]["lr_decay_iters"] == 12
+    assert info["history"][-1]["lr"] == 1e-4
+
+    assert main(["train", "--out", str(run_dir), "--resume", "--max-iters", "18"]) == 0  # nothing left to do
+    out = capsys.readouterr().out
+    assert "done: 0 iterations in" in out and "nan" not in out
+
+
+def test_the_help_gives_each_default_once(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert help_text.count("(default: --max-iters)") == 1
 
 
 def test_biases_are_on_by_default_and_no_bias_drops_them(trained_run, tmp_path, capsys):

@@ -116,7 +116,8 @@ TRAIN_CHOICES = {
 }
 TRAIN_FLAG_HELP = {
     "max_iters": "total number of training steps; with --resume, the run continues up to it",
-    "lr_decay_iters": "the step where the cosine decay reaches --min-lr (default: --max-iters)",
+    "lr_decay_iters": "the step where the decay reaches --min-lr, fixed when the run starts: "
+    "--resume to a larger --max-iters keeps it unless it is given again",
     "grad_clip": "clip the gradient norm to this (0: no clipping)",
     "eval_interval": "estimate train and validation loss every this many steps",
     "eval_iters": "batches per loss estimate",

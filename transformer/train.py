@@ -188,9 +188,11 @@ def finish(run: Run, timer: StepTimer, wall: float, start_iter: int, sample_char
     """Say how the run went, print a sample, and return the summary train() returns."""
     final = run.history[-1] if run.history else {}
     last_iter = run.last_eval if run.reached_target else run.config.max_iters
+    per_step = (
+        f" ({timer.mean_ms():.1f} ms per training step)" if timer.seconds else ""
+    )  # a finished run resumed takes none
     echo(
-        f"done: {last_iter - start_iter} iterations in {wall:.1f} s "
-        f"({timer.mean_ms():.1f} ms per training step); "
+        f"done: {last_iter - start_iter} iterations in {wall:.1f} s{per_step}; "
         f"val loss {final.get('val_loss', math.nan):.4f}, best {run.best_val:.4f}"
     )
     if sample_chars > 0:
