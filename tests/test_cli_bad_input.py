@@ -191,7 +191,10 @@ def test_an_unwritable_run_directory(run_dir, capsys):
         "cannot write to the run directory",
     )
     assert str(blocker / "run") in err
-    fails_cleanly(["graph", "--out", blocker / "gpt.dot"], capsys, "cannot write")
+    for flag in ("--out", "--html"):
+        path = blocker / ("gpt.dot" if flag == "--out" else "step.html")
+        err = fails_cleanly(["graph", flag, path], capsys, f"cannot write {path}: Not a directory")
+        assert err.count("cannot write") == 1, err
 
 
 def test_a_new_run_never_replaces_a_run(run_dir, capsys):
@@ -244,6 +247,9 @@ def test_resume_to_fewer_iterations_than_were_done(run_dir, capsys):
 def test_resume_with_another_architecture_or_corpus(run_dir, capsys):
     before = snapshot(run_dir)
     fails_cleanly(["train", "--out", run_dir, "--resume", "--n-layer", "2"], capsys, "--n-layer 2 does not match")
+    fails_cleanly(
+        ["train", "--out", run_dir, "--resume", "--no-bias"], capsys, "--no-bias does not match", "trained with --bias;"
+    )
     other = run_dir.parent / "other.txt"
     other.write_text(corpus_text(300), encoding="utf-8")
     fails_cleanly(["train", "--out", run_dir, "--resume", "--data", other], capsys, "not the text the run")

@@ -204,6 +204,15 @@ def test_the_weights_are_saved_with_the_training_state_or_not_at_all(trained, tm
     assert status == 0, err
 
 
+def test_a_run_file_that_became_a_directory_is_not_called_intact(run_dir, capsys):
+    (run_dir / ckpt.PLOT_FILE).unlink()
+    (run_dir / ckpt.PLOT_FILE).mkdir()
+    status, _, err = run_cli(["train", "--out", run_dir, "--resume", "--max-iters", "8"], capsys)
+    assert status == 2
+    assert_one_line(err, f"cannot write {run_dir / ckpt.PLOT_FILE}: Is a directory; training stopped.")
+    assert "intact" not in err
+
+
 def test_a_real_file_size_limit_efbig_stops_a_resumed_run(trained, tmp_path, capsys):
     """RLIMIT_FSIZE makes the kernel refuse to grow any file past the limit: a real EFBIG."""
     # wide enough that the training state's arrays outgrow every other file, the plot included

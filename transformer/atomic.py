@@ -81,7 +81,7 @@ def _write_durably(path: Path, data: bytes) -> None:
 def write_error(path: str | os.PathLike, error: OSError) -> RunWriteError:
     """The one-line error for a failed write of `path`: the file, the reason, and what survived."""
     reason = error.strerror or str(error)
-    kept = f"; the previous {Path(path).name} is intact" if os.path.exists(path) else ""
+    kept = f"; the previous {Path(path).name} is intact" if os.path.isfile(path) else ""
     return RunWriteError(f"cannot write {path}: {reason}{kept}")
 
 

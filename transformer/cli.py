@@ -41,7 +41,7 @@ from transformer.sample import stream_text
 from transformer.speedrun import OPTIMIZERS, RECIPES, SCHEDULES
 from transformer.tokenizer import UnknownCharacterError
 from transformer.train import TrainingInterrupted, train
-from transformer.train_config import BPE_VOCAB_SIZE, TOKENIZERS, TrainConfig, flag, resume_config
+from transformer.train_config import BPE_VOCAB_SIZE, TOKENIZERS, TrainConfig, flag, resume_config, spelled
 
 PROG = "minigrad-gpt"
 EXIT_BAD_INPUT = 2
@@ -132,7 +132,7 @@ def add_recipe_flags(p: argparse.ArgumentParser, defaults: TrainConfig) -> None:
     for name, help_text in TRAIN_SWITCHES.items():
         p.add_argument(
             flag(name), action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-            help=f"{help_text} (default: {flag(name) if getattr(defaults, name) else '--no-' + flag(name)[2:]})",
+            help=f"{help_text} (default: {spelled(name, getattr(defaults, name))})",
         )  # fmt: skip
     for name, (choices, help_text) in TRAIN_CHOICES.items():
         p.add_argument(
@@ -336,7 +336,9 @@ def run_graph(args: argparse.Namespace) -> int:
             f" Or write DOT text: --out {out.with_suffix('.dot')}" if out and fmt not in ("dot", "gv") else ""
         )
         raise UsageError(f"{e}{text_instead}") from None
-    except OSError as e:
+    except ckpt.RunWriteError:
+        raise  # one line naming the file already
+    except OSError as e:  # from Graphviz's dot
         raise UsageError(f"cannot write {e.filename or out or args.html}: {e.strerror or e}") from None
     return 0
 

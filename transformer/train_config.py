@@ -155,6 +155,13 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def spelled(name: str, value: Any) -> str:
+    """A field's flag with its value, as typed: --n-layer 4; a switch, --bias or --no-bias."""
+    if isinstance(value, bool):
+        return flag(name) if value else f"--no-{flag(name)[2:]}"
+    return f"{flag(name)} {value}"
+
+
 def resume_config(run_dir: str | Path, overrides: dict[str, Any]) -> TrainConfig:
     """The saved run's flags with `overrides` (flags given again) on top.
 
@@ -171,7 +178,7 @@ def resume_config(run_dir: str | Path, overrides: dict[str, Any]) -> TrainConfig
     for name in ARCHITECTURE_FLAGS:
         if name in overrides and overrides[name] != getattr(saved_config, name):
             raise ckpt.CheckpointError(
-                f"{flag(name)} {overrides[name]} does not match the run in {run_dir}, "
-                f"which has {name} = {getattr(saved_config, name)}; leave it out to resume"
+                f"{spelled(name, overrides[name])} does not match the run in {run_dir}, "
+                f"trained with {spelled(name, getattr(saved_config, name))}; leave it out to resume"
             )
     return TrainConfig(**{**saved_flags, **overrides, "out": str(run_dir)})  # where it was read, wherever it was made
