@@ -248,7 +248,10 @@ def test_resume_with_another_architecture_or_corpus(run_dir, capsys):
     before = snapshot(run_dir)
     fails_cleanly(["train", "--out", run_dir, "--resume", "--n-layer", "2"], capsys, "--n-layer 2 does not match")
     fails_cleanly(
-        ["train", "--out", run_dir, "--resume", "--no-bias"], capsys, "--no-bias does not match", "trained with --bias;"
+        ["train", "--out", run_dir, "--resume", "--no-bias"],
+        capsys,
+        "--no-bias does not match",
+        "which has bias = True;",
     )
     other = run_dir.parent / "other.txt"
     other.write_text(corpus_text(300), encoding="utf-8")

@@ -167,6 +167,17 @@ def training_memory_bytes(model: GPTConfig, batch_size: int) -> dict[str, int]:
     return {"weights and AdamW moments": 12 * parameters, "activations": 4 * batch_size * T * per_token}
 
 
+def check_paths(config: TrainConfig) -> None:
+    """ConfigError unless --out, and --data and --init-from when given, are paths: a saved config.json
+    may hold anything in their place, and an empty path would be the current directory."""
+    from transformer.train_config import flag  # here: train_config imports this module
+
+    for name in ("out", "data", "init_from"):
+        value = getattr(config, name)
+        if not (isinstance(value, str) and value) and (value is not None or name == "out"):
+            raise ConfigError(f"{flag(name)} must be a path, got {value!r}")
+
+
 def check_fits_in_memory(model: GPTConfig, batch_size: int) -> None:
     """ConfigError, before anything is allocated, when a training step cannot fit in this machine's memory."""
     try:
@@ -316,6 +327,7 @@ def opened_run(
     with contextlib.ExitStack() as lock:
 
         def check_lock_and_prepare() -> Run:
+            check_paths(config)
             config.validate()
             if resume and not Path(config.out).is_dir():  # checked before the lock would create it
                 raise ckpt.CheckpointError(f"no run in {config.out} to resume")

@@ -81,10 +81,6 @@ class TrainConfig:
 
     def validate(self) -> None:
         """ConfigError naming the first flag whose value is out of range."""
-        for name in ("out", "data", "init_from"):  # a path; "" would be the current directory
-            value = getattr(self, name)
-            if not (isinstance(value, str) and value) and (value is not None or name == "out"):
-                raise ConfigError(f"{flag(name)} must be a path, got {value!r}")
         at_least = dict(
             n_layer=1, n_head=1, n_embd=1, block_size=1, batch_size=1, max_iters=0, lr_decay_iters=0,
             warmup_iters=0, eval_interval=1, eval_iters=1, seed=0,
@@ -179,6 +175,6 @@ def resume_config(run_dir: str | Path, overrides: dict[str, Any]) -> TrainConfig
         if name in overrides and overrides[name] != getattr(saved_config, name):
             raise ckpt.CheckpointError(
                 f"{spelled(name, overrides[name])} does not match the run in {run_dir}, "
-                f"trained with {spelled(name, getattr(saved_config, name))}; leave it out to resume"
+                f"which has {name} = {getattr(saved_config, name)}; leave it out to resume"
             )
     return TrainConfig(**{**saved_flags, **overrides, "out": str(run_dir)})  # where it was read, wherever it was made
