@@ -197,17 +197,29 @@ def test_an_unwritable_run_directory(run_dir, capsys):
         assert err.count("cannot write") == 1, err
 
 
-def test_a_new_run_never_replaces_a_run(run_dir, capsys):
-    """Without --resume, a directory holding a run is refused: config.json and the vocabulary
-    are never rewritten under the weights they describe."""
+def test_a_new_run_stopped_before_its_first_save_leaves_the_old_run_whole(run_dir, capsys, monkeypatch):
+    """A new run (here of another shape) keeps its config.json and vocabulary for its first save:
+    stopped before it, the run already there is untouched and still loads; once saved, the new
+    run is whole in its place."""
     before = snapshot(run_dir)
-    fails_cleanly(
-        ["train", "--data", run_dir.parent / "corpus.txt", "--out", run_dir, *TINY_FLAGS, "--n-head", "4"],
-        capsys,
-        f"{run_dir} already holds a run (ckpt.safetensors);",
-        "continue it with --resume, or give the new run another --out",
-    )
+
+    class Stopped(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Stopped  # the moment before the first save: the evaluation at iteration 0
+
+    argv = ["train", "--data", run_dir.parent / "corpus.txt", "--out", run_dir, *TINY_FLAGS, "--n-head", "4"]
+    with monkeypatch.context() as patch:
+        patch.setattr("transformer.train.estimate_loss", stop)
+        with pytest.raises(Stopped):
+            main([str(a) for a in argv])
     assert snapshot(run_dir) == before
+    assert main(["sample", "--out", str(run_dir), "--max-new-tokens", "5"]) == 0
+    assert main([str(a) for a in argv]) == 0
+    assert "the run there is replaced at this one's first save" in capsys.readouterr().out
+    model, _ = ckpt.load_run(run_dir)
+    assert model.config.n_head == 4
 
 
 def test_a_new_run_with_bad_input_creates_nothing(tmp_path, capsys):

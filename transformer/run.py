@@ -2,10 +2,11 @@
 
 `opened_run` is what the trainer calls. It checks every input (the flags, the corpus, a
 saved run and its tokenizer), locks the run directory, builds the run, and only then writes
-its config and vocabulary, so bad input ends the run before a file is touched. A new run is
-refused in a directory that holds a run, so config.json always describes the weights beside
-it. `save_state` and `restore_run` carry the run's bookkeeping to and from the training
-state on disk (transformer/train_state.py).
+its config and vocabulary, so bad input ends the run before a file is touched. A new run in
+a directory that holds a run replaces it at its own first save, config and vocabulary
+together with the weights, so config.json always describes the weights beside it.
+`save_state` and `restore_run` carry the run's bookkeeping to and from the training state on
+disk (transformer/train_state.py).
 
 What resuming needs is exactly what moves during training: the weights, the optimizer's
 moments and step counts, the iteration, and the states of the two random generators that
@@ -34,7 +35,7 @@ import numpy as np
 from minigrad.optim import LRScheduler
 from transformer import checkpoint as ckpt
 from transformer import train_state
-from transformer.atomic import atomic_write_json, check_writable_dir
+from transformer.atomic import atomic_write_files, check_writable_dir, json_bytes
 from transformer.data import Corpus, CorpusError, check_long_enough, resolve_corpus, split_train_val
 from transformer.distributed import World
 from transformer.gpt import GPT, GPTConfig, parameter_shapes
@@ -78,6 +79,7 @@ class Run:
     best_val: float = math.inf
     history: list[dict[str, float]] = field(default_factory=list)
     reached_target: bool = False  # the whole validation split reached config.target_bpc: stop
+    pending: dict[Path, bytes] = field(default_factory=dict)  # a new run's config and vocabulary, for its first save
 
 
 def seeded_rng(seed: int, *stream: int) -> np.random.Generator:
@@ -276,33 +278,35 @@ def save_state(run: Run, it: int, also: dict[Path, bytes] | None = None) -> None
         "rng": {"model": run.model_rng.bit_generator.state, "batches": run.batch_rng.bit_generator.state},
         "optimizer": optimizer_numbers,
     }
-    train_state.save_train_state(run.run_dir, arrays, info, also)
+    train_state.save_train_state(run.run_dir, arrays, info, {**run.pending, **(also or {})})
+    run.pending = {}
 
 
 # ---------------------------------------------------------------- the run directory
 
 
-def check_holds_no_run(run_dir: Path) -> None:
-    """CheckpointError if `run_dir` holds a run's weights or training state: a new run would
-    replace config.json and the vocabulary under them, and a run is never lost to a typo."""
-    found = [
-        name for name in (ckpt.CKPT_FILE, ckpt.STATE_JSON_FILE, ckpt.STATE_ARRAYS_FILE) if (run_dir / name).exists()
-    ]
-    if found:
-        raise ckpt.CheckpointError(
-            f"{run_dir} already holds a run ({found[0]}); continue it with --resume, or give the new run another --out"
-        )
-
-
 def open_run_dir(run: Run, resume: bool, echo: Say) -> None:
-    """Write config.json and the vocabulary (resuming, the log and plot too); say what is trained on what."""
+    """Write config.json and the vocabulary (resuming, the log and plot too); say what is trained on what.
+
+    A new run in a directory that holds another keeps them for its first save instead, which
+    writes them with its weights and training state: stopped before that, it leaves the old run whole.
+    """
+    files = {
+        run.run_dir / ckpt.CONFIG_FILE: json_bytes(
+            {"model": dataclasses.asdict(run.model.config), "train": dataclasses.asdict(run.config)}
+        ),
+        run.run_dir / ckpt.VOCAB_FILE: run.tokenizer.to_json().encode("utf-8"),
+    }
     if resume:
         echo(f"resuming {run.run_dir} at iteration {run.iter} of {run.config.max_iters}")
-    atomic_write_json(
-        run.run_dir / ckpt.CONFIG_FILE,
-        {"model": dataclasses.asdict(run.model.config), "train": dataclasses.asdict(run.config)},
-    )
-    run.tokenizer.save(run.run_dir / ckpt.VOCAB_FILE)
+    elif any((run.run_dir / name).exists() for name in (ckpt.CKPT_FILE, ckpt.STATE_JSON_FILE)):
+        echo(
+            f"starting a new run in {run.run_dir}: the run there is replaced at this one's first save "
+            "(--resume continues it instead)"
+        )
+        run.pending = files
+        files = {}
+    atomic_write_files(files)
     if resume:  # nothing reads the log and the plot: draw them again from the saved history
         write_log(run.run_dir / ckpt.LOG_FILE, run.history)
         plot_losses(run.run_dir / ckpt.PLOT_FILE, run.history)
@@ -322,7 +326,7 @@ def opened_run(
     Bad input on any rank ends every rank the same way, before a file is written (a new run's
     directory is not even created). Rank 0, the one that writes, holds the directory's lock (a
     second trainer on it gets a CheckpointError naming this one's pid) until the block ends,
-    however it ends. A new run never replaces one: a directory that holds a run is refused.
+    however it ends.
     """
     with contextlib.ExitStack() as lock:
 
@@ -336,7 +340,6 @@ def opened_run(
             run = prepare_run(config, resume, corpus, warn, echo, ranks)
             if ranks.is_main and not resume:
                 lock.enter_context(locked_run_dir(check_writable_dir(config.out)))
-                check_holds_no_run(run.run_dir)  # under the lock: no trainer can be saving one meanwhile
             return run
 
         run = ranks.agree(check_lock_and_prepare, BAD_INPUT)
