@@ -166,8 +166,9 @@ def test_configs_this_gpt_cannot_be_are_refused(change, message):
 def test_truncated_weights_are_a_clear_error(pretrained_dir):
     data = (pretrained_dir / WEIGHTS_FILE).read_bytes()
     (pretrained_dir / WEIGHTS_FILE).write_bytes(data[: len(data) // 2])
-    with pytest.raises(ckpt.CheckpointError, match="is not a readable safetensors file"):
+    with pytest.raises(ckpt.CheckpointError, match="is not a readable safetensors file") as error:
         GPT.from_pretrained(pretrained_dir)
+    assert str(error.value).count("is not a readable safetensors file") == 1, error.value
 
 
 def test_a_config_the_weights_do_not_fit_names_the_first_tensor(pretrained_dir):

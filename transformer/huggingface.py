@@ -185,6 +185,8 @@ def read_gpt2_weights(path: Path, config: GPTConfig) -> dict[str, np.ndarray]:
                     f"{path}: lm_head.weight differs from transformer.wte.weight, which config.json ties it to "
                     "(tie_word_embeddings)"
                 )
+    except CheckpointError:
+        raise  # already names the file and what is wrong with it
     except FileNotFoundError:
         raise CheckpointError(f"{path} does not exist") from None
     except OSError as e:
