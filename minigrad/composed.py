@@ -54,7 +54,7 @@ def std(x: Tensor, axis=None, ddof: int = 0, keepdims: bool = False) -> Tensor:
 @torch_keywords
 def prod(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
     """The product over the axes: the last entry of a cumprod, so zeros get exact gradients."""
-    axes = ops.normalize_axes(axis, x.ndim)
+    axes = ops.reduced_axes(axis, x.ndim)
     kept = [a for a in range(x.ndim) if a not in axes]
     lanes = x.transpose(*kept, *axes).reshape(*[x.shape[a] for a in kept], _count(x.shape, axis))
     if lanes.shape[-1] == 0:
@@ -67,7 +67,7 @@ def prod(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
 @torch_keywords
 def logsumexp(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
     """log Σ exp(x) over the axes: the log of softmax's denominator, shifted as softmax shifts."""
-    axes = ops.normalize_axes(axis, x.ndim)
+    axes = ops.reduced_axes(axis, x.ndim)
     peak = ops.max_shift(x.data, axes)  # a constant: the shift cancels out of the value and the gradient
     with np.errstate(divide="ignore"):
         out = (x - peak).exp().sum(axis=axes, keepdims=True).log() + peak
@@ -85,6 +85,7 @@ def argmin(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
     return _arg_reduce(np.argmin, x.data, axis, keepdims)
 
 
+# all and any reduce nothing over an empty dim list, as torch's (its sum and mean reduce everything)
 @torch_keywords
 def all(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
     return Tensor._from_array(np.asarray(np.all(x.data, axis=ops.normalize_axes(axis, x.ndim), keepdims=keepdims)))
@@ -96,7 +97,7 @@ def any(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
 
 
 def _count(shape: tuple, axis) -> int:
-    axes = ops.normalize_axes(axis, len(shape))
+    axes = ops.reduced_axes(axis, len(shape))
     return int(np.prod([shape[a] for a in axes])) if axes else 1
 
 

@@ -48,6 +48,14 @@ def normalize_axes(axis, ndim: int) -> tuple:
     return tuple(normalized) if ndim else ()
 
 
+def reduced_axes(axis, ndim: int) -> tuple:
+    """The axes a reduction (sum, mean, amax, ...) runs over: those named, and all of them when
+    `axis` is None or an empty list, as torch's x.sum(dim=()) (NumPy's reduces none)."""
+    if axis is not None and not isinstance(axis, (int, np.integer)) and len(axis) == 0:
+        axis = None
+    return normalize_axes(axis, ndim)
+
+
 def normalize_axis(axis, ndim: int) -> int:
     """One axis (an int, negatives counted from the end) as a non-negative int; 0 for a 0-d tensor."""
     if not isinstance(axis, (int, np.integer)):
@@ -345,7 +353,7 @@ class Sum(Function):
 
     def forward(self, a, axis=None, keepdims=False):
         self.in_shape = a.shape
-        self.axes = normalize_axes(axis, a.ndim)
+        self.axes = reduced_axes(axis, a.ndim)
         return np.asarray(a.sum(axis=self.axes, keepdims=keepdims))
 
     def backward(self, g):
@@ -361,7 +369,7 @@ class Max(Function):
 
     def forward(self, a, axis=None, keepdims=False):
         self.in_shape = a.shape
-        self.axes = normalize_axes(axis, a.ndim)
+        self.axes = reduced_axes(axis, a.ndim)
         out = self.reduce(a, axis=self.axes, keepdims=True)
         winners = a == out
         self.share = winners / winners.sum(axis=self.axes, keepdims=True).astype(a.dtype)

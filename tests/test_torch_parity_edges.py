@@ -274,3 +274,68 @@ def test_is_causal_and_a_mask_that_leave_a_query_no_key_give_it_zeros_as_torch(a
     np.testing.assert_allclose(out.data, expected.detach().numpy(), rtol=1e-12, atol=1e-12)
     for mine, yours in zip(ours, theirs):
         np.testing.assert_allclose(mine.grad, yours.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+# ---------------------------------------------------------------- the same value and gradient, case by case
+
+
+def assert_matches_torch(ours, theirs, *arrays, dtype=np.float64):
+    """ours(*tensors) and theirs(*torch tensors): the same value, dtype and shape, and the same
+    gradient for every floating input. Equal to the last bit where no sum of rounded terms
+    differs in order; a sum of n terms within a few ulps of each (rtol n·eps)."""
+    mine = [
+        Tensor(a, dtype=a.dtype if a.dtype.kind != "f" else dtype, requires_grad=a.dtype.kind == "f") for a in arrays
+    ]
+    twins = [torch.tensor(m.data, requires_grad=m.requires_grad) for m in mine]
+    out, expected = ours(*mine), theirs(*twins)
+    assert out.shape == tuple(expected.shape) and out.dtype == torch_value(expected.detach()).dtype
+    tolerance = 4 * np.finfo(dtype).eps * max(sum(a.size for a in arrays), 1)
+    np.testing.assert_allclose(out.data, expected.detach().numpy(), rtol=tolerance, atol=tolerance)
+    if expected.requires_grad:
+        g = np.random.default_rng(0).standard_normal(out.shape).astype(out.dtype)
+        out.backward(g)
+        expected.backward(torch.from_numpy(g))
+        for m, t in zip(mine, twins):
+            if m.requires_grad:
+                np.testing.assert_allclose(m.grad, t.grad.numpy(), rtol=tolerance, atol=tolerance)
+
+
+# ---------------------------------------------------------------- an empty dim list
+
+
+@pytest.mark.parametrize("empty", [(), []], ids=["tuple", "list"])
+@pytest.mark.parametrize("keepdim", [False, True])
+@pytest.mark.parametrize(
+    "reduction",
+    [
+        lambda x, d, k: x.sum(dim=d, keepdim=k),
+        lambda x, d, k: x.mean(dim=d, keepdim=k),
+        lambda x, d, k: x.amax(dim=d, keepdim=k),
+        lambda x, d, k: x.amin(dim=d, keepdim=k),
+        lambda x, d, k: (mg if isinstance(x, Tensor) else torch).sum(x, dim=d, keepdim=k),
+        lambda x, d, k: x.var(dim=d, keepdim=k, correction=1),
+        lambda x, d, k: x.std(dim=d, keepdim=k, correction=0),
+        lambda x, d, k: (
+            x.var_mean(dim=d, keepdim=k)[0] if isinstance(x, Tensor) else torch.var_mean(x, d, keepdim=k)[0]
+        ),
+    ],
+    ids=["sum", "mean", "amax", "amin", "mg.sum", "var", "std", "var_mean"],
+)
+def test_an_empty_dim_list_reduces_every_axis_as_torch(reduction, keepdim, empty):
+    x = np.array([[1.0, 3.0, 3.0, 0.0], [2.0, -2.0, 0.5, 2.0], [-1.0, 5.0, -1.0, 5.0]])  # ties: the max shared
+    every_axis = (0, 1)  # torch's var and std over dim=() give this value, but a gradient of ±inf
+    assert_matches_torch(lambda t: reduction(t, empty, keepdim), lambda t: reduction(t, every_axis, keepdim), x)
+    expected = reduction(torch.from_numpy(x), empty, keepdim)
+    np.testing.assert_allclose(reduction(Tensor(x, dtype=np.float64), empty, keepdim).data, expected.numpy())
+
+
+def test_an_empty_dim_list_reduces_nothing_in_all_and_any_and_is_refused_by_max_as_torch():
+    x = np.array([[True, False], [True, True]])
+    for name in ("all", "any"):
+        theirs = getattr(torch.from_numpy(x), name)(dim=())
+        np.testing.assert_array_equal(getattr(Tensor(x), name)(dim=()).data, theirs.numpy())
+    for name in ("max", "argmax"):
+        with pytest.raises(TypeError):
+            getattr(torch.ones(2, 2), name)(dim=())
+        with pytest.raises(TypeError, match="one axis as an int"):
+            getattr(Tensor(np.ones((2, 2))), name)(dim=())
