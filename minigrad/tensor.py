@@ -428,6 +428,12 @@ def _index(index):
     """Turn Tensor, list and nested-tuple indices into arrays; reject index types NumPy would misread."""
     if isinstance(index, tuple):
         return tuple(_index_item(item) for item in index)
+    if isinstance(index, list) and not all(isinstance(i, (int, np.integer, np.bool_)) for i in index):
+        # x[[rows, cols]]: torch reads a list holding sequences or slices as a tuple, NumPy as one array
+        raise IndexError(
+            f"the index list {index!r} is read as a tuple by torch and as one array by NumPy: "
+            "write x[tuple(index)] or x[np.array(index)]"
+        )
     return _index_item(index)
 
 
@@ -440,6 +446,8 @@ def _index_item(item):
     if isinstance(item, np.ndarray):
         if item.dtype.kind not in "biu":
             raise TypeError(f"tensor index arrays must hold integers or bools, not {item.dtype}")
+        if item.dtype == np.uint8:  # torch reads uint8 as a mask (deprecated), NumPy as integers
+            raise IndexError("a uint8 index array is a mask to torch and integers to NumPy: pass bool or int64")
     elif not (isinstance(item, (int, np.integer, slice)) or item is None or item is Ellipsis):
         raise TypeError(
             f"unsupported index type {type(item).__name__}: use ints, slices, None, ..., or integer/boolean arrays"

@@ -339,3 +339,44 @@ def test_an_empty_dim_list_reduces_nothing_in_all_and_any_and_is_refused_by_max_
             getattr(torch.ones(2, 2), name)(dim=())
         with pytest.raises(TypeError, match="one axis as an int"):
             getattr(Tensor(np.ones((2, 2))), name)(dim=())
+
+
+# ---------------------------------------------------------------- indices torch and NumPy read differently
+
+
+@pytest.mark.filterwarnings("ignore:Using a non-tuple sequence")  # torch's, for the ambiguous lists
+@pytest.mark.parametrize(
+    "index",
+    [
+        lambda a: [a([0, 1]), a([1, 2])],
+        lambda a: [[0, 1], [1, 2]],
+        lambda a: [0, slice(None)],
+        lambda a: [0, None],
+        lambda a: [0, [1, 2]],
+    ],
+    ids=["list of arrays", "list of lists", "list with a slice", "list with None", "list with a list"],
+)
+def test_an_index_list_holding_sequences_is_refused_as_ambiguous(index):
+    """torch 2.13 reads such a list as a tuple, NumPy as one array: two answers, so neither is guessed."""
+    x = np.arange(12.0).reshape(3, 4)
+    as_tuple = torch.from_numpy(x)[index(torch.tensor)]  # torch's reading
+    for array in (np.array, lambda i: Tensor(np.array(i))):
+        with pytest.raises(IndexError, match=r"x\[tuple\(index\)\] or x\[np.array\(index\)\]"):
+            Tensor(x)[index(array)]
+    np.testing.assert_array_equal(Tensor(x)[tuple(index(np.array))].data, as_tuple.numpy())
+
+
+@pytest.mark.parametrize("index", [[0, 2], [True, False, True], [], [np.int64(2), -1]], ids=str)
+def test_a_flat_index_list_of_ints_or_bools_is_one_array_in_both(index):
+    x = np.arange(12.0).reshape(3, 4)
+    np.testing.assert_array_equal(Tensor(x)[index].data, torch.from_numpy(x)[index].numpy())
+
+
+@pytest.mark.filterwarnings("ignore:indexing with dtype torch.uint8")
+def test_a_uint8_index_array_is_refused_as_torch_reads_it_as_a_mask():
+    x, index = np.arange(12.0).reshape(3, 4), np.array([1, 0, 1], dtype=np.uint8)
+    assert tuple(torch.from_numpy(x)[torch.from_numpy(index)].shape) == (2, 4)  # a mask to torch
+    for uint8_index in (index, Tensor(index), (slice(None), np.array([0, 3], dtype=np.uint8))):
+        with pytest.raises(IndexError, match="pass bool or int64"):
+            Tensor(x)[uint8_index]
+    np.testing.assert_array_equal(Tensor(x)[index.astype(bool)].data, x[[0, 2]])
