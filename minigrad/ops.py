@@ -490,10 +490,13 @@ class Where(Function):
     tensor_backward = True
 
     def forward(self, condition, a, b):
-        if np.asarray(condition).dtype.kind not in "biu":
-            # a float mask (an additive −inf/0 bias, say) read as booleans would flip its meaning
-            raise TypeError(f"where: the condition must be boolean, not {np.asarray(condition).dtype}")
-        self.condition = np.asarray(condition, dtype=bool)
+        if np.asarray(condition).dtype != bool:
+            # as torch: a float mask (an additive −inf/0 bias, say) read as booleans would flip its meaning
+            raise TypeError(
+                f"where, masked_fill: the condition (mask) must be boolean, not {np.asarray(condition).dtype}; "
+                "compare it (mask != 0) to make one"
+            )
+        self.condition = np.asarray(condition)
         self.a_shape, self.b_shape = _shape_of(a), _shape_of(b)
         return np.where(self.condition, a, b)
 

@@ -391,13 +391,17 @@ class Tensor:
         return ops.ScatterAdd.apply(self, index, src, axis=dim)
 
     def masked_fill(self, mask, value: float):
-        """A copy with `value` wherever `mask` (broadcastable to this tensor's shape, True = fill) is True."""
+        """A copy with `value` wherever `mask` (boolean, broadcastable to this tensor's shape) is True.
+
+        The value takes this tensor's dtype, as torch's: an integer tensor filled with 0.5 gets 0.
+        """
         mask = array_of(mask)
         if np.broadcast_shapes(mask.shape, self.shape) != self.shape:
             raise ValueError(
                 f"masked_fill: a mask of shape {mask.shape} does not broadcast to the tensor's {self.shape}"
             )
-        return ops.Where.apply(mask, value, self)
+        value = value if isinstance(value, Tensor) else Tensor(value, dtype=self.dtype)
+        return ops.Where.apply(mask, value if value.dtype == self.dtype else value.astype(self.dtype), self)
 
 
 def _scan(function: type, x: Tensor, axis) -> Tensor:

@@ -380,3 +380,50 @@ def test_a_uint8_index_array_is_refused_as_torch_reads_it_as_a_mask():
         with pytest.raises(IndexError, match="pass bool or int64"):
             Tensor(x)[uint8_index]
     np.testing.assert_array_equal(Tensor(x)[index.astype(bool)].data, x[[0, 2]])
+
+
+# ---------------------------------------------------------------- masked_fill keeps the dtype; masks are boolean
+
+
+@pytest.mark.parametrize(
+    "dtype, value",
+    [
+        (np.int64, 0.5),
+        (np.int64, -1.7),
+        (np.int32, 2),
+        (np.uint8, 7.9),
+        (np.bool_, 0.5),
+        (np.float32, np.float64(-1e9)),
+        (np.float32, -np.inf),
+        (np.float64, 0.1),
+    ],
+    ids=str,
+)
+def test_masked_fill_keeps_the_tensors_dtype_and_casts_the_value_as_torch(dtype, value):
+    data, mask = np.arange(-3, 3).reshape(2, 3).astype(dtype), np.eye(2, 3, dtype=bool)
+    ours = Tensor(data, dtype=dtype).masked_fill(mask, value)
+    theirs = torch.from_numpy(data).masked_fill(torch.from_numpy(mask), value)
+    assert ours.dtype == dtype == theirs.numpy().dtype
+    np.testing.assert_array_equal(ours.data, theirs.numpy())
+
+
+def test_masked_fill_with_a_tensor_value_takes_the_dtype_and_passes_the_gradient_as_torch():
+    mask = np.array([[True, False], [True, True]])
+    assert_matches_torch(lambda x, v: x.masked_fill(mask, v), lambda x, v: x.masked_fill(torch.from_numpy(mask), v),
+                         np.array([[1.0, 2.0], [3.0, 4.0]]), np.array(0.25))  # fmt: skip
+    value = Tensor(np.array(0.25), dtype=np.float64, requires_grad=True)
+    out = Tensor(np.ones((2, 2))).masked_fill(mask, value)
+    out.sum().backward()
+    assert out.dtype == np.float32 and value.grad.dtype == np.float64 and value.grad == 3
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint8, np.float32])
+def test_masks_and_conditions_must_be_boolean_as_torch(dtype):
+    x, mask = np.arange(4.0).reshape(2, 2), np.array([[1, 0], [0, 1]], dtype=dtype)
+    with pytest.raises(RuntimeError, match="boolean"):
+        torch.from_numpy(x).masked_fill(torch.from_numpy(mask), 0.0)
+    with pytest.raises(TypeError, match=r"must be boolean, not \w+; compare it \(mask != 0\)"):
+        Tensor(x).masked_fill(mask, 0.0)
+    with pytest.raises(TypeError, match="must be boolean"):
+        mg.where(Tensor(mask), Tensor(x), 0.0)
+    np.testing.assert_array_equal(mg.where(mask != 0, Tensor(x), 0.0).data, np.where(mask != 0, x, 0.0))
