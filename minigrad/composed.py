@@ -257,7 +257,9 @@ def chunk(x: Tensor, chunks: int, dim: int = 0) -> tuple:
     if chunks <= 0:
         raise ValueError(f"chunk: chunks must be positive, got {chunks}")
     n = x.shape[ops.normalize_axis(dim, x.ndim)]
-    return x.split(max(-(-n // chunks), 1), dim)
+    if n == 0:  # torch: `chunks` empty pieces
+        return x.split([0] * chunks, dim)
+    return x.split(-(-n // chunks), dim)
 
 
 def tril(x: Tensor, diagonal: int = 0) -> Tensor:

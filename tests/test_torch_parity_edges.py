@@ -427,3 +427,11 @@ def test_masks_and_conditions_must_be_boolean_as_torch(dtype):
     with pytest.raises(TypeError, match="must be boolean"):
         mg.where(Tensor(mask), Tensor(x), 0.0)
     np.testing.assert_array_equal(mg.where(mask != 0, Tensor(x), 0.0).data, np.where(mask != 0, x, 0.0))
+
+
+@pytest.mark.parametrize(
+    "shape, chunks, dim", [((2, 0), 3, 1), ((0, 2), 1, 0), ((0,), 5, 0), ((4,), 5, 0), ((6,), 4, -1)]
+)
+def test_chunk_gives_torchs_number_of_pieces_and_shapes(shape, chunks, dim):
+    ours, theirs = Tensor(np.ones(shape)).chunk(chunks, dim), torch.ones(shape).chunk(chunks, dim)
+    assert [p.shape for p in ours] == [tuple(p.shape) for p in theirs]
