@@ -68,7 +68,9 @@ def prod(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
 def logsumexp(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
     """log Σ exp(x) over the axes: the log of softmax's denominator, shifted as softmax shifts."""
     axes = ops.reduced_axes(axis, x.ndim)
-    peak = ops.max_shift(x.data, axes)  # a constant: the shift cancels out of the value and the gradient
+    # a constant: the shift cancels out of the value and the gradient; +inf is not shifted by, so a lane
+    # holding it sums to +inf, as torch's
+    peak = np.nan_to_num(ops.max_shift(x.data, axes), posinf=0.0)
     with np.errstate(divide="ignore"):
         out = (x - peak).exp().sum(axis=axes, keepdims=True).log() + peak
     return out.reshape(_reduced_shape(x.shape, axes, keepdims))
@@ -126,6 +128,8 @@ def clamp(x: Tensor, min=None, max=None) -> Tensor:
     """
     if min is None and max is None:
         raise ValueError("clamp: give min, max or both (torch.clamp refuses neither)")
+    if x.dtype.kind == "f" and np.isnan(x.data).any():  # NaN stays NaN, with no gradient, as torch's
+        x = where(np.isnan(x.data), x.detach(), x)
     out = x
     if min is not None:
         out = where(x < min, min, out)

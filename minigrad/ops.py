@@ -63,6 +63,11 @@ def normalize_axis(axis, ndim: int) -> int:
     return (normalize_axes(axis, ndim) or (0,))[0]
 
 
+def sign(a: np.ndarray) -> np.ndarray:
+    """−1, 0 or 1: np.sign, but 0 at NaN, as torch's sign (NumPy's is NaN)."""
+    return np.where(a != a, 0, np.sign(a))
+
+
 def _shape_of(x) -> tuple:
     return x.shape if type(x) is np.ndarray else np.shape(x)  # np.shape dispatches: ten times slower
 
@@ -232,9 +237,12 @@ class Maximum(Function):
 
     def backward(self, g):
         a, b = detached(self.a), detached(self.b)
-        share_a = self.a_wins(a, b) + 0.5 * (a == b)  # a constant: the second derivative is 0 away from ties
+        # all of g unless the other side wins, half at a tie; beside a NaN neither wins, and both get g (as
+        # torch). Constants: the second derivative is 0 away from ties.
+        tie = 0.5 * (a == b)
+        share_a, share_b = 1 - self.a_wins(b, a) - tie, 1 - self.a_wins(a, b) - tie
         ga = unbroadcast(g * share_a, _shape_of(a)) if self.needs_input_grad[0] else None
-        gb = unbroadcast(g * (1 - share_a), _shape_of(b)) if self.needs_input_grad[1] else None
+        gb = unbroadcast(g * share_b, _shape_of(b)) if self.needs_input_grad[1] else None
         return ga, gb
 
 
@@ -325,23 +333,23 @@ class ReLU(Function):
     tensor_backward = True
 
     def forward(self, a):
-        self.positive = a > 0
+        self.passes = ~(a <= 0)  # a > 0, or NaN: torch passes g there too
         return np.maximum(a, 0)
 
     def backward(self, g):
         # d max(a, 0)/da = 1 where a > 0, else 0 (PyTorch's choice at 0, too)
-        return g * self.positive
+        return g * self.passes
 
 
 class Abs(Function):
     tensor_backward = True
 
     def forward(self, a):
-        self.sign = np.sign(a)
+        self.sign = sign(a)
         return np.abs(a)
 
     def backward(self, g):
-        # d|a|/da = sign(a), 0 at 0 as in PyTorch
+        # d|a|/da = sign(a), 0 at 0 (and at NaN) as in PyTorch
         return g * self.sign
 
 
@@ -560,10 +568,11 @@ def max_shift(a: np.ndarray, axis) -> np.ndarray:
     """The max of `a` along `axis` (kept as size 1), by which the softmax family shifts its input.
 
     softmax(a) = e^(a − m) / Σ e^(a − m) for any m; with m the max, e^(a − m) ≤ 1 never
-    overflows. A lane with no finite max (all −inf, or empty) is shifted by 0.
+    overflows. A lane of all −inf (or empty) is shifted by 0; one holding +inf by +inf, so that it
+    comes out NaN, as torch's.
     """
     peak = np.max(a, axis=axis, keepdims=True, initial=-np.inf)
-    return np.where(np.isfinite(peak), peak, 0)
+    return np.where(peak == -np.inf, 0, peak)
 
 
 def softmax_array(

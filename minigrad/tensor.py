@@ -294,7 +294,7 @@ class Tensor:
 
     # Flat between jumps: these have a zero gradient wherever they have one (ops.Rounding).
     def sign(self):
-        return ops.Rounding.apply(self, function=np.sign)
+        return ops.Rounding.apply(self, function=ops.sign)
 
     def floor(self):
         return ops.Rounding.apply(self, function=np.floor)

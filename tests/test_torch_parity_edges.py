@@ -435,3 +435,44 @@ def test_masks_and_conditions_must_be_boolean_as_torch(dtype):
 def test_chunk_gives_torchs_number_of_pieces_and_shapes(shape, chunks, dim):
     ours, theirs = Tensor(np.ones(shape)).chunk(chunks, dim), torch.ones(shape).chunk(chunks, dim)
     assert [p.shape for p in ours] == [tuple(p.shape) for p in theirs]
+
+
+# ---------------------------------------------------------------- NaN and infinity
+
+
+NAN, INF = np.nan, np.inf
+
+
+@pytest.mark.filterwarnings("ignore:invalid value")  # NumPy's, for the NaN and inf arithmetic both sides do
+@pytest.mark.parametrize(
+    "ours, theirs, arrays",
+    [
+        (lambda a: a.sign(), torch.sign, [np.array([NAN, -0.0, 2.0, -3.0])]),
+        (lambda a: a.relu(), torch.relu, [np.array([NAN, 1.0, -1.0, 0.0])]),
+        (lambda a: a.abs(), torch.abs, [np.array([NAN, 1.0, -1.0, 0.0])]),
+        (lambda a: a.clamp(-0.5, 0.5), lambda a: a.clamp(-0.5, 0.5), [np.array([NAN, 1.0, -1.0, 0.0])]),
+        (lambda a: a.clamp(min=-0.5), lambda a: a.clamp(min=-0.5), [np.array([NAN, 1.0, -1.0, 0.0])]),
+        (lambda a: mg.clip(a, max=0.5), lambda a: torch.clip(a, max=0.5), [np.array([NAN, 1.0, -1.0, 0.0])]),
+        (mg.maximum, torch.maximum, [np.array([NAN, 1.0, -1.0, 0.0, NAN]), np.array([0.0, NAN, 0.0, 0.0, NAN])]),
+        (mg.minimum, torch.minimum, [np.array([NAN, 1.0, -1.0, 0.0, 2.0]), np.array([0.0, NAN, 0.0, 0.0, 1.0])]),
+        (lambda a: a.softmax(-1), lambda a: a.softmax(-1), [np.array([[INF, 1.0], [INF, INF], [0.5, -INF]])]),
+        (lambda a: a.log_softmax(-1), lambda a: a.log_softmax(-1), [np.array([[INF, 1.0], [2.0, -INF]])]),
+        (lambda a: a.logsumexp(-1), lambda a: a.logsumexp(-1), [np.array([[INF, 1.0], [-INF, -INF], [2.0, 1.0]])]),
+    ],
+    ids=[
+        "sign",
+        "relu",
+        "abs",
+        "clamp",
+        "clamp_min",
+        "clip_max",
+        "maximum",
+        "minimum",
+        "softmax",
+        "log_softmax",
+        "logsumexp",
+    ],  # fmt: skip
+)
+def test_nan_and_infinity_give_torchs_values_and_gradients(ours, theirs, arrays):
+    with np.errstate(invalid="ignore"):
+        assert_matches_torch(ours, theirs, *arrays)
