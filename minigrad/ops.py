@@ -877,11 +877,9 @@ class Einsum(Function):
         target = self.subscripts[i]
         others = [(s, op) for j, (s, op) in enumerate(zip(self.subscripts, self.operands)) if j != i]
         available = set(self.output).union(*(s for s, _ in others))
-        sizes: dict = {}
-        for s, op in zip(self.subscripts, self.operands):
-            for letter, n in zip(s, op.shape):
-                sizes[letter] = max(sizes.get(letter, 1), n)
-        unused = (c for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in sizes)
+        sizes = dict(zip(target, _shape_of(self.operands[i])))  # operand i's own, 0 and 1 included
+        used = set(self.output).union(*self.subscripts)
+        unused = (c for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in used)
         # A letter only operand i has was summed away: it comes back as a row of ones. A letter
         # operand i repeats ('ii', a diagonal) is asked for once and put back on the diagonal
         # by an identity matrix.
@@ -899,8 +897,10 @@ class Einsum(Function):
                 result += letter
         subscripts = [self.output] + [s for s, _ in others] + extra_subscripts
         grad = einsum(subscripts, result, g, *(op for _, op in others), *extra_operands)
-        # an axis of size 1 that broadcast against a longer one receives the sum over it
-        return unbroadcast(grad, self.operands[i].shape)
+        # an axis of size 1 that broadcast against a longer one receives the sum over it; an axis
+        # whose letter the others have as size 1 comes back as 1, the same for each of its entries
+        shape = _shape_of(self.operands[i])
+        return unbroadcast(broadcast_to(grad, np.broadcast_shapes(_shape_of(grad), shape)), shape)
 
 
 from minigrad import tensor as _tensor  # noqa: E402  (the helpers above test for Tensors)

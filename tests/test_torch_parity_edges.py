@@ -476,3 +476,24 @@ NAN, INF = np.nan, np.inf
 def test_nan_and_infinity_give_torchs_values_and_gradients(ours, theirs, arrays):
     with np.errstate(invalid="ignore"):
         assert_matches_torch(ours, theirs, *arrays)
+
+
+# ---------------------------------------------------------------- einsum's gradient over broadcast and empty axes
+
+
+@pytest.mark.parametrize(
+    "equation, shapes",
+    [
+        ("ij,jk->ik", [(2, 1), (3, 4)]),
+        ("ij,jk->ik", [(2, 3), (1, 4)]),
+        ("bij,bjk->bik", [(1, 2, 1), (3, 4, 2)]),
+        ("i->", [(0,)]),
+        ("ij->i", [(2, 0)]),
+        ("ij,j->i", [(2, 0), (0,)]),
+        ("ii->i", [(0, 0)]),
+    ],
+    ids=str,
+)
+def test_einsum_gradient_over_a_broadcast_or_empty_axis_matches_torch(equation, shapes):
+    arrays = [np.random.default_rng(i).standard_normal(shape) for i, shape in enumerate(shapes)]
+    assert_matches_torch(lambda *ts: mg.einsum(equation, *ts), lambda *ts: torch.einsum(equation, *ts), *arrays)
