@@ -66,7 +66,10 @@ def prod(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
 
 @torch_keywords
 def logsumexp(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
-    """log Σ exp(x) over the axes: the log of softmax's denominator, shifted as softmax shifts."""
+    """log Σ exp(x) over the axes: the log of softmax's denominator, shifted as softmax shifts.
+    Integers and bools are summed as float32, as torch's."""
+    if x.dtype.kind != "f":
+        x = x.astype(np.float32)
     axes = ops.reduced_axes(axis, x.ndim)
     # a constant: the shift cancels out of the value and the gradient; +inf is not shifted by, so a lane
     # holding it sums to +inf, as torch's

@@ -20,9 +20,9 @@ from minigrad.torch_spellings import ValuesIndices
 
 def _running_extreme(x: Tensor, dim: int, better) -> ValuesIndices:
     """(values, indices) of the best element so far along dim; a tie moves the index on, as torch."""
-    if x.ndim == 0:
-        return ValuesIndices(x * 1, Tensor(np.zeros((), dtype=np.int64)))
     dim = ops.normalize_axis(dim, x.ndim)
+    if x.ndim == 0 or x.shape[dim] == 0:  # nothing to run along
+        return ValuesIndices(x * 1, Tensor(np.zeros(x.shape, dtype=np.int64)))
     data = np.moveaxis(x.data, dim, -1)  # (..., n)
     indices = np.zeros(data.shape, dtype=np.int64)
     best = data[..., 0]

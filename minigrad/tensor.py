@@ -378,6 +378,8 @@ class Tensor:
         """out[p] = self[p with p[dim] = index[p]], as torch.gather; index has self's number of
         dimensions and may be smaller than self along every one but `dim`."""
         dim = ops.normalize_axis(dim, self.ndim)
+        if self.ndim == 0:  # torch reads a 0-d tensor as one of shape (1,), and a 0-d or (1,) index
+            return self.reshape(1).gather(0, array_of(index).reshape(-1)).reshape(np.shape(array_of(index)))
         return ops.Gather.apply(self, _gather_index(index, self.shape, dim, "gather"), axis=dim)
 
     def scatter_add(self, dim: int, index, src):

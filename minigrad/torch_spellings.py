@@ -166,6 +166,8 @@ def sort(x, dim: int = -1, descending: bool = False, stable: bool = False):
     """(values, indices) sorted along `dim`, as torch.sort; ties keep their order, NaN sorts last
     (first when descending). The values are a gather, so their gradient reaches the inputs."""
     dim = ops.normalize_axis(dim, x.ndim)
+    if x.ndim == 0:  # one element, in order already: itself, at index 0 (as torch)
+        return ValuesIndices(x * 1, type(x)._from_array(np.zeros((), dtype=np.int64)))
     if descending:  # a stable ascending sort of the reversed lane, reversed again, keeps ties in order
         n = x.shape[dim]
         indices = n - 1 - np.flip(np.argsort(np.flip(x.data, dim), axis=dim, kind="stable"), dim)
@@ -177,9 +179,12 @@ def sort(x, dim: int = -1, descending: bool = False, stable: bool = False):
 def topk(x, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):
     """(values, indices) of the k largest (or smallest) along `dim`, as torch.topk, in order."""
     dim = ops.normalize_axis(dim, x.ndim)
-    if not 0 <= k <= x.shape[dim]:
-        raise ValueError(f"topk: k={k} is out of range for dimension {dim} of size {x.shape[dim]}")
+    size = x.shape[dim] if x.ndim else 1
+    if not 0 <= k <= size:
+        raise ValueError(f"topk: k={k} is out of range for dimension {dim} of size {size}")
     values, indices = sort(x, dim, descending=largest)
+    if x.ndim == 0:  # torch gives the element itself, for k 1 or 0
+        return ValuesIndices(values, indices)
     first_k = (slice(None),) * dim + (slice(0, k),)
     return ValuesIndices(values[first_k], indices[first_k])
 

@@ -497,3 +497,48 @@ def test_nan_and_infinity_give_torchs_values_and_gradients(ours, theirs, arrays)
 def test_einsum_gradient_over_a_broadcast_or_empty_axis_matches_torch(equation, shapes):
     arrays = [np.random.default_rng(i).standard_normal(shape) for i, shape in enumerate(shapes)]
     assert_matches_torch(lambda *ts: mg.einsum(equation, *ts), lambda *ts: torch.einsum(equation, *ts), *arrays)
+
+
+# ---------------------------------------------------------------- 0-d tensors, empty dimensions, integers
+
+
+@pytest.mark.parametrize(
+    "ours, theirs, arrays",
+    [
+        (lambda a: a.sort().values, lambda a: a.sort().values, [np.array(1.5)]),
+        (lambda a: a.sort(0, descending=True).indices, lambda a: a.sort(0, descending=True).indices, [np.array(1.5)]),
+        (lambda a: a.topk(1).values, lambda a: a.topk(1).values, [np.array(1.5)]),
+        (lambda a: a.topk(0, dim=-1).indices, lambda a: a.topk(0, dim=-1).indices, [np.array(1.5)]),
+        (lambda a: a.gather(0, np.array(0)), lambda a: a.gather(0, torch.tensor(0)), [np.array(1.5)]),
+        (lambda a: a.gather(-1, np.array([0])), lambda a: a.gather(-1, torch.tensor([0])), [np.array(1.5)]),
+        (lambda a: a.cummax(0).values, lambda a: a.cummax(0).values, [np.ones((0, 3))]),
+        (lambda a: a.cummin(1).indices, lambda a: a.cummin(1).indices, [np.ones((3, 0))]),
+        (lambda a: a.cummax(0).indices, lambda a: a.cummax(0).indices, [np.array(2.0)]),
+        (lambda a: a.logsumexp(1), lambda a: a.logsumexp(1), [np.array([[1, 2], [3, 40]])]),
+        (lambda a: a.logsumexp(0), lambda a: a.logsumexp(0), [np.array([[1, 2], [3, 4]], dtype=np.int32)]),
+        (lambda a: a.logsumexp(1), lambda a: a.logsumexp(1), [np.array([[True, False]])]),
+    ],
+    ids=[
+        "sort",
+        "sort_indices",
+        "topk",
+        "topk_0",
+        "gather",
+        "gather_1d_index",
+        "cummax_empty",
+        "cummin_empty",
+        "cummax_0d",
+        "logsumexp_int64",
+        "logsumexp_int32",
+        "logsumexp_bool",
+    ],  # fmt: skip
+)
+def test_0d_tensors_empty_dimensions_and_integers_work_as_in_torch(ours, theirs, arrays):
+    assert_matches_torch(ours, theirs, *arrays)
+
+
+def test_topk_of_a_0d_tensor_refuses_k_2_as_torch():
+    with pytest.raises(RuntimeError, match="out of range"):
+        torch.tensor(1.5).topk(2)
+    with pytest.raises(ValueError, match="out of range"):
+        Tensor(1.5).topk(2)
