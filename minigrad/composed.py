@@ -202,12 +202,15 @@ def _logical(x, like: Tensor | None = None) -> np.ndarray:
 # ---------------------------------------------------------------- movement: slices and gathers
 
 
-def flip(x: Tensor, dims=None) -> Tensor:
-    """Reverse the order along `dims` (every axis when None, as NumPy)."""
-    axes = ops.normalize_axes(dims, x.ndim)
+@torch_keywords
+def flip(x: Tensor, *sizes, dims=None) -> Tensor:
+    """Reverse the order along dims, named as flip(0, 1), flip((0, 1)) or flip(dims=...); every
+    axis when none is named (NumPy)."""
+    axes = ops.normalize_axes(shape_from_args(sizes, dims) if sizes or dims is not None else None, x.ndim)
     return x[tuple(slice(None, None, -1) if a in axes else slice(None) for a in range(x.ndim))]
 
 
+@torch_keywords
 def roll(x: Tensor, shifts, dims=None) -> Tensor:
     """Shift elements along `dims` with wrap-around; with dims None, along the flattened tensor."""
     if dims is None:
@@ -237,12 +240,13 @@ def repeat(x: Tensor, *sizes) -> Tensor:
     return stretched.reshape(tuple(r * s for r, s in zip(sizes, shape)))
 
 
-def tile(x: Tensor, *dims) -> Tensor:
+def tile(x: Tensor, *sizes, dims=None) -> Tensor:
     """torch.tile / np.tile: repeat, with missing leading counts taken as 1."""
-    dims = shape_from_args(dims)
+    dims = shape_from_args(sizes, dims)
     return x.repeat((1,) * (x.ndim - len(dims)) + dims)
 
 
+@torch_keywords
 def split(x: Tensor, split_size_or_sections, dim: int = 0) -> tuple:
     """Pieces along `dim`: of size `split_size_or_sections` (the last may be smaller), or of the listed sizes."""
     dim = ops.normalize_axis(dim, x.ndim)
@@ -259,6 +263,7 @@ def split(x: Tensor, split_size_or_sections, dim: int = 0) -> tuple:
     return tuple(x[(slice(None),) * dim + (slice(a, b),)] for a, b in zip(starts[:-1], starts[1:]))
 
 
+@torch_keywords
 def chunk(x: Tensor, chunks: int, dim: int = 0) -> tuple:
     """At most `chunks` pieces of equal size along `dim` (the last may be smaller), as torch.chunk."""
     if chunks <= 0:

@@ -13,7 +13,7 @@ import numpy as np
 
 from minigrad import ops
 from minigrad.tensor import Tensor, array_of, concatenate, where
-from minigrad.torch_spellings import ValuesIndices
+from minigrad.torch_spellings import ValuesIndices, torch_keywords
 
 # ---------------------------------------------------------------- running maxima and minima
 
@@ -35,6 +35,7 @@ def _running_extreme(x: Tensor, dim: int, better) -> ValuesIndices:
     return ValuesIndices(x.gather(dim, indices), Tensor(indices))  # the gradient goes to the element picked
 
 
+@torch_keywords
 def cummax(self: Tensor, dim: int) -> ValuesIndices:
     """(values, indices): the largest element so far along dim and where it is, as torch.cummax.
 
@@ -44,6 +45,7 @@ def cummax(self: Tensor, dim: int) -> ValuesIndices:
     return _running_extreme(self, dim, np.greater_equal)
 
 
+@torch_keywords
 def cummin(self: Tensor, dim: int) -> ValuesIndices:
     """(values, indices): the smallest element so far along dim and where it is, as torch.cummin."""
     return _running_extreme(self, dim, np.less_equal)
@@ -69,13 +71,15 @@ def logcumsumexp(self: Tensor, dim: int) -> Tensor:
 # ---------------------------------------------------------------- statistics
 
 
-def std_mean(self: Tensor, dim=None, *, correction: int = 1, keepdim: bool = False) -> tuple[Tensor, Tensor]:
+@torch_keywords
+def std_mean(self: Tensor, dim=None, correction: int = 1, keepdim: bool = False) -> tuple[Tensor, Tensor]:
     """(standard deviation, mean) over dim, as torch.std_mean: the sample deviation (correction=1)
     unless correction says otherwise (x.std's default is NumPy's ddof=0; this name is torch's)."""
     return self.std(dim=dim, correction=correction, keepdim=keepdim), self.mean(dim=dim, keepdim=keepdim)
 
 
-def var_mean(self: Tensor, dim=None, *, correction: int = 1, keepdim: bool = False) -> tuple[Tensor, Tensor]:
+@torch_keywords
+def var_mean(self: Tensor, dim=None, correction: int = 1, keepdim: bool = False) -> tuple[Tensor, Tensor]:
     """(variance, mean) over dim, as torch.var_mean (the sample variance unless correction says otherwise)."""
     return self.var(dim=dim, correction=correction, keepdim=keepdim), self.mean(dim=dim, keepdim=keepdim)
 

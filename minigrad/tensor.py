@@ -351,11 +351,14 @@ class Tensor:
 
     # ------------------------------------------------------------ shape and movement
 
-    def reshape(self, *shape):
-        return ops.Reshape.apply(self, shape=shape_from_args(shape))
+    def reshape(self, *sizes, shape=None):
+        return ops.Reshape.apply(self, shape=shape_from_args(sizes, shape))
 
-    def transpose(self, *axes):
-        """Permute axes as NumPy's transpose; no axes reverses them. (torch's swap of two axes is `swapaxes`.)"""
+    def transpose(self, *axes, dim0=None, dim1=None):
+        """Permute axes as NumPy's transpose; no axes reverses them. (torch's swap of two axes is
+        `swapaxes`, or transpose with its keywords dim0=, dim1=.)"""
+        if dim0 is not None or dim1 is not None:
+            return self.swapaxes(dim0, dim1)
         axes = shape_from_args(axes)
         if len(axes) == 2 and self.ndim != 2:
             raise ValueError(
@@ -374,6 +377,7 @@ class Tensor:
     def __getitem__(self, index):
         return ops.GetItem.apply(self, index=_index(index))
 
+    @torch_keywords
     def gather(self, dim: int, index):
         """out[p] = self[p with p[dim] = index[p]], as torch.gather; index has self's number of
         dimensions and may be smaller than self along every one but `dim`."""
@@ -382,6 +386,7 @@ class Tensor:
             return self.reshape(1).gather(0, array_of(index).reshape(-1)).reshape(np.shape(array_of(index)))
         return ops.Gather.apply(self, _gather_index(index, self.shape, dim, "gather"), axis=dim)
 
+    @torch_keywords
     def scatter_add(self, dim: int, index, src):
         """A copy of self with src[p] added at (p with p[dim] = index[p]), as torch.scatter_add."""
         dim = ops.normalize_axis(dim, self.ndim)
@@ -504,7 +509,7 @@ _add_methods(
 _add_methods(
     torch_spellings,
     """size numel dim grad_fn is_leaf tolist __contains__ float double long clone to amax amin
-    permute swapaxes t expand flatten unflatten squeeze unsqueeze sort topk""",
+    permute swapaxes t expand flatten unflatten squeeze unsqueeze sort topk where""",
 )
 _add_methods(
     selection,

@@ -17,8 +17,8 @@ METHODS_AS_FUNCTIONS: dict = {}
 
 
 def _method_as_function(name: str):
-    def function(x, *args, **kwargs):
-        return getattr(x if isinstance(x, Tensor) else Tensor(x), name)(*args, **kwargs)
+    def function(input, *args, **kwargs):  # torch's name for the tensor, so that input= works too
+        return getattr(input if isinstance(input, Tensor) else Tensor(input), name)(*args, **kwargs)
 
     function.__name__ = function.__qualname__ = name
     function.__doc__ = f"mg.{name}(x, ...) is x.{name}(...), as torch.{name}(x, ...) is x.{name}(...)."

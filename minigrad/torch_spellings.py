@@ -3,38 +3,56 @@
 A PyTorch program says `x.view(2, 3)`, `x.permute(1, 0)`, `x.size(-1)`, `x.sum(dim=1, keepdim=True)`
 and `x.max(dim=1)`; each of these is here, written with Tensor's own methods (minigrad/tensor.py
 lists them among its methods). `torch_keywords` lets a method written with NumPy's keywords
-(axis=, keepdims=, ddof=) also take torch's (dim=, keepdim=, correction=).
+(axis=, keepdims=, ddof=) also take torch's (dim=, keepdim=, correction=, unbiased=, dtype=),
+and one written with torch's take NumPy's.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 from collections import namedtuple
 
 import numpy as np
 
 from minigrad import ops
 
-# torch's keyword -> NumPy's, as the methods are written, and NumPy's default
-_TORCH_KEYWORDS = {"dim": ("axis", None), "keepdim": ("keepdims", False), "correction": ("ddof", 0)}
+# (the keyword a function is written with, the other spelling it takes too): torch's and NumPy's
+_SPELLINGS = (
+    ("axis", "dim"), ("dim", "axis"), ("keepdims", "keepdim"), ("keepdim", "keepdims"),
+    ("ddof", "correction"), ("correction", "ddof"), ("dims", "axis"),
+)  # fmt: skip
+# the functions whose torch namesake takes dtype=: the input is cast to it first
+_CAST_FIRST = {"sum", "mean", "prod", "cumsum", "cumprod", "softmax", "log_softmax"}
 
 
 def torch_keywords(function):
-    """`function`, written with NumPy's axis=/keepdims=/ddof=, also called with torch's dim=/keepdim=/correction=."""
+    """`function` called with either spelling of its keywords (dim=/axis=, keepdim=/keepdims=,
+    correction=/ddof=), whichever it is written with; also torch's unbiased= (correction 1 or 0),
+    correction=None (torch's default, 1), and dtype= where torch's namesake takes it."""
+    parameters = inspect.signature(function).parameters
+    other_spelling = {other: own for own, other in _SPELLINGS if own in parameters}
+    takes_correction = "ddof" in parameters or "correction" in parameters
 
     @functools.wraps(function)
-    def with_torch_keywords(*args, **kwargs):
-        for torch_name, (numpy_name, default) in _TORCH_KEYWORDS.items():
-            value = kwargs.pop(torch_name, None)
-            if value is None:
-                continue
-            given = kwargs.get(numpy_name, default)
-            if given is not default and given != default:
-                raise TypeError(f"got both {numpy_name}={kwargs[numpy_name]!r} and {torch_name}={value!r}; pass one")
-            kwargs[numpy_name] = value
+    def with_either_spelling(*args, **kwargs):
+        if takes_correction and "unbiased" in kwargs:
+            kwargs["correction"] = int(kwargs.pop("unbiased"))
+        if takes_correction and "correction" in kwargs and kwargs["correction"] is None:
+            kwargs["correction"] = 1
+        for other, own in other_spelling.items():
+            if other in kwargs:
+                value = kwargs.pop(other)
+                if value is not None and kwargs.get(own) is not None:
+                    raise TypeError(f"got both {own}={kwargs[own]!r} and {other}={value!r}; pass one")
+                if value is not None or own not in kwargs:
+                    kwargs[own] = value
+        if function.__name__ in _CAST_FIRST and "dtype" in kwargs:
+            dtype = kwargs.pop("dtype")
+            args = args if dtype is None else (args[0].astype(dtype), *args[1:])
         return function(*args, **kwargs)
 
-    return with_torch_keywords
+    return with_either_spelling
 
 
 ValuesIndices = namedtuple("ValuesIndices", ["values", "indices"])
@@ -52,9 +70,9 @@ def max_or_torch_form(elementwise: str, arg_reduction: str):
 
     def decorate(reduction):
         @functools.wraps(reduction)
-        def reduction_or_torch_form(x, axis=None, keepdims: bool = False, *, dim=None, keepdim=None):
-            if isinstance(axis, type(x)):
-                return getattr(x, elementwise)(axis)
+        def reduction_or_torch_form(x, axis=None, keepdims: bool = False, *, dim=None, keepdim=None, other=None):
+            if isinstance(axis, type(x)) or other is not None:
+                return getattr(x, elementwise)(axis if other is None else other)
             keepdims = keepdims if keepdim is None else keepdim
             if dim is None:
                 return reduction(x, axis, keepdims)
@@ -152,16 +170,19 @@ def to(x, target):
 # ---------------------------------------------------------------- reductions
 
 
+@torch_keywords
 def amax(x, dim=None, keepdim: bool = False):
     """torch.amax: the largest elements along `dim` (ties share the gradient), as x.max(axis, keepdims)."""
     return x.max(dim, keepdim)
 
 
+@torch_keywords
 def amin(x, dim=None, keepdim: bool = False):
     """torch.amin: the smallest elements along `dim`, as x.min(axis, keepdims)."""
     return x.min(dim, keepdim)
 
 
+@torch_keywords
 def sort(x, dim: int = -1, descending: bool = False, stable: bool = False):
     """(values, indices) sorted along `dim`, as torch.sort; ties keep their order, NaN sorts last
     (first when descending). The values are a gather, so their gradient reaches the inputs."""
@@ -176,6 +197,7 @@ def sort(x, dim: int = -1, descending: bool = False, stable: bool = False):
     return ValuesIndices(ops.Gather.apply(x, indices, axis=dim), type(x)._from_array(indices))
 
 
+@torch_keywords
 def topk(x, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):
     """(values, indices) of the k largest (or smallest) along `dim`, as torch.topk, in order."""
     dim = ops.normalize_axis(dim, x.ndim)
@@ -192,16 +214,20 @@ def topk(x, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):
 # ---------------------------------------------------------------- shapes, as reshapes and transposes
 
 
-def shape_from_args(shape: tuple) -> tuple:
-    """Sizes given either way, f(2, 3) or f((2, 3)), as a tuple (torch's and NumPy's reshape take both)."""
+def shape_from_args(shape: tuple, keyword=None) -> tuple:
+    """Sizes given any of torch's ways, f(2, 3), f((2, 3)) or as a keyword f(shape=(2, 3)), as a tuple."""
+    if keyword is not None:
+        if shape:
+            raise TypeError(f"sizes given both by position {shape} and by keyword {keyword}; pass one")
+        shape = (keyword,)
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         return tuple(shape[0])
     return tuple(shape)
 
 
-def permute(x, *dims):
-    """torch's permute: axis dims[i] becomes axis i (all axes named)."""
-    return ops.Transpose.apply(x, axes=shape_from_args(dims))
+def permute(x, *sizes, dims=None):
+    """torch's permute: axis dims[i] becomes axis i (all axes named, as sizes, a tuple or dims=)."""
+    return ops.Transpose.apply(x, axes=shape_from_args(sizes, dims))
 
 
 def swapaxes(x, axis0: int, axis1: int):
@@ -252,7 +278,13 @@ def squeeze(x, axis=None):
     return x.reshape(tuple(n for i, n in enumerate(x.shape) if not (i in axes and n == 1)))
 
 
+@torch_keywords
 def unsqueeze(x, dim: int):
     """A new size-1 dimension at position `dim` (-ndim-1 ≤ dim ≤ ndim)."""
     dim = ops.normalize_axis(dim, x.ndim + 1)
     return x.reshape(x.shape[:dim] + (1,) + x.shape[dim:])
+
+
+def where(x, condition, other):
+    """torch's x.where(condition, other): x where condition is True, else other."""
+    return ops.where(condition, x, other)

@@ -281,15 +281,16 @@ def test_is_causal_and_a_mask_that_leave_a_query_no_key_give_it_zeros_as_torch(a
 
 def assert_matches_torch(ours, theirs, *arrays, dtype=np.float64):
     """ours(*tensors) and theirs(*torch tensors): the same value, dtype and shape, and the same
-    gradient for every floating input. Equal to the last bit where no sum of rounded terms
-    differs in order; a sum of n terms within a few ulps of each (rtol n·eps)."""
+    gradient for every floating input, within a few ulps of the result's dtype per input element
+    (a sum of n rounded terms in another order differs by up to about n·eps)."""
     mine = [
         Tensor(a, dtype=a.dtype if a.dtype.kind != "f" else dtype, requires_grad=a.dtype.kind == "f") for a in arrays
     ]
     twins = [torch.tensor(m.data, requires_grad=m.requires_grad) for m in mine]
     out, expected = ours(*mine), theirs(*twins)
     assert out.shape == tuple(expected.shape) and out.dtype == torch_value(expected.detach()).dtype
-    tolerance = 4 * np.finfo(dtype).eps * max(sum(a.size for a in arrays), 1)
+    precision = out.dtype if out.dtype.kind == "f" else dtype  # a result cast to float32 has its precision
+    tolerance = 4 * np.finfo(precision).eps * max(sum(a.size for a in arrays), 1)
     np.testing.assert_allclose(out.data, expected.detach().numpy(), rtol=tolerance, atol=tolerance)
     if expected.requires_grad:
         g = np.random.default_rng(0).standard_normal(out.shape).astype(out.dtype)
@@ -542,3 +543,109 @@ def test_topk_of_a_0d_tensor_refuses_k_2_as_torch():
         torch.tensor(1.5).topk(2)
     with pytest.raises(ValueError, match="out of range"):
         Tensor(1.5).topk(2)
+
+
+# ---------------------------------------------------------------- either spelling, wherever an axis is taken
+
+INDEX = np.array([[0, 2], [1, 1], [3, 0]])
+
+
+@pytest.mark.parametrize(
+    "numpy_spelling, torch_spelling",
+    [
+        (lambda x: x.amax(axis=1), lambda x: x.amax(dim=1)),
+        (lambda x: mg.amin(x, axis=0, keepdims=True), lambda x: torch.amin(x, dim=0, keepdim=True)),
+        (lambda x: x.sort(axis=0, descending=True).values, lambda x: x.sort(dim=0, descending=True).values),
+        (lambda x: x.topk(2, axis=0).values, lambda x: x.topk(2, dim=0).values),
+        (lambda x: x.unsqueeze(axis=1), lambda x: x.unsqueeze(dim=1)),
+        (lambda x: x.gather(axis=1, index=INDEX), lambda x: x.gather(dim=1, index=torch.from_numpy(INDEX))),
+        (
+            lambda x: x.scatter_add(axis=1, index=INDEX, src=x[:, :2]),
+            lambda x: x.scatter_add(1, torch.from_numpy(INDEX), x[:, :2]),
+        ),
+        (lambda x: x.cummax(axis=0).values, lambda x: x.cummax(dim=0).values),
+        (lambda x: x.cummin(axis=1).values, lambda x: x.cummin(dim=1).values),
+        (lambda x: x.chunk(2, axis=1)[1], lambda x: x.chunk(2, dim=1)[1]),
+        (lambda x: x.split(3, axis=1)[1], lambda x: x.split(3, dim=1)[1]),
+        (lambda x: x.flip(axis=0), lambda x: x.flip(dims=(0,))),
+        (lambda x: x.roll(1, axis=1), lambda x: x.roll(1, dims=1)),
+        (lambda x: x.std_mean(axis=0, ddof=0)[0], lambda x: torch.std_mean(x, dim=0, correction=0)[0]),
+        (lambda x: x.var_mean(axis=1, keepdims=True)[0], lambda x: torch.var_mean(x, dim=1, keepdim=True)[0]),
+    ],
+    ids=[
+        "amax",
+        "amin",
+        "sort",
+        "topk",
+        "unsqueeze",
+        "gather",
+        "scatter_add",
+        "cummax",
+        "cummin",
+        "chunk",
+        "split",
+        "flip",
+        "roll",
+        "std_mean",
+        "var_mean",
+    ],  # fmt: skip
+)
+def test_numpys_axis_and_keepdims_work_wherever_an_axis_is_taken(numpy_spelling, torch_spelling):
+    assert_matches_torch(numpy_spelling, torch_spelling, np.random.default_rng(0).standard_normal((3, 4)))
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda m, x: x.permute(dims=(1, 0)),
+        lambda m, x: m.permute(x, dims=(1, 0)),
+        lambda m, x: x.tile(dims=(2, 1)),
+        lambda m, x: x.reshape(shape=(4, 3)),
+        lambda m, x: x.transpose(dim0=0, dim1=1),
+        lambda m, x: m.transpose(x, dim0=-1, dim1=0),
+        lambda m, x: x.flip(0, 1),
+        lambda m, x: x.flip([0, 1]),
+        lambda m, x: x.std(dim=1, unbiased=True),
+        lambda m, x: x.var(dim=1, unbiased=False, keepdim=True),
+        lambda m, x: x.var(0, True),
+        lambda m, x: x.var(0, correction=None),
+        lambda m, x: m.var_mean(x, 1, False)[0] if m is torch else x.var_mean(1, False)[0],
+        lambda m, x: m.std_mean(x, 0, True, True)[0] if m is torch else x.std_mean(0, True, True)[0],
+        lambda m, x: x.sum(dtype=m.float32 if m is torch else np.float32),
+        lambda m, x: x.cumsum(1, dtype=m.float32 if m is torch else np.float32),
+        lambda m, x: x.softmax(-1, dtype=m.float32 if m is torch else np.float32),
+        lambda m, x: m.max(x, other=x[0]),
+        lambda m, x: m.sum(input=x, dim=0),
+        lambda m, x: m.exp(input=x),
+        lambda m, x: x.where(x > 0, x[0] * 2),
+        lambda m, x: x.where(x > 0, 0.5),
+    ],
+    ids=[
+        "permute_dims",
+        "mg_permute_dims",
+        "tile_dims",
+        "reshape_shape",
+        "transpose_dim0_dim1",
+        "mg_transpose",
+        "flip_varargs",
+        "flip_list",
+        "std_unbiased",
+        "var_unbiased_false",
+        "var_positional_unbiased",
+        "var_correction_none",
+        "var_mean_positional",
+        "std_mean_positional",
+        "sum_dtype",
+        "cumsum_dtype",
+        "softmax_dtype",
+        "max_other",
+        "sum_input",
+        "exp_input",
+        "where_method",
+        "where_method_number",
+    ],  # fmt: skip
+)
+def test_torchs_keywords_and_forms_mean_what_they_mean_in_torch(call):
+    assert_matches_torch(
+        lambda x: call(mg, x), lambda x: call(torch, x), np.random.default_rng(1).standard_normal((3, 4))
+    )
