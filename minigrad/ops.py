@@ -68,6 +68,17 @@ def sign(a: np.ndarray) -> np.ndarray:
     return np.where(a != a, 0, np.sign(a))
 
 
+def floor_divide(a, b):
+    """a // b, refusing an integer division by zero as torch does (NumPy's answer is 0)."""
+    _refuse_integer_division_by_zero(a, b)
+    return np.floor_divide(a, b)
+
+
+def _refuse_integer_division_by_zero(a, b) -> None:
+    if np.result_type(a, b).kind in "biu" and np.any(np.asarray(b) == 0):
+        raise ZeroDivisionError("integer division or remainder by zero (torch raises too; NumPy would give 0)")
+
+
 def _shape_of(x) -> tuple:
     return x.shape if type(x) is np.ndarray else np.shape(x)  # np.shape dispatches: ten times slower
 
@@ -714,6 +725,7 @@ class Remainder(Function):
     tensor_backward = True
 
     def forward(self, a, b):
+        _refuse_integer_division_by_zero(a, b)
         self.a, self.b = a, b
         return np.remainder(a, b)
 

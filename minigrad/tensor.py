@@ -228,10 +228,10 @@ class Tensor:
         return ops.Remainder.apply(as_operand(other, self), self)
 
     def __floordiv__(self, other):
-        return ops.Rounding.apply(self, as_operand(other, self), function=np.floor_divide)
+        return ops.Rounding.apply(self, as_operand(other, self), function=ops.floor_divide)
 
     def __rfloordiv__(self, other):
-        return ops.Rounding.apply(as_operand(other, self), self, function=np.floor_divide)
+        return ops.Rounding.apply(as_operand(other, self), self, function=ops.floor_divide)
 
     # Comparisons give boolean tensors outside the graph (useful as masks), `==` and `!=` too.
     # A tensor still hashes by identity, so it can be a dict key or a set member; but

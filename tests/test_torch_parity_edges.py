@@ -649,3 +649,24 @@ def test_torchs_keywords_and_forms_mean_what_they_mean_in_torch(call):
     assert_matches_torch(
         lambda x: call(mg, x), lambda x: call(torch, x), np.random.default_rng(1).standard_normal((3, 4))
     )
+
+
+@pytest.mark.parametrize(
+    "operation",
+    [lambda a: a % 0, lambda a: a // 0, lambda a: a % a, lambda a: 5 // a, lambda a: (a > 0) % 0],
+    ids=["mod_zero", "floordiv_zero", "mod_zero_tensor", "rfloordiv", "bool_mod"],
+)
+def test_an_integer_division_by_zero_is_refused_as_torch(operation):
+    ints = np.array([3, -2, 0])
+    with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+        operation(torch.from_numpy(ints))
+    with pytest.raises(ZeroDivisionError, match="by zero"):
+        operation(Tensor(ints))
+
+
+def test_a_float_division_by_zero_still_gives_torchs_nan_and_inf():
+    floats = np.array([3.0, -2.0, 0.0])
+    for operation in (lambda a: a % 0, lambda a: a // 0, lambda a: 5 // a):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ours = operation(Tensor(floats, dtype=np.float64)).data
+        np.testing.assert_array_equal(ours, operation(torch.from_numpy(floats)).numpy())
