@@ -1,4 +1,4 @@
-"""More of torch's vocabulary: running maxima, scatters, selections, std_mean, logcumsumexp.
+"""More of torch's vocabulary: gather, running maxima, scatters, selections, std_mean, logcumsumexp.
 
 None of these needs a new derivative. Each finds its indices with NumPy (which element wins,
 where each source lands) and then moves values with the primitives of minigrad/ops.py —
@@ -12,8 +12,47 @@ from __future__ import annotations
 import numpy as np
 
 from minigrad import ops
-from minigrad.tensor import Tensor, array_of, concatenate, where
+from minigrad.tensor import Tensor, array_of, as_operand, concatenate, where
 from minigrad.torch_spellings import ValuesIndices, torch_keywords
+
+# ---------------------------------------------------------------- gather and scatter_add
+
+
+@torch_keywords
+def gather(self, dim: int, index):
+    """out[p] = self[p with p[dim] = index[p]], as torch.gather; index has self's number of
+    dimensions and may be smaller than self along every one but `dim`."""
+    dim = ops.normalize_axis(dim, self.ndim)
+    if self.ndim == 0:  # torch reads a 0-d tensor as one of shape (1,), and a 0-d or (1,) index
+        return self.reshape(1).gather(0, array_of(index).reshape(-1)).reshape(np.shape(array_of(index)))
+    return ops.Gather.apply(self, _gather_index(index, self.shape, dim, "gather"), axis=dim)
+
+
+@torch_keywords
+def scatter_add(self, dim: int, index, src):
+    """A copy of self with src[p] added at (p with p[dim] = index[p]), as torch.scatter_add."""
+    dim = ops.normalize_axis(dim, self.ndim)
+    index = _gather_index(index, self.shape, dim, "scatter_add")
+    src = as_operand(src, self)
+    if src.ndim != index.ndim or any(i > s for i, s in zip(index.shape, src.shape)):
+        raise ValueError(f"scatter_add: index of shape {index.shape} does not fit src of shape {src.shape}")
+    src = src[tuple(slice(0, n) for n in index.shape)]  # torch reads only the part index covers
+    return ops.ScatterAdd.apply(self, index, src, axis=dim)
+
+
+def _gather_index(index, shape: tuple, dim: int, name: str) -> np.ndarray:
+    """An index for gather/scatter_add, checked as torch checks it (no wrap-around of negatives)."""
+    index = array_of(index)
+    if index.dtype.kind not in "iu":
+        raise TypeError(f"{name}: index must hold integers, not {index.dtype}")
+    if index.ndim != len(shape):
+        raise ValueError(f"{name}: index has {index.ndim} dimensions, the tensor of shape {shape} has {len(shape)}")
+    if any(i > n for d, (i, n) in enumerate(zip(index.shape, shape)) if d != dim):
+        raise ValueError(f"{name}: index of shape {index.shape} is larger than the tensor's {shape} outside dim {dim}")
+    if index.size and (index.min() < 0 or index.max() >= shape[dim]):
+        raise IndexError(f"{name}: index values must lie in [0, {shape[dim]}), got {index.min()}..{index.max()}")
+    return index
+
 
 # ---------------------------------------------------------------- running maxima and minima
 

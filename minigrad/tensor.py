@@ -377,38 +377,16 @@ class Tensor:
     def __getitem__(self, index):
         return ops.GetItem.apply(self, index=_index(index))
 
-    @torch_keywords
-    def gather(self, dim: int, index):
-        """out[p] = self[p with p[dim] = index[p]], as torch.gather; index has self's number of
-        dimensions and may be smaller than self along every one but `dim`."""
-        dim = ops.normalize_axis(dim, self.ndim)
-        if self.ndim == 0:  # torch reads a 0-d tensor as one of shape (1,), and a 0-d or (1,) index
-            return self.reshape(1).gather(0, array_of(index).reshape(-1)).reshape(np.shape(array_of(index)))
-        return ops.Gather.apply(self, _gather_index(index, self.shape, dim, "gather"), axis=dim)
-
-    @torch_keywords
-    def scatter_add(self, dim: int, index, src):
-        """A copy of self with src[p] added at (p with p[dim] = index[p]), as torch.scatter_add."""
-        dim = ops.normalize_axis(dim, self.ndim)
-        index = _gather_index(index, self.shape, dim, "scatter_add")
-        src = as_operand(src, self)
-        if src.ndim != index.ndim or any(i > s for i, s in zip(index.shape, src.shape)):
-            raise ValueError(f"scatter_add: index of shape {index.shape} does not fit src of shape {src.shape}")
-        src = src[tuple(slice(0, n) for n in index.shape)]  # torch reads only the part index covers
-        return ops.ScatterAdd.apply(self, index, src, axis=dim)
-
     def masked_fill(self, mask, value: float):
-        """A copy with `value` wherever `mask` (boolean, broadcastable to this tensor's shape) is True.
-
-        The value takes this tensor's dtype, as torch's: an integer tensor filled with 0.5 gets 0.
-        """
+        """A copy with `value`, cast to this tensor's dtype as torch casts it (an integer tensor filled
+        with 0.5 gets 0), wherever the boolean `mask` (broadcastable to this tensor's shape) is True."""
         mask = array_of(mask)
         if np.broadcast_shapes(mask.shape, self.shape) != self.shape:
             raise ValueError(
                 f"masked_fill: a mask of shape {mask.shape} does not broadcast to the tensor's {self.shape}"
             )
-        value = value if isinstance(value, Tensor) else Tensor(value, dtype=self.dtype)
-        return ops.Where.apply(mask, value if value.dtype == self.dtype else value.astype(self.dtype), self)
+        value = value.astype(self.dtype) if isinstance(value, Tensor) else np.asarray(value, dtype=self.dtype)
+        return ops.Where.apply(mask, value, self)
 
 
 def _scan(function: type, x: Tensor, axis) -> Tensor:
@@ -419,20 +397,6 @@ def _scan(function: type, x: Tensor, axis) -> Tensor:
         ops.normalize_axis(axis, 0)
         return function.apply(x.reshape(1), axis=0).reshape(())
     return function.apply(x, axis=ops.normalize_axis(axis, x.ndim))
-
-
-def _gather_index(index, shape: tuple, dim: int, name: str) -> np.ndarray:
-    """An index for gather/scatter_add, checked as torch checks it (no wrap-around of negatives)."""
-    index = array_of(index)
-    if index.dtype.kind not in "iu":
-        raise TypeError(f"{name}: index must hold integers, not {index.dtype}")
-    if index.ndim != len(shape):
-        raise ValueError(f"{name}: index has {index.ndim} dimensions, the tensor of shape {shape} has {len(shape)}")
-    if any(i > n for d, (i, n) in enumerate(zip(index.shape, shape)) if d != dim):
-        raise ValueError(f"{name}: index of shape {index.shape} is larger than the tensor's {shape} outside dim {dim}")
-    if index.size and (index.min() < 0 or index.max() >= shape[dim]):
-        raise IndexError(f"{name}: index values must lie in [0, {shape[dim]}), got {index.min()}..{index.max()}")
-    return index
 
 
 def _index(index):
@@ -513,6 +477,7 @@ _add_methods(
 )
 _add_methods(
     selection,
-    "cummax cummin logcumsumexp std_mean var_mean repeat_interleave masked_select nonzero scatter scatter_reduce",
+    """gather scatter_add cummax cummin logcumsumexp std_mean var_mean repeat_interleave masked_select nonzero
+    scatter scatter_reduce""",
 )
 Tensor.view = Tensor.reshape  # torch's name; minigrad's tensors never share storage, so a view is a reshape

@@ -330,13 +330,14 @@ def test_concatenate_and_stack(shape, seed, data, count):
     check(lambda *ts: mg.stack(ts, axis=stack_axis), *same)
 
 
-@checks(ops.Where, "mg.where", "Tensor.masked_fill")
+@checks(ops.Where, "mg.where", "Tensor.masked_fill", "Tensor.where")
 @given(shapes3=hnp.mutually_broadcastable_shapes(num_shapes=3, min_dims=0, max_dims=4, max_side=3), seed=seeds)
 def test_where_and_masked_fill(shapes3, seed):
     condition_shape, a_shape, b_shape = shapes3.input_shapes
     condition = np.random.default_rng(seed).random(condition_shape) > 0.5
     check(lambda a, b: mg.where(condition, a, b), leaf(seed, a_shape), leaf(seed + 1, b_shape))
     check(lambda b: mg.where(condition, 0.5, b), leaf(seed + 1, b_shape))
+    check(lambda a, b: a.where(condition, b), leaf(seed, a_shape), leaf(seed + 1, b_shape))  # torch's method
     mask_shape = np.broadcast_shapes(condition_shape, b_shape)
     if mask_shape == b_shape:  # masked_fill keeps the tensor's shape
         check(lambda b: b.masked_fill(condition, -3.0), leaf(seed + 1, b_shape))

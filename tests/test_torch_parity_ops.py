@@ -149,6 +149,11 @@ def cases() -> dict:
                 lambda a, b: torch.where(as_torch(mask), a, b),
                 [normal(3, 4), normal(4)],
             ),
+            "where_method": (
+                lambda a, b: a.where(mask, b),
+                lambda a, b: a.where(as_torch(mask), b),
+                [normal(3, 4), normal(4)],
+            ),
             "masked_fill": (
                 lambda a: a.masked_fill(mask, -1e9),
                 lambda a: a.masked_fill(as_torch(mask), -1e9),
