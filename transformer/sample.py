@@ -127,7 +127,8 @@ def sample(
     logits = np.asarray(logits, dtype=np.float64)
     # the largest logit becomes 0 before the division, so a tiny temperature sends the others to
     # -inf (probability 0), never the largest to +inf (inf - inf = NaN in the softmax)
-    scaled = (logits - logits.max(axis=-1, keepdims=True)) / temperature  # (B, V), a new array
+    with np.errstate(over="ignore"):  # -x / tiny is -inf, a probability of 0
+        scaled = (logits - logits.max(axis=-1, keepdims=True)) / temperature  # (B, V), a new array
     if top_k is not None or top_p is not None:
         scaled = filter_logits(scaled, top_k, top_p)  # -inf outside the support
     probs, _ = softmax_array(scaled)  # (B, V), 0 outside the support
