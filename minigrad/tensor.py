@@ -375,7 +375,7 @@ class Tensor:
         return ops.BroadcastTo.apply(self, shape=shape_from_args(shape))
 
     def __getitem__(self, index):
-        return ops.GetItem.apply(self, index=_index(index))
+        return ops.GetItem.apply(self, index=_index(index, self.ndim))
 
     def masked_fill(self, mask, value: float):
         """A copy with `value`, cast to this tensor's dtype as torch casts it (an integer tensor filled
@@ -399,10 +399,16 @@ def _scan(function: type, x: Tensor, axis) -> Tensor:
     return function.apply(x, axis=ops.normalize_axis(axis, x.ndim))
 
 
-def _index(index):
-    """Turn Tensor, list and nested-tuple indices into arrays; reject index types NumPy would misread."""
+def _index(index, ndim: int):
+    """Turn Tensor, list and nested-tuple indices into arrays; reject index types NumPy would misread.
+
+    An Ellipsis that stands for no axis is dropped, as torch reads it: to NumPy it still parts
+    two index arrays, whose axis then moves to the front (x[:, i, ..., j] on a 3-D x).
+    """
     if isinstance(index, tuple):
-        return tuple(_index_item(item) for item in index)
+        items = [_index_item(item) for item in index]
+        taken = sum(map(_axes_taken, items))
+        return tuple(i for i in items if not (i is Ellipsis and taken == ndim))
     if isinstance(index, list) and not all(isinstance(i, (int, np.integer, np.bool_)) for i in index):
         # x[[rows, cols]]: torch reads a list holding sequences or slices as a tuple, NumPy as one array
         raise IndexError(
@@ -410,6 +416,13 @@ def _index(index):
             "write x[tuple(index)] or x[np.array(index)]"
         )
     return _index_item(index)
+
+
+def _axes_taken(item) -> int:
+    """How many axes an index entry reads: None and ... none, a boolean mask its own number, others one."""
+    if item is None or item is Ellipsis:
+        return 0
+    return item.ndim if isinstance(item, np.ndarray) and item.dtype == bool else 1
 
 
 def _index_item(item):

@@ -345,6 +345,20 @@ def test_an_empty_dim_list_reduces_nothing_in_all_and_any_and_is_refused_by_max_
 # ---------------------------------------------------------------- indices torch and NumPy read differently
 
 
+@pytest.mark.parametrize(
+    "index",
+    [
+        lambda A: (slice(1, 2), A([3, 2]), Ellipsis, A([-4])),  # ... stands for no axis: torch's adjacent arrays
+        lambda A: (A([0, 2]), Ellipsis, A([1, 1]), slice(None)),
+        lambda A: (Ellipsis, A([1, 0])),
+        lambda A: (None, A([1, 0]), Ellipsis, 2, A([0, 1])),
+    ],
+)
+def test_an_ellipsis_standing_for_no_axis_is_read_as_torch_reads_it(index):
+    x = np.arange(60.0).reshape(3, 4, 5)
+    assert_matches_torch(lambda t: t[index(np.array)], lambda t: t[index(torch.tensor)], x)
+
+
 @pytest.mark.filterwarnings("ignore:Using a non-tuple sequence")  # torch's, for the ambiguous lists
 @pytest.mark.parametrize(
     "index",
