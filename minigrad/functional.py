@@ -23,6 +23,7 @@ from minigrad import ops
 from minigrad.autograd import Function
 from minigrad.creation import default_rng
 from minigrad.tensor import Tensor, array_of
+from minigrad.torch_spellings import torch_keywords
 
 _SQRT_HALF = math.sqrt(0.5)
 _vector_erf = np.frompyfunc(math.erf, 1, 1)
@@ -518,11 +519,13 @@ def implicit_softmax_dim(input: Tensor, dim: int | None, function_name: str) -> 
     return -1
 
 
+@torch_keywords
 def softmax(input: Tensor, dim: int | None = None) -> Tensor:
     """e^x / Σ e^x along `dim` (without dim: the last axis of an input of at most 2 dimensions, as torch)."""
     return input.softmax(dim=implicit_softmax_dim(input, dim, "softmax"))
 
 
+@torch_keywords
 def log_softmax(input: Tensor, dim: int | None = None) -> Tensor:
     """log softmax along `dim` (without dim: as `softmax`)."""
     return input.log_softmax(dim=implicit_softmax_dim(input, dim, "log_softmax"))

@@ -90,6 +90,7 @@ def cummin(self: Tensor, dim: int) -> ValuesIndices:
     return _running_extreme(self, dim, np.less_equal)
 
 
+@torch_keywords
 def logcumsumexp(self: Tensor, dim: int) -> Tensor:
     """log Σ_{j≤k} exp(x_j) along dim, as torch.logcumsumexp.
 
@@ -126,6 +127,7 @@ def var_mean(self: Tensor, dim=None, correction: int = 1, keepdim: bool = False)
 # ---------------------------------------------------------------- selections
 
 
+@torch_keywords
 def repeat_interleave(self: Tensor, repeats, dim: int | None = None) -> Tensor:
     """Each element (or slice along dim) repeated in place, as torch.repeat_interleave:
     [a, b].repeat_interleave(2) = [a, a, b, b]. repeats: an int or one count per slice; with
@@ -181,6 +183,7 @@ def _flat_targets(shape: tuple, index: np.ndarray, dim: int) -> np.ndarray:
     return np.ravel_multi_index(np.broadcast_arrays(*ops.gather_positions(index, dim)), shape)
 
 
+@torch_keywords
 def scatter(self: Tensor, dim: int, index, src) -> Tensor:
     """A copy of self with src[p] written at p with p[dim] = index[p], as torch.scatter (src may be a number).
 
@@ -202,6 +205,7 @@ def scatter(self: Tensor, dim: int, index, src) -> Tensor:
 REDUCTIONS = {"sum": 0.0, "prod": 1.0, "mean": 0.0, "amax": -np.inf, "amin": np.inf}  # each one's neutral element
 
 
+@torch_keywords
 def scatter_reduce(self: Tensor, dim: int, index, src, reduce: str, *, include_self: bool = True) -> Tensor:
     """self with the src entries landing on each place reduced into it, as torch.scatter_reduce.
 

@@ -265,6 +265,7 @@ def flatten(x, start_dim: int = 0, end_dim: int = -1):
     return x.reshape(x.shape[:start] + (int(np.prod(x.shape[start : end + 1])),) + x.shape[end + 1 :])
 
 
+@torch_keywords
 def unflatten(x, dim: int, sizes):
     """Split dimension `dim` into `sizes` (one may be -1), as torch.unflatten."""
     dim = ops.normalize_axis(dim, x.ndim)

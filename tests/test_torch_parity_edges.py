@@ -585,6 +585,19 @@ INDEX = np.array([[0, 2], [1, 1], [3, 0]])
         (lambda x: x.roll(1, axis=1), lambda x: x.roll(1, dims=1)),
         (lambda x: x.std_mean(axis=0, ddof=0)[0], lambda x: torch.std_mean(x, dim=0, correction=0)[0]),
         (lambda x: x.var_mean(axis=1, keepdims=True)[0], lambda x: torch.var_mean(x, dim=1, keepdim=True)[0]),
+        (lambda x: x.logcumsumexp(axis=1), lambda x: x.logcumsumexp(dim=1)),
+        (lambda x: x.repeat_interleave(2, axis=0), lambda x: x.repeat_interleave(2, dim=0)),
+        (  # each place written once: which of two writes stays is unspecified in torch
+            lambda x: x.scatter(axis=1, index=INDEX[[0, 2]], src=x[:2, :2]),
+            lambda x: x.scatter(1, torch.from_numpy(INDEX[[0, 2]]), x[:2, :2]),
+        ),
+        (
+            lambda x: x.scatter_reduce(axis=1, index=INDEX, src=x[:, :2], reduce="sum"),
+            lambda x: x.scatter_reduce(1, torch.from_numpy(INDEX), x[:, :2], "sum"),
+        ),
+        (lambda x: x.unflatten(axis=1, sizes=(2, 2)), lambda x: x.unflatten(1, (2, 2))),
+        (lambda x: F.softmax(x, axis=0), lambda x: torch.softmax(x, dim=0)),
+        (lambda x: F.log_softmax(x, axis=0), lambda x: torch.log_softmax(x, dim=0)),
     ],
     ids=[
         "amax",
@@ -602,6 +615,13 @@ INDEX = np.array([[0, 2], [1, 1], [3, 0]])
         "roll",
         "std_mean",
         "var_mean",
+        "logcumsumexp",
+        "repeat_interleave",
+        "scatter",
+        "scatter_reduce",
+        "unflatten",
+        "F.softmax",
+        "F.log_softmax",
     ],  # fmt: skip
 )
 def test_numpys_axis_and_keepdims_work_wherever_an_axis_is_taken(numpy_spelling, torch_spelling):

@@ -196,7 +196,7 @@ class Dropout(Module):
 class GELU(Module):
     """x · Φ(x), Φ the standard normal CDF (the exact erf form; approximate="tanh" for GPT-2's)."""
 
-    def __init__(self, approximate: str = "none", fused: bool | None = None):
+    def __init__(self, approximate: str = "none", *, fused: bool | None = None):
         super().__init__()
         self.fused = fused
         if approximate not in ("none", "tanh"):
