@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing it
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine  # noqa: E402
 
 import minigrad.functional as F  # noqa: E402
 from minigrad import Tensor  # noqa: E402
@@ -96,6 +98,7 @@ def main(argv=None) -> None:
     parser.add_argument("--size", choices=sorted(SHAPES), default="baby")
     args = parser.parse_args(argv)
     threads = os.environ.get("OPENBLAS_NUM_THREADS", "all")
+    print(f"machine: {machine()}")
     print(f"forward + backward, CPU ms (best of 5), OpenBLAS threads: {threads}")
     print("| kernel | fused | definition | speed-up |")
     print("|---|---:|---:|---:|")

@@ -31,6 +31,7 @@ from bench_gpt import (  # noqa: E402
     batches,
     model_config,
 )
+from machine import machine  # noqa: E402
 
 import minigrad as mg  # noqa: E402
 from transformer import GPT, GPTConfig  # noqa: E402
@@ -58,6 +59,7 @@ def main(argv=None) -> None:
 
     for x, y in data[:WARMUP_STEPS]:
         step(x, y)
+    print(f"machine: {machine()}")
     if args.by_op:
         wall = time.perf_counter()
         with mg.profile() as prof:
