@@ -575,7 +575,7 @@ def nll_loss(input: Tensor, target, weight=None, ignore_index: int = -100, reduc
         raise IndexError(
             f"nll_loss targets must lie in [0, {classes}) or be ignore_index, got {target.min()}..{target.max()}"
         )
-    picked = input.gather(1, safe[:, None]).squeeze(1)  # (N, d...)
+    picked = input.gather(1, safe[:, None]).squeeze(1).masked_fill(~kept, 0.0)  # (N, d...) 0 where ignored
     weights = (np.ones(classes) if weight is None else array_of(weight))[safe] * kept
     weights = weights.astype(input.dtype)
     losses = -picked * weights  # (N, d...) 0 where ignored

@@ -426,7 +426,7 @@ class CrossEntropy(Function):
         if label_smoothing:
             smooth = log_sum - lane_sums(logits2, -1)[:, 0] / C  # (N,) mean over classes of -log p[c]
             losses = (1.0 - label_smoothing) * losses + label_smoothing * smooth
-        losses *= kept
+        losses = np.where(kept, losses, 0)  # an ignored row counts 0, even where its picked logit is -inf
         self.moved_shape, self.probs, self.smoothing = classes_last.shape, probs, label_smoothing
         self.rows, self.targets, self.kept, self.reduction = rows, picked, kept, reduction
         self.count = int(kept.sum())

@@ -154,6 +154,24 @@ def test_nll_loss_with_every_target_ignored_is_nan_with_zero_gradient(weight):
     np.testing.assert_array_equal(x.grad, tx.grad.numpy())
 
 
+@BOTH_PATHS
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_an_ignored_row_counts_0_whatever_its_logits_hold_as_torch(reduction, fused):
+    """An ignored row whose class-0 logit is -inf (a masked vocabulary): torch counts it 0; a
+    product with 0 would give inf · 0 = NaN and spoil the whole mean."""
+    logits = np.array([[-np.inf, 0.0, 1.0], [0.5, 0.2, -1.0], [0.1, -np.inf, 2.0]])
+    targets = np.array([-100, 2, 0])
+    with mg.use_kernels(fused), np.errstate(all="raise"):  # no NaN made along the way either
+        z = Tensor(logits, dtype=np.float64, requires_grad=True)
+        loss = F.cross_entropy(z, targets, ignore_index=-100, reduction=reduction)
+        loss.sum().backward()
+    tz = torch.tensor(logits, requires_grad=True)
+    expected = TF.cross_entropy(tz, torch.from_numpy(targets), reduction=reduction)
+    expected.sum().backward()
+    np.testing.assert_allclose(loss.data, expected.detach().numpy(), rtol=1e-14)
+    np.testing.assert_allclose(z.grad, tz.grad.numpy(), rtol=1e-14, atol=1e-16)
+
+
 # ---------------------------------------------------------------- cross-entropy: what it refuses
 
 
