@@ -124,14 +124,14 @@ def sample(
     if temperature == 0:
         return np.argmax(logits, axis=-1).astype(np.int64)
     rng = default_rng() if rng is None else rng
-    logits = np.asarray(logits, dtype=np.float64)
     # the largest logit becomes 0 before the division, so a tiny temperature sends the others to
     # -inf (probability 0), never the largest to +inf (inf - inf = NaN in the softmax)
+    scaled = np.subtract(logits, np.max(logits, axis=-1, keepdims=True), dtype=np.float64)  # (B, V), a new array
     with np.errstate(over="ignore"):  # -x / tiny is -inf, a probability of 0
-        scaled = (logits - logits.max(axis=-1, keepdims=True)) / temperature  # (B, V), a new array
+        scaled /= temperature
     if top_k is not None or top_p is not None:
-        scaled = filter_logits(scaled, top_k, top_p)  # -inf outside the support
-    probs, _ = softmax_array(scaled)  # (B, V), 0 outside the support
+        scaled = filter_logits(scaled, top_k, top_p)  # -inf outside the support; the largest stays
+    probs, _ = softmax_array(scaled, shift=0.0)  # (B, V), 0 outside the support; the largest is 0 already
     cdf = np.cumsum(probs, axis=-1)  # (B, V)
     # inverse-CDF sampling: the first token whose cumulative probability exceeds u ~ U[0, total)
     u = rng.random((cdf.shape[0], 1)) * cdf[:, -1:]  # (B, 1)
