@@ -73,7 +73,8 @@ def logsumexp(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
     axes = ops.reduced_axes(axis, x.ndim)
     # a constant: the shift cancels out of the value and the gradient; +inf is not shifted by, so a lane
     # holding it sums to +inf, as torch's
-    peak = np.nan_to_num(ops.max_shift(x.data, axes), posinf=0.0)
+    peak = ops.max_shift(x.data, axes)
+    peak = np.where(peak == np.inf, 0.0, peak)
     with np.errstate(divide="ignore"):
         out = (x - peak).exp().sum(axis=axes, keepdims=True).log() + peak
     return out.reshape(_reduced_shape(x.shape, axes, keepdims))
